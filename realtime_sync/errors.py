@@ -1,0 +1,87 @@
+"""One exception tree for realtime_sync; every error the library raises derives from
+:class:`RealtimeSyncError`."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "RealtimeSyncError",
+    "ConnectError",
+    "AuthenticationError",
+    "NotConnectedError",
+    "ServerError",
+    "TimeoutError",
+    "DeadlockError",
+    "ConfigurationError",
+    "AudioError",
+]
+
+
+class RealtimeSyncError(Exception):
+    """Root of every exception raised by realtime_sync."""
+
+
+class ConnectError(RealtimeSyncError):
+    """The connection could not be opened, or closed before ``session.created``.
+
+    Attributes:
+        code: the WebSocket close code when the server closed, else ``None``.
+        reason: the close reason or a short description.
+    """
+
+    def __init__(self, message: str, *, code: Optional[int] = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class AuthenticationError(ConnectError):
+    """The server refused the credentials (an ``error`` event, then close 3000)."""
+
+
+class NotConnectedError(RealtimeSyncError):
+    """A send was attempted while the client is not connected."""
+
+
+class ServerError(RealtimeSyncError):
+    """An ``error`` event from the server.
+
+    Attributes:
+        type: ``error.type`` (e.g. ``invalid_request_error``).
+        code: ``error.code`` or ``None``.
+        message: ``error.message``.
+        param: ``error.param`` or ``None``.
+        event_id: the client ``event_id`` of the event that failed, or ``None``.
+        event: the whole ``error`` event.
+    """
+
+    def __init__(self, event: Mapping[str, Any]) -> None:
+        err = event.get("error") or {}
+        if not isinstance(err, Mapping):
+            err = {"message": str(err)}
+        self.event = event
+        self.type = err.get("type")
+        self.code = err.get("code")
+        self.message = str(err.get("message") or "server error")
+        self.param = err.get("param")
+        self.event_id = err.get("event_id")
+        detail = f" ({self.code})" if self.code else ""
+        super().__init__(f"{self.message}{detail}")
+
+
+class TimeoutError(RealtimeSyncError, builtins.TimeoutError):  # noqa: A001
+    """A blocking call ran out of time; also a builtin :class:`TimeoutError`."""
+
+
+class DeadlockError(RealtimeSyncError):
+    """A blocking helper was called on the thread that would have to deliver its result."""
+
+
+class ConfigurationError(RealtimeSyncError, ValueError):
+    """Bad options, or a session configuration the server rejected."""
+
+
+class AudioError(RealtimeSyncError):
+    """An audio device or file could not be used; the message says what to do."""
