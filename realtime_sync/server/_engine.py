@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -26,10 +27,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "WhisperRecognizer",
     "SileroVad",
+    "silero_vad_factory",
     "local_engine",
     "default_model_path",
     "pcm16_to_whisper",
     "SEMANTIC_EAGERNESS_SILENCE_MS",
+    "normalize_transcript",
+    "word_error_rate",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,13 +45,14 @@ MODEL_RATE = 16000
 INSTALL_HINT = "pip install realtime-sync[local]"
 
 SEMANTIC_EAGERNESS_SILENCE_MS: Dict[str, int] = {
-    "low": 1200,
-    "medium": 700,
-    "auto": 700,
-    "high": 350,
+    "low": 800,
+    "medium": 500,
+    "auto": 500,
+    "high": 250,
 }
 """Silence (ms) that ends a turn when ``semantic_vad`` is emulated: the engine has no semantic
-end-of-turn model, so eagerness only chooses how long a pause must last."""
+end-of-turn model, so eagerness only chooses how long a pause must last (the same mapping as
+the server's energy VAD)."""
 
 _FRAME = 512  # Silero VAD frame at 16 kHz (32 ms)
 _CONTEXT = 64  # samples of the previous frame that Silero v6 expects before each frame
@@ -150,6 +155,9 @@ class WhisperRecognizer:
         vad_filter: drop non-speech with Silero before decoding; this keeps Whisper from
             hallucinating text ("Thank you.") on silent or noise-only turns.
     """
+
+    concurrency = 1
+    """Items of one session are transcribed one at a time, in commit order (read by the server)."""
 
     def __init__(
         self,
@@ -282,7 +290,7 @@ def _vad_params(turn_detection: Optional[Mapping[str, Any]]) -> Tuple[float, int
 
     threshold = pick("threshold", 0.5)
     padding = pick("prefix_padding_ms", 300)
-    silence = pick("silence_duration_ms", 500)
+    silence = pick("silence_duration_ms", 200)  # what GA sessions report (the spec says 500)
     for name, value in (("threshold", threshold), ("prefix_padding_ms", padding),
                         ("silence_duration_ms", silence)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -393,12 +401,87 @@ class SileroVad:
         return events
 
 
+def silero_vad_factory(turn_detection: Optional[Mapping[str, Any]]) -> Optional[SileroVad]:
+    """The server's ``vad_factory`` for the offline engine: a :class:`SileroVad` per session.
+
+    Called on the server's connection thread when a session's ``turn_detection`` changes;
+    returns ``None`` when ``turn_detection`` is null (manual commits only).
+    """
+    if not turn_detection:
+        return None
+    return SileroVad(turn_detection)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+_ONES = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _number_words(n: int) -> List[str]:
+    """Spell a non-negative integer below one billion as English words."""
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + ([_ONES[n % 10]] if n % 10 else [])
+    for size, name in ((1_000_000, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = _number_words(n % size) if n % size else []
+            return _number_words(n // size) + [name] + rest
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def normalize_transcript(text: str) -> List[str]:
+    """Words of ``text`` for scoring: lower case, punctuation dropped, digits spelled out.
+
+    Any thread may call this. ``"I have 3 apples, 2 oranges."`` ->
+    ``["i", "have", "three", "apples", "two", "oranges"]``.
+    """
+    words: List[str] = []
+    cleaned = re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())  # 1,000 -> 1000
+    for token in re.findall(r"[a-z0-9']+", cleaned):
+        token = token.strip("'")
+        if not token:
+            continue
+        for part in re.findall(r"\d+|[a-z']+", token):
+            if part.isdigit() and len(part) <= 9:
+                words.extend(_number_words(int(part)))
+            elif part.isdigit():
+                words.extend(_ONES[int(d)] for d in part)
+            else:
+                words.append(part)
+    return words
+
+
+def word_error_rate(reference: str, hypothesis: str) -> Tuple[float, int, int]:
+    """Return ``(wer, errors, reference_words)`` after :func:`normalize_transcript`.
+
+    Any thread may call this. Errors are the word-level edit distance (substitutions,
+    insertions, deletions); ``wer = errors / reference_words`` (``errors`` when the reference
+    is empty).
+    """
+    ref = normalize_transcript(reference)
+    hyp = normalize_transcript(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
+        previous = current
+    errors = previous[-1]
+    return (errors / len(ref) if ref else float(errors)), errors, len(ref)
+
+
 # --------------------------------------------------------------------------- factory
 
 
 def local_engine(
     model: Optional[str] = None, **recognizer_options: Any
-) -> Tuple[WhisperRecognizer, Callable[[Mapping[str, Any]], SileroVad]]:
+) -> Tuple[WhisperRecognizer, Callable[[Optional[Mapping[str, Any]]], Optional[SileroVad]]]:
     """Return ``(recognizer, vad_factory)`` for ``RealtimeServer(recognizer=, vad_factory=)``.
 
     Any thread may call this. It checks that the engine's packages and the model are present
@@ -422,4 +505,4 @@ def local_engine(
         default_model_path()
     elif not os.path.isdir(os.fspath(model)) and os.sep in os.fspath(model):
         raise ConfigurationError(f"model directory {model!r} does not exist")
-    return recognizer, SileroVad
+    return recognizer, silero_vad_factory
