@@ -1,0 +1,64 @@
+"""Reconnect policy: exponential backoff with jitter."""
+
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+__all__ = ["Backoff"]
+
+
+class Backoff:
+    """How long to wait before each reconnect attempt.
+
+    The delay of attempt ``n`` (1-based) is ``min(maximum, initial * multiplier**(n-1))``,
+    spread by ``±jitter`` (a fraction). ``max_attempts=None`` retries for ever; the count
+    resets once a new session is created.
+
+    Args:
+        initial: first delay in seconds.
+        maximum: the largest delay in seconds.
+        multiplier: growth per attempt.
+        jitter: random spread as a fraction of the delay (0.2 = ±20 %).
+        max_attempts: give up after this many failed attempts in a row (None: never).
+    """
+
+    def __init__(
+        self,
+        initial: float = 0.5,
+        maximum: float = 30.0,
+        multiplier: float = 2.0,
+        jitter: float = 0.2,
+        max_attempts: Optional[int] = None,
+    ) -> None:
+        if initial < 0 or maximum < 0:
+            raise ValueError("Backoff delays must be >= 0")
+        if multiplier < 1:
+            raise ValueError("Backoff multiplier must be >= 1")
+        if not 0 <= jitter <= 1:
+            raise ValueError("Backoff jitter must be between 0 and 1")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError("Backoff max_attempts must be >= 1 or None")
+        self.initial = float(initial)
+        self.maximum = float(maximum)
+        self.multiplier = float(multiplier)
+        self.jitter = float(jitter)
+        self.max_attempts = max_attempts
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt`` (1-based)."""
+        base = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
+        if self.jitter:
+            base *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+    def gives_up(self, attempt: int) -> bool:
+        """True when ``attempt`` is past ``max_attempts``."""
+        return self.max_attempts is not None and attempt > self.max_attempts
+
+    def __repr__(self) -> str:
+        return (
+            f"Backoff(initial={self.initial}, maximum={self.maximum}, "
+            f"multiplier={self.multiplier}, jitter={self.jitter}, "
+            f"max_attempts={self.max_attempts})"
+        )

@@ -1,0 +1,405 @@
+"""Handler registry, event taps (waiters and iterators) and the ordered dispatcher thread.
+
+The network thread calls :meth:`Router.deliver` for every event. Under one lock it numbers the
+event, keeps it in a small ``recent`` ring (so ``wait_for`` after a ``send`` cannot miss a fast
+reply), hands it to matching waiters and iterators, and appends it to the bounded dispatch queue.
+When the queue is full the network thread waits (backpressure through TCP): no server event is
+ever dropped. The dispatcher thread takes the whole queue at once (batching under load: one
+wake-up per burst, not per event) and runs handlers one at a time, in arrival order, or passes
+each batch to a ``marshal`` callable (a GUI's thread) that runs it in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+import warnings
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+
+from .events import BETA_TO_GA, Event, LibraryEvents
+
+__all__ = ["Registry", "Router", "Waiter", "EventIterator", "Handler"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Event], Any]
+Marshal = Callable[[Callable[[], None]], Any]
+
+DISPATCH_THREAD = "realtime-sync-dispatch"
+
+
+class Registry:
+    """Handlers by event type; ``"*"`` receives every event. Copy-on-write, so registering
+    from any thread (a handler included) never disturbs a dispatch in progress."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_type: Dict[str, Tuple[Handler, ...]] = {}
+        self._wildcard: Tuple[Handler, ...] = ()
+        self._warned: Set[str] = set()
+
+    def add(self, type_: str, handler: Handler) -> None:
+        """Register ``handler`` for ``type_`` (any thread)."""
+        if not isinstance(type_, str) or not type_:
+            raise TypeError(f"event type must be a non-empty string, not {type_!r}")
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        ga = BETA_TO_GA.get(type_)
+        if ga and type_ not in self._warned:
+            self._warned.add(type_)
+            warnings.warn(
+                f"{type_!r} is a retired beta event name that GA servers never send;"
+                f" use {ga!r}",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            logger.warning("handler registered for retired beta event %r; GA name is %r", type_, ga)
+        with self._lock:
+            if type_ == "*":
+                self._wildcard = self._wildcard + (handler,)
+            else:
+                self._by_type[type_] = self._by_type.get(type_, ()) + (handler,)
+
+    def remove(self, type_: str, handler: Optional[Handler] = None) -> bool:
+        """Unregister one handler (or all for the type when ``handler`` is None)."""
+        with self._lock:
+            if type_ == "*":
+                current = self._wildcard
+            else:
+                current = self._by_type.get(type_, ())
+            if handler is None:
+                kept: Tuple[Handler, ...] = ()
+            else:
+                items = list(current)
+                for i, h in enumerate(items):
+                    if h == handler:
+                        del items[i]
+                        break
+                kept = tuple(items)
+            if type_ == "*":
+                self._wildcard = kept
+            elif kept:
+                self._by_type[type_] = kept
+            else:
+                self._by_type.pop(type_, None)
+            return len(kept) != len(current)
+
+    def handlers_for(self, type_: str) -> Tuple[Handler, ...]:
+        """The handlers for one event, type-specific first, then wildcard."""
+        specific = self._by_type.get(type_)
+        if specific:
+            return specific + self._wildcard if self._wildcard else specific
+        return self._wildcard
+
+
+class Waiter:
+    """A pending ``wait_for``: receives candidate events (matching types and ``error``)."""
+
+    __slots__ = ("types", "errors", "items", "cond")
+
+    def __init__(self, types: Tuple[str, ...], errors: bool, lock: threading.Lock) -> None:
+        self.types = types
+        self.errors = errors
+        self.items: Deque[Tuple[int, Event]] = deque()
+        self.cond = threading.Condition(lock)
+
+    def wants(self, type_: str) -> bool:
+        return type_ in self.types or (self.errors and type_ == "error")
+
+
+class EventIterator:
+    """An iterator over events with its own queue, registered when it is created.
+
+    Thread: iterate from any thread but the dispatcher's. Iteration ends when the client closes
+    or when no event arrives within ``timeout`` seconds (``None``: wait for ever). The queue
+    holds up to ``maxsize`` events; beyond that the oldest are dropped and counted in
+    :attr:`dropped` (with a warning), so a forgotten iterator cannot stall the connection.
+    """
+
+    def __init__(
+        self,
+        router: "Router",
+        timeout: Optional[float],
+        types: Optional[Tuple[str, ...]],
+        maxsize: int,
+    ) -> None:
+        self._router = router
+        self._timeout = timeout
+        self._types = types
+        self._maxsize = maxsize
+        self._items: Deque[Event] = deque()
+        self._cond = threading.Condition(router.lock)
+        self.dropped = 0
+        self.closed = False
+
+    def _offer(self, event: Event) -> None:  # called with the router lock held
+        if self._types is not None and event.type not in self._types:
+            return
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("events() iterator is not being read: %d events dropped",
+                               self.dropped)
+        self._items.append(event)
+        self._cond.notify()
+
+    def __iter__(self) -> "EventIterator":
+        return self
+
+    def __next__(self) -> Event:
+        self._router.check_blocking_call("events()")
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        with self._cond:
+            while True:
+                self._router.raise_strict()
+                if self._items:
+                    return self._items.popleft()
+                if self.closed or self._router.finished:
+                    self._close_locked()
+                    raise StopIteration
+                remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+                if remaining <= 0:
+                    self._close_locked()
+                    raise StopIteration
+                self._cond.wait(remaining)
+
+    def _close_locked(self) -> None:
+        self.closed = True
+        try:
+            self._router.iterators.remove(self)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        """Stop receiving events (any thread)."""
+        with self._cond:
+            self._close_locked()
+            self._cond.notify_all()
+
+    def __enter__(self) -> "EventIterator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Router:
+    """Numbering, taps and the bounded dispatch queue, with the dispatcher thread."""
+
+    RECENT = 256
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        emit_handler_error: Callable[[Event], None],
+        marshal: Optional[Marshal] = None,
+        queue_size: int = 4096,
+        strict: bool = False,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.registry = registry
+        self.lock = threading.Lock()
+        self._not_empty = threading.Condition(self.lock)
+        self._not_full = threading.Condition(self.lock)
+        self._queue: Deque[Event] = deque()
+        self._queue_size = queue_size
+        self._dispatcher_waiting = False
+        self._stopping = False
+        self.finished = False  # the client is closed for good: waits and iterators end
+        self.seq = 0
+        self.recent: Deque[Tuple[int, Event]] = deque(maxlen=self.RECENT)
+        self.waiters: List[Waiter] = []
+        self.iterators: List[EventIterator] = []
+        self.marshal = marshal
+        self.strict = strict
+        self._strict_error: Optional[BaseException] = None
+        self._emit_handler_error = emit_handler_error
+        self._in_flight = 0
+        self._in_flight_done = threading.Condition(threading.Lock())
+        self.thread: Optional[threading.Thread] = None
+        self.current_handler_thread: Optional[int] = None
+        self.received = 0
+        self.dispatched = 0
+        self.high_water = 0
+        self.handler_errors = 0
+
+    # -- producer side (network thread, or any thread for library events) ------------------
+    def deliver(self, event: Event, block: bool = True) -> None:
+        """Number, tap and enqueue one event; waits while the queue is full (backpressure)."""
+        type_ = event.get("type")
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+            self.received += 1
+            self.recent.append((seq, event))
+            if self.waiters:
+                for w in self.waiters:
+                    if w.wants(type_):  # type: ignore[arg-type]
+                        w.items.append((seq, event))
+                        w.cond.notify()
+            if self.iterators:
+                for it in self.iterators:
+                    it._offer(event)
+            if block and threading.get_ident() != self._dispatcher_ident():
+                while len(self._queue) >= self._queue_size and not self._stopping:
+                    self._not_full.wait(0.25)
+            if self._stopping and self.thread is None:
+                return
+            self._queue.append(event)
+            size = len(self._queue)
+            if size > self.high_water:
+                self.high_water = size
+            if self._dispatcher_waiting:
+                self._not_empty.notify()
+
+    def _dispatcher_ident(self) -> Optional[int]:
+        t = self.thread
+        return t.ident if t is not None else None
+
+    # -- consumer side (dispatcher thread) ------------------------------------------------------
+    def start(self) -> None:
+        """Start the dispatcher thread (once)."""
+        if self.thread is not None:
+            return
+        self._stopping = False
+        self.thread = threading.Thread(target=self._run, name=DISPATCH_THREAD, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not self._queue and not self._stopping:
+                    self._dispatcher_waiting = True
+                    self._not_empty.wait()
+                    self._dispatcher_waiting = False
+                if not self._queue and self._stopping:
+                    return
+                batch = self._queue
+                self._queue = deque()
+                self._not_full.notify_all()
+            if self.marshal is None:
+                self._run_batch(batch)
+            else:
+                self._marshal_batch(batch)
+
+    def _marshal_batch(self, batch: Deque[Event]) -> None:
+        cond = self._in_flight_done
+        with cond:
+            while self._in_flight >= 4 and not self._stopping:
+                cond.wait(0.25)
+            self._in_flight += 1
+
+        def run() -> None:
+            try:
+                self._run_batch(batch)
+            finally:
+                with cond:
+                    self._in_flight -= 1
+                    cond.notify_all()
+
+        try:
+            assert self.marshal is not None
+            self.marshal(run)
+        except Exception:  # noqa: BLE001 - a broken marshal must not kill dispatch
+            logger.exception("marshal callable failed; running handlers on the dispatcher thread")
+            run()
+
+    def _run_batch(self, batch: Deque[Event]) -> None:
+        handlers_for = self.registry.handlers_for
+        self.current_handler_thread = threading.get_ident()
+        try:
+            for event in batch:
+                for handler in handlers_for(event.get("type", "")):
+                    try:
+                        handler(event)
+                    except Exception as exc:  # noqa: BLE001 - reported, dispatch goes on
+                        self._handler_failed(handler, event, exc)
+                self.dispatched += 1
+        finally:
+            self.current_handler_thread = None
+
+    def _handler_failed(self, handler: Handler, event: Event, exc: BaseException) -> None:
+        self.handler_errors += 1
+        name = getattr(handler, "__qualname__", repr(handler))
+        logger.error("handler %s raised on %r", name, event.get("type"), exc_info=exc)
+        if self.strict and self._strict_error is None:
+            self._strict_error = exc
+        if event.get("type") == LibraryEvents.HANDLER_ERROR:
+            return  # never recurse
+        report = Event(
+            type=LibraryEvents.HANDLER_ERROR,
+            handler=name,
+            event_type=event.get("type"),
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            exception=exc,
+        )
+        self._emit_handler_error(report)
+
+    def run_inline(self, event: Event) -> None:
+        """Run the handlers of a library event right now, on the calling handler thread."""
+        for handler in self.registry.handlers_for(event.get("type", "")):
+            try:
+                handler(event)
+            except Exception as exc:  # noqa: BLE001
+                self._handler_failed(handler, event, exc)
+
+    # -- strict mode and thread checks -------------------------------------------------------
+    def raise_strict(self) -> None:
+        """Re-raise (once) the first handler exception in the caller's thread (strict mode)."""
+        exc = self._strict_error
+        if exc is not None:
+            self._strict_error = None
+            raise exc
+
+    def on_handler_thread(self) -> bool:
+        """True when called from the thread that runs handlers right now."""
+        ident = threading.get_ident()
+        return ident == self._dispatcher_ident() or ident == self.current_handler_thread
+
+    def check_blocking_call(self, what: str) -> None:
+        """Raise :class:`DeadlockError` when a blocking helper runs on the dispatcher thread."""
+        from .errors import DeadlockError
+
+        if threading.get_ident() == self._dispatcher_ident():
+            raise DeadlockError(
+                f"{what} was called from a handler on the dispatcher thread; it would wait for"
+                " events that only this thread can deliver. Do the blocking work in another"
+                " thread, or react to the event in a handler instead."
+            )
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    def stop(self, timeout: float) -> bool:
+        """Let the dispatcher finish what is queued, then end it; True when it ended in time."""
+        with self.lock:
+            self._stopping = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        with self._in_flight_done:
+            self._in_flight_done.notify_all()
+        t = self.thread
+        if t is None or t.ident == threading.get_ident():
+            return True
+        t.join(max(0.0, timeout))
+        return not t.is_alive()
+
+    def finish(self) -> None:
+        """Mark the client finished: wake every waiter and iterator so they can end."""
+        with self.lock:
+            self.finished = True
+            for w in self.waiters:
+                w.cond.notify_all()
+            for it in self.iterators:
+                it._cond.notify_all()
+
+    def wake_waiters(self) -> None:
+        """Wake all waiters so they re-check the connection state."""
+        with self.lock:
+            for w in self.waiters:
+                w.cond.notify_all()

@@ -1,0 +1,173 @@
+"""Where to connect and how to authenticate: OpenAI, Azure, a custom or local URL."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from . import _secrets
+from .errors import ConfigurationError
+
+__all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL"]
+
+DEFAULT_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_MODEL = "gpt-realtime"
+
+KeySource = Union[str, Callable[[], Optional[str]], None]
+HeaderSource = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Endpoint:
+    """Builds the URL and handshake headers for each connection attempt.
+
+    The key and headers may be callables; they are evaluated on every attempt (token refresh).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: Optional[str] = None,
+        api_key: KeySource = None,
+        model: Optional[str] = None,
+        intent: Optional[str] = None,
+        headers: HeaderSource = None,
+        azure_endpoint: Optional[str] = None,
+        azure_deployment: Optional[str] = None,
+        allow_insecure: bool = False,
+    ) -> None:
+        if intent is not None and intent not in ("transcription", "realtime"):
+            raise ConfigurationError(
+                f"intent must be 'transcription' or 'realtime', not {intent!r}"
+            )
+        if intent == "transcription" and model:
+            raise ConfigurationError(
+                "a transcription session takes no model in the URL: pass intent='transcription'"
+                " and set the transcription model in the session config"
+            )
+        if headers is not None and not (callable(headers) or isinstance(headers, Mapping)):
+            raise TypeError("headers must be a dict or a callable returning a dict")
+        if api_key is not None and not (callable(api_key) or isinstance(api_key, str)):
+            raise TypeError("api_key must be a string or a callable returning one")
+        self.azure = bool(azure_endpoint or azure_deployment)
+        if self.azure:
+            if not (azure_endpoint and azure_deployment):
+                raise ConfigurationError("Azure needs both azure_endpoint and azure_deployment")
+            if url:
+                raise ConfigurationError("pass either url or azure_endpoint, not both")
+            base = azure_endpoint.rstrip("/")
+            for old, new in (("https://", "wss://"), ("http://", "ws://")):
+                if base.startswith(old):
+                    base = new + base[len(old):]
+            if "://" not in base:
+                base = "wss://" + base
+            url = base + "/openai/v1/realtime"
+            if intent != "transcription":
+                model = azure_deployment
+        self._api_key = api_key
+        self._headers = headers
+        self.allow_insecure = allow_insecure
+        self.url = self._build_url(url or DEFAULT_URL, model, intent)
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("ws", "wss"):
+            raise ConfigurationError(f"url must start with ws:// or wss://, not {parts.scheme!r}")
+        if not parts.hostname:
+            raise ConfigurationError(f"url has no host: {self.url!r}")
+        self.host = parts.hostname
+        self.secure = parts.scheme == "wss"
+        self.is_openai = self.host == "api.openai.com"
+        if isinstance(api_key, str):
+            _secrets.register(api_key)
+
+    @staticmethod
+    def _build_url(url: str, model: Optional[str], intent: Optional[str]) -> str:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        if intent:
+            query["intent"] = intent
+        if model:
+            query["model"] = model
+        if not any(k in query for k in ("model", "intent", "call_id")):
+            query["model"] = DEFAULT_MODEL
+        if query.get("intent") == "transcription":
+            query.pop("model", None)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    @property
+    def intent(self) -> str:
+        """``"transcription"`` or ``"realtime"``, from the URL."""
+        query = dict(parse_qsl(urlsplit(self.url).query))
+        return "transcription" if query.get("intent") == "transcription" else "realtime"
+
+    def key(self) -> Optional[str]:
+        """The API key for this attempt (evaluates a callable; any thread)."""
+        source = self._api_key
+        if source is None:
+            env = "AZURE_OPENAI_API_KEY" if self.azure else "OPENAI_API_KEY"
+            value = os.environ.get(env) or (
+                os.environ.get("OPENAI_API_KEY") if self.azure else None
+            )
+        elif callable(source):
+            value = source()
+        else:
+            value = source
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError("api_key callable must return a string")
+        _secrets.register(value)
+        return value or None
+
+    def check(self) -> None:
+        """Refuse configurations that would leak the key or cannot work, before any I/O.
+
+        Raises:
+            ConfigurationError: no key for OpenAI, or a key over cleartext ``ws://`` to a host
+                that is not loopback (unless ``allow_insecure=True``).
+        """
+        key = self.key()
+        if key is None and (self.is_openai or self.azure):
+            raise ConfigurationError(
+                "no API key: pass api_key= or set OPENAI_API_KEY"
+                + (" (or AZURE_OPENAI_API_KEY)" if self.azure else "")
+            )
+        if key and not self.secure and not is_loopback(self.host) and not self.allow_insecure:
+            raise ConfigurationError(
+                f"refusing to send an API key in cleartext to {self.host} over ws://; use wss://,"
+                " or pass allow_insecure=True for a trusted private network"
+            )
+
+    def resolve(self) -> Tuple[str, List[str]]:
+        """URL and header lines for one connection attempt (the network thread calls it)."""
+        self.check()
+        key = self.key()
+        extra: Dict[str, str] = {}
+        if self._headers is not None:
+            extra = dict(self._headers() if callable(self._headers) else self._headers)
+        lines: List[str] = []
+        if key:
+            if self.azure:
+                lines.append(f"api-key: {key}")
+            else:
+                lines.append(f"Authorization: Bearer {key}")
+        for name, value in extra.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise ConfigurationError("header names and values must be strings")
+            if "\n" in name + value or "\r" in name + value:
+                raise ConfigurationError(f"header {name!r} contains a line break")
+            _secrets.register(value) if name.lower() in ("authorization", "api-key") else None
+            lines.append(f"{name}: {value}")
+        return self.url, lines
+
+    def __repr__(self) -> str:
+        return f"Endpoint(url={self.url!r}, key={_secrets.mask(self.key())})"

@@ -1,0 +1,49 @@
+"""JSON encoding and decoding: ``orjson`` when installed (the ``fast`` extra), else stdlib."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Union
+
+__all__ = ["loads", "dumps", "BACKEND"]
+
+_loads: Callable[[Union[str, bytes]], Any]
+_dumps: Callable[[Any], Union[str, bytes]]
+
+try:  # pragma: no cover - depends on the environment
+    import orjson as _orjson
+
+    _loads = _orjson.loads
+
+    def _dumps(obj: Any) -> Union[str, bytes]:
+        try:
+            return _orjson.dumps(obj)
+        except TypeError as exc:
+            raise TypeError(f"event is not JSON-serialisable: {exc}") from None
+
+    BACKEND = "orjson"
+except ImportError:  # pragma: no cover
+    _loads = json.loads
+    _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def _dumps(obj: Any) -> Union[str, bytes]:
+        try:
+            return _encoder.encode(obj)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"event is not JSON-serialisable: {exc}") from None
+
+    BACKEND = "json"
+
+
+def loads(data: Union[str, bytes]) -> Any:
+    """Parse JSON text; raises ``ValueError`` on malformed input."""
+    return _loads(data)
+
+
+def dumps(obj: Any) -> Union[str, bytes]:
+    """Serialise to compact JSON (``bytes`` with orjson, ``str`` otherwise).
+
+    Raises:
+        TypeError: when the object holds a value JSON cannot represent.
+    """
+    return _dumps(obj)

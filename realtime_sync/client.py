@@ -1,0 +1,852 @@
+"""RealtimeClient: lifecycle, sends that mirror the wire, handlers, and blocking waits."""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+from . import _json, _secrets
+from ._backoff import Backoff
+from ._dispatch import EventIterator, Handler, Marshal, Registry, Router, Waiter
+from ._endpoint import Endpoint, HeaderSource, KeySource
+from ._resources import (
+    ConversationResource,
+    InputAudioBufferResource,
+    OutputAudioBufferResource,
+    ResponseResource,
+    SessionResource,
+)
+from ._transport import FATAL_CODES, RECONNECT_CODES, Closed, Transport
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    NotConnectedError,
+    ServerError,
+    TimeoutError,
+)
+from .events import (
+    BETA_CLIENT_TO_GA,
+    MAX_EVENT_BYTES,
+    MAX_EVENT_ID_LENGTH,
+    Event,
+    LibraryEvents,
+    new_event_id,
+)
+
+__all__ = ["RealtimeClient"]
+
+logger = logging.getLogger(__name__)
+
+_live_clients: "weakref.WeakSet[RealtimeClient]" = weakref.WeakSet()
+
+IDLE, CONNECTING, CONNECTED, RECONNECTING, DISCONNECTED, CLOSED = (
+    "idle", "connecting", "connected", "reconnecting", "disconnected", "closed",
+)
+
+
+def _close_all_at_exit() -> None:
+    for client in list(_live_clients):
+        try:
+            client.close(timeout=1.0)
+        except Exception:  # noqa: BLE001 - interpreter is exiting
+            pass
+
+
+atexit.register(_close_all_at_exit)
+
+
+def _deep_merge(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+class RealtimeClient:
+    """A synchronous client for one Realtime session over WebSocket.
+
+    Threads: ``connect()`` starts ``realtime-sync-net`` (the socket: reads, parses, enqueues;
+    keepalive; reconnects) and ``realtime-sync-dispatch`` (runs handlers one at a time in
+    arrival order, or hands them to ``marshal``). ``close()`` joins both. Nothing starts in the
+    constructor. Every method may be called from any thread unless its docstring says otherwise.
+
+    Args:
+        url: WebSocket URL (default ``wss://api.openai.com/v1/realtime``).
+        api_key: key or ephemeral secret (``ek_...``), or a callable returning one (evaluated on
+            every connection attempt); defaults to ``$OPENAI_API_KEY``.
+        model: conversation model, sent as ``?model=`` (default ``gpt-realtime`` when neither
+            ``model`` nor ``intent`` is given).
+        intent: ``"transcription"`` for a transcription session (no model in the URL).
+        session: a session config sent as ``session.update`` once connected, remembered and
+            re-sent after every reconnect.
+        headers: extra handshake headers, or a callable returning them (per attempt).
+        azure_endpoint: ``https://<resource>.openai.azure.com`` (GA Azure, ``api-key`` header).
+        azure_deployment: the Azure deployment name (becomes ``?model=``).
+        ping_interval: seconds of silence before a keepalive ping (None or 0: off); a missing
+            pong within ``ping_timeout`` counts as a dropped connection.
+        ping_timeout: seconds to wait for a pong (default ``min(10, ping_interval)``).
+        reconnect: ``True`` (default policy :class:`Backoff()`), a :class:`Backoff`, or ``False``.
+        strict: re-raise the first handler exception in the caller's thread at its next
+            blocking call or send.
+        marshal: a callable taking a zero-argument function and running it on another thread
+            (a GUI's; see :mod:`realtime_sync.gui`); handlers then run there, in order.
+        queue_size: capacity of the dispatch queue (events); when full, reading the socket waits.
+        allow_insecure: allow sending a key over ``ws://`` to a non-loopback host.
+        sslopt: options for ``ssl`` (``{"ca_certs": path, "certfile": path, "keyfile": path}``).
+        http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type: HTTP/SOCKS proxy.
+        open_timeout: seconds allowed for the TCP/TLS/HTTP handshake of one attempt.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: Optional[str] = None,
+        api_key: KeySource = None,
+        model: Optional[str] = None,
+        intent: Optional[str] = None,
+        session: Optional[Mapping[str, Any]] = None,
+        headers: HeaderSource = None,
+        azure_endpoint: Optional[str] = None,
+        azure_deployment: Optional[str] = None,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: Optional[float] = None,
+        reconnect: Union[bool, Backoff] = True,
+        strict: bool = False,
+        marshal: Optional[Marshal] = None,
+        queue_size: int = 4096,
+        allow_insecure: bool = False,
+        sslopt: Optional[Dict[str, Any]] = None,
+        http_proxy_host: Optional[str] = None,
+        http_proxy_port: Optional[int] = None,
+        http_proxy_auth: Optional[Tuple[str, str]] = None,
+        proxy_type: Optional[str] = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        if session is not None and not isinstance(session, Mapping):
+            raise TypeError("session must be a dict (the session object of session.update)")
+        if marshal is not None and not callable(marshal):
+            raise TypeError("marshal must be callable: marshal(fn) runs fn on another thread")
+        if isinstance(reconnect, Backoff):
+            backoff: Optional[Backoff] = reconnect
+        elif reconnect is True:
+            backoff = Backoff()
+        elif reconnect is False or reconnect is None:
+            backoff = None
+        else:
+            raise TypeError("reconnect must be True, False or a realtime_sync.Backoff")
+        if ping_interval is not None and ping_interval < 0:
+            raise ValueError("ping_interval must be >= 0 or None")
+        self._endpoint = Endpoint(
+            url=url, api_key=api_key, model=model, intent=intent, headers=headers,
+            azure_endpoint=azure_endpoint, azure_deployment=azure_deployment,
+            allow_insecure=allow_insecure,
+        )
+        proxy: Dict[str, Any] = {}
+        if http_proxy_host:
+            proxy.update(http_proxy_host=http_proxy_host, http_proxy_port=http_proxy_port,
+                         http_proxy_auth=http_proxy_auth, proxy_type=proxy_type)
+        self._backoff = backoff
+        self._transport_options = dict(
+            backoff=backoff, ping_interval=ping_interval, ping_timeout=ping_timeout,
+            sslopt=sslopt, proxy=proxy, open_timeout=open_timeout,
+        )
+        self._session_config: Optional[Dict[str, Any]] = (
+            copy.deepcopy(dict(session)) if session is not None else None
+        )
+        self._pending_updates: Deque[Tuple[str, Dict[str, Any]]] = deque()
+        self._registry = Registry()
+        self._router = Router(
+            self._registry, emit_handler_error=self._emit_handler_error,
+            marshal=marshal, queue_size=queue_size, strict=strict,
+        )
+        self._marshal = marshal
+        self._state = IDLE
+        self._state_lock = threading.RLock()
+        self._state_changed = threading.Condition(self._state_lock)
+        self._transport: Optional[Transport] = None
+        self._connect_error: Optional[BaseException] = None
+        self._disconnect_reason: Optional[str] = None
+        self._last_error_event: Optional[Event] = None
+        self._sessions_created = 0
+        self._initial_update_id: Optional[str] = None
+        self._session_created_seq = 0
+        self._pending_sends: Deque[Tuple[str, Union[str, bytes]]] = deque()
+        self._pending_limit = 1000
+        self._resources: List[Any] = []
+        self._local = threading.local()
+        self._counters: Dict[str, int] = {
+            "events_sent": 0, "audio_bytes_sent": 0, "audio_dropped": 0,
+            "protocol_errors": 0, "reconnects": 0,
+        }
+        self._close_result: Optional[bool] = None
+        self._ui_warned = False
+        self.session = SessionResource(self)
+        self.input_audio_buffer = InputAudioBufferResource(self)
+        self.conversation = ConversationResource(self)
+        self.response = ResponseResource(self)
+        self.output_audio_buffer = OutputAudioBufferResource(self)
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The URL of the session (never contains the key)."""
+        return self._endpoint.url
+
+    @property
+    def intent(self) -> str:
+        """``"transcription"`` or ``"realtime"``."""
+        return self._endpoint.intent
+
+    @property
+    def connected(self) -> bool:
+        """True between ``session.created`` and the next disconnect (any thread)."""
+        return self._state == CONNECTED
+
+    @property
+    def state(self) -> str:
+        """One of idle, connecting, connected, reconnecting, disconnected, closed."""
+        return self._state
+
+    @property
+    def session_config(self) -> Optional[Dict[str, Any]]:
+        """A copy of the remembered session config (what a reconnect re-sends)."""
+        with self._state_lock:
+            return copy.deepcopy(self._session_config)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RealtimeClient url={self.url!r} state={self._state} "
+            f"key={_secrets.mask(self._endpoint.key())}>"
+        )
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def on(self, type: str, handler: Optional[Handler] = None) -> Any:  # noqa: A002
+        """Register ``handler(event)`` for an event type (``"*"``: every event).
+
+        Usable as a method or a decorator (``@client.on("error")``). Several handlers for one
+        type run in registration order, type-specific before wildcard. Any thread.
+        Handlers run on the dispatcher thread (or the ``marshal`` thread), one at a time.
+        """
+        if handler is None:
+            def decorator(fn: Handler) -> Handler:
+                self._registry.add(type, fn)
+                return fn
+            if not isinstance(type, str) or not type:
+                raise TypeError(f"event type must be a non-empty string, not {type!r}")
+            return decorator
+        self._registry.add(type, handler)
+        return handler
+
+    def off(self, type: str, handler: Optional[Handler] = None) -> bool:  # noqa: A002
+        """Unregister a handler (all handlers of the type when omitted). Any thread.
+
+        Returns:
+            True when something was removed.
+        """
+        return self._registry.remove(type, handler)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def connect(self, timeout: Optional[float] = 10) -> "RealtimeClient":
+        """Open the connection and block until ``session.created`` (and, when a ``session``
+        config was given, until the server applied it with ``session.updated``).
+
+        Thread: any but the dispatcher thread (a GUI thread works; a one-time warning says how
+        not to freeze the UI). Ctrl-C interrupts it.
+
+        Raises:
+            AuthenticationError: the server refused the key (``error`` + close 3000).
+            ConfigurationError: bad options, a refused configuration (close 4000), or an
+                ``error`` answering the session config.
+            ConnectError: the connection failed or closed before ``session.created``.
+            TimeoutError: nothing within ``timeout`` seconds (the client is then closed).
+            NotConnectedError: the client was already closed.
+        """
+        self._router.check_blocking_call("connect()")
+        self._warn_if_ui_thread("connect()")
+        with self._state_lock:
+            if self._state == CLOSED:
+                raise NotConnectedError("this client is closed; create a new RealtimeClient")
+            if self._state in (CONNECTED, RECONNECTING):
+                return self
+            if self._state == CONNECTING:
+                raise ConnectError("connect() is already in progress on another thread")
+            self._endpoint.check()  # before any I/O
+            self._state = CONNECTING
+            self._connect_error = None
+            _live_clients.add(self)
+            self._transport = Transport(
+                resolve=self._endpoint.resolve,
+                on_open=self._on_open,
+                on_frame=self._on_frame,
+                on_closed=self._on_closed,
+                on_reconnecting=self._on_reconnecting,
+                on_stopped=self._on_stopped,
+                **self._transport_options,  # type: ignore[arg-type]
+            )
+            self._router.start()
+            self._transport.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with self._state_changed:
+                while self._state == CONNECTING:
+                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"no session.created from {self.url} within {timeout} s"
+                        )
+                    self._state_changed.wait(min(0.25, remaining))
+                if self._state != CONNECTED:
+                    error = self._connect_error or ConnectError(
+                        f"connection closed before session.created: {self._disconnect_reason}"
+                    )
+                    raise error
+                update_id = self._initial_update_id
+                after = self._session_created_seq
+            if update_id is not None:
+                remaining_t = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    self._wait(("session.updated",), None, remaining_t, after, {update_id})
+                except ServerError as exc:
+                    raise ConfigurationError(
+                        f"the server rejected the session config: {exc.message}"
+                        + (f" (param {exc.param})" if exc.param else "")
+                    ) from exc
+            self._router.raise_strict()
+        except BaseException:
+            self.close(timeout=2)
+            raise
+        return self
+
+    def close(self, timeout: float = 5) -> bool:
+        """Close the connection and end every thread the client started. Idempotent.
+
+        Thread: any, including a handler (the dispatcher then ends right after that handler).
+        Audio streams the client owns are stopped first.
+
+        Returns:
+            True when every thread ended within ``timeout``; False (with a warning) otherwise.
+        """
+        with self._state_lock:
+            if self._close_result is not None and self._state == CLOSED:
+                return self._close_result
+            was = self._state
+            self._state = CLOSED
+            self._state_changed.notify_all()
+            resources, self._resources = self._resources, []
+            pending, self._pending_sends = len(self._pending_sends), deque()
+        if pending:
+            logger.warning("close(): %d queued events were never sent (not connected)", pending)
+        deadline = time.monotonic() + max(0.0, timeout)
+        ok = True
+        for resource in resources:
+            try:
+                ok = bool(resource.stop(max(0.0, deadline - time.monotonic()) / 2)) and ok
+            except Exception:  # noqa: BLE001 - closing must go on
+                logger.exception("stopping %r failed", resource)
+                ok = False
+        transport = self._transport
+        if transport is not None:
+            ok = transport.close(max(0.0, deadline - time.monotonic())) and ok
+        if was == IDLE and transport is None:
+            self._router.finish()
+            self._close_result = True
+            return True
+        ok = self._router.stop(max(0.0, deadline - time.monotonic())) and ok
+        self._router.finish()
+        _live_clients.discard(self)
+        if not ok:
+            logger.warning("close(): a realtime-sync thread did not end within %.1f s", timeout)
+        self._close_result = ok
+        return ok
+
+    def __enter__(self) -> "RealtimeClient":
+        if self._state == IDLE:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- sending ----------------------------------------------------------------------------------
+    def send(self, event: Mapping[str, Any]) -> str:
+        """Send one client event; stamps an ``event_id`` when absent and returns it.
+
+        Thread-safe: events from several threads are sent whole, each thread's in order.
+        While reconnecting, control events wait in a bounded queue (1000) and are sent in order
+        after the next ``session.created``; ``input_audio_buffer.append`` is not queued.
+
+        Raises:
+            TypeError: not a dict, or not JSON-serialisable.
+            ValueError: no ``type``, a library (``client.*``) or beta-only type, an event over
+                15 MiB, or an ``event_id`` over 512 characters.
+            NotConnectedError: not connected (and not reconnecting).
+        """
+        self._router.raise_strict()
+        if not isinstance(event, Mapping):
+            raise TypeError(f"event must be a dict, not {type(event).__name__}")
+        type_ = event.get("type")
+        if not isinstance(type_, str) or not type_:
+            raise ValueError("event has no 'type' (e.g. {'type': 'response.create'})")
+        if type_.startswith("client."):
+            raise ValueError(f"{type_!r} is a library event name; it cannot be sent")
+        if type_ in BETA_CLIENT_TO_GA:
+            raise ValueError(
+                f"{type_!r} is a retired beta client event; use {BETA_CLIENT_TO_GA[type_]}"
+            )
+        event_id = event.get("event_id")
+        if event_id is None:
+            event_id = new_event_id()
+            event = dict(event)
+            event["event_id"] = event_id
+        elif not isinstance(event_id, str) or len(event_id) > MAX_EVENT_ID_LENGTH:
+            raise ValueError("event_id must be a string of at most 512 characters")
+        data = _json.dumps(event)
+        if len(data) > MAX_EVENT_BYTES:
+            raise ValueError(
+                f"{type_} is {len(data)} bytes; the server accepts at most {MAX_EVENT_BYTES}"
+                " per event (split audio into smaller appends)"
+            )
+        if type_ == "session.update":
+            session = event.get("session")
+            if not isinstance(session, Mapping):
+                raise ValueError("session.update needs a 'session' object")
+            with self._state_lock:
+                self._pending_updates.append((event_id, copy.deepcopy(dict(session))))
+        self._send_data(type_, event_id, data, queue_ok=True)
+        return event_id
+
+    def _send_data(self, type_: str, event_id: str, data: Union[str, bytes],
+                   queue_ok: bool) -> None:
+        self._mark_sent(event_id)
+        transport = self._transport
+        state = self._state
+        if state == CONNECTED and transport is not None:
+            try:
+                with transport.send_lock:
+                    if self._state == CONNECTED:
+                        transport.send_locked(data)
+                        self._counters["events_sent"] += 1
+                        return
+            except NotConnectedError:
+                if not (queue_ok and self._backoff is not None and not transport.closing):
+                    raise
+        with self._state_lock:
+            state = self._state
+            if queue_ok and state in (RECONNECTING, CONNECTED) and self._backoff is not None:
+                if len(self._pending_sends) >= self._pending_limit:
+                    raise NotConnectedError(
+                        f"reconnecting, and {self._pending_limit} events already wait to be"
+                        f" sent; {type_} was not sent"
+                    )
+                self._pending_sends.append((type_, data))
+                return
+        raise NotConnectedError(self._not_connected_message())
+
+    def _not_connected_message(self) -> str:
+        state = self._state
+        if state == IDLE:
+            return "not connected: call connect() first"
+        if state == CLOSED:
+            return "the client is closed"
+        if state == RECONNECTING:
+            return "the connection dropped and the client is reconnecting"
+        reason = self._disconnect_reason or "connection lost"
+        return f"not connected ({reason})"
+
+    def _send_append(self, frame: str, event_id: str, audio_bytes: int) -> str:
+        """Send a prebuilt ``input_audio_buffer.append`` frame (never queued)."""
+        self._router.raise_strict()
+        self._send_data("input_audio_buffer.append", event_id, frame, queue_ok=False)
+        self._counters["audio_bytes_sent"] += audio_bytes
+        return event_id
+
+    def _mark_sent(self, event_id: str) -> None:
+        local = self._local
+        local.mark = self._router.seq
+        ids = getattr(local, "ids", None)
+        if ids is None or getattr(local, "ids_mark", -1) != local.mark:
+            ids = local.ids = deque(maxlen=64)
+        ids.append(event_id)
+        local.ids_mark = local.mark
+
+    # -- waiting ----------------------------------------------------------------------------------
+    def wait_for(
+        self,
+        type: Union[str, Iterable[str]],  # noqa: A002
+        timeout: Optional[float] = None,
+        where: Optional[Callable[[Event], bool]] = None,
+    ) -> Event:
+        """Block until an event of ``type`` (a name or several) arrives and ``where(event)``.
+
+        Race-free for the natural pattern: it also matches events that arrived after this
+        thread's last ``send()`` (kept in a small ring of recent events), so
+        ``client.session.update(...)`` then ``client.wait_for("session.updated")`` cannot miss a
+        fast reply. An ``error`` event answering an event this thread sent since then raises
+        :class:`ServerError` (unless you wait for ``"error"`` itself). ``where`` runs on the
+        calling thread.
+
+        Thread: any but the dispatcher thread (raises :class:`DeadlockError` there). Ctrl-C
+        interrupts it.
+
+        Raises:
+            TimeoutError: nothing within ``timeout`` seconds.
+            ServerError: the server answered this thread's event with ``error``.
+            NotConnectedError: the connection ended for good (closed, or not reconnecting).
+        """
+        self._router.check_blocking_call("wait_for()")
+        self._warn_if_ui_thread("wait_for()")
+        if isinstance(type, str):
+            types: Tuple[str, ...] = (type,)
+        else:
+            types = tuple(type)
+            if not types or not all(isinstance(t, str) for t in types):
+                raise TypeError("type must be an event type or an iterable of them")
+        if where is not None and not callable(where):
+            raise TypeError("where must be callable")
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0 or None")
+        local = self._local
+        after = getattr(local, "mark", None)
+        errors = None
+        if after is None:
+            after = self._router.seq
+        elif "error" not in types:
+            errors = set(getattr(local, "ids", ()) or ())
+        return self._wait(types, where, timeout, after, errors)
+
+    def _wait(
+        self,
+        types: Tuple[str, ...],
+        where: Optional[Callable[[Event], bool]],
+        timeout: Optional[float],
+        after: int,
+        error_ids: Optional[set],
+    ) -> Event:
+        router = self._router
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = Waiter(types, bool(error_ids), router.lock)
+        with router.lock:
+            for seq, ev in router.recent:
+                if seq > after and waiter.wants(ev.get("type", "")):
+                    waiter.items.append((seq, ev))
+            router.waiters.append(waiter)
+        try:
+            while True:
+                router.raise_strict()
+                with router.lock:
+                    items = list(waiter.items)
+                    waiter.items.clear()
+                for seq, ev in items:
+                    type_ = ev.get("type")
+                    if type_ == "error" and error_ids and "error" not in types:
+                        err = ev.get("error") or {}
+                        if isinstance(err, Mapping) and err.get("event_id") in error_ids:
+                            self._local.mark = seq
+                            raise ServerError(ev)
+                        continue
+                    if type_ in types and (where is None or where(ev)):
+                        self._local.mark = seq
+                        return ev
+                with router.lock:
+                    if waiter.items:
+                        continue
+                    if self._state in (CLOSED, DISCONNECTED) or router.finished:
+                        raise NotConnectedError(
+                            f"stopped waiting for {'/'.join(types)}: "
+                            + self._not_connected_message()
+                        )
+                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
+                    waiter.cond.wait(min(0.25, remaining))
+        finally:
+            with router.lock:
+                try:
+                    router.waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    def events(
+        self,
+        timeout: Optional[float] = None,
+        types: Optional[Iterable[str]] = None,
+        maxsize: int = 10000,
+    ) -> EventIterator:
+        """An iterator over every event from now on (or only ``types``), with its own queue.
+
+        Create it before the events it should see. Iteration ends when the client closes or
+        when no event arrives for ``timeout`` seconds. Thread: iterate on any thread but the
+        dispatcher's; ``close()`` it (or use ``with``) when done.
+        """
+        self._router.check_blocking_call("events()")
+        selected = tuple(types) if types is not None else None
+        it = EventIterator(self._router, timeout, selected, maxsize)
+        with self._router.lock:
+            self._router.iterators.append(it)
+        return it
+
+    # -- stats ------------------------------------------------------------------------------------
+    def stats(self) -> Dict[str, int]:
+        """Counters (never a secret): events received/dispatched/sent, queue high-water mark,
+        bytes sent, audio bytes dropped, reconnects, protocol and handler errors. Any thread."""
+        r = self._router
+        t = self._transport
+        out = dict(self._counters)
+        out.update(
+            events_received=r.received,
+            events_dispatched=r.dispatched,
+            queue_high_water=r.high_water,
+            handler_errors=r.handler_errors,
+            bytes_sent=t.bytes_sent if t else 0,
+            reconnects=t.reconnects if t else 0,
+            pending_sends=len(self._pending_sends),
+        )
+        return out
+
+    # -- package-private hooks ----------------------------------------------------------------------
+    def _emit(self, event: Mapping[str, Any]) -> None:
+        """Queue a library-made event (``client.*``) for handlers and waiters. Any thread."""
+        ev = event if isinstance(event, Event) else Event(event)
+        self._router.deliver(ev, block=False)
+
+    def _adopt(self, resource: Any) -> None:
+        """Have ``close()`` call ``resource.stop(timeout)`` first (audio streams, speakers)."""
+        with self._state_lock:
+            if resource not in self._resources:
+                self._resources.append(resource)
+
+    def _disown(self, resource: Any) -> None:
+        with self._state_lock:
+            try:
+                self._resources.remove(resource)
+            except ValueError:
+                pass
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a :meth:`stats` counter."""
+        self._counters[name] = self._counters.get(name, 0) + n
+
+    def _emit_handler_error(self, event: Event) -> None:
+        if self._router.on_handler_thread():
+            self._router.run_inline(event)
+        else:
+            self._router.deliver(event, block=False)
+
+    def _warn_if_ui_thread(self, what: str) -> None:
+        marshal = self._marshal
+        if marshal is None or self._ui_warned:
+            return
+        ui = getattr(marshal, "ui_thread", None)
+        ident = getattr(ui, "ident", ui)
+        if ident is not None and ident == threading.get_ident():
+            self._ui_warned = True
+            logger.warning(
+                "%s blocks the GUI thread; the window freezes until it returns. Call it before"
+                " the main loop starts, or from a worker thread, and react to events in handlers.",
+                what,
+            )
+
+    # -- network-thread callbacks -------------------------------------------------------------------
+    def _on_open(self) -> None:
+        logger.debug("upgraded: %s", self.url)
+
+    def _on_frame(self, data: Union[str, bytes]) -> None:
+        if isinstance(data, (bytes, bytearray)) and not isinstance(data, str):
+            self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
+            return
+        try:
+            parsed = _json.loads(data)
+        except ValueError as exc:
+            self._protocol_error(f"frame is not JSON: {exc}", data)
+            return
+        if not isinstance(parsed, dict):
+            self._protocol_error(f"frame is JSON {type(parsed).__name__}, not an object", data)
+            return
+        type_ = parsed.get("type")
+        if not isinstance(type_, str) or not type_:
+            self._protocol_error("event has no 'type'", data)
+            return
+        event = Event(parsed)
+        if type_ == "session.created":
+            self._on_session_created(event)
+            return
+        if type_ == "error":
+            self._last_error_event = event
+        elif type_ == "session.updated":
+            with self._state_lock:
+                if self._pending_updates:
+                    _, update = self._pending_updates.popleft()
+                    if self._session_config is None:
+                        self._session_config = {}
+                    _deep_merge(self._session_config, update)
+        if type_ == "error":
+            self._forget_failed_update(event)
+        self._router.deliver(event)
+
+    def _forget_failed_update(self, event: Event) -> None:
+        err = event.get("error")
+        if not isinstance(err, Mapping):
+            return
+        event_id = err.get("event_id")
+        if not event_id:
+            return
+        with self._state_lock:
+            for i, (eid, _) in enumerate(self._pending_updates):
+                if eid == event_id:
+                    del self._pending_updates[i]
+                    break
+
+    def _protocol_error(self, problem: str, data: Union[str, bytes]) -> None:
+        self._counters["protocol_errors"] += 1
+        sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
+        if isinstance(sample, (bytes, bytearray)):
+            sample = sample.decode("utf-8", "replace")
+        logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
+        self._router.deliver(Event(
+            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
+            frame_length=len(data),
+        ))
+
+    def _on_session_created(self, event: Event) -> None:
+        transport = self._transport
+        assert transport is not None
+        transport.mark_established()
+        with self._state_lock:
+            if self._state == CLOSED:
+                self._router.deliver(event)
+                return
+            self._sessions_created += 1
+            first = self._sessions_created == 1
+            with transport.send_lock:
+                self._pending_updates.clear()
+                update_id: Optional[str] = None
+                if self._session_config is not None:
+                    update_id = new_event_id()
+                    update = {"type": "session.update", "event_id": update_id,
+                              "session": copy.deepcopy(self._session_config)}
+                    self._pending_updates.append((update_id, copy.deepcopy(self._session_config)))
+                    try:
+                        transport.send_locked(_json.dumps(update))
+                    except NotConnectedError:
+                        pass
+                flushed = 0
+                while self._pending_sends:
+                    _, data = self._pending_sends[0]
+                    try:
+                        transport.send_locked(data)
+                    except NotConnectedError:
+                        break
+                    self._pending_sends.popleft()
+                    flushed += 1
+                self._state = CONNECTED
+                self._disconnect_reason = None
+            if first:
+                self._initial_update_id = update_id
+            self._state_changed.notify_all()
+        self._router.deliver(event)
+        with self._router.lock:
+            seq = self._router.seq
+        with self._state_lock:
+            self._session_created_seq = seq
+        if flushed:
+            logger.info("sent %d events queued while reconnecting", flushed)
+        self._router.deliver(Event(
+            type=LibraryEvents.CONNECTED if first else LibraryEvents.RECONNECTED,
+            url=self.url, session_id=(event.get("session") or {}).get("id"),
+        ))
+
+    def _on_closed(self, info: Closed) -> bool:
+        """After one connection ended (network thread). Returns whether to reconnect."""
+        err = self._last_error_event
+        self._last_error_event = None
+        code = info.code
+        err_obj = err.get("error") if err is not None else None
+        err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
+        err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
+        reason = info.describe()
+        if err_msg and not info.by_client and code in FATAL_CODES | {1001, None}:
+            reason = _secrets.redact(str(err_msg))
+        fatal = (
+            code in FATAL_CODES
+            or info.extra.get("fatal")
+            or info.extra.get("auth")
+        )
+        with self._state_lock:
+            self._disconnect_reason = reason
+            was = self._state
+            if was == CONNECTING and not info.established:
+                # the first connection never got a session: connect() fails, no retry
+                if code == 3000 or info.extra.get("auth"):
+                    self._connect_error = AuthenticationError(
+                        f"authentication failed: {reason}", code=code, reason=reason)
+                elif code == 4000:
+                    self._connect_error = ConfigurationError(
+                        f"the server refused the connection: {reason}")
+                elif isinstance(info.error, ConfigurationError):
+                    self._connect_error = info.error
+                else:
+                    self._connect_error = ConnectError(
+                        f"could not connect to {self.url}: {reason}", code=code, reason=reason)
+                self._state = DISCONNECTED
+                self._state_changed.notify_all()
+                return False
+            reconnect = (
+                not info.by_client
+                and not fatal
+                and self._backoff is not None
+                and was != CLOSED
+                and (code in RECONNECT_CODES or err_code == "session_expired"
+                     or "ping timeout" in reason)
+            )
+            if was != CLOSED:
+                self._state = RECONNECTING if reconnect else DISCONNECTED
+            self._state_changed.notify_all()
+        if was in (CONNECTED, RECONNECTING) or info.by_client:
+            if info.established or was == CONNECTED or info.by_client:
+                self._router.deliver(Event(
+                    type=LibraryEvents.DISCONNECTED, reason=reason, code=code,
+                    will_reconnect=reconnect, error_code=err_code,
+                ), block=not info.by_client)
+        self._router.wake_waiters()
+        if not reconnect and was != CLOSED and not info.by_client:
+            logger.warning("disconnected: %s", reason)
+        return reconnect
+
+    def _on_reconnecting(self, attempt: int, delay: float) -> None:
+        self._counters["reconnects"] += 1
+        logger.info("reconnecting in %.2f s (attempt %d)", delay, attempt)
+        self._router.deliver(Event(
+            type=LibraryEvents.RECONNECTING, attempt=attempt, delay=delay,
+        ), block=False)
+
+    def _on_stopped(self, info: Closed) -> None:
+        with self._state_lock:
+            if self._state not in (CLOSED, DISCONNECTED):
+                if self._state == CONNECTING and self._connect_error is None:
+                    self._connect_error = ConnectError(
+                        f"could not connect to {self.url}: {info.describe()}")
+                self._state = DISCONNECTED
+                if info.extra.get("gave_up"):
+                    self._disconnect_reason = "gave up reconnecting"
+            self._state_changed.notify_all()
+        self._router.wake_waiters()
