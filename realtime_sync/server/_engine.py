@@ -135,6 +135,11 @@ def _load_whisper(source: str, device: str, compute_type: str, cpu_threads: int)
         return model
 
 
+def _is_multilingual(whisper_model: Any) -> bool:
+    """Whether a ``faster_whisper.WhisperModel`` can transcribe languages other than English."""
+    return bool(getattr(getattr(whisper_model, "model", None), "is_multilingual", True))
+
+
 class WhisperRecognizer:
     """A :class:`~realtime_sync.server.Recognizer` backed by faster-whisper.
 
@@ -234,8 +239,10 @@ class WhisperRecognizer:
             return
         wm = self.load()
         lang = language or self.language
-        if lang and not getattr(wm, "is_multilingual", True) and lang != "en":
-            log.warning("model is English-only; ignoring language %r", lang)
+        if lang and lang != "en" and not _is_multilingual(wm):
+            log.warning("the Whisper model is English-only; transcribing language %r as 'en'",
+                        lang)
+            lang = "en"
         log.debug("transcribing %.2f s (session model %r, language %r)",
                   samples.size / MODEL_RATE, model, lang)
         with self._lock:

