@@ -29,6 +29,24 @@ __all__ = ["Transport", "Closed", "NET_THREAD", "RECONNECT_CODES", "FATAL_CODES"
 logger = logging.getLogger(__name__)
 
 NET_THREAD = "realtime-sync-net"
+
+
+class _QuietCloses(logging.Filter):
+    """websocket-client logs every close at ERROR ("... - goodbye"); this client reports closes
+    itself (``client.disconnected`` and its own log lines), so those records become DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            msg = str(record.msg)
+            if msg.endswith(" - goodbye") or msg.endswith(" - reconnect"):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger("websocket").isEnabledFor(logging.DEBUG)
+        return True
+
+
+_ws_logger = logging.getLogger("websocket")
+if not any(isinstance(f, _QuietCloses) for f in _ws_logger.filters):
+    _ws_logger.addFilter(_QuietCloses())
 RECONNECT_CODES = frozenset({None, 1001, 1005, 1006, 1011, 1012, 1013, 1014})
 """Close codes (``None``: no close frame, e.g. a TCP reset) that mean "try again"."""
 FATAL_CODES = frozenset({3000, 4000})
@@ -120,7 +138,7 @@ class Transport:
     """Runs the connection on ``realtime-sync-net``; reconnects by the given policy.
 
     Callbacks (all run on the network thread): ``resolve()`` → (url, header lines) per attempt;
-    ``on_open()``; ``on_frame(data)`` for every text/binary frame; ``on_closed(Closed) ->
+    ``on_open()``; ``on_frame(data, is_binary)`` for every data frame; ``on_closed(Closed) ->
     Optional[bool]`` after each connection (return False to stop reconnecting);
     ``on_reconnecting(attempt, delay)``; ``on_stopped(Closed)`` once at the end.
     """
@@ -130,7 +148,7 @@ class Transport:
         *,
         resolve: Callable[[], Tuple[str, List[str]]],
         on_open: Callable[[], None],
-        on_frame: Callable[[Union[str, bytes]], None],
+        on_frame: Callable[[Union[str, bytes], bool], None],
         on_closed: Callable[[Closed], bool],
         on_reconnecting: Callable[[int, float], None],
         on_stopped: Callable[[Closed], None],
@@ -283,7 +301,7 @@ class Transport:
             url,
             header=headers,
             on_open=self._cb_open,
-            on_message=self._cb_message,
+            on_data=self._cb_data,
             on_error=self._cb_error,
             on_close=self._cb_close,
             on_pong=self._cb_pong,
@@ -329,9 +347,10 @@ class Transport:
         self._closed_info.opened = True
         self._on_open_cb()
 
-    def _cb_message(self, app: websocket.WebSocketApp, data: Union[str, bytes]) -> None:
+    def _cb_data(self, app: websocket.WebSocketApp, data: Union[str, bytes], opcode: int,
+                 fin: Any) -> None:
         self._last_rx = time.monotonic()
-        self._on_frame(data)
+        self._on_frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
 
     def _cb_error(self, app: websocket.WebSocketApp, error: BaseException) -> None:
         info = self._closed_info

@@ -670,8 +670,8 @@ class RealtimeClient:
     def _on_open(self) -> None:
         logger.debug("upgraded: %s", self.url)
 
-    def _on_frame(self, data: Union[str, bytes]) -> None:
-        if isinstance(data, (bytes, bytearray)) and not isinstance(data, str):
+    def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return
         try:
