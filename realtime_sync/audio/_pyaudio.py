@@ -1,0 +1,250 @@
+"""PyAudio plumbing: lazy import, quiet initialisation, device lookup, error mapping.
+
+PyAudio is optional (the ``audio`` extra). PortAudio's ALSA and JACK back ends print dozens
+of lines of C-level noise on stderr while devices are probed; :func:`quiet_stderr` points file
+descriptor 2 at /dev/null around those calls (set ``REALTIME_SYNC_AUDIO_DEBUG=1`` to see it).
+Every PortAudio ``OSError`` is turned into :class:`~realtime_sync.errors.AudioError` with a
+message that says what is wrong with the device and how to list devices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+from ..errors import AudioError
+
+__all__ = ["list_devices", "import_pyaudio", "quiet_stderr", "open_pyaudio", "find_device"]
+
+log = logging.getLogger(__name__)
+
+LIST_HINT = "List devices with `realtime-sync devices` or rs.audio.list_devices()."
+EXTRA_HINT = (
+    "PyAudio is not installed; install the audio extra: pip install 'realtime-sync[audio]' "
+    "(on Linux PortAudio's headers are needed to build it, e.g. apt-get install portaudio19-dev)"
+)
+
+# PortAudio error codes (portaudio.h, PaErrorCode)
+PA_UNANTICIPATED_HOST_ERROR = -9999
+PA_INVALID_CHANNEL_COUNT = -9998
+PA_INVALID_SAMPLE_RATE = -9997
+PA_INVALID_DEVICE = -9996
+PA_SAMPLE_FORMAT_NOT_SUPPORTED = -9994
+PA_BAD_STREAM_PTR = -9988
+PA_TIMED_OUT = -9987
+PA_DEVICE_UNAVAILABLE = -9985
+PA_STREAM_IS_STOPPED = -9983
+PA_INPUT_OVERFLOWED = -9981
+
+_EXPLAIN = {
+    PA_UNANTICIPATED_HOST_ERROR: "the audio system reported an error (device unplugged or "
+    "sound server gone?)",
+    PA_INVALID_CHANNEL_COUNT: "the device does not support this channel count",
+    PA_INVALID_SAMPLE_RATE: "the device does not support this sample rate",
+    PA_INVALID_DEVICE: "no such device, or it has no channels in this direction",
+    PA_SAMPLE_FORMAT_NOT_SUPPORTED: "the device does not support 16-bit samples",
+    PA_BAD_STREAM_PTR: "the stream was closed",
+    PA_TIMED_OUT: "the device timed out",
+    PA_DEVICE_UNAVAILABLE: "the device is busy or unavailable (used by another program?)",
+    PA_STREAM_IS_STOPPED: "the stream is stopped",
+}
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_fd: Optional[int] = None
+
+
+def import_pyaudio() -> Any:
+    """Import and return the ``pyaudio`` module. Any thread.
+
+    Raises:
+        AudioError: PyAudio is not installed (the message names the ``audio`` extra).
+    """
+    try:
+        import pyaudio
+    except ImportError:
+        raise AudioError(EXTRA_HINT) from None
+    return pyaudio
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level writes to file descriptor 2 for the duration of the block.
+
+    Process-wide (it is the file descriptor that is redirected) and re-entrant across threads:
+    the first entry redirects, the last exit restores. Python's ``sys.stderr`` is flushed first.
+    Any thread.
+    """
+    global _quiet_depth, _saved_fd
+    if os.environ.get("REALTIME_SYNC_AUDIO_DEBUG"):
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            try:
+                sys.stderr.flush()
+            except Exception:
+                pass
+            try:
+                saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 2)
+                finally:
+                    os.close(devnull)
+                _saved_fd = saved
+            except OSError:  # no fd 2 (e.g. pythonw): nothing to silence
+                _saved_fd = None
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved_fd is not None:
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
+                _saved_fd = None
+
+
+def open_pyaudio() -> Any:
+    """Create a ``pyaudio.PyAudio`` (initialises PortAudio) with its stderr noise silenced.
+
+    The caller must call ``terminate()`` on it. Any thread.
+    """
+    pyaudio = import_pyaudio()
+    with quiet_stderr():
+        try:
+            return pyaudio.PyAudio()
+        except OSError as exc:
+            raise AudioError(f"cannot initialise PortAudio: {describe(exc)}. {LIST_HINT}") from None
+
+
+def error_code(exc: BaseException) -> Optional[int]:
+    """The PortAudio error code carried by a PyAudio ``OSError`` (or ``None``)."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int):
+        return code
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):
+        return int(args[0])
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """A human description of a PortAudio error, without the raw error number."""
+    code = error_code(exc)
+    if code in _EXPLAIN:
+        return _EXPLAIN[code]
+    text = getattr(exc, "strerror", None) or (exc.args[-1] if exc.args else "") or str(exc)
+    return str(text).rstrip(".") or type(exc).__name__
+
+
+def audio_error(what: str, exc: BaseException) -> AudioError:
+    """Map a PortAudio ``OSError`` to an :class:`AudioError` (``.code`` keeps the number)."""
+    err = AudioError(f"{what}: {describe(exc)}. {LIST_HINT}")
+    err.code = error_code(exc)  # type: ignore[attr-defined]
+    return err
+
+
+def _device_dict(
+    info: Dict[str, Any], default_in: Optional[int], default_out: Optional[int]
+) -> Dict[str, Any]:
+    index = int(info["index"])
+    return {
+        "index": index,
+        "name": str(info["name"]),
+        "max_input_channels": int(info["maxInputChannels"]),
+        "max_output_channels": int(info["maxOutputChannels"]),
+        "default_sample_rate": float(info["defaultSampleRate"]),
+        "is_default_input": index == default_in,
+        "is_default_output": index == default_out,
+    }
+
+
+def _default_index(pa: Any, kind: str) -> Optional[int]:
+    try:
+        if kind == "input":
+            return int(pa.get_default_input_device_info()["index"])
+        return int(pa.get_default_output_device_info()["index"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _devices(pa: Any) -> List[Dict[str, Any]]:
+    with quiet_stderr():
+        default_in = _default_index(pa, "input")
+        default_out = _default_index(pa, "output")
+        out = []
+        for i in range(pa.get_device_count()):
+            try:
+                info = pa.get_device_info_by_index(i)
+            except OSError:
+                continue
+            out.append(_device_dict(info, default_in, default_out))
+    return out
+
+
+def list_devices() -> List[Dict[str, Any]]:
+    """The audio devices PortAudio sees; ``[]`` when there are none.
+
+    Each entry: ``index``, ``name``, ``max_input_channels``, ``max_output_channels``,
+    ``default_sample_rate``, ``is_default_input``, ``is_default_output``. Any thread.
+
+    Raises:
+        AudioError: PyAudio is not installed (the message names the ``audio`` extra).
+    """
+    pa = open_pyaudio()
+    try:
+        return _devices(pa)
+    finally:
+        with quiet_stderr():
+            pa.terminate()
+
+
+def find_device(pa: Any, device: Union[int, str, None], kind: str) -> Dict[str, Any]:
+    """Resolve ``device`` (``None`` = default, an index, or a case-insensitive name substring)
+    to a device dict (as in :func:`list_devices`) usable for ``kind`` ("input" or "output").
+
+    Raises:
+        AudioError: no such device, or it has no channels in that direction.
+    """
+    key = "max_input_channels" if kind == "input" else "max_output_channels"
+    noun = "input" if kind == "input" else "output"
+    devices = _devices(pa)
+    usable = [d for d in devices if d[key] > 0]
+    if device is None:
+        for d in devices:
+            if d[f"is_default_{kind}"] and d[key] > 0:
+                return d
+        if usable:  # no default configured: the first device that can do it
+            return usable[0]
+        raise AudioError(f"No {noun} device found. {LIST_HINT}")
+    if isinstance(device, bool) or not isinstance(device, (int, str)):
+        raise TypeError("device must be None, an int index or a name substring")
+    if isinstance(device, int):
+        for d in devices:
+            if d["index"] == device:
+                if d[key] <= 0:
+                    raise AudioError(
+                        f"Audio device {device} ({d['name']!r}) has no {noun} channels. {LIST_HINT}"
+                    )
+                return d
+        raise AudioError(f"No audio device with index {device}. {LIST_HINT}")
+    needle = device.casefold()
+    exact = [d for d in usable if d["name"].casefold() == needle]
+    matches = exact or [d for d in usable if needle in d["name"].casefold()]
+    if not matches:
+        names = ", ".join(repr(d["name"]) for d in usable) or "none"
+        raise AudioError(
+            f"No {noun} device matches {device!r} ({noun} devices: {names}). {LIST_HINT}"
+        )
+    if len(matches) > 1:
+        log.info(
+            "%r matches %d %s devices; using %r", device, len(matches), noun, matches[0]["name"]
+        )
+    return matches[0]
