@@ -1,0 +1,411 @@
+"""The local Realtime server: a threaded WebSocket server (``websockets.sync.server``).
+
+Threads: ``rs-server-accept-<port>`` runs ``serve_forever``; each socket gets a handler
+thread renamed ``rs-server-conn-<n>`` (the read loop) plus the library's reader and keepalive
+threads (renamed ``rs-server-recv-<n>`` / ``rs-server-ping-<n>``) and its session's worker
+pools. :meth:`RealtimeServer.stop` ends and joins all of them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Union
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
+from websockets.sync.server import Server, ServerConnection, serve
+
+from ._recognizer import Recognizer, ScriptedRecognizer
+from ._responses import EchoResponder, Responder
+from ._session import ServerOptions, Session, new_id
+from ._vad import Vad, default_vad_factory
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RealtimeServer", "Connection"]
+
+TICK = 0.2  # read-loop wake-up period (expiry checks)
+Hook = Callable[["Connection", Dict[str, Any]], Any]
+
+
+def _error_text(code: str, message: str, type_: str = "invalid_request_error") -> str:
+    return json.dumps({"type": "error", "event_id": new_id("event"),
+                       "error": {"type": type_, "code": code, "message": message,
+                                 "param": None, "event_id": None}}, separators=(",", ":"))
+
+
+class Connection:
+    """One client socket of a :class:`RealtimeServer`, with fault switches.
+
+    All methods may be called from any thread and return within a bounded time.
+    """
+
+    def __init__(self, server: RealtimeServer, ws: ServerConnection, number: int) -> None:
+        self.server = server
+        self.number = number
+        self.session: Optional[Session] = None
+        self.received: List[Dict[str, Any]] = []
+        """Every client event parsed on this socket, in order."""
+        self.path = ws.request.path if ws.request is not None else ""
+        self.headers = ws.request.headers if ws.request is not None else None
+        self._ws = ws
+        self._pongs = True
+        self._closed = threading.Event()
+        self._stall_lock = threading.Lock()
+        protocol = ws.protocol
+        original = protocol.send_frame
+
+        def send_frame(frame: Any) -> None:
+            if frame.opcode is Opcode.PONG and not self._pongs:
+                return
+            original(frame)
+
+        protocol.send_frame = send_frame  # type: ignore[method-assign]
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.number} {self.path.split('?')[0]}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed (or dropped)."""
+        return self._closed.is_set()
+
+    def wait_closed(self, timeout: Optional[float] = None) -> bool:
+        """Block until the socket is closed; False on timeout."""
+        return self._closed.wait(timeout)
+
+    def _send_text(self, text: str) -> None:
+        try:
+            self._ws.send(text)
+        except ConnectionClosed:
+            pass
+        except OSError as exc:
+            log.debug("send on connection #%d failed: %s", self.number, exc)
+
+    def send_event(self, event: Dict[str, Any]) -> None:
+        """Send one server event (an ``event_id`` is added when missing)."""
+        if "event_id" not in event:
+            event = dict(event, event_id=new_id("event"))
+        self._send_text(json.dumps(event, separators=(",", ":")))
+
+    def send_raw(self, data: Union[str, bytes]) -> None:
+        """Send one frame exactly as given: ``str`` -> text frame, ``bytes`` -> binary frame."""
+        try:
+            self._ws.send(data)
+        except (ConnectionClosed, OSError):
+            pass
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a close frame (``code`` 1000-1014 or 3000-4999); waits for the handshake
+        for at most the server's ``close_timeout``."""
+        try:
+            self._ws.close(code, reason)
+        except Exception as exc:  # e.g. an invalid code
+            log.debug("close of connection #%d failed: %s", self.number, exc)
+            self.drop()
+
+    def drop(self) -> None:
+        """Cut the TCP connection without a close frame (the client sees 1006)."""
+        try:
+            self._ws.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._ws.close_socket()
+
+    def stall(self, seconds: float) -> None:
+        """Stop reading and writing (pongs included) for ``seconds``; returns at once.
+
+        Implemented by holding the connection's protocol lock on an ``rs-server-stall-*``
+        thread; :meth:`RealtimeServer.stop` ends a stall early.
+        """
+        self.server._stall(self, seconds)
+
+    def answer_pings(self, on: bool = True) -> None:
+        """Answer (default) or ignore the client's WebSocket pings."""
+        self._pongs = on
+
+    def expire_after(self, seconds: float) -> None:
+        """Expire the session ``seconds`` from now: ``session_expired`` error, close 1001."""
+        if self.session is not None:
+            self.session.deadline = time.monotonic() + seconds
+
+
+class RealtimeServer:
+    """A local server speaking the GA Realtime protocol on ``ws://host:port/v1/realtime``.
+
+    Args:
+        host, port: where to listen (port 0 = any free port; see :attr:`url`).
+        api_key: the key clients must present (``Authorization: Bearer`` or ``api-key``);
+            None accepts any non-empty key.
+        recognizer: speech recogniser for transcription (default :class:`ScriptedRecognizer`).
+        vad_factory: ``callable(turn_detection) -> Vad | None`` (default :class:`EnergyVad`).
+        responder: decides conversation responses (default: echo the last user text).
+        session_duration: maximum session length in seconds (``expires_at``; 3600).
+        ping_interval, ping_timeout: server keepalive pings (OpenAI pings about every 20 s).
+        max_size: largest client frame accepted (default 32 MiB).
+        compression: ``"deflate"`` to offer permessage-deflate like OpenAI; None (default) is
+            faster on loopback.
+        before: ``hook(connection, event) -> bool`` run on the read loop for every client
+            event before the default handling; returning True skips the default handling.
+        after: ``hook(connection, event)`` run after the default handling.
+
+    ``start()``/``stop()`` may be called from any thread; use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: Optional[str] = "sk-local",
+        recognizer: Optional[Recognizer] = None,
+        vad_factory: Optional[Callable[[Optional[Dict[str, Any]]], Optional[Vad]]] = None,
+        responder: Optional[Responder] = None,
+        *,
+        session_duration: Optional[float] = None,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: Optional[float] = 20.0,
+        close_timeout: float = 2.0,
+        max_size: Optional[int] = 32 * 1024 * 1024,
+        compression: Optional[str] = None,
+        before: Optional[Hook] = None,
+        after: Optional[Hook] = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.options = ServerOptions(
+            recognizer=recognizer if recognizer is not None else ScriptedRecognizer(),
+            vad_factory=vad_factory or default_vad_factory,
+            responder=responder if responder is not None else EchoResponder(),
+            session_duration=float(session_duration or 3600.0),
+        )
+        self.before = before
+        self.after = after
+        self._ws_args: Dict[str, Any] = dict(ping_interval=ping_interval,
+                                             ping_timeout=ping_timeout,
+                                             close_timeout=close_timeout, max_size=max_size,
+                                             compression=compression)
+        self._server: Optional[Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._conns: Dict[int, Connection] = {}
+        self._numbers = itertools.count(1)
+        self._accepted = 0
+        self._stalls: List[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<RealtimeServer {self.url if self._server else 'stopped'}>"
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> RealtimeServer:
+        """Bind and start serving on an ``rs-server-accept-<port>`` thread; returns self."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = serve(self._handle, self.host, self.port,
+                             process_request=self._process_request,
+                             select_subprotocol=self._select_subprotocol,
+                             logger=logging.getLogger(__name__ + ".websockets"),
+                             **self._ws_args)
+        self.port = self._server.socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name=f"rs-server-accept-{self.port}", daemon=True)
+        self._thread.start()
+        log.info("local realtime server listening on %s", self.url)
+        return self
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port/v1/realtime`` (valid after :meth:`start`)."""
+        return f"ws://{self.host}:{self.port}/v1/realtime"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection (1001), stop accepting, join all threads. Idempotent."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            stalls = list(self._stalls)
+        for thread in stalls:
+            thread.join(max(deadline - time.monotonic(), 0.1))
+        server.socket.close()  # no new connections while we close the open ones
+        for conn in self.connections:
+            closer = threading.Thread(target=conn.close, args=(1001, "server stopping"),
+                                      name=f"rs-server-close-{conn.number}", daemon=True)
+            closer.start()
+            closer.join(max(min(deadline - time.monotonic(), 2.0), 0.1))
+            if closer.is_alive():
+                conn.drop()
+                closer.join(1.0)
+        server.shutdown(close_connections=False)
+        if self._thread is not None:
+            self._thread.join(max(deadline - time.monotonic(), 0.1))
+            self._thread = None
+
+    def __enter__(self) -> RealtimeServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ---- inspection ---------------------------------------------------------------------
+
+    @property
+    def connections(self) -> List[Connection]:
+        """The open connections, oldest first (any thread)."""
+        with self._lock:
+            return [c for _, c in sorted(self._conns.items())]
+
+    @property
+    def connection_count(self) -> int:
+        """How many sockets completed the handshake since start (any thread)."""
+        with self._lock:
+            return self._accepted
+
+    # ---- websockets callbacks -----------------------------------------------------------
+
+    def _process_request(self, ws: ServerConnection, request: Any) -> Any:
+        path = urlsplit(request.path).path.rstrip("/")
+        if not path.endswith("/realtime"):
+            return ws.respond(404, "Not Found: the Realtime API lives at /v1/realtime\n")
+        return None
+
+    @staticmethod
+    def _select_subprotocol(ws: ServerConnection, offered: Any) -> Any:
+        return "realtime" if "realtime" in offered else None
+
+    def _stall(self, conn: Connection, seconds: float) -> None:
+        def hold() -> None:
+            mutex = conn._ws.protocol_mutex
+            if not mutex.acquire(timeout=max(seconds, 0.0) + 1.0):
+                return
+            try:
+                self._stopping.wait(seconds)
+            finally:
+                mutex.release()
+
+        thread = threading.Thread(target=hold, name=f"rs-server-stall-{conn.number}",
+                                  daemon=True)
+        with self._lock:
+            self._stalls = [t for t in self._stalls if t.is_alive()]
+            self._stalls.append(thread)
+        thread.start()
+
+    def _handle(self, ws: ServerConnection) -> None:
+        number = next(self._numbers)
+        threading.current_thread().name = f"rs-server-conn-{number}"
+        ws.recv_events_thread.name = f"rs-server-recv-{number}"
+        keepalive = getattr(ws, "keepalive_thread", None)
+        if keepalive is not None:
+            keepalive.name = f"rs-server-ping-{number}"
+        conn = Connection(self, ws, number)
+        with self._lock:
+            self._conns[number] = conn
+            self._accepted += 1
+        try:
+            session = self._open(conn, ws)
+            if session is not None:
+                self._read_loop(conn, ws, session)
+        except Exception:
+            log.exception("connection #%d failed", number)
+        finally:
+            if conn.session is not None:
+                conn.session.close()
+            conn._closed.set()
+            with self._lock:
+                self._conns.pop(number, None)
+
+    def _refuse(self, ws: ServerConnection, close_code: int, code: str, message: str) -> None:
+        try:
+            ws.send(_error_text(code, message))
+            ws.close(close_code, f"invalid_request_error.{code}")
+        except ConnectionClosed:
+            pass
+
+    def _open(self, conn: Connection, ws: ServerConnection) -> Optional[Session]:
+        request = ws.request
+        assert request is not None
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        headers = request.headers
+        key: Optional[str] = None
+        auth = headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            key = auth[7:].strip()
+        key = key or headers.get("api-key") or query.get("api-key")
+        for proto in headers.get_all("Sec-WebSocket-Protocol"):
+            for item in proto.split(","):
+                item = item.strip()
+                if item.startswith("openai-insecure-api-key."):
+                    key = key or item[len("openai-insecure-api-key."):]
+        if not key:
+            self._refuse(ws, 3000, "invalid_api_key",
+                         "You didn't provide an API key. You need to provide your API key in an "
+                         "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                         "YOUR_KEY).")
+            return None
+        if self.api_key is not None and key != self.api_key:
+            self._refuse(ws, 3000, "invalid_api_key", "Incorrect API key provided.")
+            return None
+        if "realtime=v1" in headers.get("OpenAI-Beta", "") or any(
+                "openai-beta.realtime-v1" in p for p in headers.get_all("Sec-WebSocket-Protocol")):
+            self._refuse(ws, 4000, "beta_api_shape_disabled",
+                         "The Realtime Beta API is no longer supported. Please use /v1/realtime "
+                         "for the GA API.")
+            return None
+        intent = query.get("intent")
+        model = query.get("model") or query.get("deployment")
+        if intent not in (None, "realtime", "transcription"):
+            self._refuse(ws, 4000, "invalid_intent",
+                         f"Invalid intent '{intent}'. Supported: 'realtime', 'transcription'.")
+            return None
+        if intent == "transcription":
+            kind = "transcription"
+        elif model:
+            kind = "realtime"
+        else:
+            self._refuse(ws, 4000, "missing_model",
+                         "Missing required parameter: 'model'.")
+            return None
+        session = Session(kind, model, self.options, conn._send_text, conn.close)
+        conn.session = session
+        session.start()
+        return session
+
+    def _read_loop(self, conn: Connection, ws: ServerConnection, session: Session) -> None:
+        expired = False
+        while True:
+            remaining = session.deadline - time.monotonic()
+            if remaining <= 0 and not expired:
+                expired = True
+                session.expire()
+                continue
+            try:
+                data = ws.recv(timeout=min(max(remaining, 0.0), TICK) if not expired else TICK)
+            except TimeoutError:
+                continue
+            except ConnectionClosed:
+                return
+            event = session.parse(data)
+            if event is None:
+                continue
+            conn.received.append(event)
+            try:
+                if self.before is not None and self.before(conn, event):
+                    continue
+                session.dispatch(event)
+                if self.after is not None:
+                    self.after(conn, event)
+            except Exception:
+                log.exception("handling %r failed", event.get("type"))
+                session.error(None, "The server had an error while processing your request.",
+                              type_="server_error", event_id=event.get("event_id"))
