@@ -121,7 +121,7 @@ class EventIterator:
 
     def __init__(
         self,
-        router: "Router",
+        router: Router,
         timeout: Optional[float],
         types: Optional[Tuple[str, ...]],
         maxsize: int,
@@ -147,7 +147,7 @@ class EventIterator:
         self._items.append(event)
         self._cond.notify()
 
-    def __iter__(self) -> "EventIterator":
+    def __iter__(self) -> EventIterator:
         return self
 
     def __next__(self) -> Event:
@@ -180,7 +180,7 @@ class EventIterator:
             self._close_locked()
             self._cond.notify_all()
 
-    def __enter__(self) -> "EventIterator":
+    def __enter__(self) -> EventIterator:
         return self
 
     def __exit__(self, *exc: Any) -> None:

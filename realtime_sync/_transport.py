@@ -83,7 +83,7 @@ class Closed:
 class _ReadLoop:
     """websocket-client's custom ``dispatcher`` hook: our read loop on the network thread."""
 
-    def __init__(self, transport: "Transport") -> None:
+    def __init__(self, transport: Transport) -> None:
         self.t = transport
 
     # hooks websocket-client calls ---------------------------------------------------------------
@@ -185,6 +185,7 @@ class Transport:
         self._last_pong = 0.0
         self._last_rx = 0.0
         self._closed_info = Closed()
+        self._restart = threading.Event()
         self.thread: Optional[threading.Thread] = None
         self.bytes_sent = 0
         self.frames_sent = 0
@@ -222,6 +223,11 @@ class Transport:
                 except OSError:
                     pass
         return ok
+
+    def restart(self) -> None:
+        """Drop the current connection and open a new one at once (any thread)."""
+        self._restart.set()
+        self._wake()
 
     @property
     def closing(self) -> bool:
@@ -267,6 +273,10 @@ class Transport:
                     break
                 if info.established:
                     attempt = 0
+                if info.extra.get("restart"):
+                    self._on_reconnecting(1, 0.0)
+                    self.reconnects += 1
+                    continue
                 attempt += 1
                 if self.backoff.gives_up(attempt):
                     final.extra["gave_up"] = True
@@ -406,6 +416,10 @@ class Transport:
                     except Exception:  # noqa: BLE001
                         return "closed by client"
             return None
+        if self._restart.is_set():
+            self._restart.clear()
+            self._closed_info.extra["restart"] = True
+            return "session rollover: reconnecting on purpose"
         if not self.ping_interval:
             return None
         if self._last_ping > self._last_pong:

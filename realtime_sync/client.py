@@ -55,7 +55,7 @@ __all__ = ["RealtimeClient"]
 
 logger = logging.getLogger(__name__)
 
-_live_clients: "weakref.WeakSet[RealtimeClient]" = weakref.WeakSet()
+_live_clients: weakref.WeakSet[RealtimeClient] = weakref.WeakSet()
 
 IDLE, CONNECTING, CONNECTED, RECONNECTING, DISCONNECTED, CLOSED = (
     "idle", "connecting", "connected", "reconnecting", "disconnected", "closed",
@@ -266,7 +266,7 @@ class RealtimeClient:
         return self._registry.remove(type, handler)
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def connect(self, timeout: Optional[float] = 10) -> "RealtimeClient":
+    def connect(self, timeout: Optional[float] = 10) -> RealtimeClient:
         """Open the connection and block until ``session.created`` (and, when a ``session``
         config was given, until the server applied it with ``session.updated``).
 
@@ -293,6 +293,7 @@ class RealtimeClient:
             self._endpoint.check()  # before any I/O
             self._state = CONNECTING
             self._connect_error = None
+            self._local.mark = self._router.seq  # wait_for on this thread sees what follows
             _live_clients.add(self)
             self._transport = Transport(
                 resolve=self._endpoint.resolve,
@@ -379,7 +380,7 @@ class RealtimeClient:
         self._close_result = ok
         return ok
 
-    def __enter__(self) -> "RealtimeClient":
+    def __enter__(self) -> RealtimeClient:
         if self._state == IDLE:
             self.connect()
         return self
@@ -642,6 +643,19 @@ class RealtimeClient:
             except ValueError:
                 pass
 
+    def _restart(self) -> bool:
+        """Open a new session now (a planned rollover); False when not connected."""
+        transport = self._transport
+        if transport is None or self._state != CONNECTED or self._backoff is None:
+            return False
+        transport.restart()
+        return True
+
+    @property
+    def _session_generation(self) -> int:
+        """How many sessions this client has had (changes on every reconnect)."""
+        return self._sessions_created
+
     def _count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to a :meth:`stats` counter."""
         self._counters[name] = self._counters.get(name, 0) + n
@@ -816,7 +830,7 @@ class RealtimeClient:
                 and self._backoff is not None
                 and was != CLOSED
                 and (code in RECONNECT_CODES or err_code == "session_expired"
-                     or "ping timeout" in reason)
+                     or "ping timeout" in reason or bool(info.extra.get("restart")))
             )
             if was != CLOSED:
                 self._state = RECONNECTING if reconnect else DISCONNECTED

@@ -1,0 +1,840 @@
+"""Live transcription: :class:`Transcriber`, :class:`Segment`, :class:`Transcript`, and
+:func:`transcribe_file`.
+
+A :class:`Transcriber` owns one transcription session (``?intent=transcription``) and turns the
+server's events into ordered segments. Order comes from
+``input_audio_buffer.committed.previous_item_id`` (never from arrival order: completions of
+different turns may arrive out of order, and streaming models send deltas before
+``committed``). Every byte fed is kept until the turn that contains it has completed, so a
+dropped connection, a reconnect or a planned session rollover loses no audio: what was not
+yet transcribed is replayed into the new session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Union,
+)
+
+from ._dispatch import Marshal
+from .client import RealtimeClient
+from .errors import ConfigurationError, NotConnectedError, TimeoutError
+from .events import Event, LibraryEvents, ServerEvents
+
+__all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
+
+logger = logging.getLogger(__name__)
+
+BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
+MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
+DEFAULT_MODEL = "gpt-4o-transcribe"
+TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
+NOISE_REDUCTION_TYPES = ("near_field", "far_field")
+LOGPROBS_INCLUDE = "item.input_audio_transcription.logprobs"
+
+
+@dataclass
+class Segment:
+    """One turn of speech and its transcript.
+
+    Attributes:
+        item_id: the server's item id of the committed audio.
+        text: the transcript (the text so far while ``final`` is False; ``""`` when failed).
+        error: the server's error object for a failed turn, else ``None``.
+        start_ms: where the turn starts in all audio fed to the transcriber, when known.
+        end_ms: where it ends, when known.
+        logprobs: token log-probabilities when ``include_logprobs=True``.
+        final: True once the turn completed or failed.
+        usage: the server's usage object of the turn, when given.
+    """
+
+    item_id: str
+    text: str = ""
+    error: Optional[Dict[str, Any]] = None
+    start_ms: Optional[int] = None
+    end_ms: Optional[int] = None
+    logprobs: Optional[List[Dict[str, Any]]] = None
+    final: bool = False
+    usage: Optional[Dict[str, Any]] = None
+    committed: bool = field(default=False, repr=False)
+    session: int = field(default=0, repr=False)
+    start_pos: Optional[int] = field(default=None, repr=False)
+    end_pos: Optional[int] = field(default=None, repr=False)
+
+
+@dataclass
+class Transcript:
+    """Final segments in commit order."""
+
+    segments: List[Segment] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The segments' texts joined by single spaces (empty turns left out)."""
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def build_session(
+    *,
+    model: str = DEFAULT_MODEL,
+    language: Optional[str] = None,
+    prompt: Optional[str] = None,
+    turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+    noise_reduction: Union[str, Mapping[str, Any], None] = None,
+    include_logprobs: bool = False,
+) -> Dict[str, Any]:
+    """The GA ``session`` object of a transcription ``session.update``.
+
+    Raises:
+        ConfigurationError: an unknown ``turn_detection`` or ``noise_reduction``.
+        TypeError: a value of the wrong type.
+    """
+    if not isinstance(model, str) or not model:
+        raise TypeError("model must be a non-empty string such as 'gpt-4o-transcribe'")
+    transcription: Dict[str, Any] = {"model": model}
+    if language is not None:
+        if not isinstance(language, str) or not language:
+            raise TypeError("language must be an ISO-639-1 code such as 'en'")
+        transcription["language"] = language
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise TypeError("prompt must be a string")
+        transcription["prompt"] = prompt
+    td: Optional[Dict[str, Any]]
+    if turn_detection is None:
+        td = None
+    elif isinstance(turn_detection, str):
+        if turn_detection not in TURN_DETECTION_TYPES:
+            raise ConfigurationError(
+                f"turn_detection must be 'server_vad', 'semantic_vad', a dict or None, "
+                f"not {turn_detection!r}"
+            )
+        td = {"type": turn_detection}
+    elif isinstance(turn_detection, Mapping):
+        td = dict(turn_detection)
+        td.setdefault("type", "server_vad")
+        if td["type"] not in TURN_DETECTION_TYPES:
+            raise ConfigurationError(
+                f"turn_detection type must be 'server_vad' or 'semantic_vad', not {td['type']!r}"
+            )
+    else:
+        raise TypeError("turn_detection must be a string, a dict or None")
+    nr: Optional[Dict[str, Any]]
+    if noise_reduction is None:
+        nr = None
+    elif isinstance(noise_reduction, str):
+        if noise_reduction not in NOISE_REDUCTION_TYPES:
+            raise ConfigurationError(
+                f"noise_reduction must be 'near_field', 'far_field' or None, not {noise_reduction!r}"
+            )
+        nr = {"type": noise_reduction}
+    elif isinstance(noise_reduction, Mapping):
+        nr = dict(noise_reduction)
+    else:
+        raise TypeError("noise_reduction must be a string, a dict or None")
+    session: Dict[str, Any] = {
+        "type": "transcription",
+        "audio": {
+            "input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": transcription,
+                "turn_detection": td,
+                "noise_reduction": nr,
+            }
+        },
+    }
+    if include_logprobs:
+        session["include"] = [LOGPROBS_INCLUDE]
+    return session
+
+
+class _FeedSink:
+    """What :func:`realtime_sync.audio.stream` sees when a transcriber listens: audio goes to
+    :meth:`Transcriber.feed`, which keeps it until it is transcribed (so it is always
+    "connected": the transcriber does the buffering across reconnects)."""
+
+    def __init__(self, transcriber: Transcriber) -> None:
+        self._tr = transcriber
+        self.input_audio_buffer = self
+
+    connected = True
+
+    def append(self, pcm16: bytes) -> str:
+        self._tr.feed(pcm16)
+        return ""
+
+    def _emit(self, event: Mapping[str, Any]) -> None:
+        client = self._tr._client
+        if client is not None:
+            client._emit(event)
+
+    def _adopt(self, resource: Any) -> None:
+        self._tr._streams.append(resource)
+
+    def _disown(self, resource: Any) -> None:
+        try:
+            self._tr._streams.remove(resource)
+        except ValueError:
+            pass
+
+    def _count(self, name: str, n: int = 1) -> None:
+        client = self._tr._client
+        if client is not None:
+            client._count(name, n)
+
+
+class Transcriber:
+    """A live transcription session: feed audio (or listen to a microphone), get ordered text.
+
+    Threads: ``start()``/``__enter__`` connects (the client's two threads); ``listen()`` adds the
+    audio thread. Bookkeeping runs on the dispatcher thread; ``on_partial(segment)`` and
+    ``on_final(segment)`` run there too, or through ``marshal`` (a GUI's thread) when given.
+    ``on_final`` is called once per turn, in commit order. ``feed``, ``commit`` and the
+    properties may be called from any thread; ``segments()`` blocks (not on the dispatcher).
+
+    Args:
+        model: transcription model (``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``,
+            ``whisper-1``, ``gpt-live-transcribe``, ...).
+        language: ISO-639-1 code, or None to detect.
+        prompt: text that guides the model (vocabulary, style).
+        turn_detection: ``"server_vad"``, ``"semantic_vad"``, a dict of VAD parameters, or
+            None (you commit turns; required by streaming models).
+        noise_reduction: ``"near_field"``, ``"far_field"`` or None.
+        include_logprobs: ask for token log-probabilities.
+        on_partial: ``on_partial(segment)`` on every delta with the text so far of a turn.
+        on_final: ``on_final(segment)`` once per turn, in commit order.
+        url, api_key: where to connect (see :class:`RealtimeClient`).
+        marshal: run ``on_partial``/``on_final`` on another thread (see :mod:`realtime_sync.gui`).
+        rollover_margin: seconds before the session's ``expires_at`` at which the transcriber
+            moves to a new session at the next quiet moment.
+        max_buffer_s: the most untranscribed audio kept for replay (oldest dropped beyond it,
+            counted and reported as ``client.audio_dropped``).
+        **client_options: passed to :class:`RealtimeClient` (``reconnect``, ``headers``, ...).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        language: Optional[str] = None,
+        prompt: Optional[str] = None,
+        turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+        noise_reduction: Union[str, Mapping[str, Any], None] = None,
+        include_logprobs: bool = False,
+        on_partial: Optional[Callable[[Segment], Any]] = None,
+        on_final: Optional[Callable[[Segment], Any]] = None,
+        url: Optional[str] = None,
+        api_key: Any = None,
+        marshal: Optional[Marshal] = None,
+        rollover_margin: float = 60.0,
+        max_buffer_s: float = 120.0,
+        **client_options: Any,
+    ) -> None:
+        self._session = build_session(
+            model=model, language=language, prompt=prompt, turn_detection=turn_detection,
+            noise_reduction=noise_reduction, include_logprobs=include_logprobs,
+        )
+        for name, cb in (("on_partial", on_partial), ("on_final", on_final)):
+            if cb is not None and not callable(cb):
+                raise TypeError(f"{name} must be callable")
+        if marshal is not None and not callable(marshal):
+            raise TypeError("marshal must be callable")
+        if "session" in client_options or "intent" in client_options:
+            raise TypeError("Transcriber builds the session itself; pass its options instead")
+        self.model = model
+        self.vad = turn_detection is not None
+        self._on_partial = on_partial
+        self._on_final = on_final
+        self._marshal = marshal
+        self._client_options = dict(client_options)
+        self._client_options.update(url=url, api_key=api_key)
+        self._rollover_margin = rollover_margin
+        self._max_buffer = int(max_buffer_s * 1000) * BYTES_PER_MS
+        self._client: Optional[RealtimeClient] = None
+        self._streams: List[Any] = []
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # audio bookkeeping (absolute byte positions in everything fed)
+        self._ring = bytearray()
+        self._ring_start = 0
+        self._total = 0
+        self._sent = 0
+        self._generation = -1
+        self._session_base = 0
+        self._session_index = 0
+        self._last_commit_pos = 0
+        self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
+        self._vad_start_pos: Dict[str, int] = {}
+        self._dropped_bytes = 0
+        # segments
+        self._segments: Dict[str, Segment] = {}
+        self._order: List[str] = []
+        self._final_cursor = 0
+        self._finals: List[Segment] = []
+        self._in_speech: Optional[str] = None
+        self._expires_at: Optional[float] = None
+        self._rollover_due: Optional[float] = None
+        self._closed = False
+        self._error: Optional[BaseException] = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def client(self) -> RealtimeClient:
+        """The underlying :class:`RealtimeClient` (after ``start()``)."""
+        if self._client is None:
+            raise NotConnectedError("the transcriber is not started: call start() or use `with`")
+        return self._client
+
+    def start(self, timeout: Optional[float] = 15) -> Transcriber:
+        """Connect and configure the session; blocks until ``session.updated``.
+
+        Thread: any but a dispatcher thread.
+
+        Raises:
+            ConfigurationError: the server rejected the configuration (its message included).
+            AuthenticationError, ConnectError, TimeoutError: as :meth:`RealtimeClient.connect`.
+        """
+        if self._client is not None:
+            return self
+        client = RealtimeClient(intent="transcription", session=self._session,
+                                **self._client_options)
+        for type_, handler in (
+            (ServerEvents.SESSION_CREATED, self._on_session_created),
+            (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STARTED, self._on_speech_started),
+            (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STOPPED, self._on_speech_stopped),
+            (ServerEvents.INPUT_AUDIO_BUFFER_COMMITTED, self._on_committed),
+            (ServerEvents.TRANSCRIPTION_DELTA, self._on_delta),
+            (ServerEvents.TRANSCRIPTION_COMPLETED, self._on_completed),
+            (ServerEvents.TRANSCRIPTION_FAILED, self._on_failed),
+            (ServerEvents.ERROR, self._on_error),
+            (LibraryEvents.RECONNECTED, self._on_reconnected),
+            (LibraryEvents.DISCONNECTED, self._on_disconnected),
+        ):
+            client.on(type_, handler)
+        self._client = client
+        try:
+            client.connect(timeout=timeout)
+        except BaseException:
+            self._client = None
+            client.close()
+            raise
+        return self
+
+    def close(self, timeout: float = 5) -> bool:
+        """Stop listening, close the session and join every thread. Idempotent; any thread.
+
+        Turns not yet completed are abandoned; use :meth:`finish` first to wait for them.
+        """
+        for s in list(self._streams):
+            try:
+                s.stop(timeout / 2)
+            except Exception:  # noqa: BLE001
+                logger.exception("stopping the audio stream failed")
+        self._streams.clear()
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+        client = self._client
+        return client.close(timeout) if client is not None else True
+
+    def __enter__(self) -> Transcriber:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- audio in -----------------------------------------------------------------------------
+    def feed(self, pcm16: bytes) -> None:
+        """Feed PCM16 mono 24 kHz audio. Any thread; never blocks on the network for long.
+
+        The audio is kept until transcribed: while disconnected it waits, and is sent (replayed)
+        once the session is back.
+
+        Raises:
+            TypeError, ValueError: not PCM16 bytes.
+            NotConnectedError: the transcriber is closed or not started.
+        """
+        if isinstance(pcm16, memoryview):
+            pcm16 = pcm16.tobytes()
+        if not isinstance(pcm16, (bytes, bytearray)):
+            raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
+        if len(pcm16) % 2:
+            raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
+        client = self.client
+        if self._closed:
+            raise NotConnectedError("the transcriber is closed")
+        with self._lock:
+            self._ring += pcm16
+            self._total += len(pcm16)
+            self._trim_ring()
+        self._pump(client)
+        self._maybe_rollover(client)
+
+    def _pump(self, client: RealtimeClient) -> None:
+        """Send what the current session has not had yet; replays after a new session.
+
+        Sending happens outside the state lock (handlers never wait for the network), under
+        ``_send_lock`` so appends and commits keep their order.
+        """
+        with self._send_lock:
+            while True:
+                with self._lock:
+                    if not client.connected:
+                        return
+                    gen = client._session_generation
+                    if gen != self._generation:
+                        self._start_new_session(gen)
+                    if self._sent >= self._total:
+                        return
+                    start = self._sent - self._ring_start
+                    chunk = bytes(self._ring[start:start + 480_000])  # 10 s per append at most
+                    pos = self._sent
+                try:
+                    client.input_audio_buffer.append(chunk)
+                except NotConnectedError:
+                    return
+                with self._lock:
+                    if self._generation == gen and self._sent == pos:
+                        self._sent = pos + len(chunk)
+
+    def _start_new_session(self, gen: int) -> None:
+        """A new server session: replay everything not yet transcribed (lock held)."""
+        first = self._generation < 0
+        self._generation = gen
+        self._session_index += 1
+        self._session_base = self._ring_start
+        self._last_commit_pos = self._ring_start
+        self._sent = self._ring_start
+        self._commit_fifo.clear()
+        self._vad_start_pos.clear()
+        self._in_speech = None
+        if not first:
+            # turns of the old session that never completed are transcribed again
+            superseded = [i for i in self._order[self._final_cursor:]
+                          if not self._segments[i].final]
+            for item_id in superseded:
+                self._order.remove(item_id)
+                self._segments.pop(item_id, None)
+            replay = self._total - self._ring_start
+            if replay:
+                logger.info("new session: replaying %d ms of audio not yet transcribed",
+                            replay // BYTES_PER_MS)
+
+    def _trim_ring(self) -> None:
+        """Forget audio whose turns have all completed; bound the rest (lock held)."""
+        keep_from = self._last_commit_pos
+        for item_id in self._order[self._final_cursor:]:
+            seg = self._segments.get(item_id)
+            if seg is not None and seg.start_pos is not None:
+                keep_from = min(keep_from, seg.start_pos)
+                break
+        keep_from = min(keep_from, self._sent)
+        overflow = (self._total - keep_from) - self._max_buffer
+        if overflow > 0:
+            overflow += overflow % 2
+            keep_from += overflow
+            self._dropped_bytes += overflow
+            logger.warning("transcriber buffer full: dropped %d ms of untranscribed audio",
+                           overflow // BYTES_PER_MS)
+            if self._client is not None:
+                self._client._count("audio_dropped", overflow)
+                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
+                                    "ms": overflow // BYTES_PER_MS, "source": "transcriber"})
+            self._sent = max(self._sent, keep_from)
+        if keep_from > self._ring_start:
+            del self._ring[:keep_from - self._ring_start]
+            self._ring_start = keep_from
+
+    def commit(self) -> Optional[str]:
+        """Commit the audio fed since the last commit as one turn. Any thread.
+
+        Returns the commit's ``event_id``, or None when less than 100 ms is uncommitted (the
+        server would refuse it) or the session is reconnecting (the audio is kept and
+        replayed; commit again later).
+        """
+        client = self.client
+        self._pump(client)
+        with self._send_lock:
+            with self._lock:
+                if (not client.connected or self._sent < self._total
+                        or self._sent - self._last_commit_pos < MIN_COMMIT_BYTES):
+                    return None
+                start, end = self._last_commit_pos, self._sent
+            try:
+                event_id = client.input_audio_buffer.commit()
+            except NotConnectedError:
+                return None
+            with self._lock:
+                self._commit_fifo.append((event_id, start, end))
+                self._last_commit_pos = max(self._last_commit_pos, end)
+            return event_id
+
+    def listen(self, device: Union[int, str, None] = None, chunk_ms: int = 50) -> Any:
+        """Stream a microphone into this transcriber on the ``realtime-sync-audio`` thread.
+
+        Returns the :class:`realtime_sync.audio.AudioStream` handle (stopped by ``close()``).
+
+        Raises:
+            AudioError: no usable input device (the message says how to list devices).
+        """
+        from .audio import Microphone, stream
+
+        self.client  # noqa: B018 - raises when not started
+        mic = Microphone(device=device, chunk_ms=chunk_ms)
+        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
+
+    def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
+        """Stream any :class:`realtime_sync.audio.AudioSource` into this transcriber."""
+        from .audio import stream
+
+        self.client  # noqa: B018
+        return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+
+    # -- results ------------------------------------------------------------------------------
+    @property
+    def transcript(self) -> Transcript:
+        """The final segments so far, in commit order (a snapshot; any thread)."""
+        with self._lock:
+            return Transcript(list(self._finals))
+
+    @property
+    def pending(self) -> int:
+        """Committed turns not yet completed or failed."""
+        with self._lock:
+            return len(self._order) - self._final_cursor
+
+    @property
+    def uncommitted_ms(self) -> int:
+        """Audio sent to the current session and not yet committed, in ms."""
+        with self._lock:
+            return (self._sent - self._last_commit_pos) // BYTES_PER_MS
+
+    @property
+    def dropped_ms(self) -> int:
+        """Untranscribed audio dropped because the replay buffer overflowed."""
+        return self._dropped_bytes // BYTES_PER_MS
+
+    def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
+        """A blocking iterator of final segments in commit order, from the first one.
+
+        Ends when the transcriber is closed (after the last final segment) or when no new
+        segment comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
+        """
+        index = 0
+        while True:
+            with self._changed:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while index >= len(self._finals):
+                    if self._error is not None:
+                        raise self._error
+                    if self._closed:
+                        return
+                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    self._changed.wait(min(0.25, remaining))
+                segment = self._finals[index]
+            index += 1
+            yield segment
+
+    def finish(self, timeout: Optional[float] = None) -> Transcript:
+        """Commit what the server has not committed yet, then wait until every committed turn
+        has completed or failed. Returns the transcript. Thread: not the dispatcher's.
+
+        Raises:
+            TimeoutError: turns still pending after ``timeout`` seconds.
+            NotConnectedError: the session ended for good first.
+        """
+        client = self.client
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._pump(client)
+            with self._changed:
+                if self._error is not None:
+                    raise self._error
+                settled = client.connected and self._sent == self._total and not self._commit_fifo
+                uncommitted = self._sent - self._last_commit_pos
+                if settled and uncommitted < MIN_COMMIT_BYTES \
+                        and self._final_cursor == len(self._order):
+                    return Transcript(list(self._finals))
+            if settled and uncommitted >= MIN_COMMIT_BYTES:
+                self.commit()
+                continue
+            with self._changed:
+                if client.state in ("closed", "disconnected"):
+                    raise NotConnectedError(
+                        f"the session ended with {self.pending} turns pending")
+                remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{self.pending} turns still pending after {timeout} s")
+                self._changed.wait(min(0.25, remaining))
+
+    # -- rollover -----------------------------------------------------------------------------
+    def _maybe_rollover(self, client: RealtimeClient) -> None:
+        due = self._rollover_due
+        if due is None or time.time() < due:
+            return
+        with self._lock:
+            quiet = self._in_speech is None and self._final_cursor == len(self._order)
+            hard = self._expires_at is not None and time.time() >= self._expires_at - 5
+            if not (quiet or hard):
+                return
+            self._rollover_due = None
+        logger.info("session expires soon: rolling over to a new session")
+        client._restart()
+
+    # -- event handlers (dispatcher thread) -----------------------------------------------------
+    def _segment(self, item_id: str) -> Segment:
+        seg = self._segments.get(item_id)
+        if seg is None:
+            seg = self._segments[item_id] = Segment(item_id=item_id, session=self._session_index)
+        return seg
+
+    def _on_session_created(self, event: Event) -> None:
+        session = event.get("session") or {}
+        expires = session.get("expires_at") if isinstance(session, Mapping) else None
+        with self._lock:
+            if isinstance(expires, (int, float)) and expires > 0:
+                self._expires_at = float(expires)
+                self._rollover_due = float(expires) - self._rollover_margin
+            else:
+                self._expires_at = self._rollover_due = None
+
+    def _on_reconnected(self, event: Event) -> None:
+        # the next feed() / finish() replays; handlers never send (no waiting on the network)
+        with self._changed:
+            self._changed.notify_all()
+
+    def _on_disconnected(self, event: Event) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _ms_to_pos(self, ms: Any) -> Optional[int]:
+        if not isinstance(ms, (int, float)):
+            return None
+        return self._session_base + int(ms) * BYTES_PER_MS
+
+    def _on_speech_started(self, event: Event) -> None:
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            return
+        with self._lock:
+            self._in_speech = item_id
+            seg = self._segment(item_id)
+            pos = self._ms_to_pos(event.get("audio_start_ms"))
+            if pos is not None:
+                seg.start_ms = pos // BYTES_PER_MS
+            self._vad_start_pos[item_id] = self._last_commit_pos
+
+    def _on_speech_stopped(self, event: Event) -> None:
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            return
+        with self._lock:
+            if self._in_speech == item_id:
+                self._in_speech = None
+            seg = self._segment(item_id)
+            pos = self._ms_to_pos(event.get("audio_end_ms"))
+            if pos is not None:
+                seg.end_ms = pos // BYTES_PER_MS
+                seg.end_pos = min(pos, self._sent)
+
+    def _on_committed(self, event: Event) -> None:
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            return
+        prev = event.get("previous_item_id")
+        with self._changed:
+            seg = self._segment(item_id)
+            if seg.committed:
+                return
+            seg.committed = True
+            if self._in_speech == item_id:
+                self._in_speech = None
+            if seg.end_pos is not None and item_id in self._vad_start_pos:
+                # committed by server VAD at speech_stopped
+                seg.start_pos = self._vad_start_pos.pop(item_id)
+                self._last_commit_pos = max(self._last_commit_pos, seg.end_pos)
+            elif self._commit_fifo:
+                _, start, end = self._commit_fifo.pop(0)
+                self._vad_start_pos.pop(item_id, None)
+                seg.start_pos, seg.end_pos = start, end
+                if seg.start_ms is None:
+                    seg.start_ms = start // BYTES_PER_MS
+                seg.end_ms = end // BYTES_PER_MS
+            else:
+                seg.start_pos = self._last_commit_pos
+                seg.end_pos = self._sent
+                self._last_commit_pos = self._sent
+            self._insert_in_order(item_id, prev)
+            self._advance_finals()
+
+    def _insert_in_order(self, item_id: str, prev: Any) -> None:
+        order = self._order
+        if isinstance(prev, str) and prev in order:
+            index = order.index(prev) + 1
+            # keep after anything already chained behind prev in this session
+            order.insert(index, item_id)
+        else:
+            order.append(item_id)
+
+    def _on_delta(self, event: Event) -> None:
+        item_id = event.get("item_id")
+        delta = event.get("delta")
+        if not isinstance(item_id, str) or not isinstance(delta, str):
+            return
+        with self._lock:
+            seg = self._segment(item_id)
+            if seg.final:
+                return
+            seg.text += delta
+            if event.get("logprobs"):
+                seg.logprobs = (seg.logprobs or []) + list(event["logprobs"])
+            snapshot = Segment(**{**seg.__dict__})
+        if self._on_partial is not None:
+            self._call_user(self._on_partial, snapshot)
+
+    def _on_completed(self, event: Event) -> None:
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            return
+        with self._changed:
+            seg = self._segment(item_id)
+            transcript = event.get("transcript")
+            if isinstance(transcript, str):
+                seg.text = transcript
+            if event.get("logprobs"):
+                seg.logprobs = list(event["logprobs"])
+            usage = event.get("usage")
+            seg.usage = dict(usage) if isinstance(usage, Mapping) else None
+            seg.final = True
+            self._advance_finals()
+
+    def _on_failed(self, event: Event) -> None:
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            return
+        with self._changed:
+            seg = self._segment(item_id)
+            err = event.get("error")
+            seg.error = dict(err) if isinstance(err, Mapping) else {"message": str(err)}
+            seg.text = ""
+            seg.final = True
+            logger.warning("transcription of %s failed: %s", item_id,
+                           seg.error.get("message"))
+            self._advance_finals()
+
+    def _on_error(self, event: Event) -> None:
+        err = event.get("error")
+        if not isinstance(err, Mapping):
+            return
+        event_id = err.get("event_id")
+        with self._changed:
+            for i, (eid, _start, _end) in enumerate(self._commit_fifo):
+                if eid == event_id:
+                    # the server refused our commit (e.g. its VAD had committed it already)
+                    del self._commit_fifo[i]
+                    break
+            self._changed.notify_all()
+
+    def _advance_finals(self) -> None:
+        """Emit final segments in commit order (lock held)."""
+        ready: List[Segment] = []
+        while self._final_cursor < len(self._order):
+            seg = self._segments[self._order[self._final_cursor]]
+            if not seg.final:
+                break
+            self._final_cursor += 1
+            self._finals.append(seg)
+            ready.append(seg)
+        if ready:
+            self._trim_ring()
+            self._changed.notify_all()
+        if self._on_final is not None:
+            for seg in ready:
+                self._call_user(self._on_final, seg)
+
+    def _call_user(self, fn: Callable[[Segment], Any], segment: Segment) -> None:
+        if self._marshal is not None:
+            self._marshal(lambda: fn(segment))
+        else:
+            fn(segment)
+
+
+def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
+    if progress is False:
+        return None
+    if progress is None and not (sys.stderr.isatty() and total_bytes > 30 * 1000 * BYTES_PER_MS):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=round(total_bytes / (BYTES_PER_MS * 1000), 1), unit="s", desc="audio",
+                leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
+
+
+def transcribe_file(
+    path: Union[str, os.PathLike],
+    *,
+    realtime: bool = False,
+    progress: Optional[bool] = None,
+    timeout: Optional[float] = None,
+    chunk_ms: int = 100,
+    **options: Any,
+) -> Transcript:
+    """Transcribe a WAV file and return its :class:`Transcript`. Blocking; any thread but a
+    dispatcher's.
+
+    The file is streamed as fast as the server accepts it (or paced like a microphone with
+    ``realtime=True``). At the end, audio the server has not committed is committed (under
+    server VAD too), and the call returns when every committed turn has completed or failed.
+
+    Args:
+        path: a WAV file (any rate, 8–32 bit, mono or stereo).
+        realtime: pace the audio in real time.
+        progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
+        timeout: give up (``TimeoutError``) after this many seconds in all.
+        chunk_ms: audio per append.
+        **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
+    """
+    from .audio import WavSource
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    source = WavSource(str(path), realtime=realtime)
+    frames = 24 * chunk_ms
+    bar = None
+    try:
+        with Transcriber(**options) as tr:
+            bar = _progress_bar(getattr(source, "total_bytes", 0) or 0, progress)
+            while True:
+                chunk = source.read(frames)
+                if not chunk:
+                    break
+                tr.feed(chunk)
+                if bar is not None:
+                    bar.update(round(len(chunk) / (BYTES_PER_MS * 1000), 3))
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
+            remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+            return tr.finish(timeout=remaining)
+    finally:
+        if bar is not None:
+            bar.close()
+        source.close()
