@@ -272,4 +272,3 @@ class Microphone:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device_rate} Hz, {self.device_channels} ch"
         return f"Microphone({self.device_name!r}, index={self.device_index}, {state})"
-

@@ -190,7 +190,8 @@ class AudioStream:
                 self.bytes_muted += len(data)
                 continue
             self._enqueue(bytes(data))
-            self._flush()
+            if not self._flush() and self.live:
+                self._trim()
         if not self._stop.is_set():
             self._drain_at_end()
 
@@ -206,8 +207,9 @@ class AudioStream:
             part = data[i : i + MAX_APPEND_BYTES]
             self._backlog.append(part)
             self._backlog_bytes += len(part)
-        if not self.live:
-            return
+
+    def _trim(self) -> None:
+        """Drop the oldest audio beyond the bound (live sources while disconnected)."""
         while self._backlog_bytes > self.buffer_bytes and self._backlog:
             excess = self._backlog_bytes - self.buffer_bytes
             head = self._backlog[0]
