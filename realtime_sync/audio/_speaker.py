@@ -405,6 +405,8 @@ class Speaker:
                 self._write(item, chunk)
                 if not pending:
                     self._playing = False
+                    if item.done and self._conv is not None:
+                        self._stream_write(self._conv.flush())  # the resampler's tail
                     if not item.done:
                         self.underruns += 1
                         log.debug("speaker underrun in item %s", item.item_id)
