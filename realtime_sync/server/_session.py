@@ -65,7 +65,8 @@ def expiry_message(seconds: float) -> str:
         minutes = int(seconds // 60)
         return f"Your session hit the maximum duration of {minutes} minute" \
                f"{'' if minutes == 1 else 's'}."
-    return f"Your session hit the maximum duration of {seconds:g} seconds."
+    return f"Your session hit the maximum duration of {seconds:g} second" \
+           f"{'' if seconds == 1 else 's'}."
 
 
 @dataclass
