@@ -349,3 +349,77 @@ def test_vad_factory_follows_the_server_protocol() -> None:
     vad = silero_vad_factory({"type": "server_vad"})
     assert isinstance(vad, SileroVad)
     assert (vad.threshold, vad.prefix_padding_ms) == (0.5, 300)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _recv_json(ws: Any) -> Dict[str, Any]:
+    frame = ws.recv()
+    event: Dict[str, Any] = json.loads(frame)
+    return event
+
+
+@pytest.mark.local_engine
+@engine
+@pytest.mark.timeout(120)
+def test_local_server_transcribes_two_turns_end_to_end() -> None:
+    import base64
+
+    import websocket
+
+    from realtime_sync.server import RealtimeServer
+
+    rec, vad_factory = local_engine()
+    pcm = read_pcm("two_turns.wav")
+    with RealtimeServer(api_key="sk-local", recognizer=rec, vad_factory=vad_factory) as srv:
+        ws = websocket.create_connection(srv.url + "?intent=transcription", timeout=30,
+                                         header=["Authorization: Bearer sk-local"])
+        try:
+            assert _recv_json(ws)["type"] == "session.created"
+            ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "transcription",
+                "audio": {"input": {
+                    "format": {"type": "audio/pcm", "rate": 24000},
+                    "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                    "turn_detection": SERVER_VAD,
+                }}}}))
+            while True:
+                event = _recv_json(ws)
+                assert event["type"] != "error", event
+                if event["type"] == "session.updated":
+                    break
+            step = 50 * BYTES_PER_MS
+            for i in range(0, len(pcm), step):
+                ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                    "audio": base64.b64encode(pcm[i:i + step]).decode()}))
+            events: List[Dict[str, Any]] = []
+            while sum(e["type"].endswith("transcription.completed") for e in events) < 2:
+                event = _recv_json(ws)
+                assert event["type"] != "error", event
+                assert not event["type"].endswith("transcription.failed"), event
+                events.append(event)
+        finally:
+            ws.close()
+
+    def of(kind: str) -> List[Dict[str, Any]]:
+        return [e for e in events if e["type"] == kind]
+
+    started = of("input_audio_buffer.speech_started")
+    stopped = of("input_audio_buffer.speech_stopped")
+    committed = of("input_audio_buffer.committed")
+    assert len(started) == len(stopped) == len(committed) == 2
+    items = [e["item_id"] for e in committed]
+    assert [e["item_id"] for e in started] == [e["item_id"] for e in stopped] == items
+    assert started[0]["audio_start_ms"] < stopped[0]["audio_end_ms"] \
+        < started[1]["audio_start_ms"] < stopped[1]["audio_end_ms"] <= len(pcm) // BYTES_PER_MS
+    for n in range(2):
+        assert events.index(started[n]) < events.index(stopped[n]) < events.index(committed[n])
+    for item_id, reference in zip(items, REFERENCES["two_turns.wav"]):
+        deltas = [e["delta"] for e in of("conversation.item.input_audio_transcription.delta")
+                  if e["item_id"] == item_id]
+        (done,) = [e for e in of("conversation.item.input_audio_transcription.completed")
+                   if e["item_id"] == item_id]
+        assert "".join(deltas) == done["transcript"]
+        wer, _, _ = word_error_rate(reference, done["transcript"])
+        assert wer < WER_LIMIT, (reference, done["transcript"])
