@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -32,7 +33,7 @@ from typing import (
 from ._dispatch import Marshal
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
-from .events import Event, LibraryEvents, ServerEvents
+from .events import Event, LibraryEvents, ServerEvents, new_event_id
 
 __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
 
@@ -258,6 +259,8 @@ class Transcriber:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
         self.vad = turn_detection is not None
+        self.vad_grace = 1.5
+        """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._on_partial = on_partial
         self._on_final = on_final
         self._marshal = marshal
@@ -476,13 +479,19 @@ class Transcriber:
                         or self._sent - self._last_commit_pos < MIN_COMMIT_BYTES):
                     return None
                 start, end = self._last_commit_pos, self._sent
-            try:
-                event_id = client.input_audio_buffer.commit()
-            except NotConnectedError:
-                return None
-            with self._lock:
-                self._commit_fifo.append((event_id, start, end))
+                event_id = new_event_id()
+                # recorded before sending: the committed event may be handled before send returns
+                entry = (event_id, start, end)
+                self._commit_fifo.append(entry)
                 self._last_commit_pos = max(self._last_commit_pos, end)
+            try:
+                client.send({"type": "input_audio_buffer.commit", "event_id": event_id})
+            except NotConnectedError:
+                with self._lock:
+                    if entry in self._commit_fifo:
+                        self._commit_fifo.remove(entry)
+                        self._last_commit_pos = start
+                return None
             return event_id
 
     def listen(self, device: Union[int, str, None] = None, chunk_ms: int = 50) -> Any:
@@ -563,6 +572,7 @@ class Transcriber:
         """
         client = self.client
         deadline = None if timeout is None else time.monotonic() + timeout
+        grace: Optional[float] = None
         while True:
             self._pump(client)
             with self._changed:
@@ -574,7 +584,22 @@ class Transcriber:
                         and self._final_cursor == len(self._order):
                     return Transcript(list(self._finals))
             if settled and uncommitted >= MIN_COMMIT_BYTES:
+                if self.vad:
+                    # give the server's VAD a moment to finish the turn it may be in
+                    if grace is None:
+                        grace = time.monotonic() + self.vad_grace
+                    if self._in_speech is None and self._tail_is_silent():
+                        # no speech in the tail: committing it would only transcribe (and
+                        # bill) silence
+                        with self._lock:
+                            self._last_commit_pos = self._sent
+                        continue
+                    if time.monotonic() < grace:
+                        with self._changed:
+                            self._changed.wait(0.05)
+                        continue
                 self.commit()
+                grace = None
                 continue
             with self._changed:
                 if client.state in ("closed", "disconnected"):
@@ -584,6 +609,23 @@ class Transcriber:
                 if remaining <= 0:
                     raise TimeoutError(f"{self.pending} turns still pending after {timeout} s")
                 self._changed.wait(min(0.25, remaining))
+
+    def _tail_is_silent(self, dbfs: float = -50.0) -> bool:
+        """True when the uncommitted audio stays below ``dbfs`` RMS in every 100 ms window."""
+        with self._lock:
+            start = max(self._last_commit_pos, self._ring_start) - self._ring_start
+            tail = bytes(self._ring[start:self._sent - self._ring_start])
+        samples = array("h")
+        samples.frombytes(tail[: len(tail) - len(tail) % 2])
+        if sys.byteorder == "big":
+            samples.byteswap()
+        limit = (32768.0 * 10 ** (dbfs / 20)) ** 2
+        window = 2400
+        for i in range(0, len(samples), window):
+            part = samples[i:i + window]
+            if part and sum(v * v for v in part) / len(part) > limit:
+                return False
+        return True
 
     # -- rollover -----------------------------------------------------------------------------
     def _maybe_rollover(self, client: RealtimeClient) -> None:
