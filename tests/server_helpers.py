@@ -91,6 +91,7 @@ class Peer:
                 self.close_reason = data[2:].decode("utf-8", "replace")
             else:
                 self.close_code = 1005
+            self.ws.shutdown()  # like a real client: close the TCP connection after the close
             return None
         event = json.loads(data)
         self.events.append(event)

@@ -581,8 +581,10 @@ def test_send_event_and_send_raw(fake, peer):
 
 
 def test_close_with_code_and_reason(fake, peer):
-    fake.close(4001, "scripted close")
+    closer = threading.Thread(target=fake.close, args=(4001, "scripted close"))
+    closer.start()  # close() waits for the client's answer, which comes from until_closed()
     assert peer.until_closed() == []
+    closer.join(5)
     assert (peer.close_code, peer.close_reason) == (4001, "scripted close")
     deadline = time.monotonic() + 5
     while fake.connections and time.monotonic() < deadline:

@@ -239,11 +239,14 @@ class RealtimeServer:
         for thread in stalls:
             thread.join(max(deadline - time.monotonic(), 0.1))
         server.socket.close()  # no new connections while we close the open ones
-        for conn in self.connections:
+        closers = []
+        for conn in self.connections:  # close them all at once: each may wait for its client
             closer = threading.Thread(target=conn.close, args=(1001, "server stopping"),
                                       name=f"rs-server-close-{conn.number}", daemon=True)
             closer.start()
-            closer.join(max(min(deadline - time.monotonic(), 2.0), 0.1))
+            closers.append((conn, closer))
+        for conn, closer in closers:
+            closer.join(max(deadline - time.monotonic(), 0.1))
             if closer.is_alive():
                 conn.drop()
                 closer.join(1.0)
