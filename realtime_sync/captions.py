@@ -1,0 +1,218 @@
+"""Caption writers: SRT, WebVTT and JSONL, written live cue by cue as turns complete.
+
+Each writer flushes after every cue so another program can tail the file::
+
+    with rs.captions.open_writer("live.srt") as out:
+        tr = rs.Transcriber(on_final=out.write)
+
+Writers are thread-safe: ``write`` may be called from any thread (a handler included).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import textwrap
+import threading
+from typing import IO, Any, Iterable, Optional, Union
+
+__all__ = [
+    "CaptionWriter",
+    "SrtWriter",
+    "VttWriter",
+    "JsonlWriter",
+    "TextWriter",
+    "open_writer",
+    "render",
+    "FORMATS",
+]
+
+FORMATS = ("text", "srt", "vtt", "jsonl")
+LINE_WIDTH = 42
+MIN_CUE_MS = 800
+MS_PER_CHAR = 60
+
+
+def _timestamp(ms: int, sep: str) -> str:
+    ms = max(0, int(ms))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+class CaptionWriter:
+    """Base class: writes segments (anything with ``text``, ``start_ms``, ``end_ms``) as cues.
+
+    Args:
+        target: a path, or an open text file (not closed by :meth:`close`).
+    """
+
+    extension = ".txt"
+
+    def __init__(self, target: Union[str, os.PathLike[str], IO[str]]) -> None:
+        if isinstance(target, (str, os.PathLike)):
+            self._file: IO[str] = open(target, "w", encoding="utf-8", newline="\n")
+            self._owns = True
+        elif isinstance(target, io.TextIOBase) or hasattr(target, "write"):
+            self._file = target
+            self._owns = False
+        else:
+            raise TypeError("target must be a path or a text file")
+        self._lock = threading.Lock()
+        self.cues = 0
+        self._last_end = 0
+        self._header_written = False
+
+    def _times(self, segment: Any) -> tuple[int, int]:
+        start = getattr(segment, "start_ms", None)
+        end = getattr(segment, "end_ms", None)
+        if start is None:
+            start = self._last_end
+        text = getattr(segment, "text", "") or ""
+        if end is None or end <= start:
+            end = start + max(MIN_CUE_MS, MS_PER_CHAR * len(text))
+        return int(start), int(end)
+
+    def write(self, segment: Any) -> None:
+        """Write one segment as a cue (empty and failed turns are skipped) and flush."""
+        text = (getattr(segment, "text", "") or "").strip()
+        with self._lock:
+            if not self._header_written:
+                self._header_written = True
+                self._header()
+            if not text and not self._keeps_empty():
+                return
+            start, end = self._times(segment)
+            self._last_end = end
+            self.cues += 1
+            self._cue(self.cues, start, end, text, segment)
+            self._file.flush()
+
+    def write_all(self, segments: Iterable[Any]) -> None:
+        """Write several segments."""
+        for segment in segments:
+            self.write(segment)
+
+    def _keeps_empty(self) -> bool:
+        return False
+
+    def _header(self) -> None:
+        pass
+
+    def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _wrap(text: str) -> str:
+        return "\n".join(textwrap.wrap(text, LINE_WIDTH)) or text
+
+    def close(self) -> None:
+        """Flush, and close the file when the writer opened it. Idempotent."""
+        with self._lock:
+            if not self._header_written:
+                self._header_written = True
+                self._header()
+            try:
+                self._file.flush()
+            except ValueError:
+                return
+            if self._owns:
+                self._file.close()
+
+    def __enter__(self) -> CaptionWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class SrtWriter(CaptionWriter):
+    """SubRip (``.srt``): numbered cues, ``HH:MM:SS,mmm`` times."""
+
+    extension = ".srt"
+
+    def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
+        self._file.write(
+            f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n"
+            f"{self._wrap(text)}\n\n"
+        )
+
+
+class VttWriter(CaptionWriter):
+    """WebVTT (``.vtt``): ``WEBVTT`` header, ``HH:MM:SS.mmm`` times."""
+
+    extension = ".vtt"
+
+    def _header(self) -> None:
+        self._file.write("WEBVTT\n\n")
+        self._file.flush()
+
+    def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
+        self._file.write(
+            f"{index}\n{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n"
+            f"{self._wrap(text.replace('-->', '->'))}\n\n"
+        )
+
+
+class JsonlWriter(CaptionWriter):
+    """JSON Lines: one object per turn (``item_id``, ``text``, ``start_ms``, ``end_ms``,
+    ``error``), failed turns included."""
+
+    extension = ".jsonl"
+
+    def _keeps_empty(self) -> bool:
+        return True
+
+    def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
+        record = {
+            "index": index,
+            "item_id": getattr(segment, "item_id", None),
+            "text": text,
+            "start_ms": getattr(segment, "start_ms", None),
+            "end_ms": getattr(segment, "end_ms", None),
+            "error": getattr(segment, "error", None),
+        }
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class TextWriter(CaptionWriter):
+    """Plain text: one line per turn."""
+
+    def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
+        self._file.write(text + "\n")
+
+
+_WRITERS = {"text": TextWriter, "srt": SrtWriter, "vtt": VttWriter, "jsonl": JsonlWriter}
+
+
+def open_writer(
+    target: Union[str, os.PathLike[str], IO[str]], format: Optional[str] = None  # noqa: A002
+) -> CaptionWriter:
+    """A writer for ``format`` (``text``, ``srt``, ``vtt``, ``jsonl``); guessed from a path's
+    extension when omitted.
+
+    Raises:
+        ValueError: an unknown format.
+    """
+    if format is None:
+        if isinstance(target, (str, os.PathLike)):
+            ext = os.path.splitext(os.fspath(target))[1].lower().lstrip(".")
+            format = {"txt": "text", "webvtt": "vtt", "json": "jsonl"}.get(ext, ext) or "text"
+        else:
+            format = "text"
+    if format not in _WRITERS:
+        raise ValueError(f"unknown caption format {format!r}; choose one of {', '.join(FORMATS)}")
+    return _WRITERS[format](target)
+
+
+def render(segments: Iterable[Any], format: str = "srt") -> str:  # noqa: A002
+    """The captions of ``segments`` as one string."""
+    buffer = io.StringIO()
+    writer = open_writer(buffer, format)
+    writer.write_all(segments)
+    writer.close()
+    return buffer.getvalue()
+
+

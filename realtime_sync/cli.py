@@ -1,0 +1,333 @@
+"""The ``realtime-sync`` command (also ``python -m realtime_sync``).
+
+    realtime-sync transcribe FILE|--mic [--device D] [--model M] [--language L] [--local]
+                             [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+    realtime-sync devices
+    realtime-sync serve [--host H] [--port P] [--local]
+    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex]
+
+Exit codes: 0 success, 1 error (one line, no traceback unless ``--debug``), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator, List, Optional, TextIO
+
+from . import __version__
+from .errors import RealtimeSyncError
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``realtime-sync``."""
+    parser = argparse.ArgumentParser(
+        prog="realtime-sync",
+        description="Live transcription and voice chat over the OpenAI Realtime API.",
+    )
+    parser.add_argument("--version", action="version", version=f"realtime-sync {__version__}")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("transcribe", help="transcribe a WAV file or the microphone")
+    t.add_argument("file", nargs="?", help="a WAV file (any rate, mono or stereo)")
+    t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
+    t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
+    t.add_argument("--model", default=None,
+                   help="transcription model (default gpt-4o-transcribe; with --local: the "
+                        "offline model directory or faster-whisper name)")
+    t.add_argument("--language", default=None, help="ISO-639-1 language code, e.g. en")
+    t.add_argument("--prompt", default=None, help="text that guides the model")
+    t.add_argument("--local", action="store_true",
+                   help="offline: run the local server with the embedded engine (no key)")
+    t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
+    t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default="text")
+    t.add_argument("--output", "-o", default=None, help="write captions to this file")
+    t.add_argument("--events", action="store_true",
+                   help="print every server event's type and time to stderr")
+    t.add_argument("--no-vad", action="store_true",
+                   help="no server VAD: commit every --commit-every seconds (streaming models)")
+    t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
+    _add_common(t)
+
+    d = sub.add_parser("devices", help="list audio devices")
+    d.add_argument("--json", action="store_true", help="print JSON")
+    _add_common(d)
+
+    s = sub.add_parser("serve", help="run the local Realtime server in the foreground")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--local", action="store_true",
+                   help="transcribe with the embedded offline engine (else a scripted one)")
+    s.add_argument("--model", default=None, help="offline model directory or name (--local)")
+    s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
+    _add_common(s)
+
+    c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
+    c.add_argument("--model", default="gpt-realtime")
+    c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
+    c.add_argument("--device", help="microphone index or name")
+    c.add_argument("--output-device", help="speaker index or name")
+    c.add_argument("--echo", choices=("headphones", "half-duplex"), default="half-duplex",
+                   help="headphones: full duplex with barge-in; half-duplex: mute the "
+                        "microphone while the model speaks (no echo from loudspeakers)")
+    c.add_argument("--instructions", default=None, help="system instructions for the model")
+    c.add_argument("--url", default=None)
+    c.add_argument("--events", action="store_true")
+    _add_common(c)
+    return parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging and tracebacks")
+
+
+# -- output helpers --------------------------------------------------------------------------------
+class _Console:
+    """Live partials redraw the current terminal line; finals are printed as they complete."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._lock = threading.Lock()
+        self._partial = False
+
+    def partial(self, text: str) -> None:
+        if not self.tty:
+            return
+        width = max(20, shutil.get_terminal_size((80, 20)).columns - 1)
+        shown = text.strip()
+        if len(shown) > width:
+            shown = "…" + shown[-(width - 1):]
+        with self._lock:
+            self.stream.write("\r\x1b[2K\x1b[90m" + shown + "\x1b[0m")
+            self.stream.flush()
+            self._partial = True
+
+    def final(self, text: str) -> None:
+        with self._lock:
+            if self._partial:
+                self.stream.write("\r\x1b[2K")
+                self._partial = False
+            if text.strip():
+                self.stream.write(text.strip() + "\n")
+            self.stream.flush()
+
+
+def _event_logger(start: float) -> Callable[[Any], None]:
+    def log(event: Any) -> None:
+        sys.stderr.write(f"{time.monotonic() - start:9.3f}s  {event.get('type')}\n")
+        sys.stderr.flush()
+    return log
+
+
+@contextlib.contextmanager
+def _local_server(model: Optional[str], engine: bool = True,
+                  api_key: Optional[str] = None,
+                  host: str = "127.0.0.1", port: int = 0) -> Iterator[Any]:
+    """The local server in-process (with the offline engine unless ``engine`` is False)."""
+    from .server import RealtimeServer
+
+    kwargs: dict = {}
+    if engine:
+        from .server._engine import local_engine
+
+        recognizer, vad_factory = local_engine(model)
+        kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
+    with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
+        yield srv
+
+
+def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
+    if getattr(args, "local", False):
+        srv = stack.enter_context(_local_server(getattr(args, "model", None)))
+        return {"url": srv.url, "api_key": "sk-local"}
+    if args.url:
+        return {"url": args.url}
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise UsageError("no OPENAI_API_KEY set: export it, or add --local to transcribe "
+                         "offline with the embedded engine")
+    return {}
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .captions import open_writer
+    from .transcription import Transcriber
+
+    if bool(args.file) == bool(args.mic):
+        raise UsageError("give a WAV FILE or --mic (one of them)")
+    if args.file and not os.path.exists(args.file):
+        raise UsageError(f"no such file: {args.file}")
+    console = _Console(sys.stdout)
+    with contextlib.ExitStack() as stack:
+        options = _endpoint_options(args, stack)
+        writer = None
+        if args.output:
+            writer = stack.enter_context(open_writer(args.output, args.format))
+        elif args.format != "text":
+            writer = stack.enter_context(open_writer(sys.stdout, args.format))
+
+        def on_final(segment: Any) -> None:
+            if writer is not None:
+                writer.write(segment)
+            if writer is None or args.output:
+                console.final(segment.text)
+
+        model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
+        tr = Transcriber(
+            model=model, language=args.language, prompt=args.prompt,
+            turn_detection=None if args.no_vad else "server_vad",
+            on_partial=(lambda s: console.partial(s.text)) if writer is None or args.output
+            else None,
+            on_final=on_final, **options,
+        )
+        if args.events:
+            start = time.monotonic()
+            tr_events = _event_logger(start)
+        stack.callback(tr.close)
+        tr.start()
+        if args.events:
+            tr.client.on("*", tr_events)
+        if args.file:
+            _feed_file(tr, args.file, args.realtime)
+            tr.finish()
+        else:
+            tr.listen(device=_device(args.device))
+            sys.stderr.write("listening… press Ctrl-C to stop\n")
+            try:
+                while True:
+                    time.sleep(0.2)
+                    if args.no_vad and tr.uncommitted_ms >= 3000:
+                        tr.commit()
+            except KeyboardInterrupt:
+                sys.stderr.write("\nstopping…\n")
+            for stream in list(tr._streams):
+                stream.stop(2)
+            tr.finish(timeout=30)
+    return 0
+
+
+def _feed_file(tr: Any, path: str, realtime: bool) -> None:
+    from .audio import WavSource
+
+    with WavSource(path, realtime=realtime) as source:
+        while True:
+            chunk = source.read(2400)
+            if not chunk:
+                return
+            tr.feed(chunk)
+
+
+def _device(value: Optional[str]) -> Any:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .audio import list_devices
+
+    devices = list_devices()
+    if args.json:
+        import json
+
+        print(json.dumps(devices, indent=2))
+        return 0
+    if not devices:
+        print("no audio devices found (is a sound card or PulseAudio/PipeWire available?)")
+        return 0
+    for d in devices:
+        marks = []
+        if d.get("is_default_input"):
+            marks.append("default input")
+        if d.get("is_default_output"):
+            marks.append("default output")
+        print(f"{d['index']:3d}  {d['name']}  (in {d['max_input_channels']}, "
+              f"out {d['max_output_channels']}, {int(d['default_sample_rate'])} Hz)"
+              + (f"  [{', '.join(marks)}]" if marks else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    with _local_server(args.model, engine=args.local, api_key=args.api_key,
+                       host=args.host, port=args.port) as srv:
+        print(srv.url, flush=True)
+        sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    try:
+        from .voice_chat import run_chat
+    except ImportError as exc:  # pragma: no cover - module missing in a broken install
+        raise RealtimeSyncError(f"voice chat is not available: {exc}") from exc
+    with contextlib.ExitStack() as stack:
+        options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        return int(run_chat(args, **options) or 0)
+
+
+def _chat_endpoint(args: argparse.Namespace) -> dict:
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise UsageError("no OPENAI_API_KEY set: voice chat needs a model (export the key, or "
+                         "pass --url of a compatible server)")
+    return {}
+
+
+COMMANDS = {"transcribe": cmd_transcribe, "devices": cmd_devices, "serve": cmd_serve,
+            "chat": cmd_chat}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    debug = getattr(args, "debug", False)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        sys.stderr.write(f"realtime-sync: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except (RealtimeSyncError, OSError, ValueError, TypeError) as exc:
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        sys.stderr.write(f"realtime-sync: error: {message}\n")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
