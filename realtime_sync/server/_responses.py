@@ -283,7 +283,7 @@ class _Run:
             if self.pause():
                 break
             # Transcript deltas run slightly ahead of the audio, as OpenAI's do.
-            lo, hi = (i * len(words)) // n, ((i + 1) * len(words)) // n
+            lo, hi = -((-i * len(words)) // n), -((-(i + 1) * len(words)) // n)  # ceil
             for word in words[lo:hi]:
                 self.emit("response.output_audio_transcript.delta", delta=word, **where)
                 transcript += word
