@@ -32,7 +32,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Deque, Optional
+import weakref
+from typing import Any, Callable, Deque, Dict, Optional
 
 __all__ = [
     "Marshal",
@@ -59,7 +60,8 @@ DEFAULT_MAX_MS = 20.0
 class Marshal:
     """Base of the shipped marshals: a locked FIFO of calls plus counters.
 
-    Subclasses decide how the UI thread is woken (:meth:`_wake`) and run :meth:`_drain` there.
+    Subclasses decide how the UI thread is woken (:meth:`_wake_locked`) and run
+    :meth:`_drain` there.
 
     Attributes:
         ui_thread: the thread the calls are delivered on.
@@ -96,6 +98,7 @@ class Marshal:
         the UI is gone: after :meth:`close` (or the window's destruction) ``fn`` is dropped
         and counted in ``dropped``.
         """
+        failed = False
         with self._lock:
             if self._closed:
                 self.dropped += 1
@@ -104,11 +107,15 @@ class Marshal:
             if self._woken:
                 return
             self._woken = True
-        try:
-            self._wake()
-        except Exception:  # the UI went away under us: never raise into the dispatcher
-            logger.debug("marshal wake-up failed; closing", exc_info=True)
+            try:
+                self._wake_locked()
+            except Exception:  # the UI went away under us: never raise into the dispatcher
+                logger.debug("marshal wake-up failed; closing", exc_info=True)
+                failed = True
+        if failed:
             self._shutdown()
+        else:
+            self._after_wake()
 
     @property
     def pending(self) -> int:
@@ -191,8 +198,14 @@ class Marshal:
             finally:
                 self.delivered += 1
 
-    def _wake(self) -> None:
-        """Make the UI thread call :meth:`_drain` soon. Runs on the producer's thread."""
+    def _wake_locked(self) -> None:
+        """Make the UI thread call :meth:`_drain` soon (producer's thread, lock held).
+
+        Must not block and must not call back into the marshal.
+        """
+
+    def _after_wake(self) -> None:
+        """Hook run on the producer's thread after a wake-up, without the lock."""
 
 
 class QueueMarshal(Marshal):
@@ -223,9 +236,10 @@ class QueueMarshal(Marshal):
         self._notify = notify
         self._ready = threading.Condition(self._lock)
 
-    def _wake(self) -> None:
-        with self._ready:
-            self._ready.notify_all()
+    def _wake_locked(self) -> None:
+        self._ready.notify_all()  # _ready shares self._lock, which the caller holds
+
+    def _after_wake(self) -> None:
         if self._notify is not None:
             try:
                 self._notify()
@@ -273,8 +287,16 @@ class TkMarshal(Marshal):
     the queue instead. Either way one tick runs at most ``max_calls`` calls or ``max_ms`` ms,
     then yields to Tk with ``after(0)``.
 
+    The marshal itself holds no Tk object: the Tk side lives in a helper referenced only by
+    Tcl (and weakly by the marshal), so the last reference to a Tk interpreter is never
+    dropped on a producer thread (Tcl aborts the process when an interpreter is freed on the
+    wrong thread).
+
     When the widget is destroyed the marshal closes itself: pending and later calls are
     dropped and counted, never raised.
+
+    Attributes:
+        mode: ``"filehandler"`` or ``"poll"``.
     """
 
     def __init__(
@@ -287,95 +309,21 @@ class TkMarshal(Marshal):
         use_filehandler: Optional[bool] = None,
     ) -> None:
         super().__init__(threading.current_thread(), max_calls=max_calls, max_ms=max_ms)
-        import tkinter
-
-        self._widget = widget
-        self._tk = widget.tk
-        self.interval_ms = max(1, int(interval_ms))
-        self._after_id: Optional[str] = None
-        self._rfd = self._wfd = -1
-        self._torn_down = False
-        self._cmd = widget.register(self._tick)
-        self._destroy_bind = widget.bind("<Destroy>", self._on_destroy, "+")
         if use_filehandler is None:
-            use_filehandler = hasattr(self._tk, "createfilehandler") and os.name == "posix"
-        if use_filehandler:
-            rfd, wfd = os.pipe()
-            os.set_blocking(rfd, False)
-            os.set_blocking(wfd, False)
-            self._tk.createfilehandler(rfd, tkinter.READABLE, self._on_readable)
-            self._rfd, self._wfd = rfd, wfd
-        else:
-            self._schedule(self.interval_ms)
+            use_filehandler = hasattr(widget.tk, "createfilehandler") and os.name == "posix"
         self.mode = "filehandler" if use_filehandler else "poll"
+        self.interval_ms = max(1, int(interval_ms))
+        self._wfd = -1  # write end of the wake-up pipe (guarded by _lock)
+        pump = _TkPump(self, widget, use_filehandler)
+        self._pump = weakref.ref(pump)
 
-    def _wake(self) -> None:
+    def _wake_locked(self) -> None:
         if self._wfd >= 0:
             try:
                 os.write(self._wfd, b"\0")
             except BlockingIOError:
                 pass  # the pipe is full of wake-ups already: the UI thread will wake
         # poll mode: the periodic tick finds the call
-
-    # -- Tk thread ------------------------------------------------------------------------
-
-    def _schedule(self, ms: int) -> None:
-        self._after_id = str(self._tk.call("after", ms, self._cmd))
-
-    def _on_readable(self, fd: int, mask: int) -> None:
-        try:
-            while os.read(fd, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        if self._after_id is None:  # no tick already scheduled to continue a bounded drain
-            self._tick()
-
-    def _tick(self) -> None:
-        self._after_id = None
-        if self._closed:
-            self._teardown()
-            return
-        more = False
-        try:
-            more = self._drain(self.max_calls, self.max_ms)
-        finally:
-            if self._closed:
-                self._teardown()
-            elif more:
-                self._schedule(0)
-            elif self._rfd < 0:
-                self._schedule(self.interval_ms)
-
-    def _on_destroy(self, event: Any) -> None:
-        if event.widget is not self._widget and str(event.widget) != str(self._widget):
-            return  # a child of the widget was destroyed
-        n = self._shutdown()
-        if n:
-            logger.debug("Tk widget destroyed with %d marshalled call(s) pending", n)
-        self._teardown()
-
-    def _teardown(self) -> None:
-        if self._torn_down:
-            return
-        self._torn_down = True
-        if self._after_id is not None:
-            try:
-                self._tk.call("after", "cancel", self._after_id)
-            except Exception:
-                pass
-            self._after_id = None
-        if self._rfd >= 0:
-            try:
-                self._tk.deletefilehandler(self._rfd)
-            except Exception:
-                pass
-            for fd in (self._rfd, self._wfd):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self._rfd = self._wfd = -1
 
     def close(self) -> None:
         """Stop accepting calls; pending calls are dropped and counted (any thread).
@@ -384,10 +332,98 @@ class TkMarshal(Marshal):
         thread they are released on the Tk thread's next tick.
         """
         self._shutdown()
-        if self.on_ui_thread():
-            self._teardown()
+        pump = self._pump()
+        if pump is not None and self.on_ui_thread():
+            pump.teardown()
         else:
-            self._wake()
+            with self._lock:
+                self._wake_locked()
+
+
+class _TkPump:
+    """The Tk-thread half of a :class:`TkMarshal`; only Tcl holds it (its callbacks)."""
+
+    def __init__(self, marshal: TkMarshal, widget: Any, use_filehandler: bool) -> None:
+        import tkinter
+
+        self.marshal = marshal
+        self.widget = widget
+        self.tk = widget.tk
+        self.after_id: Optional[str] = None
+        self.rfd = -1
+        self.torn_down = False
+        self.cmd = widget.register(self.tick)
+        widget.bind("<Destroy>", self.on_destroy, "+")
+        if use_filehandler:
+            rfd, wfd = os.pipe()
+            os.set_blocking(rfd, False)
+            os.set_blocking(wfd, False)
+            self.rfd = rfd
+            self.tk.createfilehandler(rfd, tkinter.READABLE, self.on_readable)
+            marshal._wfd = wfd
+        else:
+            self.schedule(marshal.interval_ms)
+
+    def schedule(self, ms: int) -> None:
+        self.after_id = str(self.tk.call("after", ms, self.cmd))
+
+    def on_readable(self, fd: int, mask: int) -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError:  # BlockingIOError: drained
+            pass
+        if self.after_id is None:  # else a tick is already scheduled to continue a drain
+            self.tick()
+
+    def tick(self) -> None:
+        self.after_id = None
+        m = self.marshal
+        if m._closed:
+            self.teardown()
+            return
+        more = False
+        try:
+            more = m._drain(m.max_calls, m.max_ms)
+        finally:
+            if m._closed:
+                self.teardown()
+            elif more:
+                self.schedule(0)
+            elif self.rfd < 0:
+                self.schedule(m.interval_ms)
+
+    def on_destroy(self, event: Any) -> None:
+        if event.widget is not self.widget and str(event.widget) != str(self.widget):
+            return  # a child of the widget was destroyed
+        n = self.marshal._shutdown()
+        if n:
+            logger.debug("Tk widget destroyed with %d marshalled call(s) pending", n)
+        self.teardown()
+
+    def teardown(self) -> None:
+        if self.torn_down:
+            return
+        self.torn_down = True
+        if self.after_id is not None:
+            try:
+                self.tk.call("after", "cancel", self.after_id)
+            except Exception:
+                pass
+            self.after_id = None
+        if self.rfd >= 0:
+            try:
+                self.tk.deletefilehandler(self.rfd)
+            except Exception:
+                pass
+            with self.marshal._lock:  # no producer can write to a closed (or reused) fd
+                wfd, self.marshal._wfd = self.marshal._wfd, -1
+            for fd in (self.rfd, wfd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.rfd = -1
 
 
 def tk(
@@ -412,16 +448,17 @@ def tk(
 
 
 def _import_qt() -> Any:
+    """Return (QtCore, Signal, Slot) from PySide6, else PyQt6."""
     try:
         from PySide6 import QtCore
 
-        return QtCore, QtCore.Signal
+        return QtCore, QtCore.Signal, QtCore.Slot
     except ImportError:
         pass
     try:
         from PyQt6 import QtCore  # type: ignore[no-redef]
 
-        return QtCore, QtCore.pyqtSignal  # type: ignore[attr-defined]
+        return QtCore, QtCore.pyqtSignal, QtCore.pyqtSlot  # type: ignore[attr-defined]
     except ImportError:
         raise ImportError(
             "realtime_sync.gui.qt() needs Qt 6 for Python: pip install PySide6 "
@@ -429,29 +466,39 @@ def _import_qt() -> Any:
         ) from None
 
 
-_QT_CLASSES: dict = {}
+_QT: Dict[str, Any] = {}
 
 
 def _qt_bridge_class() -> Any:
-    if "bridge" not in _QT_CLASSES:
-        QtCore, Signal = _import_qt()
+    """Define (once) the QObject that receives wake-ups on the GUI thread."""
+    if "bridge" not in _QT:
+        QtCore, Signal, Slot = _import_qt()
 
         class _Bridge(QtCore.QObject):  # type: ignore[misc,name-defined]
             wake = Signal()
 
-        _QT_CLASSES["bridge"] = _Bridge
-        _QT_CLASSES["QtCore"] = QtCore
-    return _QT_CLASSES["bridge"]
+            def __init__(self, callback: Callable[[], None], parent: Any = None) -> None:
+                super().__init__(parent)
+                self.callback = callback
+
+            @Slot()
+            def drain(self) -> None:
+                self.callback()
+
+        _QT["bridge"] = _Bridge
+        _QT["QtCore"] = QtCore
+    return _QT["bridge"]
 
 
 class QtMarshal(Marshal):
     """Deliver calls on the Qt GUI thread (create it with :func:`qt`).
 
-    A small QObject living on the GUI thread has a ``wake`` signal connected to the drain with
-    ``Qt.QueuedConnection``; producers emit it once per burst (Qt posts one event to the GUI
-    thread's queue), and the drain runs everything pending, bounded per tick by ``max_calls``
-    and ``max_ms``, re-emitting to continue. If the QObject or the application is gone, calls
-    are dropped and counted.
+    A small QObject living on the GUI thread (a child of the application, so the application
+    owns it) has a ``wake`` signal connected to its ``drain`` slot with
+    ``Qt.QueuedConnection``. Producers emit it once per burst, which posts one event to the
+    GUI thread's queue; the drain runs everything pending, bounded per tick by ``max_calls``
+    and ``max_ms``, and re-emits to continue after Qt had its turn. When the QObject or the
+    application goes away the marshal closes: calls are dropped and counted.
     """
 
     def __init__(
@@ -461,7 +508,7 @@ class QtMarshal(Marshal):
         max_ms: Optional[float] = DEFAULT_MAX_MS,
     ) -> None:
         bridge_cls = _qt_bridge_class()
-        QtCore = _QT_CLASSES["QtCore"]
+        QtCore = _QT["QtCore"]
         app = QtCore.QCoreApplication.instance()
         if app is None:
             from .errors import ConfigurationError
@@ -470,30 +517,47 @@ class QtMarshal(Marshal):
                 "rs.gui.qt() needs a QApplication: create it before the marshal"
             )
         gui_qthread = app.thread()
-        if QtCore.QThread.currentThread() == gui_qthread:
-            ui_thread = threading.current_thread()
-        else:  # Qt's GUI thread is the main thread in practice (macOS requires it)
-            ui_thread = threading.main_thread()
+        on_gui = QtCore.QThread.currentThread() == gui_qthread
+        # Qt's GUI thread is the main thread in practice (macOS requires it)
+        ui_thread = threading.current_thread() if on_gui else threading.main_thread()
         super().__init__(ui_thread, max_calls=max_calls, max_ms=max_ms)
-        self._bridge = bridge_cls()
-        if self._bridge.thread() != gui_qthread:
+        if on_gui:
+            self._bridge = bridge_cls(self._on_wake, app)
+        else:
+            self._bridge = bridge_cls(self._on_wake)
             self._bridge.moveToThread(gui_qthread)
-        self._bridge.wake.connect(self._on_wake, QtCore.Qt.ConnectionType.QueuedConnection)
         self._bridge.destroyed.connect(self._on_gone)
+        self._bridge.wake.connect(
+            self._bridge.drain, QtCore.Qt.ConnectionType.QueuedConnection
+        )
 
-    def _wake(self) -> None:
-        self._bridge.wake.emit()  # RuntimeError when the C++ object is gone -> closed
+    def _wake_locked(self) -> None:
+        self._bridge.wake.emit()  # posts one event; RuntimeError if the QObject is gone
 
     def _on_gone(self, *args: Any) -> None:
         self._shutdown()
 
     def _on_wake(self) -> None:
-        if self._closed:
-            return
         if self._drain(self.max_calls, self.max_ms):
             with self._lock:
-                self._woken = True
-            self._bridge.wake.emit()  # yield to Qt, continue on the next event
+                if not self._closed:
+                    self._woken = True
+                    self._bridge.wake.emit()  # yield to Qt, continue on the next event
+
+    def close(self) -> None:
+        """Stop accepting calls; pending calls are dropped and counted (any thread).
+
+        The QObject is released with ``deleteLater()`` on the GUI thread.
+        """
+        self._shutdown()
+        with self._lock:
+            bridge, self._bridge = self._bridge, None
+        if bridge is not None:
+            try:
+                bridge.destroyed.disconnect(self._on_gone)
+                bridge.deleteLater()
+            except (RuntimeError, TypeError):
+                pass  # already deleted
 
 
 def qt(
