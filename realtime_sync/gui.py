@@ -246,7 +246,7 @@ class QueueMarshal(Marshal):
             except Exception:
                 logger.exception("realtime_sync: QueueMarshal notify callback raised")
 
-    def poll(self, max_calls: Optional[int] = None, timeout: float = 0) -> int:
+    def poll(self, max_calls: Optional[int] = None, timeout: Optional[float] = 0) -> int:
         """Run pending calls on the calling thread (normally :attr:`ui_thread`), in order.
 
         Args:

@@ -7,13 +7,14 @@ Without a display (or PySide6) the GUI tests skip, except under CI=true where th
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
 import shutil
 import subprocess
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple
 
 import pytest
 
@@ -24,7 +25,7 @@ CALLS = 200
 GUARD_MS = 60_000  # deadlock guard only: the loop is stopped as soon as the work is done
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"GUI test cannot run under CI: {reason}")
     pytest.skip(reason)
@@ -96,7 +97,7 @@ def _producers(
     def produce(t: int) -> None:
         start.wait()
         for i in range(calls):
-            marshal(lambda t=t, i=i: record(t, i))
+            marshal(functools.partial(record, t, i))
 
     workers = [
         threading.Thread(target=produce, args=(t,), name=f"realtime-sync-test-{t}", daemon=True)
@@ -135,7 +136,7 @@ def test_queue_marshal_poll_limits_and_timeout() -> None:
     m = gui.QueueMarshal()
     out: List[int] = []
     for i in range(10):
-        m(lambda i=i: out.append(i))
+        m(functools.partial(out.append, i))
     assert m.pending == 10 and out == []
     assert m.poll(max_calls=3) == 3
     assert out == [0, 1, 2] and m.pending == 7
@@ -169,7 +170,7 @@ def test_queue_marshal_close_drops_and_counts(caplog: pytest.LogCaptureFixture) 
     m = gui.QueueMarshal()
     out: List[int] = []
     for i in range(5):
-        m(lambda i=i: out.append(i))
+        m(functools.partial(out.append, i))
     m.close()
     assert m.closed and m.pending == 0 and m.dropped == 5
     m(lambda: out.append(100))  # never raises
@@ -284,7 +285,11 @@ def test_tk_calls_from_four_threads_run_on_main_thread_in_order(
 def test_tk_calls_queued_before_mainloop_run_once_it_starts(root: Any) -> None:
     m = gui.tk(root)
     out: List[int] = []
-    t = threading.Thread(target=lambda: [m(lambda i=i: out.append(i)) for i in range(20)])
+    def produce() -> None:
+        for i in range(20):
+            m(functools.partial(out.append, i))
+
+    t = threading.Thread(target=produce)
     t.start()  # the UI thread is not in mainloop (e.g. still in connect()): must not block
     t.join(timeout=30)
     assert not t.is_alive()
@@ -334,7 +339,7 @@ def test_tk_root_destroyed_drops_and_counts_later_calls(root: Any) -> None:
     m(lambda: out.append(1))
     _run_until(root, lambda: out == [1])
     for i in range(5):
-        m(lambda i=i: out.append(i))  # pending when the window goes away
+        m(functools.partial(out.append, i))  # pending when the window goes away
     root.destroy()
     assert m.closed and m.dropped == 5 and m.pending == 0
     errors: List[BaseException] = []
@@ -342,7 +347,7 @@ def test_tk_root_destroyed_drops_and_counts_later_calls(root: Any) -> None:
     def late() -> None:
         try:
             for i in range(100):
-                m(lambda i=i: out.append(i))
+                m(functools.partial(out.append, i))
         except BaseException as exc:  # pragma: no cover - the assertion below reports it
             errors.append(exc)
 
@@ -425,11 +430,11 @@ def test_qt_bounded_ticks_and_close(qapp: Any) -> None:
     m = gui.qt(max_calls=7)
     out: List[int] = []
     for i in range(50):
-        m(lambda i=i: out.append(i))
+        m(functools.partial(out.append, i))
     _qt_run_until(qapp, lambda: len(out) == 50)
     assert out == list(range(50))
     for i in range(3):
-        m(lambda i=i: out.append(i))
+        m(functools.partial(out.append, i))
     m.close()
     m(lambda: out.append(-1))
     qapp.processEvents()
