@@ -662,3 +662,12 @@ def test_stop_joins_every_server_thread():
     assert [t.name for t in server_threads() if t not in before] == []
     for p in peers:
         p.close()
+
+
+def test_importing_the_package_and_testing_does_not_import_websockets():
+    import subprocess
+    import sys
+
+    code = ("import sys, realtime_sync, realtime_sync.testing; "
+            "assert 'websockets' not in sys.modules, 'websockets imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
