@@ -102,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         vad_time += time.perf_counter() - t0
         fed_seconds += len(pcm) / BYTES_PER_SECOND
         turns = sum(1 for kind, _ in events if kind == "speech_stopped")
-    print(f"\nVAD (Silero, 50 ms appends): {vad_time / fed_seconds * 1000:.2f} ms of CPU per "
+    print(f"\nVAD (Silero, 50 ms appends): {vad_time / fed_seconds * 1000:.2f} ms per "
           f"second of audio ({turns} turns found in two_turns.wav)")
     return 0
 
