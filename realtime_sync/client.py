@@ -606,6 +606,53 @@ class RealtimeClient:
             self._router.iterators.append(it)
         return it
 
+    # -- conversations (realtime sessions) ---------------------------------------------------------
+    def send_text(self, text: str, respond: bool = True) -> str:
+        """Add a user text message to the conversation and (by default) ask for a response.
+
+        Any thread. Returns the ``event_id`` of the ``conversation.item.create``.
+        """
+        from .conversation import send_text
+
+        return send_text(self, text, respond=respond)
+
+    def ask(self, text: str, timeout: Optional[float] = 60) -> Any:
+        """Send ``text`` and block until the model's response is done; returns a
+        :class:`realtime_sync.conversation.Response` (``.text``, ``.items``, ``.status``,
+        ``.usage``). Thread: not the dispatcher's.
+
+        Raises:
+            ServerError: the response failed, or the server answered with ``error``.
+            TimeoutError: no ``response.done`` within ``timeout`` seconds.
+        """
+        from .conversation import ask
+
+        return ask(self, text, timeout=timeout)
+
+    @property
+    def tools(self) -> Any:
+        """The :class:`realtime_sync.tools.Tools` registry of this client (function calling)."""
+        tools = self.__dict__.get("_tools")
+        if tools is None:
+            from .tools import Tools
+
+            with self._state_lock:
+                tools = self.__dict__.get("_tools")
+                if tools is None:
+                    tools = self.__dict__["_tools"] = Tools(self)
+        return tools
+
+    def tool(self, fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None,
+             description: Optional[str] = None) -> Any:
+        """Register a Python function as a tool the model may call (decorator or method).
+
+        The JSON schema comes from the signature, type hints and docstring; the function runs
+        off the dispatcher thread and its result is sent back as ``function_call_output``.
+        """
+        if fn is None:
+            return lambda f: self.tools.register(f, name=name, description=description)
+        return self.tools.register(fn, name=name, description=description)
+
     # -- stats ------------------------------------------------------------------------------------
     def stats(self) -> Dict[str, int]:
         """Counters (never a secret): events received/dispatched/sent, queue high-water mark,
