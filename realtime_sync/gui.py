@@ -91,21 +91,26 @@ class Marshal:
 
     # -- producer side: any thread -------------------------------------------------------
 
-    def __call__(self, fn: Call) -> None:
+    def __call__(self, fn: Call) -> bool:
         """Queue ``fn`` to run on the UI thread after every call queued before it.
 
         Any thread may call this; it never blocks on the UI thread and never raises because
         the UI is gone: after :meth:`close` (or the window's destruction) ``fn`` is dropped
         and counted in ``dropped``.
+
+        Returns:
+            True when ``fn`` was queued, False when it was dropped (the marshal is closed).
+            A queued call can still be dropped later, if the marshal closes before it runs;
+            check :attr:`closed`.
         """
         failed = False
         with self._lock:
             if self._closed:
                 self.dropped += 1
-                return
+                return False
             self._queue.append(fn)
             if self._woken:
-                return
+                return True
             self._woken = True
             try:
                 self._wake_locked()
@@ -113,9 +118,10 @@ class Marshal:
                 logger.debug("marshal wake-up failed; closing", exc_info=True)
                 failed = True
         if failed:
-            self._shutdown()
-        else:
-            self._after_wake()
+            self._shutdown()  # counts fn in dropped
+            return False
+        self._after_wake()
+        return True
 
     @property
     def pending(self) -> int:

@@ -170,10 +170,10 @@ def test_queue_marshal_close_drops_and_counts(caplog: pytest.LogCaptureFixture) 
     m = gui.QueueMarshal()
     out: List[int] = []
     for i in range(5):
-        m(functools.partial(out.append, i))
+        assert m(functools.partial(out.append, i)) is True
     m.close()
     assert m.closed and m.pending == 0 and m.dropped == 5
-    m(lambda: out.append(100))  # never raises
+    assert m(lambda: out.append(100)) is False  # never raises; tells the caller it dropped
     assert m.dropped == 6
     assert m.poll(timeout=None) == 0  # a closed marshal doesn't wait forever
     assert out == []
@@ -468,3 +468,57 @@ def test_qt_import_error_names_the_package(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(builtins, "__import__", no_qt)
     with pytest.raises(ImportError, match="pip install PySide6"):
         gui._import_qt()
+
+
+# -- end to end: RealtimeClient against the fake server -------------------------------------
+
+
+@pytest.mark.gui
+def test_client_handlers_run_on_tk_main_thread_in_arrival_order(
+    root: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("websockets")
+    import realtime_sync as rs
+    from realtime_sync.testing import FakeRealtimeServer
+
+    n = 300
+    seen: List[Tuple[str, str, int]] = []
+    m = rs.gui.tk(root)
+    with FakeRealtimeServer() as fake:
+        client = rs.RealtimeClient(
+            url=fake.url, api_key="sk-local", intent="transcription", marshal=m
+        )
+        client.on("*", lambda ev: seen.append(
+            (ev.type, str(ev.get("delta", "")), threading.get_ident())))
+        try:
+            with caplog.at_level(logging.WARNING):
+                client.connect(timeout=10)  # on the GUI thread, before mainloop: allowed
+                client.connect(timeout=10)  # warned once, not twice
+            ui_warnings = [r for r in caplog.records if "GUI thread" in r.getMessage()]
+            assert len(ui_warnings) == 1
+
+            def serve() -> None:
+                for i in range(n):
+                    fake.send_event({
+                        "type": "conversation.item.input_audio_transcription.delta",
+                        "item_id": "item_1", "content_index": 0, "delta": str(i),
+                    })
+
+            sender = threading.Thread(target=serve, name="realtime-sync-test-sender")
+            sender.start()
+            deltas = [s for s in seen if s[0].endswith(".delta")]
+
+            def all_seen() -> bool:
+                deltas[:] = [s for s in seen if s[0].endswith(".delta")]
+                return len(deltas) >= n
+
+            _run_until(root, all_seen)
+            sender.join(timeout=30)
+        finally:
+            assert client.close(timeout=10)
+    assert [d for _, d, _ in deltas] == [str(i) for i in range(n)]
+    assert {ident for _, _, ident in seen} == {threading.main_thread().ident}
+    types = [t for t, _, _ in seen]
+    assert types.index("session.created") < types.index(
+        "conversation.item.input_audio_transcription.delta")
+    assert m.errors == 0
