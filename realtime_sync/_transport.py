@@ -186,6 +186,7 @@ class Transport:
         self._last_rx = 0.0
         self._closed_info = Closed()
         self._restart = threading.Event()
+        self._restart_deadline: Optional[float] = None
         self.thread: Optional[threading.Thread] = None
         self.bytes_sent = 0
         self.frames_sent = 0
@@ -317,6 +318,7 @@ class Transport:
             on_pong=self._cb_pong,
         )
         self._app = app
+        self._restart_deadline = None
         now = time.monotonic()
         self._last_ping = self._last_pong = self._last_rx = now
         kwargs: Dict[str, Any] = dict(
@@ -394,6 +396,8 @@ class Transport:
     # keepalive and closing, inside the read loop ------------------------------------------------
     def _next_deadline(self, now: float) -> float:
         deadlines = [now + 1.0]
+        if self._restart_deadline is not None:
+            deadlines.append(self._restart_deadline)
         if self._close_deadline is not None and self._closing.is_set():
             deadlines.append(self._close_deadline)
         if self.ping_interval:
@@ -417,8 +421,22 @@ class Transport:
                         return "closed by client"
             return None
         if self._restart.is_set():
+            # a planned reconnect: send our close frame under the send lock, so every event
+            # sent before it reaches the server, then wait briefly for the echo
             self._restart.clear()
-            self._closed_info.extra["restart"] = True
+            info = self._closed_info
+            info.extra["restart"] = True
+            info.reason = "session rollover: reconnecting on purpose"
+            ws = self._ws
+            with self._send_lock:
+                try:
+                    if ws is not None and ws.connected:
+                        ws.send_close(websocket.STATUS_NORMAL, b"")
+                except Exception:  # noqa: BLE001 - the read side notices a dead socket
+                    pass
+            self._restart_deadline = now + 2.0
+            return None
+        if self._restart_deadline is not None and now >= self._restart_deadline:
             return "session rollover: reconnecting on purpose"
         if not self.ping_interval:
             return None

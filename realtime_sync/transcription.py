@@ -447,6 +447,8 @@ class Transcriber:
             if seg is not None and seg.start_pos is not None:
                 keep_from = min(keep_from, seg.start_pos)
                 break
+        if self._commit_fifo:  # commits in flight: their audio is not transcribed yet
+            keep_from = min(keep_from, self._commit_fifo[0][1])
         keep_from = min(keep_from, self._sent)
         overflow = (self._total - keep_from) - self._max_buffer
         if overflow > 0:
@@ -633,7 +635,8 @@ class Transcriber:
         if due is None or time.time() < due:
             return
         with self._lock:
-            quiet = self._in_speech is None and self._final_cursor == len(self._order)
+            quiet = (self._in_speech is None and not self._commit_fifo
+                     and self._final_cursor == len(self._order))
             hard = self._expires_at is not None and time.time() >= self._expires_at - 5
             if not (quiet or hard):
                 return
