@@ -12,7 +12,9 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Tuple
 
@@ -31,6 +33,13 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def _die_with_parent() -> None:
+    """In the Xvfb child: get SIGTERM when pytest dies, even if it crashes (Linux prctl)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @pytest.fixture(scope="session")
 def display() -> Iterator[str]:
     """A usable X display: $DISPLAY if set, else a private Xvfb stopped after the session."""
@@ -46,6 +55,7 @@ def display() -> Iterator[str]:
         pass_fds=(wfd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     os.close(wfd)
     with os.fdopen(rfd) as f:
@@ -86,7 +96,7 @@ def root(display: str) -> Iterator[Any]:
 
 
 def _producers(
-    marshal: Callable[[Callable[[], Any]], None],
+    marshal: Callable[[Callable[[], Any]], Any],
     record: Callable[[int, int], None],
     threads: int = THREADS,
     calls: int = CALLS,
@@ -522,3 +532,38 @@ def test_client_handlers_run_on_tk_main_thread_in_arrival_order(
     assert types.index("session.created") < types.index(
         "conversation.item.input_audio_transcription.delta")
     assert m.errors == 0
+
+
+@pytest.mark.gui
+def test_live_captions_example_transcribes_stops_and_renders_srt(root: Any) -> None:
+    """examples/live_captions_tk.py against the fake server: finals in the window, SRT out."""
+    pytest.importorskip("websockets")
+    import argparse
+    import importlib.util
+    import pathlib
+
+    from realtime_sync.testing import FakeRealtimeServer
+
+    here = pathlib.Path(__file__).resolve().parent.parent / "examples"
+    spec = importlib.util.spec_from_file_location("live_captions_tk", here / "live_captions_tk.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with FakeRealtimeServer() as fake:
+        args = argparse.Namespace(url=fake.url, local=False, model=None, language="en",
+                                  wav=str(here / "audio" / "hello.wav"), autostart=True)
+        app = example.CaptionsApp(root, args)
+        _run_until(root, lambda: len(app.finals) >= 1 and not app.busy)
+        app.stop()
+        _run_until(root, lambda: app.tr is None and not app.busy)
+    assert "ms of audio" in app.text.get("1.0", "end")
+    assert "input_audio_buffer.committed" in app.log.get("1.0", "end")
+    srt = rs_render(app.finals)
+    assert srt.startswith("1\n00:00:") and "ms of audio" in srt
+    assert app.status.cget("text") == "stopped"
+
+
+def rs_render(segments: List[Any]) -> str:
+    from realtime_sync import captions
+
+    return captions.render(segments, "srt")
