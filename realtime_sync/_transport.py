@@ -80,6 +80,43 @@ class Closed:
         return _secrets.redact(text)
 
 
+RX_CHUNK = 262144
+"""Bytes asked of the kernel per ``recv``: one system call serves many small frames."""
+
+
+class _RxBuffer:
+    """Buffered reads for websocket-client's frame parser (installed as ``frame_buffer.recv``).
+
+    websocket-client reads each frame with two or three ``recv`` calls sized to the header and
+    payload; this reads up to :data:`RX_CHUNK` bytes at once and serves those calls from memory,
+    so a burst of events costs one system call (and one GIL release) per chunk, not per frame.
+    """
+
+    __slots__ = ("_recv", "_buf", "_pos")
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self._recv = recv
+        self._buf = b""
+        self._pos = 0
+
+    def pending(self) -> bool:
+        """True when bytes are buffered (the next frame may be parsed without waiting)."""
+        return self._pos < len(self._buf)
+
+    def __call__(self, bufsize: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf = self._recv(RX_CHUNK)  # raises on EOF / errors, like websocket-client's recv
+            if len(buf) <= bufsize:
+                self._buf, self._pos = b"", 0
+                return buf
+            self._buf, self._pos = buf, bufsize
+            return buf[:bufsize]
+        end = pos + bufsize
+        self._pos = end
+        return buf[pos:end]
+
+
 class _ReadLoop:
     """websocket-client's custom ``dispatcher`` hook: our read loop on the network thread."""
 
@@ -109,8 +146,14 @@ class _ReadLoop:
         sel.register(sock, selectors.EVENT_READ)
         sel.register(t._wake_r, selectors.EVENT_READ)
         pending = getattr(sock, "pending", None)
+        rx = t._rx
         try:
             while app.keep_running:
+                if rx is not None and rx.pending():
+                    # a burst: parse what is buffered; ticks run when the buffer drains
+                    if not read_callback():
+                        return
+                    continue
                 now = time.monotonic()
                 wait = t._next_deadline(now) - now
                 if pending is not None and pending():
@@ -176,6 +219,7 @@ class Transport:
         self._send_lock = threading.Lock()
         self._app: Optional[websocket.WebSocketApp] = None
         self._ws: Optional[websocket.WebSocket] = None
+        self._rx: Optional[_RxBuffer] = None
         self._closing = threading.Event()
         self._close_deadline: Optional[float] = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -353,8 +397,12 @@ class Transport:
     # websocket-client callbacks (network thread) --------------------------------------------------
     def _cb_open(self, app: websocket.WebSocketApp) -> None:
         ws = app.sock
+        self._rx = None
         if ws is not None:
             ws.settimeout(None)
+            fb = getattr(ws, "frame_buffer", None)
+            if fb is not None and callable(getattr(fb, "recv", None)):
+                self._rx = fb.recv = _RxBuffer(fb.recv)
         self._ws = ws
         self._closed_info.opened = True
         self._on_open_cb()
