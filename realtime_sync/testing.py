@@ -234,7 +234,7 @@ class FakeRealtimeServer:
 
     def stall(self, seconds: float) -> None:
         """Stop reading and writing, pongs included, on the open connections for ``seconds``.
-        Returns at once."""
+        Returns once the stall is in effect."""
         for conn in self.connections:
             conn.stall(seconds)
 

@@ -119,7 +119,8 @@ class Connection:
         self._ws.close_socket()
 
     def stall(self, seconds: float) -> None:
-        """Stop reading and writing (pongs included) for ``seconds``; returns at once.
+        """Stop reading and writing (pongs included) for ``seconds``; returns as soon as the
+        stall is in effect (at most 2 s).
 
         Implemented by holding the connection's protocol lock on an ``rs-server-stall-*``
         thread; :meth:`RealtimeServer.stop` ends a stall early.
@@ -288,10 +289,13 @@ class RealtimeServer:
         return "realtime" if "realtime" in offered else None
 
     def _stall(self, conn: Connection, seconds: float) -> None:
+        holding = threading.Event()
+
         def hold() -> None:
             mutex = conn._ws.protocol_mutex
             if not mutex.acquire(timeout=max(seconds, 0.0) + 1.0):
                 return
+            holding.set()
             try:
                 self._stopping.wait(seconds)
             finally:
@@ -303,6 +307,7 @@ class RealtimeServer:
             self._stalls = [t for t in self._stalls if t.is_alive()]
             self._stalls.append(thread)
         thread.start()
+        holding.wait(min(max(seconds, 0.0), 2.0))  # return once the stall is in effect
 
     def _handle(self, ws: ServerConnection) -> None:
         number = next(self._numbers)
