@@ -349,6 +349,8 @@ class RealtimeClient:
         """
         with self._state_lock:
             if self._close_result is not None and self._state == CLOSED:
+                if not self._close_result:  # a thread outlived the last close: join again
+                    self._close_result = self._join_threads(timeout)
                 return self._close_result
             was = self._state
             self._state = CLOSED
@@ -378,6 +380,15 @@ class RealtimeClient:
         if not ok:
             logger.warning("close(): a realtime-sync thread did not end within %.1f s", timeout)
         self._close_result = ok
+        return ok
+
+    def _join_threads(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
+        ok = True
+        for t in (self._transport.thread if self._transport else None, self._router.thread):
+            if t is not None and t.ident != threading.get_ident():
+                t.join(max(0.0, deadline - time.monotonic()))
+                ok = ok and not t.is_alive()
         return ok
 
     def __enter__(self) -> RealtimeClient:
