@@ -7,7 +7,9 @@ import wave
 from pathlib import Path
 
 import realtime_sync as rs
-from realtime_sync.server import RealtimeServer  # a local server; drop it (and url/api_key) for OpenAI
+
+# a local server; drop it (and url/api_key) to talk to OpenAI
+from realtime_sync.server import RealtimeServer
 
 WAV = Path(__file__).parent / "audio" / "hello.wav"
 
@@ -16,7 +18,8 @@ session = {"type": "transcription", "audio": {"input": {
 with RealtimeServer() as srv, rs.RealtimeClient(url=srv.url, api_key="sk-local",
                                                 intent="transcription", session=session) as client:
     client.on("conversation.item.input_audio_transcription.delta", lambda e: print(e.delta, end=""))
-    client.input_audio_buffer.append(wave.open(str(WAV)).readframes(10**9))
+    with wave.open(str(WAV)) as wav:
+        client.input_audio_buffer.append(wav.readframes(wav.getnframes()))
     client.input_audio_buffer.commit()
     done = client.wait_for("conversation.item.input_audio_transcription.completed", timeout=30)
     print("\nfinal:", done.transcript)

@@ -66,10 +66,7 @@ class Registry:
     def remove(self, type_: str, handler: Optional[Handler] = None) -> bool:
         """Unregister one handler (or all for the type when ``handler`` is None)."""
         with self._lock:
-            if type_ == "*":
-                current = self._wildcard
-            else:
-                current = self._by_type.get(type_, ())
+            current = self._wildcard if type_ == "*" else self._by_type.get(type_, ())
             if handler is None:
                 kept: Tuple[Handler, ...] = ()
             else:

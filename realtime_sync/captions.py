@@ -53,7 +53,8 @@ class CaptionWriter:
 
     def __init__(self, target: Union[str, os.PathLike[str], IO[str]]) -> None:
         if isinstance(target, (str, os.PathLike)):
-            self._file: IO[str] = open(target, "w", encoding="utf-8", newline="\n")
+            # the writer owns the file until close(): it is written cue by cue
+            self._file: IO[str] = open(target, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
             self._owns = True
         elif isinstance(target, io.TextIOBase) or hasattr(target, "write"):
             self._file = target

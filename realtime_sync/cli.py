@@ -97,7 +97,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="debug logging and tracebacks")
 
 
-# -- output helpers --------------------------------------------------------------------------------
+# -- output helpers ----------------------------------------------------------------------
 class _Console:
     """Live partials redraw the current terminal line; finals are printed as they complete."""
 
@@ -165,7 +165,7 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
     return {}
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands -----------------------------------------------------------------------------
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from .captions import open_writer
     from .transcription import Transcriber

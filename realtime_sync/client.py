@@ -682,7 +682,7 @@ class RealtimeClient:
         )
         return out
 
-    # -- package-private hooks ----------------------------------------------------------------------
+    # -- package-private hooks ---------------------------------------------------------------
     def _emit(self, event: Mapping[str, Any]) -> None:
         """Queue a library-made event (``client.*``) for handlers and waiters. Any thread."""
         ev = event if isinstance(event, Event) else Event(event)
@@ -738,7 +738,7 @@ class RealtimeClient:
                 what,
             )
 
-    # -- network-thread callbacks -------------------------------------------------------------------
+    # -- network-thread callbacks -------------------------------------------------------------
     def _on_open(self) -> None:
         logger.debug("upgraded: %s", self.url)
 
@@ -893,8 +893,8 @@ class RealtimeClient:
             if was != CLOSED:
                 self._state = RECONNECTING if reconnect else DISCONNECTED
             self._state_changed.notify_all()
-        if was in (CONNECTED, RECONNECTING) or info.by_client:
-            if info.established or was == CONNECTED or info.by_client:
+        if (was in (CONNECTED, RECONNECTING) or info.by_client) and (
+                info.established or was == CONNECTED or info.by_client):
                 self._router.deliver(Event(
                     type=LibraryEvents.DISCONNECTED, reason=reason, code=code,
                     will_reconnect=reconnect, error_code=err_code,

@@ -142,7 +142,8 @@ def build_session(
     elif isinstance(noise_reduction, str):
         if noise_reduction not in NOISE_REDUCTION_TYPES:
             raise ConfigurationError(
-                f"noise_reduction must be 'near_field', 'far_field' or None, not {noise_reduction!r}"
+                "noise_reduction must be 'near_field', 'far_field' or None, "
+                f"not {noise_reduction!r}"
             )
         nr = {"type": noise_reduction}
     elif isinstance(noise_reduction, Mapping):
