@@ -238,3 +238,53 @@ def test_every_emitted_event_validates(validators):
             "item_not_found"} <= codes
     statuses = {e["response"]["status"] for e in events if e["type"] == "response.done"}
     assert statuses == {"completed", "cancelled"}
+
+
+def test_emitted_events_parse_with_the_official_sdk_models():
+    """A second, independent check: the ``openai`` SDK's GA pydantic models accept them."""
+    openai_rt = pytest.importorskip("openai.types.realtime")
+    from typing import Annotated, get_args
+
+    from pydantic import Field, TypeAdapter
+
+    adapter = TypeAdapter(Annotated[get_args(openai_rt.RealtimeServerEvent)[0],
+                                    Field(discriminator="type")])
+    events: List[Dict[str, Any]] = []
+    _transcription_scenario(events)
+    _conversation_scenario(events)
+    failures = []
+    for event in events:
+        try:
+            adapter.validate_python(event)
+        except Exception as exc:  # pydantic.ValidationError
+            failures.append(f"{event['type']}: {str(exc).splitlines()[:3]}")
+    assert failures == []
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # openai's use of websockets 17
+def test_official_sdk_client_talks_to_the_server():
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("websockets")
+    rec = ScriptedRecognizer(["sdk works"])
+    with RealtimeServer(recognizer=rec, responder=ScriptedResponder([Text("hi sdk")])) as srv:
+        client = openai.OpenAI(api_key="sk-local",
+                               websocket_base_url=f"ws://127.0.0.1:{srv.port}/v1")
+        with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            assert conn.recv().type == "session.created"
+            conn.session.update(session={"type": "transcription", "audio": {"input": {
+                "transcription": {"model": "gpt-4o-transcribe"}, "turn_detection": None}}})
+            assert conn.recv().type == "session.updated"
+            conn.input_audio_buffer.append(audio=base64.b64encode(silence(200)).decode())
+            conn.input_audio_buffer.commit()
+            for event in conn:
+                if event.type.endswith("transcription.completed"):
+                    assert event.transcript == "sdk works"
+                    break
+        with client.realtime.connect(model="gpt-realtime") as conn:
+            assert conn.recv().type == "session.created"
+            conn.response.create()
+            for event in conn:
+                if event.type == "response.done":
+                    assert event.response.status == "completed"
+                    assert event.response.output[0].content[0].text == "hi sdk"
+                    break
