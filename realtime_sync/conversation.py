@@ -367,6 +367,20 @@ class Conversation:
                     lines.append(f"{item.role}: {said}")
         return "\n".join(lines)
 
+    def wait_until(self, predicate: Callable[[Conversation], Any],
+                   timeout: Optional[float] = None) -> bool:
+        """Block until ``predicate(self)`` is true (checked after every applied event);
+        returns its last truth value. Thread: any but the dispatcher's (the events that would
+        make it true are applied there)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return bool(predicate(self))
+                self._changed.wait(min(0.25, remaining))
+        return True
+
     # -- applying events (dispatcher thread, or whoever feeds it) ----------------------------------
     def apply(self, event: Mapping[str, Any]) -> None:
         """Update the mirror with one server event (unknown types are ignored).
@@ -750,6 +764,20 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
     deadline = None if timeout is None else time.monotonic() + timeout
     state = Conversation(None)
     events = client.events(types=EVENT_TYPES + ("error", "client.disconnected"))
+    # handlers registered before ours (a Conversation mirror) have seen the response once
+    # this wildcard handler has: ask() returns only then, so the mirror is up to date
+    handled: Dict[str, threading.Event] = {}
+    handled_lock = threading.Lock()
+
+    def mark(event: Any) -> None:
+        if event.get("type") == "response.done":
+            rid = (event.get("response") or {}).get("id")
+            with handled_lock:
+                handled.setdefault(str(rid), threading.Event()).set()
+
+    sync = getattr(client, "_marshal", None) is None
+    if sync:
+        client.on("*", mark)
     try:
         item_event = client.conversation.item.create(user_message(text))
         create_event = client.response.create({"metadata": {METADATA_KEY: token}})
@@ -776,12 +804,15 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
                 raise NotConnectedError(
                     f"disconnected while waiting for the response: {event.get('reason')}")
             state.apply(event)
-            if type_ == "response.created" and current is None:
+            if type_ == "response.created":
                 raw = event.get("response") or {}
                 meta = raw.get("metadata") if isinstance(raw, Mapping) else None
                 tag = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
-                # servers that do not echo metadata: the first response after ours is ours
-                if tag == wanted or (tag is None and wanted == token and not chain):
+                if tag == wanted:
+                    current = raw.get("id")
+                elif tag is None and current is None:
+                    # a server that does not echo metadata: only one response runs at a
+                    # time, so the first one after our request is ours (or ours fails)
                     current = raw.get("id")
             elif type_ == "response.done" and current is not None:
                 raw = event.get("response") or {}
@@ -796,9 +827,16 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
                     current = None
                     continue
                 resp.previous = chain
+                if sync:
+                    with handled_lock:
+                        seen = handled.setdefault(str(current), threading.Event())
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    seen.wait(left)
                 return resp
     finally:
         events.close()
+        if sync:
+            client.off("*", mark)
 
 
 def _next(events: Any, timeout: Optional[float]) -> Optional[Any]:
