@@ -454,17 +454,17 @@ def tk(
 
 
 def _import_qt() -> Any:
-    """Return (QtCore, Signal, Slot) from PySide6, else PyQt6."""
+    """Return (QtCore, Slot) from PySide6, else PyQt6."""
     try:
         from PySide6 import QtCore
 
-        return QtCore, QtCore.Signal, QtCore.Slot
+        return QtCore, QtCore.Slot
     except ImportError:
         pass
     try:
         from PyQt6 import QtCore  # type: ignore[no-redef]
 
-        return QtCore, QtCore.pyqtSignal, QtCore.pyqtSlot  # type: ignore[attr-defined]
+        return QtCore, QtCore.pyqtSlot  # type: ignore[attr-defined]
     except ImportError:
         raise ImportError(
             "realtime_sync.gui.qt() needs Qt 6 for Python: pip install PySide6 "
@@ -478,14 +478,17 @@ _QT: Dict[str, Any] = {}
 def _qt_bridge_class() -> Any:
     """Define (once) the QObject that receives wake-ups on the GUI thread."""
     if "bridge" not in _QT:
-        QtCore, Signal, Slot = _import_qt()
+        QtCore, Slot = _import_qt()
+        queued = QtCore.Qt.ConnectionType.QueuedConnection
 
         class _Bridge(QtCore.QObject):  # type: ignore[misc,name-defined]
-            wake = Signal()
-
             def __init__(self, callback: Callable[[], None], parent: Any = None) -> None:
                 super().__init__(parent)
                 self.callback = callback
+
+            def post(self) -> None:
+                """Any thread: have Qt call :meth:`drain` on this object's thread, soon."""
+                QtCore.QMetaObject.invokeMethod(self, "drain", queued)
 
             @Slot()
             def drain(self) -> None:
@@ -499,12 +502,15 @@ def _qt_bridge_class() -> Any:
 class QtMarshal(Marshal):
     """Deliver calls on the Qt GUI thread (create it with :func:`qt`).
 
-    A small QObject living on the GUI thread (a child of the application, so the application
-    owns it) has a ``wake`` signal connected to its ``drain`` slot with
-    ``Qt.QueuedConnection``. Producers emit it once per burst, which posts one event to the
-    GUI thread's queue; the drain runs everything pending, bounded per tick by ``max_calls``
-    and ``max_ms``, and re-emits to continue after Qt had its turn. When the QObject or the
-    application goes away the marshal closes: calls are dropped and counted.
+    A small QObject lives on the GUI thread (a child of the application, which owns it).
+    Producers ask Qt, once per burst, to call its ``drain`` slot with
+    ``QMetaObject.invokeMethod(..., Qt.QueuedConnection)`` (thread safe: Qt posts one event
+    to the GUI thread's queue). The drain runs everything pending, bounded per tick by
+    ``max_calls`` and ``max_ms``, and queues itself again to continue after Qt had its turn.
+    Neither ``Signal.emit()`` nor ``QCoreApplication.postEvent()`` is used: in PySide6 6.12
+    each call drops a reference to ``True`` / ``None``, which aborts Python 3.11 and older
+    after a few hundred calls. When the QObject or the application goes away the marshal
+    closes: calls are dropped and counted.
     """
 
     def __init__(
@@ -533,12 +539,9 @@ class QtMarshal(Marshal):
             self._bridge = bridge_cls(self._on_wake)
             self._bridge.moveToThread(gui_qthread)
         self._bridge.destroyed.connect(self._on_gone)
-        self._bridge.wake.connect(
-            self._bridge.drain, QtCore.Qt.ConnectionType.QueuedConnection
-        )
 
     def _wake_locked(self) -> None:
-        self._bridge.wake.emit()  # posts one event; RuntimeError if the QObject is gone
+        self._bridge.post()  # RuntimeError if the QObject is gone -> the marshal closes
 
     def _on_gone(self, *args: Any) -> None:
         self._shutdown()
@@ -548,7 +551,7 @@ class QtMarshal(Marshal):
             with self._lock:
                 if not self._closed:
                     self._woken = True
-                    self._bridge.wake.emit()  # yield to Qt, continue on the next event
+                    self._bridge.post()  # yield to Qt, continue on the next event
 
     def close(self) -> None:
         """Stop accepting calls; pending calls are dropped and counted (any thread).

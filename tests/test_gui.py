@@ -396,7 +396,11 @@ def _qt_run_until(qapp: Any, done: Callable[[], bool]) -> None:
 
     timer = QtCore.QTimer()
     timer.setInterval(5)
-    timer.timeout.connect(lambda: done() and qapp.quit())
+    def check() -> None:
+        if done():
+            qapp.quit()
+
+    timer.timeout.connect(check)
     guard = QtCore.QTimer()
     guard.setSingleShot(True)
     guard.timeout.connect(qapp.quit)
@@ -463,6 +467,48 @@ def test_qt_deleted_bridge_drops_calls_without_raising(qapp: Any) -> None:
     m(lambda: out.append(2))
     qapp.processEvents()
     assert out == [] and m.dropped == 2
+
+
+@pytest.mark.gui
+def test_qt_many_wakeups_leak_no_references(qapp: Any) -> None:
+    """Each wake-up must not drop a reference to None/True/False (PySide6's emit() and
+    postEvent() do, which aborts Python < 3.12 after a few hundred wake-ups)."""
+    m = gui.qt(max_calls=2)
+
+    def bursts(k: int) -> None:
+        def produce() -> None:
+            for _ in range(k):
+                ran = threading.Event()
+                m(lambda: None)
+                m(lambda: None)
+                m(ran.set)  # a third call: one bounded tick continues in the next
+                ran.wait(30)
+            m(qapp.quit)
+
+        t = threading.Thread(target=produce, name="realtime-sync-test-bursts")
+        t.start()
+        guard = _qt_guard(qapp)
+        qapp.exec()
+        guard.stop()
+        t.join(timeout=30)
+
+    bursts(5)
+    before = [sys.getrefcount(x) for x in (None, True, False)]
+    bursts(1500)
+    after = [sys.getrefcount(x) for x in (None, True, False)]
+    assert m.delivered == 3 * 1505 + 2
+    assert all(abs(a - b) < 50 for a, b in zip(after, before)), (before, after)
+    m.close()
+
+
+def _qt_guard(qapp: Any) -> Any:
+    from PySide6 import QtCore
+
+    guard = QtCore.QTimer()
+    guard.setSingleShot(True)
+    guard.timeout.connect(qapp.quit)
+    guard.start(GUARD_MS)
+    return guard
 
 
 def test_qt_import_error_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
