@@ -8,6 +8,7 @@ pools. :meth:`RealtimeServer.stop` ends and joins all of them.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -211,11 +212,13 @@ class RealtimeServer:
         if self._server is not None:
             return self
         self._stopping.clear()
+        accepted = inspect.signature(serve).parameters
+        ws_args = {k: v for k, v in self._ws_args.items() if k in accepted}  # websockets < 15
         self._server = serve(self._handle, self.host, self.port,
                              process_request=self._process_request,
                              select_subprotocol=self._select_subprotocol,
                              logger=logging.getLogger(__name__ + ".websockets"),
-                             **self._ws_args)
+                             **ws_args)
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name=f"rs-server-accept-{self.port}", daemon=True)
