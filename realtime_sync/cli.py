@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
+    t.add_argument("--api-key", default=None,
+                   help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
     t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default="text")
     t.add_argument("--output", "-o", default=None, help="write captions to this file")
     t.add_argument("--events", action="store_true",
@@ -158,7 +160,14 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
         srv = stack.enter_context(_local_server(getattr(args, "model", None)))
         return {"url": srv.url, "api_key": "sk-local"}
     if args.url:
-        return {"url": args.url}
+        from urllib.parse import urlsplit
+
+        from ._endpoint import is_loopback
+
+        key = getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY")
+        if key is None and is_loopback(urlsplit(args.url).hostname or ""):
+            key = "sk-local"  # local servers (realtime-sync serve) accept any key
+        return {"url": args.url, "api_key": key}
     if not os.environ.get("OPENAI_API_KEY"):
         raise UsageError("no OPENAI_API_KEY set: export it, or add --local to transcribe "
                          "offline with the embedded engine")
