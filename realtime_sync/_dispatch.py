@@ -225,6 +225,7 @@ class Router:
         self.dispatched = 0
         self.high_water = 0
         self.handler_errors = 0
+        self.marshal_dropped = 0
 
     # -- producer side (network thread, or any thread for library events) ------------------
     def deliver(self, event: Event, block: bool = True) -> None:
@@ -286,26 +287,44 @@ class Router:
                 self._marshal_batch(batch)
 
     def _marshal_batch(self, batch: Deque[Event]) -> None:
+        marshal = self.marshal
+        assert marshal is not None
+        if getattr(marshal, "closed", False):
+            self._marshal_dropped(len(batch))
+            return
         cond = self._in_flight_done
         with cond:
-            while self._in_flight >= 4 and not self._stopping:
+            while (self._in_flight >= 4 and not self._stopping
+                   and not getattr(marshal, "closed", False)):
                 cond.wait(0.25)
             self._in_flight += 1
+
+        def release() -> None:
+            with cond:
+                self._in_flight -= 1
+                cond.notify_all()
 
         def run() -> None:
             try:
                 self._run_batch(batch)
             finally:
-                with cond:
-                    self._in_flight -= 1
-                    cond.notify_all()
+                release()
 
         try:
-            assert self.marshal is not None
-            self.marshal(run)
+            queued = marshal(run)
         except Exception:  # noqa: BLE001 - a broken marshal must not kill dispatch
             logger.exception("marshal callable failed; running handlers on the dispatcher thread")
             run()
+            return
+        if queued is False:  # the marshal refused it (its window is gone): never runs
+            release()
+            self._marshal_dropped(len(batch))
+
+    def _marshal_dropped(self, n: int) -> None:
+        self.marshal_dropped += n
+        if self.marshal_dropped == n:
+            logger.warning("the GUI marshal is closed (window destroyed?): events are no longer"
+                           " delivered to handlers; close the client")
 
     def _run_batch(self, batch: Deque[Event]) -> None:
         handlers_for = self.registry.handlers_for

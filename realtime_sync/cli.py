@@ -147,7 +147,7 @@ def _local_server(model: Optional[str], engine: bool = True,
 
     kwargs: dict = {}
     if engine:
-        from .server._engine import local_engine
+        from .server import local_engine
 
         recognizer, vad_factory = local_engine(model)
         kwargs.update(recognizer=recognizer, vad_factory=vad_factory)

@@ -676,6 +676,7 @@ class RealtimeClient:
             events_dispatched=r.dispatched,
             queue_high_water=r.high_water,
             handler_errors=r.handler_errors,
+            marshal_dropped=r.marshal_dropped,
             bytes_sent=t.bytes_sent if t else 0,
             reconnects=t.reconnects if t else 0,
             pending_sends=len(self._pending_sends),

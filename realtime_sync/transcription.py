@@ -296,6 +296,7 @@ class Transcriber:
         self._rollover_due: Optional[float] = None
         self._closed = False
         self._error: Optional[BaseException] = None
+        self._user_handlers: List[Any] = []
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -318,6 +319,8 @@ class Transcriber:
             return self
         client = RealtimeClient(intent="transcription", session=self._session,
                                 **self._client_options)
+        for type_, handler in self._user_handlers:
+            client.on(type_, handler)
         for type_, handler in (
             (ServerEvents.SESSION_CREATED, self._on_session_created),
             (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STARTED, self._on_speech_started),
@@ -339,6 +342,26 @@ class Transcriber:
             client.close()
             raise
         return self
+
+    def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
+        """Register ``handler(event)`` for raw events of the session (``"*"``: all of them, for an
+        event log). Works before ``start()`` (so nothing is missed) and after. Any thread.
+
+        The handler runs on the dispatcher thread, or through ``marshal`` when one was given.
+        """
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        wrapped = handler
+        if self._marshal is not None:
+            marshal = self._marshal
+
+            def wrapped(event: Event) -> None:
+                marshal(lambda: handler(event))
+
+        self._user_handlers.append((type, wrapped))
+        if self._client is not None:
+            self._client.on(type, wrapped)
+        return handler
 
     def close(self, timeout: float = 5) -> bool:
         """Stop listening, close the session and join every thread. Idempotent; any thread.

@@ -11,6 +11,7 @@ alone never imports it.
 from __future__ import annotations
 
 from ._config import SessionError, apply_update, default_session
+from ._engine import SileroVad, WhisperRecognizer, local_engine
 from ._recognizer import (
     Recognizer,
     ScriptedRecognizer,
@@ -36,6 +37,9 @@ from ._vad import EnergyVad, Vad, default_vad_factory
 
 __all__ = [
     "RealtimeServer",
+    "local_engine",
+    "WhisperRecognizer",
+    "SileroVad",
     "Connection",
     "Session",
     "Recognizer",
