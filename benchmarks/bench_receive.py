@@ -78,11 +78,9 @@ def run_sdk(srv: BenchServer, kind: str, n: int) -> float:
     with client.realtime.connect(model="gpt-realtime") as conn:
         first = conn.recv()
         assert first.type == "session.created", first.type
-        count = 0
         t0 = time.perf_counter()
         conn.conversation.item.retrieve(item_id=f"blast:{kind}:{n}")
-        for _event in conn:
-            count += 1
+        for count, _event in enumerate(conn, 1):
             if count == n:
                 break
         t1 = time.perf_counter()
@@ -129,7 +127,7 @@ def measure(srv: BenchServer, rounds: int = 3, n: Dict[str, int] = DEFAULT_N,
     """Interleaved rounds (a warm-up round is discarded); per kind and client, events/s."""
     out: Dict[str, Dict[str, List[float]]] = {k: {c: [] for c in clients} for k in n}
     for kind, count in n.items():
-        for name, fn in clients.items():  # warm-up: imports, caches, TCP
+        for fn in clients.values():  # warm-up: imports, caches, TCP
             fn(srv, kind, count // 5)
         for r in range(rounds):
             order = list(clients.items())
