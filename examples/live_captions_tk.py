@@ -297,8 +297,7 @@ class CaptionsApp:
 
 def start_local_server() -> Any:
     """The local Realtime server with the offline engine (``pip install realtime-sync[local]``)."""
-    from realtime_sync.server import RealtimeServer
-    from realtime_sync.server import local_engine
+    from realtime_sync.server import RealtimeServer, local_engine
 
     recognizer, vad_factory = local_engine(None)
     recognizer.load()  # load the weights now, not on the first turn

@@ -12,7 +12,6 @@ import wave
 from pathlib import Path
 
 import pytest
-
 from conftest import skip_or_fail
 
 import realtime_sync as rs
@@ -99,8 +98,7 @@ def test_transcribe_local_file_as_text_srt_and_jsonl(engine, tmp_path):
 
 @pytest.mark.local_engine
 def test_python_api_gives_the_same_transcript_as_the_command(engine):
-    from realtime_sync.server import RealtimeServer
-    from realtime_sync.server import local_engine
+    from realtime_sync.server import RealtimeServer, local_engine
 
     out = subprocess.run(CLI + ["transcribe", "--local", str(HELLO)], capture_output=True,
                          text=True, timeout=180)
