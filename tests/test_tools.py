@@ -74,7 +74,7 @@ def outputs(fake) -> List[Dict[str, Any]]:
             and e["item"]["type"] == "function_call_output"]
 
 
-# -- schemas ---------------------------------------------------------------------------------------
+# -- schemas -----------------------------------------------------------------------------------
 def test_schema_from_signature_hints_and_docstring():
     tool = function_schema(get_weather)
     assert tool["type"] == "function" and tool["name"] == "get_weather"
@@ -130,7 +130,7 @@ def test_bad_tool_names_are_refused(client):
         client.tools.register("not callable")  # type: ignore[arg-type]
 
 
-# -- session ---------------------------------------------------------------------------------------
+# -- session -----------------------------------------------------------------------------------
 def test_tools_registered_before_connect_go_into_the_first_session_update(
         fake, client_schema):
     session = dict(SESSION, tools=[MCP])
@@ -198,7 +198,7 @@ def test_mcp_events_reach_handlers_and_the_mirror(fake, client):
     assert seen == ["mcp_list_tools.completed", "response.mcp_call.completed"]
 
 
-# -- the call cycle -----------------------------------------------------------------------------
+# -- the call cycle -------------------------------------------------------------------------
 def test_a_tool_call_runs_and_the_model_answers_with_its_result(fake, client, client_schema):
     fake.responder.add(FunctionCall("get_weather", '{"city": "Paris", "days": 2}',
                                     call_id="call_1"),

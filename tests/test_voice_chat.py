@@ -76,7 +76,7 @@ def chat_client(fake, **session_args: Any) -> rs.RealtimeClient:
     return client
 
 
-# -- without a sound card ---------------------------------------------------------------------------
+# -- without a sound card -----------------------------------------------------------------------
 def test_chat_session_is_a_valid_ga_session_and_the_server_applies_it(fake):
     client = chat_client(fake, voice="marin", instructions="Be brief.")
     try:
@@ -104,7 +104,7 @@ def test_half_duplex_gate_mutes_while_playing_and_for_the_tail():
         VoiceChat(None, None, speaker, echo="speakerphone")
 
 
-# -- on the virtual sound card ----------------------------------------------------------------------
+# -- on the virtual sound card ------------------------------------------------------------------
 @pytest.mark.audio_device
 def test_half_duplex_mutes_the_microphone_while_the_speaker_plays(rig, fake):  # noqa: F811
     from realtime_sync.audio import Speaker
