@@ -891,7 +891,8 @@ def transcribe_file(
     bar = None
     try:
         with Transcriber(**options) as tr:
-            bar = _progress_bar(getattr(source, "total_bytes", 0) or 0, progress)
+            total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * BYTES_PER_MS
+            bar = _progress_bar(total, progress)
             while True:
                 chunk = source.read(frames)
                 if not chunk:

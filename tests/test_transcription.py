@@ -240,3 +240,31 @@ def test_no_audio_is_lost_across_session_expiry(planned):
     assert sessions >= 2
     assert ms_described(transcript) == fed
     assert tr.dropped_ms == 0
+
+
+def test_transcribe_file_shows_a_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    path = tmp_path / "p.wav"
+    write_wav(path, tone(400) + silence(200))
+    with FakeRealtimeServer() as srv:
+        rs.transcribe_file(path, url=srv.url, api_key="sk-local", turn_detection=None,
+                           progress=True, timeout=30)
+        shown = capsys.readouterr().err
+        rs.transcribe_file(path, url=srv.url, api_key="sk-local", turn_detection=None,
+                           timeout=30)  # not a terminal: no bar
+        hidden = capsys.readouterr().err
+    assert "audio" in shown and "%" in shown
+    assert "%" not in hidden
+
+
+def test_raw_events_reach_transcriber_handlers_registered_before_start():
+    seen = []
+    with FakeRealtimeServer() as srv:
+        tr = rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection=None)
+        tr.on("*", lambda e: seen.append(e.type))
+        with tr:
+            feed_in_chunks(tr, tone(200))
+            tr.commit()
+            tr.finish(timeout=20)
+    assert seen[0] == "session.created"
+    assert "conversation.item.input_audio_transcription.completed" in seen
