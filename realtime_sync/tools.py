@@ -480,7 +480,9 @@ class Tools:
         except Exception as exc:
             call.error = f"{type(exc).__name__}: {exc}"
             call.output = json.dumps({"error": call.error}, ensure_ascii=False)
-            logger.warning("tool %s raised %s", call.name, call.error, exc_info=True)
+            logger.warning("tool %s raised %s (sent to the model as its output)",
+                           call.name, call.error)
+            logger.debug("tool %s traceback", call.name, exc_info=True)
         call.seconds = time.monotonic() - start
         call.finished.set()
         self.history.append(call)

@@ -306,3 +306,17 @@ def test_close_stops_the_tools_thread_even_with_a_tool_running(fake):
     client.wait_for("response.function_call_arguments.done", timeout=5)
     assert client.close(timeout=5)
     assert not [t for t in threading.enumerate() if t.name == "realtime-sync-tools"]
+
+
+def test_the_tools_example_runs_against_the_local_server():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "examples" / "tools.py")], cwd=str(root),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert '[tool] get_weather({"city": "Paris"}) -> {"city": "Paris"' in proc.stdout
+    assert "LookupError: no weather station in 'Atlantis'" in proc.stdout
+    assert "model: Here is the weather. Paris: 21.0 celsius;" in proc.stdout

@@ -5,10 +5,14 @@ the virtual sound card (``audio_device`` tests), half-duplex muting, barge-in tr
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 import types
+from pathlib import Path
 from typing import Any, List
 
 import pytest
@@ -207,24 +211,32 @@ def test_run_chat_end_to_end_with_the_virtual_microphone(rig, fake):  # noqa: F8
     assert result == [0]
 
 
-@pytest.mark.audio_device
-def test_the_chat_command_exits_cleanly_on_ctrl_c(rig, tmp_path):  # noqa: F811
-    import os
-    import signal
-    import sys
+ROOT = Path(__file__).resolve().parent.parent
 
+
+@pytest.mark.audio_device
+@pytest.mark.parametrize("command", ["cli", "example"])
+def test_the_chat_command_and_example_exit_cleanly_on_ctrl_c(rig, command):  # noqa: F811
     with FakeRealtimeServer(api_key=None) as srv:
         env = dict(os.environ, OPENAI_API_KEY="sk-local-test")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "realtime_sync", "chat", "--url", srv.url, "--echo",
-             "headphones"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+        argv = ([sys.executable, "-m", "realtime_sync", "chat", "--url", srv.url, "--echo",
+                 "headphones"] if command == "cli"
+                else [sys.executable, str(ROOT / "examples" / "voice_chat.py"), "--local"])
+        proc = subprocess.Popen(argv, env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        lines: List[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
         try:
-            srv.wait_received("input_audio_buffer.append", timeout=20)
+            assert wait_until(lambda: any("Ctrl-C to stop" in ln for ln in lines), 30), lines
+            time.sleep(0.5)  # the microphone is streaming
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert proc.returncode == 0, err
-        assert "Ctrl-C to stop" in err
+                proc.wait()
+        reader.join(5)
+        assert proc.returncode == 0, lines
+        if command == "cli":
+            assert srv.received_types().count("input_audio_buffer.append") > 0
