@@ -153,10 +153,9 @@ class CaptionsApp:
             key = "sk-local"
         tr = rs.Transcriber(url=url, api_key=key, marshal=self.marshal,
                             on_partial=self.on_partial, on_final=self.on_final, **options)
+        tr.on("*", self.on_event)  # before start(): nothing is missed; runs on the Tk thread
         tr.start()
         try:
-            # the client's own handlers run on its dispatcher thread: hop to Tk ourselves
-            tr.client.on("*", lambda ev: self.marshal(lambda: self.on_event(ev)))
             if self.args.wav:
                 source: Any = audio.WavSource(self.args.wav, realtime=True)
             else:
