@@ -33,7 +33,7 @@ def _check_str(name: str, value: Any) -> None:
 
 
 class _Resource:
-    def __init__(self, client: "RealtimeClient") -> None:
+    def __init__(self, client: RealtimeClient) -> None:
         self._client = client
 
     def _send(self, event: Dict[str, Any]) -> str:
@@ -137,7 +137,7 @@ class ConversationItemResource(_Resource):
 class ConversationResource(_Resource):
     """``client.conversation.item.*``."""
 
-    def __init__(self, client: "RealtimeClient") -> None:
+    def __init__(self, client: RealtimeClient) -> None:
         super().__init__(client)
         self.item = ConversationItemResource(client)
 
