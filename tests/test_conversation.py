@@ -334,3 +334,31 @@ def test_conversation_can_be_fed_by_hand():
         "f", "c", '{"x": 1}', "completed")
     resp = conv.response("r")
     assert resp.done and resp.function_calls == [call] and resp.usage == {"total_tokens": 3}
+
+
+def test_user_speech_duration_comes_from_server_vad_and_transcripts_stream():
+    conv = rs.Conversation(None)
+    for event in [
+        {"type": "input_audio_buffer.speech_started", "audio_start_ms": 1200, "item_id": "u1"},
+        {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 3450, "item_id": "u1"},
+        {"type": "input_audio_buffer.committed", "previous_item_id": None, "item_id": "u1"},
+        {"type": "conversation.item.added", "previous_item_id": None, "item": {
+            "id": "u1", "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}]}},
+        {"type": "conversation.item.input_audio_transcription.delta", "item_id": "u1",
+         "content_index": 0, "delta": "good "},
+        {"type": "conversation.item.input_audio_transcription.delta", "item_id": "u1",
+         "content_index": 0, "delta": "morning"},
+    ]:
+        conv.apply(event)
+    item = conv["u1"]
+    assert item.audio_ms == 2250
+    assert item.transcript == "good morning"
+    conv.apply({"type": "conversation.item.done", "previous_item_id": None, "item": {
+        "id": "u1", "type": "message", "role": "user", "status": "completed",
+        "content": [{"type": "input_audio", "transcript": None}]}})
+    assert item.transcript == "good morning"  # an empty transcript in item.done keeps ours
+    conv.apply({"type": "conversation.item.input_audio_transcription.completed",
+                "item_id": "u1", "content_index": 0, "transcript": "Good morning.",
+                "usage": {"type": "duration", "seconds": 3}})
+    assert item.transcript == "Good morning."
