@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from datetime import datetime
+from typing import Any, Dict
 
 from realtime_sync.voice_chat import run_chat
 
@@ -46,7 +47,7 @@ def main() -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
 
     with contextlib.ExitStack() as stack:
-        options = {}
+        options: Dict[str, Any] = {}
         if args.local:
             from realtime_sync.server import RealtimeServer
 

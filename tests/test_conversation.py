@@ -95,7 +95,7 @@ def assert_valid_client_events(schema: ClientSchema, events: List[Dict[str, Any]
 def fake():
     responder = ScriptedResponder()
     with FakeRealtimeServer(responder=responder) as srv:
-        srv.responder = responder
+        srv.responder = responder  # type: ignore[attr-defined]
         yield srv
 
 

@@ -57,7 +57,7 @@ def client_schema() -> ClientSchema:
 def fake():
     responder = ScriptedResponder()
     with FakeRealtimeServer(responder=responder) as srv:
-        srv.responder = responder
+        srv.responder = responder  # type: ignore[attr-defined]
         yield srv
 
 

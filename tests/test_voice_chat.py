@@ -69,7 +69,7 @@ def fake():
     responder = ScriptedResponder()
     with FakeRealtimeServer(responder=responder,
                             recognizer=ScriptedRecognizer(["hello there"])) as srv:
-        srv.responder = responder
+        srv.responder = responder  # type: ignore[attr-defined]
         yield srv
 
 
@@ -225,7 +225,7 @@ def test_the_chat_command_and_example_exit_cleanly_on_ctrl_c(rig, command):  # n
         proc = subprocess.Popen(argv, env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         lines: List[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
         reader.start()
         try:
             assert wait_until(lambda: any("Ctrl-C to stop" in ln for ln in lines), 30), lines
