@@ -613,3 +613,49 @@ def rs_render(segments: List[Any]) -> str:
     from realtime_sync import captions
 
     return captions.render(segments, "srt")
+
+
+@pytest.mark.gui
+@pytest.mark.local_engine
+def test_captions_app_offline_screenshot_shows_the_transcript(root: Any, tmp_path: Any) -> None:
+    """The captions app with --local (local server + offline engine) on a two-sentence WAV:
+    the transcript lands in the widget, and a screenshot of the window is taken."""
+    import argparse
+    import importlib.util
+    import pathlib
+    import shutil
+    import subprocess
+
+    try:
+        from realtime_sync.server import local_engine
+
+        local_engine()
+    except Exception as exc:  # noqa: BLE001 - engine missing
+        _unavailable(f"offline engine not installed: {exc}")
+    here = pathlib.Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location(
+        "live_captions_tk_local", here / "examples" / "live_captions_tk.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    args = argparse.Namespace(url=None, local=True, model=None, language="en",
+                              wav=str(here / "tests" / "data" / "engine" / "two_turns.wav"),
+                              autostart=True)
+    root.deiconify()  # the fixture hides the root; the screenshot needs it mapped
+    app = example.CaptionsApp(root, args)
+    try:
+        _run_until(root, lambda: len(app.finals) >= 2)
+        text = app.text.get("1.0", "end").lower()
+        root.update()
+        shot = tmp_path / "captions.png"
+        if shutil.which("import"):
+            subprocess.run(["import", "-window", "root", str(shot)],
+                           check=True, timeout=30, env=dict(os.environ))
+            assert shot.stat().st_size > 2000  # not a blank screen
+    finally:
+        app.stop()
+        _run_until(root, lambda: app.tr is None and not app.busy)
+        if getattr(app, "server", None) is not None:
+            app.server.stop()
+    assert "hello world" in text and "first turn" in text
+    assert "oranges" in text
