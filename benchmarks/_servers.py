@@ -24,10 +24,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -273,14 +274,16 @@ def _serve(listener: socket.socket) -> None:
                          name="bench-conn").start()
 
 
-def _main(conn: Any) -> None:
+def _main() -> None:
+    """Child process: print the port, serve until stdin closes."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(512)
-    conn.send(listener.getsockname()[1])
     threading.Thread(target=_serve, args=(listener,), daemon=True).start()
-    conn.recv()  # any message (or EOF) means stop
+    sys.stdout.write(f"{listener.getsockname()[1]}\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # EOF means stop
     listener.close()
 
 
@@ -288,17 +291,15 @@ class BenchServer:
     """The benchmark server in a child process. ``with BenchServer() as srv: srv.port``."""
 
     def __init__(self) -> None:
-        self._proc: Optional[Any] = None
-        self._conn: Optional[Any] = None
+        self._proc: Optional[subprocess.Popen] = None
         self.port = 0
 
     def start(self) -> BenchServer:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_main, args=(child,), daemon=True, name="bench-server")
-        self._proc.start()
-        self.port = parent.recv()
-        self._conn = parent
+        self._proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self.port = int(self._proc.stdout.readline())
         return self
 
     @property
@@ -313,20 +314,21 @@ class BenchServer:
 
     @property
     def pid(self) -> int:
-        assert self._proc is not None and self._proc.pid is not None
+        assert self._proc is not None
         return int(self._proc.pid)
 
     def stop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.send("stop")
-            except OSError:
-                pass
-        if self._proc is not None:
-            self._proc.join(5)
-            if self._proc.is_alive():
-                self._proc.terminate()
-                self._proc.join(5)
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        try:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait(5)
 
     def __enter__(self) -> BenchServer:
         return self.start()
@@ -340,3 +342,7 @@ def cpu_count() -> int:
 
 
 __all__: List[str] = ["BenchServer", "SMALL_DELTA", "frame", "cpu_count"]
+
+
+if __name__ == "__main__":
+    _main()
