@@ -54,7 +54,7 @@ class Registry:
                 f"{type_!r} is a retired beta event name that GA servers never send;"
                 f" use {ga!r}",
                 DeprecationWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
             logger.warning("handler registered for retired beta event %r; GA name is %r", type_, ga)
         with self._lock:

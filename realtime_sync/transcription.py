@@ -150,17 +150,14 @@ def build_session(
         nr = dict(noise_reduction)
     else:
         raise TypeError("noise_reduction must be a string, a dict or None")
-    session: Dict[str, Any] = {
-        "type": "transcription",
-        "audio": {
-            "input": {
-                "format": {"type": "audio/pcm", "rate": 24000},
-                "transcription": transcription,
-                "turn_detection": td,
-                "noise_reduction": nr,
-            }
-        },
+    audio_input: Dict[str, Any] = {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "transcription": transcription,
+        "turn_detection": td,  # None is sent as null: it switches the default server VAD off
     }
+    if nr is not None:  # off is the server's default; the strict schema has no null here
+        audio_input["noise_reduction"] = nr
+    session: Dict[str, Any] = {"type": "transcription", "audio": {"input": audio_input}}
     if include_logprobs:
         session["include"] = [LOGPROBS_INCLUDE]
     return session
