@@ -47,6 +47,7 @@ __all__ = [
     "Segment",
     "transcribe_file",
     "Conversation",
+    "Response",
     "audio",
     "gui",
     "captions",

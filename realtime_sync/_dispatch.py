@@ -148,8 +148,16 @@ class EventIterator:
         return self
 
     def __next__(self) -> Event:
+        event = self.next(self._timeout)
+        if event is None:
+            raise StopIteration
+        return event
+
+    def next(self, timeout: Optional[float] = None) -> Optional[Event]:  # noqa: A003
+        """The next event within ``timeout`` seconds (None: wait for ever), or None when the
+        time ran out or the client closed. Thread: any but the dispatcher's."""
         self._router.check_blocking_call("events()")
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 self._router.raise_strict()
@@ -157,11 +165,12 @@ class EventIterator:
                     return self._items.popleft()
                 if self.closed or self._router.finished:
                     self._close_locked()
-                    raise StopIteration
+                    return None
                 remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
                 if remaining <= 0:
-                    self._close_locked()
-                    raise StopIteration
+                    if self._timeout is not None and timeout == self._timeout:
+                        self._close_locked()  # the iterator's idle timeout ends it
+                    return None
                 self._cond.wait(remaining)
 
     def _close_locked(self) -> None:

@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="headphones: full duplex with barge-in; half-duplex: mute the "
                         "microphone while the model speaks (no echo from loudspeakers)")
     c.add_argument("--instructions", default=None, help="system instructions for the model")
-    c.add_argument("--url", default=None)
+    c.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
+    c.add_argument("--api-key", default=None,
+                   help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
     c.add_argument("--events", action="store_true")
     _add_common(c)
     return parser

@@ -689,6 +689,14 @@ class RealtimeClient:
         ev = event if isinstance(event, Event) else Event(event)
         self._router.deliver(ev, block=False)
 
+    def _remember_session(self, update: Mapping[str, Any]) -> None:
+        """Merge ``update`` into the remembered session config (sent at the next
+        ``session.created``); used before ``connect()`` by tools. Any thread."""
+        with self._state_lock:
+            if self._session_config is None:
+                self._session_config = {"type": self.intent}
+            _deep_merge(self._session_config, update)
+
     def _adopt(self, resource: Any) -> None:
         """Have ``close()`` call ``resource.stop(timeout)`` first (audio streams, speakers)."""
         with self._state_lock:

@@ -841,8 +841,4 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
 
 def _next(events: Any, timeout: Optional[float]) -> Optional[Any]:
     """The next event of an ``events()`` iterator within ``timeout`` s, or None."""
-    events._timeout = timeout  # per-call deadline of the iterator
-    try:
-        return next(events)
-    except StopIteration:
-        return None
+    return events.next(timeout)

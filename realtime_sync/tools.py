@@ -358,13 +358,7 @@ class Tools:
                     return str(client.session.update(body))
                 except NotConnectedError:
                     pass
-            config = getattr(client, "_session_config", None)
-            if config is None:
-                config = {"type": "realtime"}
-            config.setdefault("type", "realtime")
-            config["tools"] = tools
-            config["tool_choice"] = "auto"
-            client._session_config = config
+            client._remember_session(body)
             return None
 
     # -- calls (handlers: dispatcher thread) --------------------------------------------------
