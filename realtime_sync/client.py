@@ -485,7 +485,7 @@ class RealtimeClient:
         reason = self._disconnect_reason or "connection lost"
         return f"not connected ({reason})"
 
-    def _send_append(self, frame: str, event_id: str, audio_bytes: int) -> str:
+    def _send_append(self, frame: bytes, event_id: str, audio_bytes: int) -> str:
         """Send a prebuilt ``input_audio_buffer.append`` frame (never queued)."""
         self._router.raise_strict()
         self._send_data("input_audio_buffer.append", event_id, frame, queue_ok=False)

@@ -149,19 +149,17 @@ def new_event_id() -> str:
     return f"{_prefix}{next(_counter)}"
 
 
-def append_frame(pcm16: bytes, event_id: str) -> str:
-    """The JSON text of an ``input_audio_buffer.append`` event, built without ``json.dumps``.
-
-    base64 output and our event ids are JSON-safe, so plain concatenation is exact.
+def append_frame(pcm16: bytes, event_id: str) -> bytes:
+    """The JSON of an ``input_audio_buffer.append`` event as UTF-8 bytes, built without
+    ``json.dumps``: base64 output and our event ids are JSON-safe, so concatenation is exact.
     """
-    audio = base64.b64encode(pcm16).decode("ascii")
-    return (
-        '{"type":"input_audio_buffer.append","event_id":"'
-        + event_id
-        + '","audio":"'
-        + audio
-        + '"}'
-    )
+    return b"".join((
+        b'{"type":"input_audio_buffer.append","event_id":"',
+        event_id.encode("ascii"),
+        b'","audio":"',
+        base64.b64encode(pcm16),
+        b'"}',
+    ))
 
 
 def session_update(session: Mapping[str, Any]) -> Dict[str, Any]:

@@ -440,7 +440,8 @@ def test_context_manager_connects_and_closes(server):
 def test_stats_count_traffic(make_client, server):
     client = make_client()
     client.connect()
-    client.send({"type": "response.cancel"})
+    client.send({"type": "conversation.item.retrieve", "item_id": "missing"})
+    client.wait_for("error", timeout=5)  # the server answers the unknown item with an error
     server.send_event({"type": "x.s"})
     client.wait_for("x.s", timeout=5)
     stats = client.stats()
