@@ -603,24 +603,21 @@ class Conversation:
                 mine[key] = part[key]
 
     def _on_text(self, event: Mapping[str, Any]) -> None:
-        item = self._item(event.get("item_id"))
-        if item is None:
-            return
-        part = item._part(int(event.get("content_index") or 0), "output_text")
-        if event.get("type", "").endswith(".delta"):
-            part["text"] = str(part.get("text") or "") + str(event.get("delta") or "")
-        elif event.get("text") is not None:
-            part["text"] = str(event.get("text"))
+        self._accumulate(event, "output_text", "text")
 
     def _on_transcript(self, event: Mapping[str, Any]) -> None:
+        self._accumulate(event, "output_audio", "transcript")
+
+    def _accumulate(self, event: Mapping[str, Any], kind: str, key: str) -> None:
+        """Append a ``.delta`` to a content part's ``key``, or set it from the ``.done``."""
         item = self._item(event.get("item_id"))
         if item is None:
             return
-        part = item._part(int(event.get("content_index") or 0), "output_audio")
+        part = item._part(int(event.get("content_index") or 0), kind)
         if event.get("type", "").endswith(".delta"):
-            part["transcript"] = str(part.get("transcript") or "") + str(event.get("delta") or "")
-        elif event.get("transcript") is not None:
-            part["transcript"] = str(event.get("transcript"))
+            part[key] = str(part.get(key) or "") + str(event.get("delta") or "")
+        elif event.get(key) is not None:
+            part[key] = str(event.get(key))
 
     def _on_audio(self, event: Mapping[str, Any]) -> None:
         item = self._item(event.get("item_id"))
