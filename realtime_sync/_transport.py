@@ -450,8 +450,17 @@ class Transport:
         self._last_rx = time.monotonic()
         self._on_frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
 
-    def _cb_error(self, app: websocket.WebSocketApp, error: BaseException) -> None:
+    def _cb_error(self, app: websocket.WebSocketApp, error: Any) -> None:
         info = self._closed_info
+        if isinstance(error, websocket.ABNF):
+            # websocket-client < 1.9.1 reports the server's close frame itself as the "error"
+            if error.opcode == websocket.ABNF.OPCODE_CLOSE:
+                data = bytes(error.data or b"")
+                if len(data) >= 2 and info.code is None:
+                    info.code = struct.unpack("!H", data[:2])[0]
+                if len(data) > 2 and not info.reason:
+                    info.reason = _secrets.redact(data[2:].decode("utf-8", "replace"))
+            return
         if info.error is None:
             info.error = error
         code = getattr(error, "status_code", None)

@@ -254,7 +254,10 @@ class RealtimeServer:
             if closer.is_alive():
                 conn.drop()
                 closer.join(1.0)
-        server.shutdown(close_connections=False)
+        try:
+            server.shutdown(close_connections=False)  # websockets >= 16
+        except TypeError:  # older websockets: shutdown() takes no arguments
+            server.shutdown()
         if self._thread is not None:
             self._thread.join(max(deadline - time.monotonic(), 0.1))
             self._thread = None
