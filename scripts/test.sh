@@ -57,7 +57,10 @@ if [ "${RS_OTHER_PYTHONS:-1}" = 1 ] && [ $# = 0 ]; then
     "$venv/bin/python" -m pip install -q -U pip >/dev/null
     "$venv/bin/python" -m pip install -q -e ".[audio,server]" pytest pytest-timeout jsonschema hypothesis
     "$venv/bin/python" -m pytest -q -p no:cacheprovider --timeout=300 \
-      -m "not live and not local_engine and not gui and not slow" tests/test_client.py \
-      tests/test_exits.py tests/test_reliability.py tests/test_conformance.py tests/test_transcription.py
+      -m "not live and not local_engine and not gui and not slow and not audio_device" \
+      tests/test_client.py tests/test_exits.py tests/test_reliability.py \
+      tests/test_conformance.py tests/test_transcription.py tests/test_captions.py \
+      tests/test_server.py tests/test_audio_convert.py tests/test_audio_sources.py \
+      tests/test_audio_stream.py tests/test_conversation.py tests/test_tools.py
   done
 fi
