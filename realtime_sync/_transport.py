@@ -455,7 +455,8 @@ class Transport:
         if isinstance(error, websocket.ABNF):
             # websocket-client < 1.9.1 reports the server's close frame itself as the "error"
             if error.opcode == websocket.ABNF.OPCODE_CLOSE:
-                data = bytes(error.data or b"")
+                raw = error.data or b""
+                data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
                 if len(data) >= 2 and info.code is None:
                     info.code = struct.unpack("!H", data[:2])[0]
                 if len(data) > 2 and not info.reason:
