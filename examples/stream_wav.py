@@ -65,23 +65,26 @@ def main(argv: Optional[list] = None) -> int:
             intent="transcription",
             session=build_session(model=args.model, turn_detection="server_vad"),
         )
+        committed, finished = set(), set()
+        client.on("input_audio_buffer.committed", lambda ev: committed.add(ev.item_id))
         client.on("conversation.item.input_audio_transcription.delta",
                   lambda ev: print(ev.delta, end="", flush=True))
-        client.on("conversation.item.input_audio_transcription.completed",
-                  lambda ev: print())
+        for done in ("completed", "failed"):
+            client.on(f"conversation.item.input_audio_transcription.{done}",
+                      lambda ev: (finished.add(ev.item_id), print()))
         client.on("client.audio_dropped",
                   lambda ev: print(f"[dropped {ev.ms:.0f} ms of audio]", file=sys.stderr))
         with client:
             handle = audio.stream(client, source, chunk_ms=50)
             handle.join()
-            # the file is done: commit what server VAD has not (the last turn)
+            # the file is done: 1 s of silence lets server VAD end the last turn, then wait
+            # until every committed turn has its transcript (rs.transcribe_file does all this)
             if client.connected:
-                client.input_audio_buffer.append(b"\0\0" * 24000)  # 1 s of silence ends it
-                try:
-                    client.wait_for("conversation.item.input_audio_transcription.completed",
-                                    timeout=60)
-                except rs.TimeoutError:
-                    print("(no transcript within 60 s)", file=sys.stderr)
+                events = client.events(timeout=2.0)  # ends after 2 s without events
+                client.input_audio_buffer.append(b"\0\0" * 24000)
+                for _ in events:
+                    if committed and committed <= finished:
+                        break
             print(f"sent {handle.bytes_sent} bytes "
                   f"({handle.bytes_sent / 48000:.2f} s of audio)", file=sys.stderr)
     return 0
