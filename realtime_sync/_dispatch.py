@@ -217,6 +217,7 @@ class Router:
         self._queue_size = queue_size
         self._dispatcher_waiting = False
         self._stopping = False
+        self._releasing = False
         self.finished = False  # the client is closed for good: waits and iterators end
         self.seq = 0
         self.recent: Deque[Tuple[int, Event]] = deque(maxlen=self.RECENT)
@@ -252,18 +253,27 @@ class Router:
                         w.cond.notify()
             if self.iterators:
                 for it in self.iterators:
-                    it._offer(event)
+                    try:
+                        it._offer(event)
+                    except Exception:  # noqa: BLE001 - a tap must never cost handlers an event
+                        logger.exception("events() iterator failed to take an event")
             if block and threading.get_ident() != self._dispatcher_ident():
-                while len(self._queue) >= self._queue_size and not self._stopping:
+                while (len(self._queue) >= self._queue_size and not self._stopping
+                       and not self._releasing):
                     self._not_full.wait(0.25)
-            if self._stopping and self.thread is None:
-                return
             self._queue.append(event)
             size = len(self._queue)
             if size > self.high_water:
                 self.high_water = size
             if self._dispatcher_waiting:
                 self._not_empty.notify()
+
+    def release_producers(self) -> None:
+        """Stop making producers wait for queue space (closing: the thread that would drain
+        the queue may be the one closing). Any thread."""
+        with self.lock:
+            self._releasing = True
+            self._not_full.notify_all()
 
     def _dispatcher_ident(self) -> Optional[int]:
         t = self.thread

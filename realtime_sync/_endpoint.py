@@ -165,7 +165,8 @@ class Endpoint:
                 raise ConfigurationError("header names and values must be strings")
             if "\n" in name + value or "\r" in name + value:
                 raise ConfigurationError(f"header {name!r} contains a line break")
-            _secrets.register(value) if name.lower() in ("authorization", "api-key") else None
+            if _secrets.is_secret_header(name):
+                _secrets.register(value)
             lines.append(f"{name}: {value}")
         return self.url, lines
 

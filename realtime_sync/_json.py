@@ -10,12 +10,27 @@ __all__ = ["loads", "dumps", "BACKEND"]
 _loads: Callable[[Union[str, bytes]], Any]
 _dumps: Callable[[Any], Union[str, bytes]]
 
+def _check_finite(obj: Any, depth: int = 0) -> None:
+    """Raise TypeError for NaN or infinite floats anywhere in ``obj`` (JSON has none)."""
+    if isinstance(obj, float):
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            raise TypeError(f"event is not JSON-serialisable: {obj!r} is not a JSON number")
+    elif depth < 64:
+        if isinstance(obj, dict):
+            for value in obj.values():
+                _check_finite(value, depth + 1)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                _check_finite(value, depth + 1)
+
+
 try:  # pragma: no cover - depends on the environment
     import orjson as _orjson
 
     _loads = _orjson.loads
 
     def _dumps(obj: Any) -> Union[str, bytes]:
+        _check_finite(obj)  # orjson would write NaN/Infinity as null
         try:
             return _orjson.dumps(obj)
         except TypeError as exc:

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Optional, Set
 
-__all__ = ["register", "redact", "mask"]
+__all__ = ["register", "redact", "mask", "protect_loggers", "is_secret_header"]
 
 _lock = threading.Lock()
 _secrets: Set[str] = set()
@@ -29,6 +29,13 @@ def register(secret: Optional[str]) -> None:
         _install_filters()
 
 
+def protect_loggers() -> None:
+    """Give loggers created since the last call the redacting filter (cheap; any thread)."""
+    if _secrets:
+        with _lock:
+            _install_filters()
+
+
 def _install_filters() -> None:
     """Attach the redacting filter to websocket-client's logger and to ours.
 
@@ -42,6 +49,16 @@ def _install_filters() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
             logger.addFilter(_RedactingFilter())
+
+
+_SECRET_HEADER_WORDS = ("key", "token", "secret", "auth", "cookie", "password")
+
+
+def is_secret_header(name: str) -> bool:
+    """True for header names whose values are credentials (``Authorization``, ``X-Api-Key``,
+    ``Cookie``...)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
 
 
 def redact(text: str) -> str:

@@ -131,6 +131,40 @@ def text_frame(data: Union[str, bytes]) -> bytes:
     return b"".join((head, key, masked))
 
 
+def _PING_FRAME() -> bytes:  # noqa: N802 - a frame factory
+    """A masked client ping frame (payload ``rs``)."""
+    return websocket.ABNF.create_frame(b"rs", websocket.ABNF.OPCODE_PING).format()
+
+
+class _HandshakeTimeout:
+    """websocket-client reads its connect timeout from a process-wide default. Clients set it
+    only while one of them is in a handshake (counted), and the caller's own value comes back
+    when the last handshake ends: other websocket-client users are left as they were."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: Optional[float] = None
+
+    def acquire(self, seconds: float) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = websocket.getdefaulttimeout()
+            self._users += 1
+            current = websocket.getdefaulttimeout()
+            if self._users == 1 or current is None or seconds > current:
+                websocket.setdefaulttimeout(seconds)
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                websocket.setdefaulttimeout(self._saved)
+
+
+_handshake_timeout = _HandshakeTimeout()
+
+
 class _RxBuffer:
     """Buffered reads for websocket-client's frame parser (installed as ``frame_buffer.recv``).
 
@@ -278,6 +312,9 @@ class Transport:
         self._closed_info = Closed()
         self._restart = threading.Event()
         self._restart_deadline: Optional[float] = None
+        self._send_started: Optional[float] = None
+        self._handshake_timeout_set = False
+        self.stall_timeout = max(10.0, self.ping_timeout or 0.0, self.ping_interval or 0.0)
         self.thread: Optional[threading.Thread] = None
         self.bytes_sent = 0
         self.frames_sent = 0
@@ -295,13 +332,18 @@ class Transport:
         """Send a close frame, end the network thread, join it; True when it ended in time."""
         self._closing.set()
         self._close_deadline = time.monotonic() + min(1.0, max(0.05, timeout / 2))
-        with self._send_lock:
-            ws = self._ws
-            if ws is not None and ws.connected:
-                try:
-                    ws.send_close(websocket.STATUS_NORMAL, b"")
-                except Exception:  # noqa: BLE001 - the socket may already be gone
-                    pass
+        if self._send_lock.acquire(timeout=min(0.5, max(0.0, timeout / 4))):
+            try:
+                ws = self._ws
+                if ws is not None and ws.connected:
+                    try:
+                        ws.send_close(websocket.STATUS_NORMAL, b"")
+                    except Exception:  # noqa: BLE001 - the socket may already be gone
+                        pass
+            finally:
+                self._send_lock.release()
+        else:  # a send is stuck (the peer stopped reading): break the socket to free it
+            self._abort_socket()
         self._wake()
         t = self.thread
         ok = True
@@ -342,7 +384,11 @@ class Transport:
                 sock = ws.sock
                 if sock is None:
                     raise OSError("socket closed")
-                sock.sendall(frame)
+                self._send_started = time.monotonic()
+                try:
+                    sock.sendall(frame)
+                finally:
+                    self._send_started = None
         except (OSError, websocket.WebSocketException) as exc:
             raise NotConnectedError(f"connection lost while sending: {exc}") from None
         self.bytes_sent += len(data)
@@ -424,12 +470,14 @@ class Transport:
             suppress_origin=True,
         )
         kwargs.update(self.proxy)
-        previous = websocket.getdefaulttimeout()
+        self._handshake_timeout_set = True
+        _handshake_timeout.acquire(self.open_timeout)
         try:
-            websocket.setdefaulttimeout(self.open_timeout)
             app.run_forever(**kwargs)
         finally:
-            websocket.setdefaulttimeout(previous)
+            if self._handshake_timeout_set:  # the handshake failed before on_open
+                self._handshake_timeout_set = False
+                _handshake_timeout.release()
             ws, self._ws = self._ws, None
             if ws is not None:
                 try:
@@ -448,6 +496,9 @@ class Transport:
 
     # websocket-client callbacks (network thread) --------------------------------------------------
     def _cb_open(self, app: websocket.WebSocketApp) -> None:
+        if self._handshake_timeout_set:
+            self._handshake_timeout_set = False
+            _handshake_timeout.release()
         ws = app.sock
         self._rx = None
         if ws is not None:
@@ -530,6 +581,12 @@ class Transport:
                     except Exception:  # noqa: BLE001
                         return "closed by client"
             return None
+        started = self._send_started
+        if started is not None and now - started >= self.stall_timeout:
+            logger.warning("a send has been blocked for %.0f s: the server stopped reading",
+                           now - started)
+            self._abort_socket()
+            return "send stalled: the server stopped reading"
         if self._restart.is_set():
             # a planned reconnect: send our close frame under the send lock, so every event
             # sent before it reaches the server, then wait briefly for the echo
@@ -558,13 +615,28 @@ class Transport:
             return None
         if now - max(self._last_rx, self._last_ping) >= self.ping_interval:
             ws = self._ws
-            if ws is not None and ws.connected:
+            if ws is not None and ws.connected and ws.lock.acquire(blocking=False):
+                # never wait for the writer lock here: a stuck send must not stall reading
                 try:
-                    ws.ping(b"rs")
-                except Exception:  # noqa: BLE001 - the read side will notice the loss
-                    return None
-                self._last_ping = now
+                    sock = ws.sock
+                    if sock is not None:
+                        sock.sendall(_PING_FRAME())
+                        self._last_ping = now
+                except OSError:
+                    return None  # the read side notices the loss
+                finally:
+                    ws.lock.release()
         return None
+
+    def _abort_socket(self) -> None:
+        """Shut the TCP socket down so a blocked ``sendall`` or ``recv`` returns (any thread)."""
+        ws = self._ws
+        sock = getattr(ws, "sock", None) if ws is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _wake(self) -> None:
         try:

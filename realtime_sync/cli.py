@@ -185,6 +185,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise UsageError("give a WAV FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
+    if args.file:
+        from .audio import WavSource
+
+        WavSource(args.file).close()  # an unreadable file fails here, before any session
     console = _Console(sys.stdout)
     with contextlib.ExitStack() as stack:
         options = _endpoint_options(args, stack)

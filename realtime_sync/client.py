@@ -154,8 +154,13 @@ class RealtimeClient:
             backoff = None
         else:
             raise TypeError("reconnect must be True, False or a realtime_sync.Backoff")
-        if ping_interval is not None and ping_interval < 0:
-            raise ValueError("ping_interval must be >= 0 or None")
+        for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
+                            ("open_timeout", open_timeout)):
+            if value is not None and (not isinstance(value, (int, float))
+                                      or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
+            raise ValueError(f"queue_size must be an integer >= 1, not {queue_size!r}")
         self._endpoint = Endpoint(
             url=url, api_key=api_key, model=model, intent=intent, headers=headers,
             azure_endpoint=azure_endpoint, azure_deployment=azure_deployment,
@@ -291,6 +296,7 @@ class RealtimeClient:
             if self._state == CONNECTING:
                 raise ConnectError("connect() is already in progress on another thread")
             self._endpoint.check()  # before any I/O
+            _secrets.protect_loggers()
             self._state = CONNECTING
             self._connect_error = None
             self._local.mark = self._router.seq  # wait_for on this thread sees what follows
@@ -367,6 +373,7 @@ class RealtimeClient:
             except Exception:  # noqa: BLE001 - closing must go on
                 logger.exception("stopping %r failed", resource)
                 ok = False
+        self._router.release_producers()  # the network thread may wait for queue space
         transport = self._transport
         if transport is not None:
             ok = transport.close(max(0.0, deadline - time.monotonic())) and ok
@@ -451,27 +458,31 @@ class RealtimeClient:
                    queue_ok: bool) -> None:
         self._mark_sent(event_id)
         transport = self._transport
-        state = self._state
-        if state == CONNECTED and transport is not None:
-            try:
-                with transport.send_lock:
-                    if self._state == CONNECTED:
-                        transport.send_locked(data)
-                        self._counters["events_sent"] += 1
-                        return
-            except NotConnectedError:
-                if not (queue_ok and self._backoff is not None and not transport.closing):
-                    raise
-        with self._state_lock:
-            state = self._state
-            if queue_ok and state in (RECONNECTING, CONNECTED) and self._backoff is not None:
-                if len(self._pending_sends) >= self._pending_limit:
-                    raise NotConnectedError(
-                        f"reconnecting, and {self._pending_limit} events already wait to be"
-                        f" sent; {type_} was not sent"
-                    )
-                self._pending_sends.append((type_, data))
-                return
+        for _attempt in range(3):
+            if self._state == CONNECTED and transport is not None:
+                try:
+                    with transport.send_lock:
+                        if self._state == CONNECTED:
+                            transport.send_locked(data)
+                            self._counters["events_sent"] += 1
+                            return
+                except NotConnectedError:
+                    if not (queue_ok and self._backoff is not None and not transport.closing):
+                        raise
+                    time.sleep(0.01)  # the network thread is noticing the drop
+            with self._state_lock:
+                state = self._state
+                if state == CONNECTED and _attempt < 2:
+                    continue  # a new session started meanwhile: send now, not later
+                if queue_ok and self._backoff is not None and state in (RECONNECTING, CONNECTED):
+                    if len(self._pending_sends) >= self._pending_limit:
+                        raise NotConnectedError(
+                            f"reconnecting, and {self._pending_limit} events already wait to"
+                            f" be sent; {type_} was not sent"
+                        )
+                    self._pending_sends.append((type_, data))
+                    return
+                break
         raise NotConnectedError(self._not_connected_message())
 
     def _not_connected_message(self) -> str:
@@ -527,6 +538,10 @@ class RealtimeClient:
         """
         self._router.check_blocking_call("wait_for()")
         self._warn_if_ui_thread("wait_for()")
+        if self._state == IDLE:
+            raise NotConnectedError("not connected: call connect() first")
+        if timeout is not None and not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
         if isinstance(type, str):
             types: Tuple[str, ...] = (type,)
         else:
@@ -611,7 +626,15 @@ class RealtimeClient:
         dispatcher's; ``close()`` it (or use ``with``) when done.
         """
         self._router.check_blocking_call("events()")
+        if isinstance(types, str):
+            types = (types,)
         selected = tuple(types) if types is not None else None
+        if selected is not None and not all(isinstance(t, str) and t for t in selected):
+            raise TypeError("types must be event type names")
+        if not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError("maxsize must be an integer >= 1")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValueError("timeout must be a number of seconds >= 0, or None")
         it = EventIterator(self._router, timeout, selected, maxsize)
         with self._router.lock:
             self._router.iterators.append(it)
@@ -819,7 +842,15 @@ class RealtimeClient:
             self._sessions_created += 1
             first = self._sessions_created == 1
             with transport.send_lock:
+                # updates sent but never acknowledged, or queued while reconnecting, become
+                # part of the config replayed now (a queued session.update is not re-sent)
+                for _, pending in self._pending_updates:
+                    if self._session_config is None:
+                        self._session_config = {}
+                    _deep_merge(self._session_config, pending)
                 self._pending_updates.clear()
+                self._pending_sends = deque(
+                    item for item in self._pending_sends if item[0] != "session.update")
                 update_id: Optional[str] = None
                 if self._session_config is not None:
                     update_id = new_event_id()

@@ -253,6 +253,9 @@ class Transcriber:
                 raise TypeError(f"{name} must be callable")
         if marshal is not None and not callable(marshal):
             raise TypeError("marshal must be callable")
+        for name, value in (("rollover_margin", rollover_margin), ("max_buffer_s", max_buffer_s)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
@@ -449,9 +452,11 @@ class Transcriber:
         self._vad_start_pos.clear()
         self._in_speech = None
         if not first:
-            # turns of the old session that never completed are transcribed again
-            superseded = [i for i in self._order[self._final_cursor:]
-                          if not self._segments[i].final]
+            # every turn not yet delivered is transcribed again from the replayed audio:
+            # the ring starts at the first of them, so a turn that completed out of order
+            # after it is superseded too (its text was never delivered; replaying it once
+            # keeps the order and never duplicates text)
+            superseded = list(self._order[self._final_cursor:])
             for item_id in superseded:
                 self._order.remove(item_id)
                 self._segments.pop(item_id, None)
@@ -547,9 +552,9 @@ class Transcriber:
 
     @property
     def pending(self) -> int:
-        """Committed turns not yet completed or failed."""
+        """Turns committed (or being committed) and not yet completed or failed."""
         with self._lock:
-            return len(self._order) - self._final_cursor
+            return len(self._order) - self._final_cursor + len(self._commit_fifo)
 
     @property
     def uncommitted_ms(self) -> int:
@@ -568,6 +573,8 @@ class Transcriber:
         Ends when the transcriber is closed (after the last final segment) or when no new
         segment comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
         """
+        client = self.client
+        client._router.check_blocking_call("Transcriber.segments()")
         index = 0
         while True:
             with self._changed:
@@ -575,8 +582,12 @@ class Transcriber:
                 while index >= len(self._finals):
                     if self._error is not None:
                         raise self._error
-                    if self._closed:
+                    if self._closed or client.state == "closed":
                         return
+                    if client.state == "disconnected":
+                        raise NotConnectedError(
+                            f"the session ended for good ({client._not_connected_message()});"
+                            f" {self.pending} turns were not transcribed")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         return
@@ -594,6 +605,7 @@ class Transcriber:
             NotConnectedError: the session ended for good first.
         """
         client = self.client
+        client._router.check_blocking_call("Transcriber.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         grace: Optional[float] = None
         while True:
@@ -749,7 +761,8 @@ class Transcriber:
                 seg.end_pos = self._sent
                 self._last_commit_pos = self._sent
             self._insert_in_order(item_id, prev)
-            self._advance_finals()
+            ready = self._advance_finals()
+        self._deliver_finals(ready)
 
     def _insert_in_order(self, item_id: str, prev: Any) -> None:
         order = self._order
@@ -790,7 +803,8 @@ class Transcriber:
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None
             seg.final = True
-            self._advance_finals()
+            ready = self._advance_finals()
+        self._deliver_finals(ready)
 
     def _on_failed(self, event: Event) -> None:
         item_id = event.get("item_id")
@@ -804,7 +818,8 @@ class Transcriber:
             seg.final = True
             logger.warning("transcription of %s failed: %s", item_id,
                            seg.error.get("message"))
-            self._advance_finals()
+            ready = self._advance_finals()
+        self._deliver_finals(ready)
 
     def _on_error(self, event: Event) -> None:
         err = event.get("error")
@@ -819,8 +834,9 @@ class Transcriber:
                     break
             self._changed.notify_all()
 
-    def _advance_finals(self) -> None:
-        """Emit final segments in commit order (lock held)."""
+    def _advance_finals(self) -> List[Segment]:
+        """Move final segments to the transcript in commit order (lock held); returns them
+        for :meth:`_deliver_finals`, which calls ``on_final`` after the lock is released."""
         ready: List[Segment] = []
         while self._final_cursor < len(self._order):
             seg = self._segments[self._order[self._final_cursor]]
@@ -832,6 +848,11 @@ class Transcriber:
         if ready:
             self._trim_ring()
             self._changed.notify_all()
+        return ready
+
+    def _deliver_finals(self, ready: List[Segment]) -> None:
+        """Call ``on_final`` (dispatcher thread, no lock held: a slow callback never blocks
+        ``feed()``); handlers run one at a time, so the order is kept."""
         if self._on_final is not None:
             for seg in ready:
                 self._call_user(self._on_final, seg)

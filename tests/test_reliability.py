@@ -376,3 +376,101 @@ def test_event_is_a_dict_with_attribute_access():
     event = Event({"type": "x", "delta": "hi"})
     assert event.delta == "hi" and event["delta"] == "hi" and isinstance(event, dict)
     assert json.loads(json.dumps(event)) == {"type": "x", "delta": "hi"}
+
+
+def test_close_from_a_handler_while_the_queue_is_full_ends_promptly(make_client, server):
+    client = make_client(queue_size=2)
+    results = []
+    client.on("x.fill", lambda e: results.append(client.close(timeout=5))
+              if e.n == 0 else None)
+    client.connect()
+    for n in range(50):
+        server.send_event({"type": "x.fill", "n": n})
+    wait_until(lambda: results, timeout=10)
+    assert results == [True]
+
+
+def test_close_is_bounded_when_a_send_is_stuck_because_the_server_stopped_reading(
+        make_client, server):
+    client = make_client()
+    client.connect()
+    server.stall(20)
+    errors = []
+
+    def flood():
+        try:
+            while True:
+                client.input_audio_buffer.append(b"\x01\x00" * 24000)
+        except rs.NotConnectedError as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    time.sleep(1.0)  # the socket buffers fill up; sendall blocks
+    started = time.monotonic()
+    assert client.close(timeout=3) is True
+    assert time.monotonic() - started < 3
+    sender.join(5)
+    assert not sender.is_alive() and errors
+
+
+def test_a_session_update_sent_while_reconnecting_is_remembered_and_replayed(make_client,
+                                                                            server):
+    session = {"type": "transcription",
+               "audio": {"input": {"transcription": {"model": "gpt-4o-transcribe"}}}}
+    client = make_client(intent="transcription", session=session,
+                         reconnect=rs.Backoff(initial=0.5, jitter=0))
+    client.connect()
+    server.drop()
+    client.wait_for("client.reconnecting", timeout=10)
+    client.session.update({"type": "transcription", "audio": {"input": {"transcription": {
+        "model": "gpt-4o-transcribe", "language": "fr"}}}})
+    client.wait_for("client.reconnected", timeout=10)
+    wait_until(lambda: client.session_config["audio"]["input"]["transcription"].get("language")
+               == "fr")
+    server.drop()
+    client.wait_for("client.reconnected", timeout=10)
+    wait_until(lambda: any(e["type"] == "session.update" for e in server.received_on(-1)))
+    replayed = [e for e in server.received_on(-1) if e["type"] == "session.update"][0]
+    assert replayed["session"]["audio"]["input"]["transcription"]["language"] == "fr"
+
+
+def test_events_takes_one_type_as_a_string_and_refuses_a_zero_queue(make_client, server):
+    client = make_client()
+    client.connect()
+    with pytest.raises(ValueError):
+        client.events(maxsize=0)
+    it = client.events(types="x.one", timeout=5)
+    server.send_event({"type": "x.other"})
+    server.send_event({"type": "x.one", "n": 1})
+    assert next(it).n == 1
+
+
+def test_websocket_clients_global_default_timeout_is_left_alone(make_client):
+    import websocket
+
+    before = websocket.getdefaulttimeout()
+    client = make_client(open_timeout=7)
+    client.connect()
+    assert websocket.getdefaulttimeout() == before
+    client.close()
+    assert websocket.getdefaulttimeout() == before
+
+
+def test_custom_credential_headers_are_redacted_from_logs(server, caplog):
+    secret = "custom-header-secret-value-42"
+    with caplog.at_level(logging.DEBUG):
+        client = rs.RealtimeClient(url=server.url, api_key="sk-local",
+                                   headers={"X-Api-Key": secret})
+        client.connect()
+        logging.getLogger("realtime_sync.client").debug("header was %s", secret)
+        client.close()
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+
+
+def test_nan_is_refused_not_sent_as_null(make_client):
+    client = make_client()
+    client.connect()
+    with pytest.raises(TypeError, match="JSON"):
+        client.send({"type": "response.create", "response": {"metadata": {"x": float("nan")}}})

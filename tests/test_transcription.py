@@ -268,3 +268,71 @@ def test_raw_events_reach_transcriber_handlers_registered_before_start():
             tr.finish(timeout=20)
     assert seen[0] == "session.created"
     assert "conversation.item.input_audio_transcription.completed" in seen
+
+
+def test_segments_raise_when_the_session_ends_for_good():
+    with FakeRealtimeServer() as srv:
+        tr = rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection=None,
+                            reconnect=False).start()
+        try:
+            feed_in_chunks(tr, tone(200))
+            tr.commit()
+            it = tr.segments()
+            assert next(it).final
+            srv.close(4000, "invalid_request_error")
+            with pytest.raises(rs.NotConnectedError):
+                next(it)
+        finally:
+            tr.close()
+
+
+def test_blocking_transcriber_calls_raise_deadlock_error_in_callbacks():
+    errors = []
+    with FakeRealtimeServer() as srv:
+        tr = rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection=None)
+
+        def on_final(seg):
+            for call in (lambda: tr.finish(timeout=5), lambda: next(tr.segments())):
+                try:
+                    call()
+                except rs.DeadlockError as exc:
+                    errors.append(exc)
+
+        tr._on_final = on_final
+        with tr:
+            feed_in_chunks(tr, tone(200))
+            tr.commit()
+            wait_until(lambda: len(errors) == 2)
+
+
+def test_a_slow_on_final_never_blocks_feed():
+    slow = []
+    with FakeRealtimeServer() as srv, rs.Transcriber(
+        url=srv.url, api_key="sk-local", turn_detection=None,
+        on_final=lambda s: (slow.append(1), time.sleep(1.0)),
+    ) as tr:
+        feed_in_chunks(tr, tone(200))
+        tr.commit()
+        wait_until(lambda: slow)
+        started = time.monotonic()
+        tr.feed(tone(50))
+        assert time.monotonic() - started < 0.5
+        tr.finish(timeout=20)
+
+
+def test_out_of_order_completion_then_a_drop_neither_duplicates_nor_reorders():
+    rec = ScriptedRecognizer(delays=[1.0, 0.0])  # the first turn completes last
+    with FakeRealtimeServer(recognizer=rec) as srv, rs.Transcriber(
+        url=srv.url, api_key="sk-local", turn_detection=None,
+        reconnect=rs.Backoff(initial=0.05, jitter=0),
+    ) as tr:
+        feed_in_chunks(tr, tone(1000))
+        tr.commit()
+        feed_in_chunks(tr, tone(500))
+        tr.commit()
+        wait_until(lambda: any(s.final for s in tr._segments.values()))
+        srv.drop()  # the first turn never completes on that session
+        transcript = tr.finish(timeout=30)
+    assert ms_described(transcript) == 1500
+    starts = [s.start_ms for s in transcript.segments]
+    assert starts == sorted(starts) and starts[0] == 0
