@@ -447,3 +447,14 @@ def test_stats_count_traffic(make_client, server):
     stats = client.stats()
     assert stats["events_received"] >= 2 and stats["events_sent"] >= 1
     assert stats["bytes_sent"] > 0
+
+
+def test_importing_realtime_sync_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, realtime_sync\n"
+            "heavy = [m for m in ('numpy', 'pyaudio', 'soxr', 'websockets', 'faster_whisper',"
+            " 'openai', 'tkinter', 'PySide6') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
