@@ -344,6 +344,14 @@ class Transport:
                 self._send_lock.release()
         else:  # a send is stuck (the peer stopped reading): break the socket to free it
             self._abort_socket()
+        if self._ws is None:  # still in the HTTP handshake: break it off
+            app = self._app
+            handshaking = getattr(getattr(app, "sock", None), "sock", None)
+            if handshaking is not None:
+                try:
+                    handshaking.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self._wake()
         t = self.thread
         ok = True

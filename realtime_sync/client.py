@@ -323,10 +323,12 @@ class RealtimeClient:
                         )
                     self._state_changed.wait(min(0.25, remaining))
                 if self._state != CONNECTED:
-                    error = self._connect_error or ConnectError(
-                        f"connection closed before session.created: {self._disconnect_reason}"
-                    )
-                    raise error
+                    if self._connect_error is not None:
+                        raise self._connect_error
+                    if self._state == CLOSED:
+                        raise ConnectError("close() was called while connecting")
+                    raise ConnectError("connection closed before session.created: "
+                                       f"{self._disconnect_reason or 'no reason given'}")
                 update_id = self._initial_update_id
                 after = self._session_created_seq
             if update_id is not None:

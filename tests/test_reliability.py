@@ -474,3 +474,30 @@ def test_nan_is_refused_not_sent_as_null(make_client):
     client.connect()
     with pytest.raises(TypeError, match="JSON"):
         client.send({"type": "response.create", "response": {"metadata": {"x": float("nan")}}})
+
+
+def test_close_breaks_off_a_handshake_the_server_never_answers():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts TCP, never answers the upgrade
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/v1/realtime"
+    client = rs.RealtimeClient(url=url, api_key="sk-local", open_timeout=30)
+    errors = []
+
+    def connect():
+        try:
+            client.connect(timeout=30)
+        except rs.RealtimeSyncError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=connect)
+    t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert client.close(timeout=5) is True
+    assert time.monotonic() - started < 5
+    t.join(10)
+    listener.close()
+    assert errors
