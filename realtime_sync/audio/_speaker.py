@@ -181,11 +181,15 @@ class Speaker:
                 abort = getattr(getattr(self._pyaudio, "_portaudio", None), "abort_stream", None)
                 if abort is not None and getattr(stream, "_stream", None) is not None:
                     abort(stream._stream)
+                    # PyAudio did not see the low-level abort: without this, start_stream()
+                    # thinks the stream still runs and every later write fails (-9983)
+                    if hasattr(stream, "_is_running"):
+                        stream._is_running = False
                 else:
                     stream.stop_stream()
                 stream.start_stream()
             except OSError as exc:
-                log.debug("aborting the output stream failed: %s", exc)
+                log.warning("restarting the output stream after a barge-in failed: %s", exc)
         if self._conv is not None:
             self._conv.flush()
 
@@ -345,6 +349,7 @@ class Speaker:
         pending_bytes = 0
         seen_interrupts = 0
         buffering_since: Optional[float] = None
+        starving: Optional[Tuple[_Item, float]] = None  # item whose audio ran out, and when
         block = WIRE_RATE * self.block_ms // 1000 * WIRE_SAMPLE_WIDTH
         jitter = WIRE_RATE * self.jitter_ms // 1000 * WIRE_SAMPLE_WIDTH
 
@@ -402,14 +407,18 @@ class Speaker:
                 else:
                     pending.popleft()
                 pending_bytes -= len(chunk)
+                if starving is not None and starving[0] is item \
+                        and time.monotonic() > starving[1]:
+                    self.underruns += 1  # the device ran dry before more audio came
+                    log.debug("speaker underrun in item %s", item.item_id)
+                starving = None
                 self._write(item, chunk)
                 if not pending:
                     self._playing = False
                     if item.done and self._conv is not None:
                         self._stream_write(self._conv.flush())  # the resampler's tail
                     if not item.done:
-                        self.underruns += 1
-                        log.debug("speaker underrun in item %s", item.item_id)
+                        starving = (item, self._quiet_after)
         except Exception:
             log.exception("speaker thread failed")
             self._playing = False
@@ -452,8 +461,11 @@ class Speaker:
 
     def _barge_in(self, waiting: Optional[_Item]) -> None:
         """Stop now; truncate the item that was playing (or waiting in the jitter buffer)."""
+        now = time.monotonic()
+        unheard_s = max(0.0, self._quiet_after - now - self.block_ms / 1000.0)
+        if self._playing or now < self._quiet_after:  # nothing to discard otherwise
+            self._abort_output()
         self._playing = False
-        self._abort_output()
         self._quiet_after = 0.0
         item = self._current
         if item is None or not item.cut or item.truncated:
@@ -461,7 +473,9 @@ class Speaker:
         if item is None or not item.cut or item.truncated:
             return
         item.truncated = True
-        end_ms = int(bytes_to_ms(min(item.played, item.received)))
+        # what was heard: written to the device, less what the device still held
+        heard = max(0, item.played - int(unheard_s * WIRE_RATE) * WIRE_SAMPLE_WIDTH)
+        end_ms = int(bytes_to_ms(min(heard, item.received)))
         self.truncations.append((item.item_id, end_ms))
         log.info("barge-in: item %s stopped at %d ms", item.item_id, end_ms)
         client = self._client
