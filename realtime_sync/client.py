@@ -679,15 +679,17 @@ class RealtimeClient:
         return tools
 
     def tool(self, fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None,
-             description: Optional[str] = None) -> Any:
+             description: Optional[str] = None, timeout: Optional[float] = None) -> Any:
         """Register a Python function as a tool the model may call (decorator or method).
 
         The JSON schema comes from the signature, type hints and docstring; the function runs
         off the dispatcher thread and its result is sent back as ``function_call_output``.
+        A call running longer than ``timeout`` (default 60 s) is answered with an error.
         """
         if fn is None:
-            return lambda f: self.tools.register(f, name=name, description=description)
-        return self.tools.register(fn, name=name, description=description)
+            return lambda f: self.tools.register(f, name=name, description=description,
+                                                 timeout=timeout)
+        return self.tools.register(fn, name=name, description=description, timeout=timeout)
 
     # -- stats ------------------------------------------------------------------------------------
     def stats(self) -> Dict[str, int]:

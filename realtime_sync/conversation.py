@@ -773,12 +773,16 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
                 handled.setdefault(str(rid), threading.Event()).set()
 
     sync = getattr(client, "_marshal", None) is None
+    lock = _ask_lock(client)  # one ask() at a time per client: one response at a time
+    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, timeout or 0.0)):
+        raise TimeoutError(f"another ask() on this client did not finish within {timeout} s")
     if sync:
         client.on("*", mark)
     try:
         item_event = client.conversation.item.create(user_message(text))
         create_event = client.response.create({"metadata": {METADATA_KEY: token}})
         ours = {item_event, create_event}
+        retry_create = False  # a response (server VAD's, say) was active: ask again after it
         current: Optional[str] = None
         wanted: Optional[str] = token
         chain: List[Response] = []
@@ -795,6 +799,10 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
             if type_ == "error":
                 err = event.get("error") or {}
                 if isinstance(err, Mapping) and err.get("event_id") in ours:
+                    if (err.get("code") == "conversation_already_has_active_response"
+                            and err.get("event_id") != item_event and not retry_create):
+                        retry_create = True  # wait for that response.done, then ask again
+                        continue
                     raise ServerError(event)
                 continue
             if type_ == "client.disconnected" and not event.get("will_reconnect"):
@@ -811,6 +819,10 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
                     # a server that does not echo metadata: only one response runs at a
                     # time, so the first one after our request is ours (or ours fails)
                     current = raw.get("id")
+            elif type_ == "response.done" and retry_create and current is None:
+                retry_create = False
+                create_event = client.response.create({"metadata": {METADATA_KEY: token}})
+                ours.add(create_event)
             elif type_ == "response.done" and current is not None:
                 raw = event.get("response") or {}
                 if raw.get("id") != current:
@@ -834,6 +846,21 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
         events.close()
         if sync:
             client.off("*", mark)
+        lock.release()
+
+
+def _ask_lock(client: Any) -> threading.Lock:
+    lock = getattr(client, "_ask_lock", None)
+    if lock is None:
+        with _ask_lock_guard:
+            lock = getattr(client, "_ask_lock", None)
+            if lock is None:
+                lock = threading.Lock()
+                client._ask_lock = lock
+    return lock
+
+
+_ask_lock_guard = threading.Lock()
 
 
 def _next(events: Any, timeout: Optional[float]) -> Optional[Any]:

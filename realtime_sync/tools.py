@@ -42,6 +42,11 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 from .errors import NotConnectedError
 
+_UnionType = getattr(__import__("types"), "UnionType", None)  # ``X | Y`` (Python 3.10+)
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a tool may run before the model gets a timeout error instead of its result."""
+
 __all__ = ["Tools", "Tool", "ToolCall", "function_schema", "parse_docstring"]
 
 logger = logging.getLogger(__name__)
@@ -123,7 +128,7 @@ def type_schema(tp: Any) -> Tuple[Dict[str, Any], bool]:
         if notes:
             schema = dict(schema, description=" ".join(notes))
         return schema, nullable
-    if origin is typing.Union:
+    if origin is typing.Union or (_UnionType is not None and origin is _UnionType):
         rest = [a for a in args if a is not _NoneType]
         nullable = len(rest) < len(args)
         if len(rest) == 1:
@@ -221,12 +226,29 @@ class Tool:
     """A registered function and its definition."""
 
     def __init__(self, fn: Callable[..., Any], name: Optional[str] = None,
-                 description: Optional[str] = None) -> None:
+                 description: Optional[str] = None, timeout: Optional[float] = None) -> None:
         if not callable(fn):
             raise TypeError(f"a tool must be callable, not {type(fn).__name__}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
         self.fn = fn
+        self.timeout = timeout
         self.definition = function_schema(fn, name=name, description=description)
         self.name: str = self.definition["name"]
+        required = set(self.definition["parameters"]["required"])
+        # Optional parameters without a default are not required in the schema: when the
+        # model leaves one out, the function gets None for it
+        self.fill_none = [
+            p for p, param in inspect.signature(fn).parameters.items()
+            if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+            and param.default is inspect.Parameter.empty and p not in required
+        ]
+
+    def call(self, args: Dict[str, Any]) -> Any:
+        """Run the function with the model's arguments (missing Optional ones as None)."""
+        for p in self.fill_none:
+            args.setdefault(p, None)
+        return self.fn(**args)
 
     def __repr__(self) -> str:
         return f"<Tool {self.name}>"
@@ -276,6 +298,7 @@ class Tools:
         self._sent_names: set = set()
         self._queue: queue.Queue = queue.Queue()
         self._thread: Optional[threading.Thread] = None
+        self._runners: List[threading.Thread] = []
         self._stopped = False
         self._idle = threading.Condition(self._lock)
         self._jobs = 0
@@ -290,13 +313,19 @@ class Tools:
 
     # -- registry -----------------------------------------------------------------------------
     def register(self, fn: Callable[..., Any], *, name: Optional[str] = None,
-                 description: Optional[str] = None) -> Callable[..., Any]:
+                 description: Optional[str] = None,
+                 timeout: Optional[float] = None) -> Callable[..., Any]:
         """Register ``fn`` as a tool (replacing one of the same name) and update the session.
+
+        ``timeout`` (default :data:`DEFAULT_TIMEOUT`): after that many seconds the model gets
+        an error output instead of the result, and later calls go on; the stuck function's
+        thread is abandoned (Python cannot stop it) and ``close()`` reports it.
 
         Returns ``fn`` (so it works as a decorator). Any thread; when the client is not
         connected yet the tool goes into the session config sent on connect.
         """
-        tool = Tool(fn, name=name, description=description)
+        tool = Tool(fn, name=name, description=description,
+                    timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
         with self._lock:
             self._tools[tool.name] = tool
         self.update_session()
@@ -470,7 +499,7 @@ class Tools:
             args = json.loads(call.arguments) if call.arguments.strip() else {}
             if not isinstance(args, dict):
                 raise TypeError("the arguments must be a JSON object")
-            call.output = _output_text(tool.fn(**args))
+            call.output = _output_text(self._run_with_timeout(tool, call, args))
         except Exception as exc:
             call.error = f"{type(exc).__name__}: {exc}"
             call.output = json.dumps({"error": call.error}, ensure_ascii=False)
@@ -488,6 +517,36 @@ class Tools:
             })
         except Exception:
             logger.debug("client._emit failed", exc_info=True)
+
+    def _run_with_timeout(self, tool: Tool, call: ToolCall, args: Dict[str, Any]) -> Any:
+        """Run the tool on its own ``realtime-sync-tool-call`` thread, waiting ``tool.timeout``.
+
+        A call that does not return in time is reported to the model as an error; its
+        thread is abandoned (a daemon), so one stuck tool never blocks the next calls."""
+        box: Dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = tool.call(args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the worker
+                box["error"] = exc
+
+        runner = threading.Thread(target=target, name="realtime-sync-tool-call", daemon=True)
+        with self._lock:
+            self._runners = [t for t in self._runners if t.is_alive()] + [runner]
+        runner.start()
+        deadline = time.monotonic() + (tool.timeout or DEFAULT_TIMEOUT)
+        while runner.is_alive() and not self._stopped and time.monotonic() < deadline:
+            runner.join(min(0.1, max(0.0, deadline - time.monotonic())))
+        if runner.is_alive() and self._stopped:
+            raise RuntimeError("the client closed while the tool was running")
+        if runner.is_alive():
+            logger.warning("tool %s did not return within %.0f s: the model is told so and its"
+                           " thread is abandoned", call.name, tool.timeout)
+            raise TimeoutError(f"the tool did not return within {tool.timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
 
     def _finish(self, response_id: str, calls: List[ToolCall], follow_up: bool) -> None:
         client = self._client
@@ -534,8 +593,17 @@ class Tools:
         self._queue.put(None)
         if thread is threading.current_thread():
             return True
+        deadline = time.monotonic() + max(0.0, timeout)
         thread.join(timeout)
-        return not thread.is_alive()
+        with self._lock:
+            runners = list(self._runners)
+        for runner in runners:  # a tool still running (the worker waits for it up to timeout)
+            runner.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t for t in runners if t.is_alive()]
+        if stuck:
+            logger.warning("%d tool call(s) still running at close: their threads are abandoned",
+                           len(stuck))
+        return not thread.is_alive() and not stuck
 
     def __repr__(self) -> str:
         return f"<Tools {self.names}>"

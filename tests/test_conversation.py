@@ -197,15 +197,42 @@ def test_failed_response_raises_server_error(fake, client):
     assert info.value.code == "responder_error"
 
 
-def test_ask_raises_when_the_server_rejects_its_request(fake, client):
-    fake.responder.delta_interval = 0.2
+def test_ask_waits_for_a_response_already_active_then_asks_again(fake, client):
+    fake.responder.delta_interval = 0.05
     fake.responder.add(Text("one two three four five six"))
+    fake.responder.add(Text("the second answer"))
     client.connect()
     client.send_text("first")  # a response is now active in the default conversation
     client.wait_for("response.created", timeout=5)
-    with pytest.raises(rs.ServerError) as info:
-        client.ask("second", timeout=10)
-    assert info.value.code == "conversation_already_has_active_response"
+    answer = client.ask("second", timeout=20)
+    assert answer.text == "the second answer"
+    creates = [e for e in fake.received if e["type"] == "response.create"
+               and e.get("response", {}).get("metadata")]
+    assert len(creates) == 2  # ask()'s: refused while the first response ran, then again
+
+
+def test_ask_raises_when_the_server_rejects_its_message(fake, client):
+    client.connect()
+    fake.reply("conversation.item.create", lambda event, conn: {"type": "error", "error": {
+        "type": "invalid_request_error", "code": "invalid_value", "message": "bad item",
+        "param": "item", "event_id": event.get("event_id")}}, replace=True, times=1)
+    with pytest.raises(rs.ServerError):
+        client.ask("hello", timeout=10)
+
+
+def test_concurrent_asks_each_get_their_own_answer(fake, client):
+    client.connect()
+    answers = {}
+
+    def ask(n):
+        answers[n] = client.ask(f"question {n}", timeout=30).text
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert answers == {n: f"You said: question {n}" for n in range(4)}
 
 
 def test_ask_ignores_other_responses_and_picks_its_own(fake, client):

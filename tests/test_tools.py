@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 import threading
 from typing import Annotated, Any, Dict, List, Literal, Optional
 
@@ -263,7 +264,7 @@ def test_long_tools_run_off_the_dispatcher_thread(fake, client):
     client.connect()
     answer = client.ask("go", timeout=15)
     assert answer.text == "after slow"
-    assert where == ["realtime-sync-tools"]
+    assert where == ["realtime-sync-tool-call"]  # off the dispatcher, with a timeout
     assert outputs(fake)[0]["output"] == "released"
 
 
@@ -320,3 +321,54 @@ def test_the_tools_example_runs_against_the_local_server():
     assert '[tool] get_weather({"city": "Paris"}) -> {"city": "Paris"' in proc.stdout
     assert "LookupError: no weather station in 'Atlantis'" in proc.stdout
     assert "model: Here is the weather. Paris: 21.0 celsius;" in proc.stdout
+
+
+def test_a_tool_that_hangs_times_out_and_later_calls_still_run(fake, client):
+    release = threading.Event()
+    fake.responder.add(FunctionCall("stuck", "{}"), "after stuck",
+                       FunctionCall("quick", "{}"), "after quick")
+
+    @client.tool(timeout=0.5)
+    def stuck() -> str:
+        """Never returns in time."""
+        release.wait(10)
+        return "late"
+
+    @client.tool
+    def quick() -> str:
+        """Returns at once."""
+        return "fast"
+
+    client.connect()
+    try:
+        assert client.ask("one", timeout=15).text == "after stuck"
+        assert "did not return within 0.5 s" in outputs(fake)[0]["output"]
+        assert client.ask("two", timeout=15).text == "after quick"
+        assert outputs(fake)[1]["output"] == "fast"
+    finally:
+        release.set()
+
+
+def test_optional_parameters_the_model_leaves_out_arrive_as_none(fake, client):
+    got = []
+    fake.responder.add(FunctionCall("maybe", "{}"), "done")
+
+    @client.tool
+    def maybe(limit: Optional[int]) -> str:
+        """Takes an optional limit."""
+        got.append(limit)
+        return "ok"
+
+    client.connect()
+    client.ask("go", timeout=15)
+    assert got == [None]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="X | Y unions need Python 3.10")
+def test_pep604_unions_are_understood():
+    namespace: Dict[str, Any] = {}
+    exec("def f(city: str | None, n: int | str) -> None:\n    '''Doc.'''\n", namespace)
+    params = function_schema(namespace["f"])["parameters"]
+    assert params["properties"]["city"] == {"type": "string"}
+    assert params["properties"]["n"] == {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    assert params["required"] == ["n"]
