@@ -69,7 +69,8 @@ class CaptionWriter:
     def _times(self, segment: Any) -> tuple[int, int]:
         start = getattr(segment, "start_ms", None)
         end = getattr(segment, "end_ms", None)
-        if start is None:
+        if start is None or start < self._last_end:
+            # no time, or VAD prefix padding reaching into the previous cue: cues never overlap
             start = self._last_end
         text = getattr(segment, "text", "") or ""
         if end is None or end <= start:
@@ -117,7 +118,7 @@ class CaptionWriter:
                 self._header()
             try:
                 self._file.flush()
-            except ValueError:
+            except (ValueError, BrokenPipeError):
                 return
             if self._owns:
                 self._file.close()

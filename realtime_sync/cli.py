@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the local Realtime server in the foreground")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=_port, default=8765, help="TCP port (0: any free one)")
     s.add_argument("--local", action="store_true",
                    help="transcribe with the embedded offline engine (else a scripted one)")
     s.add_argument("--model", default=None, help="offline model directory or name (--local)")
@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--events", action="store_true")
     _add_common(c)
     return parser
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -198,11 +208,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         elif args.format != "text":
             writer = stack.enter_context(open_writer(sys.stdout, args.format))
 
+        pipe_closed: List[bool] = []
+
         def on_final(segment: Any) -> None:
-            if writer is not None:
-                writer.write(segment)
-            if writer is None or args.output:
-                console.final(segment.text)
+            if pipe_closed:
+                return
+            try:
+                if writer is not None:
+                    writer.write(segment)
+                if writer is None or args.output:
+                    console.final(segment.text)
+            except BrokenPipeError:  # the reader went away (``| head``): stop writing
+                pipe_closed.append(True)
 
         model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
         tr = Transcriber(
@@ -213,12 +230,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             on_final=on_final, **options,
         )
         if args.events:
-            start = time.monotonic()
-            tr_events = _event_logger(start)
+            tr.on("*", _event_logger(time.monotonic()))  # before start: nothing is missed
         stack.callback(tr.close)
         tr.start()
-        if args.events:
-            tr.client.on("*", tr_events)
         if args.file:
             _feed_file(tr, args.file, args.realtime)
             tr.finish()
@@ -336,6 +350,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        except OSError:
+            pass
+        return 0
     except (RealtimeSyncError, OSError, ValueError, TypeError) as exc:
         if debug:
             raise

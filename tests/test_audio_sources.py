@@ -226,3 +226,19 @@ def test_importing_the_audio_package_loads_no_heavy_module():
     proc = _run_without("", code)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
+
+
+def test_24_bit_extensible_wavs_from_sox_are_read_on_every_python():
+    """sox and ffmpeg write WAVE_FORMAT_EXTENSIBLE headers for 24/32-bit PCM; the wave module
+    of Python < 3.12 refuses them, WavSource reads them."""
+    pytest.importorskip("soxr")
+    path = SPEECH / "tone_24bit_48k_stereo_extensible.wav"
+    with WavSource(path) as src:
+        assert (src.source_rate, src.source_channels, src.source_sample_width) == (48000, 2, 3)
+        pcm = b""
+        while True:
+            chunk = src.read(4800)
+            if not chunk:
+                break
+            pcm += chunk
+    assert len(pcm) == 4800 * 2  # 0.2 s at 24 kHz

@@ -75,3 +75,10 @@ def test_live_writing_flushes_each_cue_so_another_process_can_tail_it(tmp_path):
     writer.close()
     assert path.read_text().count(" --> ") == 2
     writer.close()  # idempotent
+
+
+def test_cues_never_overlap_even_when_vad_padding_reaches_back():
+    padded = [Segment("a", "one", start_ms=0, end_ms=992),
+              Segment("b", "two", start_ms=788, end_ms=3776)]  # prefix padding overlaps
+    text = render(padded, "srt")
+    assert "00:00:00,992 --> 00:00:03,776" in text

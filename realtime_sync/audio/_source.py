@@ -9,11 +9,12 @@ audio "has been captured", on a monotonic-clock schedule that does not drift.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 import wave
 from types import TracebackType
-from typing import Optional, Type, Union
+from typing import Any, Optional, Type, Union
 
 from ..errors import AudioError
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter
@@ -145,6 +146,37 @@ class BytesSource(_PacedSource):
         self._data = memoryview(b"")
 
 
+_WAVE_FORMAT_PCM = 0x0001
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+class _PcmWaveRead(wave.Wave_read):
+    """``wave.Wave_read`` that also reads WAVE_FORMAT_EXTENSIBLE files whose sub-format is
+    integer PCM: the normal header of 24- and 32-bit files from sox or ffmpeg, which the
+    ``wave`` module of Python < 3.12 refuses ("unknown format: 65534")."""
+
+    def _read_fmt_chunk(self, chunk: Any) -> None:
+        data = chunk.read()
+        try:
+            tag, channels, rate, _avg, _align, bits = struct.unpack_from("<HHLLHH", data)
+        except struct.error:
+            raise EOFError from None
+        if tag == _WAVE_FORMAT_EXTENSIBLE and len(data) >= 26:
+            tag = struct.unpack_from("<H", data, 24)[0]  # the sub-format GUID starts with it
+        if tag != _WAVE_FORMAT_PCM:
+            raise wave.Error(f"unknown format: {tag!r} (not integer PCM)")
+        self._nchannels = channels
+        self._framerate = rate
+        self._sampwidth = (bits + 7) // 8
+        if not self._sampwidth:
+            raise wave.Error("bad sample width")
+        if not self._nchannels:
+            raise wave.Error("bad # of channels")
+        self._framesize = self._nchannels * self._sampwidth
+        self._comptype = "NONE"
+        self._compname = "not compressed"
+
+
 class WavSource(_PacedSource):
     """A WAV file as an :class:`AudioSource`, converted to 24 kHz mono PCM16.
 
@@ -166,7 +198,7 @@ class WavSource(_PacedSource):
         super().__init__(realtime)
         self.path = os.fspath(path)
         try:
-            self._wav = wave.open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._wav = _PcmWaveRead(self.path)  # closed by close()
         except FileNotFoundError:
             raise AudioError(f"WAV file not found: {self.path}") from None
         except (wave.Error, EOFError) as exc:
