@@ -67,6 +67,7 @@ class CaptionsApp:
         self.tap: Optional[LevelTap] = None
         self.stream: Any = None  # the AudioStream handle
         self.server: Any = None  # the in-process local server (--local)
+        self.closing = False  # set by quit(): a start still running closes what it opened
         self.finals: List[Any] = []  # segments of every run, times shifted to one timeline
         self.offset_ms = 0  # audio time of earlier runs
         self.partials: Dict[str, str] = {}
@@ -269,6 +270,9 @@ class CaptionsApp:
             except BaseException as exc:  # noqa: BLE001 - reported in the window
                 self.marshal(functools.partial(done, None, exc))
             else:
+                if self.closing and isinstance(result, rs.Transcriber):
+                    result.close()  # the window closed while it was starting: nothing leaks
+                    return
                 self.marshal(functools.partial(done, result, None))
 
         threading.Thread(target=run, name="realtime-sync-example-worker", daemon=True).start()
@@ -286,6 +290,7 @@ class CaptionsApp:
 
     def quit(self) -> None:
         """Close everything (blocking briefly is fine: the window is going away)."""
+        self.closing = True
         tr, self.tr = self.tr, None
         if tr is not None:
             tr.close()
