@@ -118,6 +118,7 @@ class LibraryEvents:
     PROTOCOL_ERROR = "client.protocol_error"
     AUDIO_DROPPED = "client.audio_dropped"
     AUDIO_ERROR = "client.audio_error"
+    AUDIO_RECOVERED = "client.audio_recovered"
     TOOL_CALL = "client.tool_call"
 
 

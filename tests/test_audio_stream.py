@@ -307,7 +307,8 @@ def test_a_device_error_is_reported_and_the_device_reopened():
     assert dev.reopens == 2
     got = [a[0] for a in client.appends]
     assert got == [1, 2, 4, 5, 6]
-    assert isinstance(handle.error, AudioError)
+    assert isinstance(handle.error, AudioError)  # the last error stays readable
+    assert [e["attempts"] for e in client.of_type("client.audio_recovered")] == [2]
 
 
 def test_a_source_error_without_reopen_ends_the_stream_with_one_report():

@@ -296,6 +296,11 @@ class AudioStream:
                 log.info("reopening the audio source failed (attempt %d): %s", attempt, again)
                 continue
             log.info("audio source reopened after %d attempt(s)", attempt)
+            try:
+                self.client._emit({"type": "client.audio_recovered", "attempts": attempt,
+                                    "source": repr(self.source)})
+            except Exception:  # noqa: BLE001 - reporting must not stop the stream
+                log.debug("could not report the recovery", exc_info=True)
             return True
         return False
 
