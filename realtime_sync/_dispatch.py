@@ -148,14 +148,18 @@ class EventIterator:
         return self
 
     def __next__(self) -> Event:
-        event = self.next(self._timeout)
+        event = self._next(self._timeout, end_on_timeout=True)
         if event is None:
             raise StopIteration
         return event
 
     def next(self, timeout: Optional[float] = None) -> Optional[Event]:  # noqa: A003
         """The next event within ``timeout`` seconds (None: wait for ever), or None when the
-        time ran out or the client closed. Thread: any but the dispatcher's."""
+        time ran out or the client closed; a timeout here never ends the iterator. Thread:
+        any but the dispatcher's."""
+        return self._next(timeout, end_on_timeout=False)
+
+    def _next(self, timeout: Optional[float], end_on_timeout: bool) -> Optional[Event]:
         self._router.check_blocking_call("events()")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -168,7 +172,7 @@ class EventIterator:
                     return None
                 remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
                 if remaining <= 0:
-                    if self._timeout is not None and timeout == self._timeout:
+                    if end_on_timeout:
                         self._close_locked()  # the iterator's idle timeout ends it
                     return None
                 self._cond.wait(remaining)

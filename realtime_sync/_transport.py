@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import selectors
 import socket
 import ssl
@@ -627,7 +628,8 @@ class Transport:
                 # never wait for the writer lock here: a stuck send must not stall reading
                 try:
                     sock = ws.sock
-                    if sock is not None:
+                    # only when the kernel has room: a ping must never block this thread
+                    if sock is not None and select.select([], [sock], [], 0)[1]:
                         sock.sendall(_PING_FRAME())
                         self._last_ping = now
                 except OSError:

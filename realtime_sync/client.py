@@ -178,7 +178,8 @@ class RealtimeClient:
         self._session_config: Optional[Dict[str, Any]] = (
             copy.deepcopy(dict(session)) if session is not None else None
         )
-        self._pending_updates: Deque[Tuple[str, Dict[str, Any]]] = deque()
+        # session.update events sent (or queued) and not yet answered: (event_id, session, data)
+        self._pending_updates: Deque[Tuple[str, Dict[str, Any], Union[str, bytes]]] = deque()
         self._registry = Registry()
         self._router = Router(
             self._registry, emit_handler_error=self._emit_handler_error,
@@ -195,7 +196,8 @@ class RealtimeClient:
         self._sessions_created = 0
         self._initial_update_id: Optional[str] = None
         self._session_created_seq = 0
-        self._pending_sends: Deque[Tuple[str, Union[str, bytes]]] = deque()
+        # control events waiting for the next session: (type, event_id, data)
+        self._pending_sends: Deque[Tuple[str, str, Union[str, bytes]]] = deque()
         self._pending_limit = 1000
         self._resources: List[Any] = []
         self._local = threading.local()
@@ -451,8 +453,21 @@ class RealtimeClient:
             session = event.get("session")
             if not isinstance(session, Mapping):
                 raise ValueError("session.update needs a 'session' object")
+            # recorded before sending (the answer may come first); remembered for the
+            # reconnect replay only once the server applied it (session.updated)
+            entry = (event_id, copy.deepcopy(dict(session)), data)
             with self._state_lock:
-                self._pending_updates.append((event_id, copy.deepcopy(dict(session))))
+                self._pending_updates.append(entry)
+            try:
+                self._send_data(type_, event_id, data, queue_ok=True)
+            except BaseException:
+                with self._state_lock:
+                    try:
+                        self._pending_updates.remove(entry)
+                    except ValueError:
+                        pass
+                raise
+            return event_id
         self._send_data(type_, event_id, data, queue_ok=True)
         return event_id
 
@@ -460,7 +475,8 @@ class RealtimeClient:
                    queue_ok: bool) -> None:
         self._mark_sent(event_id)
         transport = self._transport
-        for _attempt in range(3):
+        give_up = time.monotonic() + 5.0
+        while True:
             if self._state == CONNECTED and transport is not None:
                 try:
                     with transport.send_lock:
@@ -474,18 +490,20 @@ class RealtimeClient:
                     time.sleep(0.01)  # the network thread is noticing the drop
             with self._state_lock:
                 state = self._state
-                if state == CONNECTED and _attempt < 2:
-                    continue  # a new session started meanwhile: send now, not later
-                if queue_ok and self._backoff is not None and state in (RECONNECTING, CONNECTED):
+                if state == CONNECTED:
+                    # connected again (or the drop is not noticed yet): send, never park it
+                    if time.monotonic() < give_up:
+                        continue
+                    raise NotConnectedError("the connection is not usable; nothing was sent")
+                if queue_ok and self._backoff is not None and state == RECONNECTING:
                     if len(self._pending_sends) >= self._pending_limit:
                         raise NotConnectedError(
                             f"reconnecting, and {self._pending_limit} events already wait to"
                             f" be sent; {type_} was not sent"
                         )
-                    self._pending_sends.append((type_, data))
+                    self._pending_sends.append((type_, event_id, data))
                     return
-                break
-        raise NotConnectedError(self._not_connected_message())
+            raise NotConnectedError(self._not_connected_message())
 
     def _not_connected_message(self) -> str:
         state = self._state
@@ -803,7 +821,7 @@ class RealtimeClient:
         elif type_ == "session.updated":
             with self._state_lock:
                 if self._pending_updates:
-                    _, update = self._pending_updates.popleft()
+                    _, update, _ = self._pending_updates.popleft()
                     if self._session_config is None:
                         self._session_config = {}
                     _deep_merge(self._session_config, update)
@@ -819,7 +837,7 @@ class RealtimeClient:
         if not event_id:
             return
         with self._state_lock:
-            for i, (eid, _) in enumerate(self._pending_updates):
+            for i, (eid, _, _) in enumerate(self._pending_updates):
                 if eid == event_id:
                     del self._pending_updates[i]
                     break
@@ -836,49 +854,56 @@ class RealtimeClient:
         ))
 
     def _on_session_created(self, event: Event) -> None:
+        """A new session (network thread): replay the config, re-send session updates the old
+        connection never answered, flush what was queued, then let everyone send.
+
+        The send lock is held throughout, so no other send can overtake the replay; the state
+        lock only briefly (a stuck send must never block ``close()`` or ``connect()``)."""
         transport = self._transport
         assert transport is not None
         transport.mark_established()
-        with self._state_lock:
-            if self._state == CLOSED:
-                self._router.deliver(event)
-                return
-            self._sessions_created += 1
-            first = self._sessions_created == 1
-            with transport.send_lock:
-                # updates sent but never acknowledged, or queued while reconnecting, become
-                # part of the config replayed now (a queued session.update is not re-sent)
-                for _, pending in self._pending_updates:
-                    if self._session_config is None:
-                        self._session_config = {}
-                    _deep_merge(self._session_config, pending)
+        flushed = 0
+        with transport.send_lock:
+            with self._state_lock:
+                if self._state == CLOSED:
+                    self._router.deliver(event)
+                    return
+                self._sessions_created += 1
+                first = self._sessions_created == 1
+                queued_ids = {eid for _, eid, _ in self._pending_sends}
+                unanswered = [u for u in self._pending_updates if u[0] not in queued_ids]
+                queued_updates = [u for u in self._pending_updates if u[0] in queued_ids]
                 self._pending_updates.clear()
-                self._pending_sends = deque(
-                    item for item in self._pending_sends if item[0] != "session.update")
+                outgoing: List[Tuple[bool, Any]] = []  # (is a queued send, payload)
                 update_id: Optional[str] = None
                 if self._session_config is not None:
                     update_id = new_event_id()
-                    update = {"type": "session.update", "event_id": update_id,
-                              "session": copy.deepcopy(self._session_config)}
-                    self._pending_updates.append((update_id, copy.deepcopy(self._session_config)))
-                    try:
-                        transport.send_locked(_json.dumps(update))
-                    except NotConnectedError:
-                        pass
-                flushed = 0
-                while self._pending_sends:
-                    _, data = self._pending_sends[0]
-                    try:
-                        transport.send_locked(data)
-                    except NotConnectedError:
-                        break
-                    self._pending_sends.popleft()
-                    flushed += 1
+                    config = copy.deepcopy(self._session_config)
+                    data = _json.dumps({"type": "session.update", "event_id": update_id,
+                                        "session": config})
+                    self._pending_updates.append((update_id, config, data))
+                    outgoing.append((False, data))
+                for update in unanswered:  # in order, each on its own: a refusal stays its own
+                    self._pending_updates.append(update)
+                    outgoing.append((False, update[2]))
+                self._pending_updates.extend(queued_updates)
+                outgoing.extend((True, item) for item in self._pending_sends)
+                self._pending_sends.clear()
                 self._state = CONNECTED
                 self._disconnect_reason = None
-            if first:
-                self._initial_update_id = update_id
-            self._state_changed.notify_all()
+                if first:
+                    self._initial_update_id = update_id
+                self._state_changed.notify_all()
+            for index, (queued, payload) in enumerate(outgoing):
+                try:
+                    transport.send_locked(payload[2] if queued else payload)
+                except NotConnectedError:
+                    # lost again: queued events wait for the next session, in order
+                    rest = [p for q, p in outgoing[index:] if q]
+                    with self._state_lock:
+                        self._pending_sends.extendleft(reversed(rest))
+                    break
+                flushed += int(queued)
         self._router.deliver(event)
         with self._router.lock:
             seq = self._router.seq

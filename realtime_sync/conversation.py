@@ -759,6 +759,17 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
     """
     token = f"ask-{os.getpid()}-{next(_ask_ids)}-{time.monotonic_ns() % 1000000007}"
     deadline = None if timeout is None else time.monotonic() + timeout
+    lock = _ask_lock(client)  # one ask() at a time per client: one response at a time
+    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+        raise TimeoutError(f"another ask() on this client did not finish within {timeout} s")
+    try:
+        return _ask_locked(client, text, token, deadline, timeout, follow_tools)
+    finally:
+        lock.release()
+
+
+def _ask_locked(client: Any, text: str, token: str, deadline: Optional[float],
+                timeout: Optional[float], follow_tools: bool) -> Response:
     state = Conversation(None)
     events = client.events(types=EVENT_TYPES + ("error", "client.disconnected"))
     # handlers registered before ours (a Conversation mirror) have seen the response once
@@ -773,9 +784,6 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
                 handled.setdefault(str(rid), threading.Event()).set()
 
     sync = getattr(client, "_marshal", None) is None
-    lock = _ask_lock(client)  # one ask() at a time per client: one response at a time
-    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, timeout or 0.0)):
-        raise TimeoutError(f"another ask() on this client did not finish within {timeout} s")
     if sync:
         client.on("*", mark)
     try:
@@ -846,7 +854,6 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
         events.close()
         if sync:
             client.off("*", mark)
-        lock.release()
 
 
 def _ask_lock(client: Any) -> threading.Lock:

@@ -299,6 +299,9 @@ class Tools:
         self._queue: queue.Queue = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         self._runners: List[threading.Thread] = []
+        self._update_lock = threading.Lock()
+        self.abandoned = 0
+        """Tool calls given up after their timeout (their threads could not be stopped)."""
         self._stopped = False
         self._idle = threading.Condition(self._lock)
         self._jobs = 0
@@ -376,8 +379,7 @@ class Tools:
         ``event_id``; before connecting, put them into the session config instead (None).
         Any thread."""
         client = self._client
-        lock = getattr(client, "_state_lock", None) or threading.RLock()
-        with lock:
+        with self._update_lock:  # one tools update at a time, in order (never the client's locks)
             tools = self.session_tools()
             with self._lock:
                 self._sent_names |= set(self._tools)
@@ -543,6 +545,9 @@ class Tools:
         if runner.is_alive():
             logger.warning("tool %s did not return within %.0f s: the model is told so and its"
                            " thread is abandoned", call.name, tool.timeout)
+            with self._lock:
+                self._runners = [t for t in self._runners if t is not runner]
+                self.abandoned += 1
             raise TimeoutError(f"the tool did not return within {tool.timeout:g} s")
         if "error" in box:
             raise box["error"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -389,3 +390,16 @@ def test_user_speech_duration_comes_from_server_vad_and_transcripts_stream():
                 "item_id": "u1", "content_index": 0, "transcript": "Good morning.",
                 "usage": {"type": "duration", "seconds": 3}})
     assert item.transcript == "Good morning."
+
+
+def test_an_ask_that_times_out_waiting_for_another_leaves_no_event_tap(fake, client):
+    fake.responder.delta_interval = 0.3
+    fake.responder.add(Text("a slow answer with many words to stream"))
+    client.connect()
+    first = threading.Thread(target=lambda: client.ask("slow", timeout=30))
+    first.start()
+    time.sleep(0.2)
+    with pytest.raises(rs.TimeoutError):
+        client.ask("impatient", timeout=0.3)
+    first.join(30)
+    assert client._router.iterators == []

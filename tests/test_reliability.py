@@ -501,3 +501,27 @@ def test_close_breaks_off_a_handshake_the_server_never_answers():
     t.join(10)
     listener.close()
     assert errors
+
+
+def test_a_session_update_that_was_never_sent_is_not_remembered(make_client, server):
+    client = make_client(session={"type": "realtime", "instructions": "base"})
+    with pytest.raises(rs.NotConnectedError):
+        client.session.update({"type": "realtime", "instructions": "never sent"})
+    client.connect()
+    updates = [e["session"] for e in server.received if e["type"] == "session.update"]
+    assert updates == [{"type": "realtime", "instructions": "base"}]
+    assert client.session_config["instructions"] == "base"
+
+
+def test_an_update_the_server_refuses_is_not_replayed(make_client, server):
+    client = make_client(session={"type": "realtime", "instructions": "base"},
+                         reconnect=rs.Backoff(initial=0.05, jitter=0))
+    client.connect()
+    server.fail_next_session_update(message="refused")
+    client.session.update({"type": "realtime", "max_output_tokens": 7})
+    client.wait_for("error", timeout=5)
+    server.drop()
+    client.wait_for("client.reconnected", timeout=10)
+    wait_until(lambda: any(e["type"] == "session.update" for e in server.received_on(-1)))
+    replayed = [e["session"] for e in server.received_on(-1) if e["type"] == "session.update"]
+    assert replayed == [{"type": "realtime", "instructions": "base"}]
