@@ -12,10 +12,10 @@ import logging
 import math
 import threading
 import time
-from types import TracebackType
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Dict, Optional, Union
 
 from ..errors import AudioError
+from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter
 from ._pyaudio import (
     PA_INVALID_CHANNEL_COUNT,
@@ -34,7 +34,7 @@ __all__ = ["Microphone"]
 log = logging.getLogger(__name__)
 
 
-class Microphone:
+class Microphone(Closing):
     """Live audio from a PyAudio input device as 24 kHz mono PCM16.
 
     Args:
@@ -258,16 +258,6 @@ class Microphone:
         """True after :meth:`close`."""
         return self._closed.is_set()
 
-    def __enter__(self) -> Microphone:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.device_rate} Hz, {self.device_channels} ch"

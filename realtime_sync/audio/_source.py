@@ -13,10 +13,10 @@ import struct
 import threading
 import time
 import wave
-from types import TracebackType
-from typing import Any, Optional, Type, Union
+from typing import Any, Optional, Union
 
 from ..errors import AudioError
+from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter
 
 try:  # Python 3.8+: typing.Protocol
@@ -42,7 +42,7 @@ class AudioSource(Protocol):
         ...
 
 
-class _PacedSource:
+class _PacedSource(Closing):
     """Base of finite sources: optional real-time pacing, close() that wakes a paced read."""
 
     sample_rate = WIRE_RATE
@@ -106,16 +106,6 @@ class _PacedSource:
         with self._lock:
             self._release()
 
-    def __enter__(self) -> _PacedSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
 
 class BytesSource(_PacedSource):

@@ -19,10 +19,10 @@ import logging
 import queue
 import threading
 import time
-from types import TracebackType
-from typing import Any, Deque, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from ..errors import AudioError, NotConnectedError
+from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter, bytes_to_ms
 from ._pyaudio import (
     PA_INVALID_CHANNEL_COUNT,
@@ -58,7 +58,7 @@ class _Item:
         self.truncated = False
 
 
-class Speaker:
+class Speaker(Closing):
     """Plays assistant audio for a client, with barge-in handling.
 
     Args:
@@ -522,16 +522,6 @@ class Speaker:
             if pa is not None:
                 pa.terminate()
 
-    def __enter__(self) -> Speaker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Speaker({self.device_name!r}, index={self.device_index})"
