@@ -406,6 +406,16 @@ class Conversation:
             self._loose[item_id] = item
         return item
 
+    def _merged_item(self, event: Mapping[str, Any]) -> Optional[Item]:
+        """The item an ``item``-carrying event is about, updated with the event's copy."""
+        raw = event.get("item")
+        if not isinstance(raw, Mapping):
+            return None
+        item = self._item(raw.get("id"), str(raw.get("type") or "message"))
+        if item is not None:
+            item._merge(raw)
+        return item
+
     def _place(self, item: Item, previous_item_id: Any) -> None:
         """Put ``item`` into the conversation order after ``previous_item_id``."""
         self._loose.pop(item.id, None)
@@ -426,26 +436,18 @@ class Conversation:
                 self._items.pop(old, None)
 
     def _on_item_added(self, event: Mapping[str, Any]) -> None:
-        raw = event.get("item")
-        if not isinstance(raw, Mapping):
-            return
-        item = self._item(raw.get("id"), str(raw.get("type") or "message"))
+        item = self._merged_item(event)
         if item is None:
             return
-        item._merge(raw)
         self._place(item, event.get("previous_item_id"))
         speech = self._speech.pop(item.id, None)
         if speech and "start" in speech and "end" in speech and not item.audio_ms:
             item.audio_ms = float(max(0, speech["end"] - speech["start"]))
 
     def _on_item_done(self, event: Mapping[str, Any]) -> None:
-        raw = event.get("item")
-        if not isinstance(raw, Mapping):
-            return
-        item = self._item(raw.get("id"), str(raw.get("type") or "message"))
+        item = self._merged_item(event)
         if item is None:
             return
-        item._merge(raw)
         if item.id not in self._items and "previous_item_id" in event:
             self._place(item, event.get("previous_item_id"))
 
@@ -578,13 +580,9 @@ class Conversation:
         resp._done.set()
 
     def _on_output_item(self, event: Mapping[str, Any]) -> None:
-        raw = event.get("item")
-        if not isinstance(raw, Mapping):
-            return
-        item = self._item(raw.get("id"), str(raw.get("type") or "message"))
+        item = self._merged_item(event)
         if item is None:
             return
-        item._merge(raw)
         resp = self._response(event.get("response_id"))
         if resp is not None:
             item.response_id = resp.id
