@@ -330,6 +330,7 @@ class Transcriber:
             (ServerEvents.TRANSCRIPTION_COMPLETED, self._on_completed),
             (ServerEvents.TRANSCRIPTION_FAILED, self._on_failed),
             (ServerEvents.ERROR, self._on_error),
+            (LibraryEvents.CONNECTED, self._on_reconnected),
             (LibraryEvents.RECONNECTED, self._on_reconnected),
             (LibraryEvents.DISCONNECTED, self._on_disconnected),
         ):
@@ -337,6 +338,14 @@ class Transcriber:
         self._client = client
         try:
             client.connect(timeout=timeout)
+            # the dispatcher switches the transcriber to the session (client.connected)
+            # right after session.created: wait for it so the first feed() sends at once
+            deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
+            with self._changed:
+                while self._generation != client._session_generation and client.connected:
+                    if time.monotonic() >= deadline:
+                        break
+                    self._changed.wait(0.05)
         except BaseException:
             self._client = None
             client.close()
@@ -426,7 +435,9 @@ class Transcriber:
                         return
                     gen = client._session_generation
                     if gen != self._generation:
-                        self._start_new_session(gen)
+                        # a new session the dispatcher has not switched to yet: it first
+                        # handles every event of the old one, then client.(re)connected
+                        return
                     if self._sent >= self._total:
                         return
                     start = self._sent - self._ring_start
@@ -695,8 +706,16 @@ class Transcriber:
                 self._expires_at = self._rollover_due = None
 
     def _on_reconnected(self, event: Event) -> None:
-        # the next feed() / finish() replays; handlers never send (no waiting on the network)
+        """``client.connected`` / ``client.reconnected`` (dispatcher thread): every event of
+        the previous session has been handled by now, so switch to the new one here. The
+        next ``feed()`` / ``finish()`` replays (handlers never wait on the network)."""
+        client = self._client
+        if client is None:
+            return
         with self._changed:
+            gen = client._session_generation
+            if gen != self._generation:
+                self._start_new_session(gen)
             self._changed.notify_all()
 
     def _on_disconnected(self, event: Event) -> None:
