@@ -200,6 +200,7 @@ class RealtimeServer:
         self._numbers = itertools.count(1)
         self._accepted = 0
         self._stalls: List[threading.Thread] = []
+        self._handlers: List[threading.Thread] = []  # connection threads, joined by stop()
         self._stopping = threading.Event()
 
     def __repr__(self) -> str:
@@ -261,6 +262,11 @@ class RealtimeServer:
         if self._thread is not None:
             self._thread.join(max(deadline - time.monotonic(), 0.1))
             self._thread = None
+        with self._lock:
+            handlers = list(self._handlers)
+        for thread in handlers:  # each ends its session (and joins its workers) on the way out
+            if thread is not threading.current_thread():
+                thread.join(max(deadline - time.monotonic(), 0.1))
 
     def __enter__(self) -> RealtimeServer:
         return self.start()
@@ -326,6 +332,8 @@ class RealtimeServer:
         with self._lock:
             self._conns[number] = conn
             self._accepted += 1
+            self._handlers = [t for t in self._handlers if t.is_alive()]
+            self._handlers.append(threading.current_thread())
         try:
             session = self._open(conn, ws)
             if session is not None:
