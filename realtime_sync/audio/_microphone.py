@@ -18,14 +18,11 @@ from ..errors import AudioError
 from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter
 from ._pyaudio import (
-    PA_INVALID_CHANNEL_COUNT,
-    PA_INVALID_SAMPLE_RATE,
-    PA_SAMPLE_FORMAT_NOT_SUPPORTED,
     audio_error,
-    error_code,
     find_device,
     import_pyaudio,
     open_pyaudio,
+    open_stream,
     quiet_stderr,
 )
 
@@ -84,7 +81,7 @@ class Microphone(Closing):
         pa = open_pyaudio()
         try:
             info = find_device(pa, self.device, "input")
-            stream, rate, channels = self._open_stream(pyaudio, pa, info)
+            stream, rate, channels = open_stream(pyaudio, pa, info, "input", self.chunk_ms)
         except BaseException:
             with quiet_stderr():
                 pa.terminate()
@@ -105,39 +102,6 @@ class Microphone(Closing):
             channels,
             ", resampling to 24000 Hz mono" if self._conv else "",
         )
-
-    def _open_stream(self, pyaudio: Any, pa: Any, info: Dict[str, Any]) -> Any:
-        native = int(round(info["default_sample_rate"])) or WIRE_RATE
-        max_ch = max(1, int(info["max_input_channels"]))
-        attempts = [(WIRE_RATE, 1), (native, 1), (native, min(2, max_ch))]
-        last: Optional[BaseException] = None
-        tried = set()
-        for rate, channels in attempts:
-            if (rate, channels) in tried:
-                continue
-            tried.add((rate, channels))
-            frames = max(1, rate * self.chunk_ms // 1000)
-            try:
-                with quiet_stderr():
-                    stream = pa.open(
-                        format=pyaudio.paInt16,
-                        channels=channels,
-                        rate=rate,
-                        input=True,
-                        input_device_index=info["index"],
-                        frames_per_buffer=frames,
-                    )
-                return stream, rate, channels
-            except (OSError, ValueError) as exc:
-                last = exc
-                code = error_code(exc)
-                if code not in (PA_INVALID_SAMPLE_RATE, PA_INVALID_CHANNEL_COUNT):
-                    break
-                log.debug("input %r refused %d Hz/%d ch: %s", info["name"], rate, channels, exc)
-        assert last is not None
-        if error_code(last) == PA_SAMPLE_FORMAT_NOT_SUPPORTED:
-            raise audio_error(f"Input device {info['name']!r} cannot record 16-bit audio", last)
-        raise audio_error(f"Cannot open input device {info['name']!r}", last)
 
     def reopen(self) -> None:
         """Close the device and open it again (re-enumerating devices, so a re-plugged device

@@ -248,3 +248,44 @@ def find_device(pa: Any, device: Union[int, str, None], kind: str) -> Dict[str, 
             "%r matches %d %s devices; using %r", device, len(matches), noun, matches[0]["name"]
         )
     return matches[0]
+
+
+def open_stream(pyaudio: Any, pa: Any, info: Dict[str, Any], kind: str,
+                block_ms: int) -> Any:
+    """Open a 16-bit ``kind`` ("input"/"output") stream on device ``info``: at 24 kHz mono,
+    else at the device's native rate (mono, then up to stereo) for the caller to convert.
+
+    Returns:
+        (stream, rate, channels).
+
+    Raises:
+        AudioError: the device refuses every format, or fails for another reason.
+    """
+    native = int(round(info["default_sample_rate"])) or 24000
+    max_ch = max(1, int(info[f"max_{kind}_channels"]))
+    last: Optional[BaseException] = None
+    tried = set()
+    for rate, channels in ((24000, 1), (native, 1), (native, min(2, max_ch))):
+        if (rate, channels) in tried:
+            continue
+        tried.add((rate, channels))
+        try:
+            with quiet_stderr():
+                stream = pa.open(
+                    format=pyaudio.paInt16, channels=channels, rate=rate,
+                    frames_per_buffer=max(1, rate * block_ms // 1000),
+                    **{kind: True, f"{kind}_device_index": info["index"]},
+                )
+            return stream, rate, channels
+        except (OSError, ValueError) as exc:
+            last = exc
+            if error_code(exc) not in (PA_INVALID_SAMPLE_RATE, PA_INVALID_CHANNEL_COUNT):
+                break
+            log.debug("%s %r refused %d Hz/%d ch: %s", kind, info["name"], rate, channels, exc)
+    assert last is not None
+    if error_code(last) == PA_SAMPLE_FORMAT_NOT_SUPPORTED:
+        action = "record" if kind == "input" else "play"
+        raise audio_error(f"{kind.capitalize()} device {info['name']!r} cannot {action} "
+                          "16-bit audio", last)
+    raise audio_error(f"Cannot open {kind} device {info['name']!r}", last)
+

@@ -25,13 +25,11 @@ from ..errors import AudioError, NotConnectedError
 from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter, bytes_to_ms
 from ._pyaudio import (
-    PA_INVALID_CHANNEL_COUNT,
-    PA_INVALID_SAMPLE_RATE,
     audio_error,
-    error_code,
     find_device,
     import_pyaudio,
     open_pyaudio,
+    open_stream,
     quiet_stderr,
 )
 
@@ -129,28 +127,7 @@ class Speaker(Closing):
         pa = open_pyaudio()
         try:
             info = find_device(pa, self.device, "output")
-            native = int(round(info["default_sample_rate"])) or WIRE_RATE
-            max_ch = max(1, int(info["max_output_channels"]))
-            last: Optional[BaseException] = None
-            for rate, channels in ((WIRE_RATE, 1), (native, 1), (native, min(2, max_ch))):
-                try:
-                    with quiet_stderr():
-                        stream = pa.open(
-                            format=pyaudio.paInt16,
-                            channels=channels,
-                            rate=rate,
-                            output=True,
-                            output_device_index=info["index"],
-                            frames_per_buffer=max(1, rate * self.block_ms // 1000),
-                        )
-                    break
-                except (OSError, ValueError) as exc:
-                    last = exc
-                    if error_code(exc) not in (PA_INVALID_SAMPLE_RATE, PA_INVALID_CHANNEL_COUNT):
-                        raise audio_error(f"Cannot open output device {info['name']!r}", exc)
-            else:
-                assert last is not None
-                raise audio_error(f"Cannot open output device {info['name']!r}", last)
+            stream, rate, channels = open_stream(pyaudio, pa, info, "output", self.block_ms)
         except BaseException:
             with quiet_stderr():
                 pa.terminate()
