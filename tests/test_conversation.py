@@ -154,6 +154,8 @@ def test_send_text_without_response_only_adds_the_item(fake, client, client_sche
     client.wait_for("response.done", timeout=10)
     types = [e["type"] for e in fake.received if e["type"] != "session.update"]
     assert types == ["conversation.item.create", "conversation.item.create", "response.create"]
+    # wait_for can return before the mirror's handlers have seen the same events
+    conv.wait_until(lambda c: len(c.items) >= 2, timeout=5)
     assert [i.text for i in conv.items][:2] == ["just a note", "and answer this"]
     assert_valid_client_events(client_schema, fake.received)
 
