@@ -27,6 +27,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Tuple,
     Union,
 )
 
@@ -286,6 +287,9 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._dropped_bytes = 0
+        self._drop_episode = 0  # bytes lost in the current episode (one warning per episode)
+        # ranges sent to the current session, then pushed out of the ring (lost if replayed)
+        self._unreplayable: List[Tuple[int, int]] = []
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -385,6 +389,7 @@ class Transcriber:
         self._streams.clear()
         with self._lock:
             self._closed = True
+            self._end_drop_episode()
             self._changed.notify_all()
         client = self._client
         return client.close(timeout) if client is not None else True
@@ -454,6 +459,12 @@ class Transcriber:
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
         first = self._generation < 0
+        needed = self._replay_start()
+        lost = sum(max(0, end - max(start, needed)) for start, end in self._unreplayable)
+        self._unreplayable.clear()
+        if lost and not first:
+            self._count_drop(lost)
+        self._end_drop_episode()
         self._generation = gen
         self._session_index += 1
         self._session_base = self._ring_start
@@ -476,32 +487,71 @@ class Transcriber:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
                             replay // BYTES_PER_MS)
 
-    def _trim_ring(self) -> None:
-        """Forget audio whose turns have all completed; bound the rest (lock held)."""
-        keep_from = self._last_commit_pos
+    def _replay_start(self) -> int:
+        """Where a new session would have to start replaying: the first audio not yet
+        transcribed for sure (lock held)."""
+        start = min(self._last_commit_pos, self._sent)
         for item_id in self._order[self._final_cursor:]:
             seg = self._segments.get(item_id)
             if seg is not None and seg.start_pos is not None:
-                keep_from = min(keep_from, seg.start_pos)
+                start = min(start, seg.start_pos)
                 break
         if self._commit_fifo:  # commits in flight: their audio is not transcribed yet
-            keep_from = min(keep_from, self._commit_fifo[0][1])
-        keep_from = min(keep_from, self._sent)
+            start = min(start, self._commit_fifo[0][1])
+        return start
+
+    def _trim_ring(self) -> None:
+        """Forget audio whose turns have all completed; bound the rest (lock held).
+
+        Beyond ``max_buffer_s`` the oldest audio leaves the ring. Audio the current session
+        has not had yet is lost at once and counted then; audio it has had is only out of
+        reach of a replay, and counted as lost if a new session ever needs it
+        (:meth:`_start_new_session`). Nothing is counted twice."""
+        needed = self._replay_start()
+        keep_from = max(needed, self._ring_start)  # what is gone is gone
         overflow = (self._total - keep_from) - self._max_buffer
+        lost = 0
         if overflow > 0:
             overflow += overflow % 2
-            keep_from += overflow
-            self._dropped_bytes += overflow
-            logger.warning("transcriber buffer full: dropped %d ms of untranscribed audio",
-                           overflow // BYTES_PER_MS)
-            if self._client is not None:
-                self._client._count("audio_dropped", overflow)
-                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
-                                    "ms": overflow // BYTES_PER_MS, "source": "transcriber"})
+            end = keep_from + overflow
+            sent_end = min(end, max(self._sent, keep_from))
+            if sent_end > keep_from:  # sent to this session: lost only if replayed
+                self._unreplayable.append((keep_from, sent_end))
+            lost = end - sent_end
+            keep_from = end
             self._sent = max(self._sent, keep_from)
+        # forget unreplayable ranges no replay can need any more (their turns completed)
+        while self._unreplayable and self._unreplayable[0][1] <= needed:
+            self._unreplayable.pop(0)
+        if len(self._unreplayable) > 64:  # contiguous in practice; merge to stay bounded
+            self._unreplayable[:] = [(self._unreplayable[0][0], self._unreplayable[-1][1])]
+        if lost > 0:
+            self._count_drop(lost)
+        else:
+            self._end_drop_episode()
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
+
+    def _count_drop(self, nbytes: int) -> None:
+        """Account ``nbytes`` of audio that will never be transcribed (lock held): the
+        counter, ``stats()["audio_dropped"]`` and one ``client.audio_dropped`` event each
+        time; the warning is logged once per episode (:meth:`_end_drop_episode`)."""
+        self._dropped_bytes += nbytes
+        self._drop_episode += nbytes
+        client = self._client
+        if client is not None:
+            client._count("audio_dropped", nbytes)
+            client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+                          "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
+
+    def _end_drop_episode(self) -> None:
+        """Log one warning for the audio lost since the episode began (lock held)."""
+        if self._drop_episode:
+            logger.warning(
+                "transcriber buffer full: dropped %d ms of untranscribed audio (max_buffer_s=%g)",
+                self._drop_episode // BYTES_PER_MS, self._max_buffer / BYTES_PER_MS / 1000)
+            self._drop_episode = 0
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
@@ -575,7 +625,12 @@ class Transcriber:
 
     @property
     def dropped_ms(self) -> int:
-        """Untranscribed audio dropped because the replay buffer overflowed."""
+        """Audio that will never be transcribed because the replay buffer (``max_buffer_s``)
+        overflowed: audio fed while the session could not take it, or audio a new session
+        had to replay and the buffer no longer held. Audio the session already had and that
+        was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
+        the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
+        events."""
         return self._dropped_bytes // BYTES_PER_MS
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
@@ -628,6 +683,7 @@ class Transcriber:
                 uncommitted = self._sent - self._last_commit_pos
                 if settled and uncommitted < MIN_COMMIT_BYTES \
                         and self._final_cursor == len(self._order):
+                    self._end_drop_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= MIN_COMMIT_BYTES:
                 if self.vad:
