@@ -19,6 +19,7 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
+    TypeVar,
     Union,
 )
 
@@ -26,6 +27,7 @@ from . import _json, _secrets
 from ._backoff import Backoff
 from ._dispatch import EventIterator, Handler, Marshal, Registry, Router, Waiter
 from ._endpoint import Endpoint, HeaderSource, KeySource
+from ._host import ClientHost
 from ._resources import (
     ConversationResource,
     InputAudioBufferResource,
@@ -38,6 +40,7 @@ from .errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectError,
+    ConnectionLostError,
     NotConnectedError,
     ServerError,
     TimeoutError,
@@ -207,6 +210,7 @@ class RealtimeClient:
         }
         self._close_result: Optional[bool] = None
         self._ui_warned = False
+        self._host = _Host(self)
         self.session = SessionResource(self)
         self.input_audio_buffer = InputAudioBufferResource(self)
         self.conversation = ConversationResource(self)
@@ -686,15 +690,16 @@ class RealtimeClient:
     @property
     def tools(self) -> Any:
         """The :class:`realtime_sync.tools.Tools` registry of this client (function calling)."""
-        tools = self.__dict__.get("_tools")
-        if tools is None:
-            from .tools import Tools
+        from .tools import tools_of
 
-            with self._state_lock:
-                tools = self.__dict__.get("_tools")
-                if tools is None:
-                    tools = self.__dict__["_tools"] = Tools(self)
-        return tools
+        return tools_of(self)
+
+    @property
+    def host(self) -> ClientHost:
+        """The contract the library's features (audio, transcription, conversation, tools)
+        use to talk to this client (see :mod:`realtime_sync._host`); for extensions. Any
+        thread."""
+        return self._host
 
     def tool(self, fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None,
              description: Optional[str] = None, timeout: Optional[float] = None) -> Any:
@@ -869,7 +874,8 @@ class RealtimeClient:
                     self._router.deliver(event)
                     return
                 self._sessions_created += 1
-                first = self._sessions_created == 1
+                number = self._sessions_created
+                first = number == 1
                 queued_ids = {eid for _, eid, _ in self._pending_sends}
                 unanswered = [u for u in self._pending_updates if u[0] not in queued_ids]
                 queued_updates = [u for u in self._pending_updates if u[0] in queued_ids]
@@ -911,9 +917,11 @@ class RealtimeClient:
             self._session_created_seq = seq
         if flushed:
             logger.info("sent %d events queued while reconnecting", flushed)
+        session = event.get("session")
         self._router.deliver(Event(
             type=LibraryEvents.CONNECTED if first else LibraryEvents.RECONNECTED,
-            url=self.url, session_id=(event.get("session") or {}).get("id"),
+            url=self.url, session_id=session.get("id") if isinstance(session, Mapping) else None,
+            session_number=number,
         ))
 
     def _on_closed(self, info: Closed) -> bool:
@@ -991,3 +999,101 @@ class RealtimeClient:
                     self._disconnect_reason = "gave up reconnecting"
             self._state_changed.notify_all()
         self._router.wake_waiters()
+
+
+# -- the feature contract (realtime_sync._host.ClientHost) ----------------------------------
+_T = TypeVar("_T")
+
+
+class _Host:
+    """The client's side of :class:`realtime_sync._host.ClientHost`: what features may use.
+
+    Lives here because it reads the client's own state; features only see the protocol."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self._client = client
+        self._features: Dict[str, Any] = {}
+        self._features_lock = threading.Lock()
+        self._counters_lock = threading.Lock()
+        self._reported: Deque[Mapping[str, Any]] = deque(maxlen=64)  # events already reported
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self._client._emit(event)
+
+    def count(self, name: str, n: int = 1) -> None:
+        counters = self._client._counters
+        with self._counters_lock:
+            counters[name] = counters.get(name, 0) + n
+
+    def adopt(self, resource: Any) -> None:
+        self._client._adopt(resource)
+
+    def disown(self, resource: Any) -> None:
+        self._client._disown(resource)
+
+    @property
+    def session_number(self) -> int:
+        return self._client._sessions_created
+
+    @property
+    def marshal(self) -> Optional[Marshal]:
+        return self._client._marshal
+
+    def protocol_error(self, problem: str, event: Mapping[str, Any]) -> None:
+        with self._counters_lock:
+            if any(seen is event for seen in self._reported):
+                return
+            self._reported.append(event)
+        data = _json.dumps(dict(event)) if isinstance(event, Mapping) else repr(event)
+        self._client._protocol_error(f"{event.get('type')}: {problem}", data)
+
+    def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
+        client = self._client
+        out = dict(event)
+        event_id = out.setdefault("event_id", new_event_id())
+        data = _json.dumps(out)
+        if len(data) > MAX_EVENT_BYTES:
+            raise ValueError(f"{out.get('type')} is {len(data)} bytes; the server accepts at"
+                             f" most {MAX_EVENT_BYTES} per event")
+        transport = client._transport
+        if transport is not None:
+            with transport.send_lock:  # a new session starts under this lock: no race
+                if client._state == CONNECTED and client._sessions_created == session_number:
+                    client._mark_sent(str(event_id))
+                    try:
+                        transport.send_locked(data)
+                    except NotConnectedError as exc:
+                        raise ConnectionLostError(
+                            f"the session ended; {out.get('type')} was not sent") from exc
+                    self.count("events_sent")
+                    return str(event_id)
+        raise ConnectionLostError(
+            f"session {session_number} has ended; {out.get('type')} was not sent into "
+            "another session")
+
+    def restart(self) -> bool:
+        return self._client._restart()
+
+    def check_blocking_call(self, what: str) -> None:
+        self._client._router.check_blocking_call(what)
+
+    def remember_session(self, update: Mapping[str, Any]) -> None:
+        self._client._remember_session(update)
+
+    def not_connected_message(self) -> str:
+        return self._client._not_connected_message()
+
+    def feature(self, key: str, factory: Callable[[], _T]) -> _T:
+        with self._features_lock:
+            value = self._features.get(key)
+            if value is None:
+                value = self._features[key] = factory()
+            return value  # type: ignore[no-any-return]
+
+    def peek_feature(self, key: str) -> Any:
+        with self._features_lock:
+            return self._features.get(key)
+
+
+def _check_host(client: RealtimeClient) -> ClientHost:
+    return _Host(client)  # mypy: _Host implements the whole ClientHost protocol

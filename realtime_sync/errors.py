@@ -11,6 +11,7 @@ __all__ = [
     "ConnectError",
     "AuthenticationError",
     "NotConnectedError",
+    "ConnectionLostError",
     "ServerError",
     "TimeoutError",
     "DeadlockError",
@@ -43,6 +44,27 @@ class AuthenticationError(ConnectError):
 
 class NotConnectedError(RealtimeSyncError):
     """A send was attempted while the client is not connected."""
+
+
+class ConnectionLostError(NotConnectedError):
+    """The connection dropped while a call waited for an answer only that session could give
+    (a response in flight, a tool call's output). The client may reconnect, but the new
+    session is a new conversation on the server: the answer can never arrive.
+
+    Attributes:
+        response: what was received of the interrupted response (a
+            :class:`~realtime_sync.conversation.Response` marked ``interrupted``), or
+            ``None`` when nothing had arrived yet.
+    """
+
+    def __init__(self, message: str, *, response: Any = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+    @property
+    def text(self) -> str:
+        """The text (or transcript) received before the drop; ``""`` when none."""
+        return str(getattr(self.response, "text", "") or "")
 
 
 class ServerError(RealtimeSyncError):

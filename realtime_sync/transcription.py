@@ -179,24 +179,30 @@ class _FeedSink:
         self._tr.feed(pcm16)
         return ""
 
-    def _emit(self, event: Mapping[str, Any]) -> None:
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the transcriber's client, the stream is owned by the transcriber."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
         client = self._tr._client
         if client is not None:
-            client._emit(event)
+            client.host.emit(event)
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self._tr._streams.append(resource)
 
-    def _disown(self, resource: Any) -> None:
+    def disown(self, resource: Any) -> None:
         try:
             self._tr._streams.remove(resource)
         except ValueError:
             pass
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         client = self._tr._client
         if client is not None:
-            client._count(name, n)
+            client.host.count(name, n)
 
 
 class Transcriber:
@@ -299,6 +305,7 @@ class Transcriber:
         self._expires_at: Optional[float] = None
         self._rollover_due: Optional[float] = None
         self._closed = False
+        self._untracked = 0  # turns committed without an item_id
         self._error: Optional[BaseException] = None
         self._user_handlers: List[Any] = []
 
@@ -346,7 +353,7 @@ class Transcriber:
             # right after session.created: wait for it so the first feed() sends at once
             deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client._session_generation and client.connected:
+                while self._generation != client.host.session_number and client.connected:
                     if time.monotonic() >= deadline:
                         break
                     self._changed.wait(0.05)
@@ -438,7 +445,7 @@ class Transcriber:
                 with self._lock:
                     if not client.connected:
                         return
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         # a new session the dispatcher has not switched to yet: it first
                         # handles every event of the old one, then client.(re)connected
@@ -541,8 +548,8 @@ class Transcriber:
         self._drop_episode += nbytes
         client = self._client
         if client is not None:
-            client._count("audio_dropped", nbytes)
-            client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+            client.host.count("audio_dropped", nbytes)
+            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
                           "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
 
     def _end_drop_episode(self) -> None:
@@ -640,7 +647,7 @@ class Transcriber:
         segment comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.segments()")
+        client.host.check_blocking_call("Transcriber.segments()")
         index = 0
         while True:
             with self._changed:
@@ -652,7 +659,7 @@ class Transcriber:
                         return
                     if client.state == "disconnected":
                         raise NotConnectedError(
-                            f"the session ended for good ({client._not_connected_message()});"
+                            f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
@@ -671,7 +678,7 @@ class Transcriber:
             NotConnectedError: the session ended for good first.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.finish()")
+        client.host.check_blocking_call("Transcriber.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         grace: Optional[float] = None
         while True:
@@ -742,7 +749,7 @@ class Transcriber:
                 return
             self._rollover_due = None
         logger.info("session expires soon: rolling over to a new session")
-        client._restart()
+        client.host.restart()
 
     # -- event handlers (dispatcher thread) -----------------------------------------------------
     def _segment(self, item_id: str) -> Segment:
@@ -769,7 +776,7 @@ class Transcriber:
         if client is None:
             return
         with self._changed:
-            gen = client._session_generation
+            gen = client.host.session_number
             if gen != self._generation:
                 self._start_new_session(gen)
             self._changed.notify_all()
@@ -810,7 +817,8 @@ class Transcriber:
 
     def _on_committed(self, event: Event) -> None:
         item_id = event.get("item_id")
-        if not isinstance(item_id, str):
+        if not isinstance(item_id, str) or not item_id:
+            self._untracked_turn(event)
             return
         prev = event.get("previous_item_id")
         with self._changed:
@@ -839,6 +847,35 @@ class Transcriber:
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
+    def _untracked_turn(self, event: Event) -> None:
+        """``committed`` without a usable ``item_id``: no transcript can ever be matched to
+        the turn. Report it, and end the turn as failed (in its place in the order) so that
+        :meth:`finish` does not wait for it."""
+        client = self._client
+        if client is not None:
+            client.host.protocol_error(
+                f"item_id {event.get('item_id')!r} is not an item id: the turn cannot be"
+                " tracked (reported as a failed segment)", event)
+        with self._changed:
+            self._untracked += 1
+            item_id = f"untracked_{self._untracked}"
+            seg = self._segment(item_id)
+            seg.committed = True
+            seg.final = True
+            seg.error = {"type": "protocol_error", "code": "untracked_turn",
+                         "message": "the server committed the turn without an item_id"}
+            if self._commit_fifo:
+                _, seg.start_pos, seg.end_pos = self._commit_fifo.pop(0)
+            else:
+                seg.start_pos, seg.end_pos = self._last_commit_pos, self._sent
+                self._last_commit_pos = self._sent
+            seg.start_ms = seg.start_pos // BYTES_PER_MS
+            seg.end_ms = seg.end_pos // BYTES_PER_MS
+            self._insert_in_order(item_id, event.get("previous_item_id"))
+            ready = self._advance_finals()
+            self._changed.notify_all()
+        self._deliver_finals(ready)
+
     def _insert_in_order(self, item_id: str, prev: Any) -> None:
         order = self._order
         if isinstance(prev, str) and prev in order:
@@ -858,7 +895,7 @@ class Transcriber:
             if seg.final:
                 return
             seg.text += delta
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = (seg.logprobs or []) + list(event["logprobs"])
             snapshot = Segment(**{**seg.__dict__})
         if self._on_partial is not None:
@@ -873,7 +910,7 @@ class Transcriber:
             transcript = event.get("transcript")
             if isinstance(transcript, str):
                 seg.text = transcript
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = list(event["logprobs"])
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None
