@@ -802,6 +802,7 @@ class RealtimeClient:
         logger.debug("upgraded: %s", self.url)
 
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        data = _secrets.redact_frame(data)  # a key the server echoes never reaches anyone
         if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return
@@ -852,6 +853,8 @@ class RealtimeClient:
         sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
         if isinstance(sample, (bytes, bytearray)):
             sample = sample.decode("utf-8", "replace")
+        sample = _secrets.redact(sample)
+        problem = _secrets.redact(problem)
         logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
         self._router.deliver(Event(
             type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
@@ -932,7 +935,7 @@ class RealtimeClient:
         err_obj = err.get("error") if err is not None else None
         err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
         err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
-        reason = info.describe()
+        reason = _secrets.redact(info.describe())
         if err_msg and not info.by_client and code in FATAL_CODES | {1001, None}:
             reason = _secrets.redact(str(err_msg))
         fatal = (

@@ -6,6 +6,8 @@ from __future__ import annotations
 import builtins
 from typing import Any, Mapping, Optional
 
+from . import _secrets
+
 __all__ = [
     "RealtimeSyncError",
     "ConnectError",
@@ -21,7 +23,11 @@ __all__ = [
 
 
 class RealtimeSyncError(Exception):
-    """Root of every exception raised by realtime_sync."""
+    """Root of every exception raised by realtime_sync. Its message never holds a key the
+    library knows (server text is redacted like :class:`AuthenticationError`'s)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(_secrets.redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConnectError(RealtimeSyncError):
@@ -35,7 +41,7 @@ class ConnectError(RealtimeSyncError):
     def __init__(self, message: str, *, code: Optional[int] = None, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
-        self.reason = reason
+        self.reason = _secrets.redact(reason)
 
 
 class AuthenticationError(ConnectError):
@@ -80,9 +86,10 @@ class ServerError(RealtimeSyncError):
     """
 
     def __init__(self, event: Mapping[str, Any]) -> None:
+        event = _secrets.redact_obj(event)  # a key the server echoes never shows
         err = event.get("error") or {}
         if not isinstance(err, Mapping):
-            err = {"message": str(err)}
+            err = {"message": _secrets.redact(str(err))}
         self.event = event
         self.type = err.get("type")
         self.code = err.get("code")
