@@ -46,6 +46,10 @@ __all__ = [
     "Transcript",
     "Segment",
     "transcribe_file",
+    "Translator",
+    "Translation",
+    "Cue",
+    "translate_file",
     "Conversation",
     "Response",
     "audio",
@@ -58,10 +62,15 @@ _LAZY = {
     "Transcript": ("transcription", "Transcript"),
     "Segment": ("transcription", "Segment"),
     "transcribe_file": ("transcription", "transcribe_file"),
+    "Translator": ("translation", "Translator"),
+    "Translation": ("translation", "Translation"),
+    "Cue": ("translation", "Cue"),
+    "translate_file": ("translation", "translate_file"),
     "Conversation": ("conversation", "Conversation"),
     "Response": ("conversation", "Response"),
 }
-_SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation"}
+_SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
+               "translation"}
 
 
 def __getattr__(name: str) -> Any:

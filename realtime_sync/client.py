@@ -207,6 +207,9 @@ class RealtimeClient:
         }
         self._close_result: Optional[bool] = None
         self._ui_warned = False
+        # a translation session ended by the server's session.closed (after our session.close):
+        # the close that follows is the normal end, never a reason to reconnect
+        self._session_ended = False
         self.session = SessionResource(self)
         self.input_audio_buffer = InputAudioBufferResource(self)
         self.conversation = ConversationResource(self)
@@ -818,6 +821,8 @@ class RealtimeClient:
             return
         if type_ == "error":
             self._last_error_event = event
+        elif type_ == "session.closed":
+            self._session_ended = True
         elif type_ == "session.updated":
             with self._state_lock:
                 if self._pending_updates:
@@ -951,8 +956,10 @@ class RealtimeClient:
                 self._state = DISCONNECTED
                 self._state_changed.notify_all()
                 return False
+            ended = self._session_ended
             reconnect = (
                 not info.by_client
+                and not ended
                 and not fatal
                 and self._backoff is not None
                 and was != CLOSED
@@ -969,7 +976,7 @@ class RealtimeClient:
                     will_reconnect=reconnect, error_code=err_code,
                 ), block=not info.by_client)
         self._router.wake_waiters()
-        if not reconnect and was != CLOSED and not info.by_client:
+        if not reconnect and was != CLOSED and not info.by_client and not ended:
             logger.warning("disconnected: %s", reason)
         return reconnect
 
