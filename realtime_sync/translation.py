@@ -167,7 +167,7 @@ class _Cues:
                 return changed
             cue = self.pending = Cue(text="", start_ms=ms, end_ms=ms + FRAME_MS,
                                      source=self.source, index=len(self.done))
-        cue.text += delta
+        cue.text += delta.lstrip() if not cue.text else delta
         self.text += delta
         cue.end_ms = ms + FRAME_MS
         body = cue.text.rstrip()

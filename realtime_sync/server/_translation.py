@@ -217,7 +217,7 @@ class ScriptedTranslator:
 
     Each run of voiced frames (RMS above ``threshold_dbfs``) is one phrase: the ``i``-th run
     of all sessions says ``phrases[i]`` (past the end: ``"<N> ms translated."``), one word per
-    voiced frame, the rest at the first silent frame (or at ``session.close``); with
+    voiced frame but the last, the rest at the first silent frame (or at ``session.close``); with
     ``audio.input.transcription`` set, ``sources[i]`` likewise as source text. Every voiced
     frame also yields 200 ms of a tone as translated speech. A phrase cut off by a dropped
     session is said again by the next session (numbering counts finished phrases only).
@@ -279,7 +279,9 @@ class _ScriptedStream:
         self.voiced_ms = 0
 
     def _pieces(self, words: List[str], start: int, end: int) -> str:
-        return "".join((" " if i else "") + w for i, w in enumerate(words) if start <= i < end)
+        lead = self.index is not None and self.index > 0  # spacing after an earlier phrase
+        return "".join((" " if i or lead else "") + w for i, w in enumerate(words)
+                       if start <= i < end)
 
     def _say(self, upto: int, config: Dict[str, Any]) -> List[Output]:
         out: List[Output] = []
@@ -302,7 +304,8 @@ class _ScriptedStream:
                 self.voiced_ms = 0
             self.voiced_ms += FRAME_MS
             self.words, self.source_words = self.engine.texts(self.index, self.voiced_ms)
-            out = self._say(self.said + 1, config)
+            # like a real interpreter, the end of a sentence comes once the speech ends
+            out = self._say(min(self.said + 1, len(self.words) - 1), config)
             if self.engine.speech:
                 out.append(("audio", tone(FRAME_MS, 660.0, 0.2)))
             return out
@@ -371,6 +374,15 @@ class TranslationSession:
 
     def close(self, timeout: float = 5.0) -> None:
         self._worker.close(timeout)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until every frame received so far has been translated (tests)."""
+        deadline = time.monotonic() + timeout
+        while not self._worker.idle:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     # ---- input ----------------------------------------------------------------------------
 
