@@ -55,6 +55,7 @@ __all__ = [
     "audio",
     "gui",
     "captions",
+    "models",
 ]
 
 _LAZY = {
@@ -70,7 +71,7 @@ _LAZY = {
     "Response": ("conversation", "Response"),
 }
 _SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
-               "translation"}
+               "models", "translation"}
 
 
 def __getattr__(name: str) -> Any:
