@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
+from . import models as _models
 from ._dispatch import Marshal
 from ._endpoint import translation_url
 from .client import RealtimeClient
@@ -38,8 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gpt-realtime-translate"
-"""The translation model of the protocol's examples."""
+DEFAULT_MODEL = _models.DEFAULT_TRANSLATION_MODEL
+"""The translation model (``gpt-realtime-translate``, from the model catalogue)."""
 DEFAULT_SOURCE_MODEL = "gpt-realtime-whisper"
 """The transcription model for the source-language text (``source_transcript=True``)."""
 BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
@@ -311,6 +312,20 @@ class Translator:
             to=to, source_transcript=source_transcript, noise_reduction=noise_reduction)
         if not isinstance(model, str) or not model:
             raise TypeError("model must be a non-empty string such as 'gpt-realtime-translate'")
+        kind = _models.kind_of(model)
+        if kind not in (None, _models.TRANSLATION):
+            raise ConfigurationError(
+                f"{model} is a {kind} model; translation sessions need a translation model "
+                f"such as {DEFAULT_MODEL}")
+        source_model = (self._session["audio"].get("input") or {}).get("transcription")
+        if source_model is not None:
+            skind = _models.kind_of(source_model["model"])
+            if skind not in (None, _models.TRANSCRIPTION):
+                raise ConfigurationError(
+                    f"source_transcript={source_model['model']!r} is a {skind} model; name a "
+                    f"transcription model such as {DEFAULT_SOURCE_MODEL}")
+            _models.warn_if_deprecated(source_model["model"])
+        _models.warn_if_deprecated(model)
         for name, cb in (("on_text", on_text), ("on_source_text", on_source_text),
                          ("on_audio", on_audio)):
             if cb is not None and not callable(cb):

@@ -239,6 +239,10 @@ def test_bad_arguments_are_refused():
         rs.Translator(on_text="print")
     with pytest.raises(rs.ConfigurationError):
         rs.Translator(url="wss://example.com/v1/other")
+    with pytest.raises(rs.ConfigurationError, match="gpt-realtime-translate"):
+        rs.Translator(model="gpt-4o-transcribe")
+    with pytest.raises(rs.ConfigurationError, match="transcription model"):
+        rs.Translator(source_transcript="gpt-realtime-translate")
     assert build_translation_session(to="es", source_transcript=True) == {
         "audio": {"input": {"transcription": {"model": "gpt-realtime-whisper"}},
                   "output": {"language": "es"}}}
