@@ -51,6 +51,7 @@ __all__ = [
     "audio",
     "gui",
     "captions",
+    "models",
 ]
 
 _LAZY = {
@@ -61,7 +62,8 @@ _LAZY = {
     "Conversation": ("conversation", "Conversation"),
     "Response": ("conversation", "Response"),
 }
-_SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation"}
+_SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
+               "models"}
 
 
 def __getattr__(name: str) -> Any:
