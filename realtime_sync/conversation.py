@@ -1030,7 +1030,7 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
                 continue
             if type_ in ("client.connected", "client.reconnected"):
                 if asker.session is None:  # our queued events go into this session
-                    number = event.get("session_number")
+                    number = event.get("generation")
                     asker.session = number if isinstance(number, int) else host.session_number
                 continue
             if type_ == "client.disconnected":

@@ -331,7 +331,7 @@ class Tools:
 
     def _on_session(self, event: Mapping[str, Any]) -> None:
         """Track which session the following events belong to (dispatcher thread)."""
-        number = event.get("session_number")
+        number = event.get("generation")
         with self._lock:
             if event.get("type") == "client.disconnected":
                 self._session = None
