@@ -707,7 +707,8 @@ class Translator:
             with self._changed:
                 if self._ended:
                     continue
-                if client.state in ("closed", "disconnected"):
+                # session.closed seen by the network thread: its handler runs next, wait for it
+                if client.state in ("closed", "disconnected") and not self._closed_on_wire():
                     raise NotConnectedError(
                         "the translation session ended before session.closed "
                         f"({client._not_connected_message()})")
@@ -717,6 +718,12 @@ class Translator:
                 self._changed.wait(min(0.1, remaining))
         self._deliver(flushed)
         return result
+
+    def _closed_on_wire(self) -> bool:
+        """True once the network thread has read ``session.closed`` (the dispatcher may not
+        have handled it yet: the socket's close can overtake the event's handler)."""
+        client = self._client
+        return bool(client is not None and getattr(client, "_session_ended", False))
 
     def _result(self) -> Translation:
         return Translation(cues=list(self._text.done), source_cues=list(self._source.done),
@@ -787,7 +794,7 @@ class Translator:
                         seen = len(self._text.text)
                     if self._ended or self._closed or client.state == "closed":
                         return
-                    if client.state == "disconnected":
+                    if client.state == "disconnected" and not self._closed_on_wire():
                         raise NotConnectedError(
                             f"the session ended for good ({client._not_connected_message()})")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
@@ -942,17 +949,18 @@ def translate_file(
     ``realtime=True``); then ``session.close`` flushes the translation.
 
     Args:
-        path: a WAV file (any rate, 8-32 bit, mono or stereo).
+        path: an audio file (WAV at any rate; other formats with PyAV, see
+            :class:`realtime_sync.audio.FileSource`).
         to: target language.
         realtime: pace the audio in real time.
         speech: keep the translated speech in :attr:`Translation.audio`.
         timeout: give up (``TimeoutError``) after this many seconds in all.
         **options: :class:`Translator` options (``model``, ``source_transcript``, ``url``, ...).
     """
-    from .audio import WavSource
+    from .audio import FileSource
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    source = WavSource(str(path), realtime=realtime)
+    source = FileSource(str(path), realtime=realtime)
     options.setdefault("keep_audio", speech)
     try:
         with Translator(to=to, **options) as tr:

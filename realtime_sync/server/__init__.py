@@ -38,6 +38,8 @@ from ._translation import (
     TranslationEngine,
     TranslationSession,
     TranslationStream,
+    WhisperTranslator,
+    local_translator,
 )
 from ._vad import EnergyVad, Vad, default_vad_factory
 
@@ -74,4 +76,6 @@ __all__ = [
     "TranslationEngine",
     "TranslationStream",
     "TranslationSession",
+    "WhisperTranslator",
+    "local_translator",
 ]
