@@ -40,6 +40,7 @@ from ._translation import (
     TranslationStream,
     WhisperTranslator,
     local_translator,
+    offline_translator,
 )
 from ._vad import EnergyVad, Vad, default_vad_factory
 
@@ -78,4 +79,5 @@ __all__ = [
     "TranslationSession",
     "WhisperTranslator",
     "local_translator",
+    "offline_translator",
 ]
