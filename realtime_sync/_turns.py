@@ -132,12 +132,13 @@ class SileroProbability:
         need = n * WINDOW_SAMPLES_16K * 2
         if len(self._out) < need:  # the resampler's latency: pad (at most a few samples)
             self._out += bytes(need - len(self._out))
-        probs = []
-        for i in range(n):
-            window = bytes(self._out[i * 1024:(i + 1) * 1024])
-            probs.append(float(self._detector(window)))
+        y = np.frombuffer(bytes(self._out[:need]), dtype="<i2").astype(np.float32)
+        y *= 1.0 / 32768.0
         del self._out[:need]
-        return probs
+        w = WINDOW_SAMPLES_16K
+        # a list of floats is the cheapest input the binding takes
+        return [float(self._detector.process_samples(y[i * w:(i + 1) * w].tolist()))
+                for i in range(n)]
 
 
 class TurnDetector:
