@@ -3,7 +3,7 @@
     python examples/live_captions_tk.py                 # OpenAI (needs OPENAI_API_KEY)
     python examples/live_captions_tk.py --local         # offline engine, no key, no network
     python examples/live_captions_tk.py --url ws://127.0.0.1:8765/v1/realtime
-    python examples/live_captions_tk.py --wav examples/audio/hello.wav --autostart
+    python examples/live_captions_tk.py --file meeting.m4a --autostart   # any audio/video file
 
 Every realtime_sync callback reaches the window through ``marshal=rs.gui.tk(root)``, so the
 handlers below touch widgets directly. Slow work (connecting, closing) runs on a worker thread
@@ -93,12 +93,13 @@ class CaptionsApp:
         self.start_btn = ttk.Button(bar, text="Start", command=self.start)
         self.stop_btn = ttk.Button(bar, text="Stop", command=self.stop, state="disabled")
         save = ttk.Button(bar, text="Save as SRT…", command=self.save_srt)
+        open_file = ttk.Button(bar, text="Open file…", command=self.open_file)
         self.level = tkinter.Canvas(bar, width=120, height=14, bg="#222", highlightthickness=0)
         for label, widget in (("Input", self.device), ("Model", self.model),
                               ("Language", self.language)):
             ttk.Label(bar, text=label).pack(side="left", padx=(6, 2))
             widget.pack(side="left")
-        for button in (self.start_btn, self.stop_btn, save):
+        for button in (self.start_btn, self.stop_btn, open_file, save):
             button.pack(side="left", padx=2)
         self.level.pack(side="left", padx=6)
 
@@ -158,7 +159,8 @@ class CaptionsApp:
         tr.start()
         try:
             if self.args.wav:
-                source: Any = audio.WavSource(self.args.wav, realtime=True)
+                # WAV, MP3, M4A, FLAC, OGG/Opus, WebM, a video's audio track (PyAV decodes)
+                source: Any = audio.FileSource(self.args.wav, realtime=True)
             else:
                 source = audio.Microphone(device=device)
             self.tap = LevelTap(source)
@@ -277,6 +279,17 @@ class CaptionsApp:
 
         threading.Thread(target=run, name="realtime-sync-example-worker", daemon=True).start()
 
+    def open_file(self) -> None:
+        """Transcribe a file (paced in real time) instead of the microphone."""
+        path = filedialog.askopenfilename(filetypes=[
+            ("Audio and video", "*.wav *.mp3 *.m4a *.aac *.flac *.ogg *.opus *.webm *.mp4 "
+                                "*.mkv *.mov"),
+            ("All files", "*")])
+        if path:
+            self.args.wav = path
+            self.device.configure(values=self._devices())
+            self.device.current(0)
+
     def save_srt(self) -> None:
         if not self.finals:
             messagebox.showinfo("Save as SRT", "Nothing transcribed yet.")
@@ -315,7 +328,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="offline engine, no key needed")
     where.add_argument("--url", help="a Realtime server URL (e.g. `realtime-sync serve`)")
-    parser.add_argument("--wav", help="stream this WAV file (paced in real time), not a mic")
+    parser.add_argument("--file", "--wav", dest="wav",
+                        help="stream this audio or video file (paced in real time), not a mic")
     parser.add_argument("--model", help="transcription model (OpenAI)")
     parser.add_argument("--language", help="ISO-639-1 code, e.g. en")
     parser.add_argument("--autostart", action="store_true", help="start listening at once")

@@ -46,11 +46,16 @@ __all__ = [
     "Transcript",
     "Segment",
     "transcribe_file",
+    "Translator",
+    "Translation",
+    "Cue",
+    "translate_file",
     "Conversation",
     "Response",
     "audio",
     "gui",
     "captions",
+    "models",
 ]
 
 _LAZY = {
@@ -58,10 +63,15 @@ _LAZY = {
     "Transcript": ("transcription", "Transcript"),
     "Segment": ("transcription", "Segment"),
     "transcribe_file": ("transcription", "transcribe_file"),
+    "Translator": ("translation", "Translator"),
+    "Translation": ("translation", "Translation"),
+    "Cue": ("translation", "Cue"),
+    "translate_file": ("translation", "translate_file"),
     "Conversation": ("conversation", "Conversation"),
     "Response": ("conversation", "Response"),
 }
-_SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation"}
+_SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
+               "models", "translation"}
 
 
 def __getattr__(name: str) -> Any:

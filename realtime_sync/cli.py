@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("transcribe", help="transcribe a WAV file or the microphone")
-    t.add_argument("file", nargs="?", help="a WAV file (any rate, mono or stereo)")
+    t = sub.add_parser("transcribe", help="transcribe an audio/video file or the microphone")
+    t.add_argument("file", nargs="?",
+                   help="an audio or video file: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
@@ -192,13 +193,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .transcription import Transcriber
 
     if bool(args.file) == bool(args.mic):
-        raise UsageError("give a WAV FILE or --mic (one of them)")
+        raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
     if args.file:
-        from .audio import WavSource
+        from .audio import FileSource
 
-        WavSource(args.file).close()  # an unreadable file fails here, before any session
+        FileSource(args.file).close()  # an unreadable file fails here, before any session
     console = _Console(sys.stdout)
     with contextlib.ExitStack() as stack:
         options = _endpoint_options(args, stack)
@@ -253,9 +254,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _feed_file(tr: Any, path: str, realtime: bool) -> None:
-    from .audio import WavSource
+    from .audio import FileSource
 
-    with WavSource(path, realtime=realtime) as source:
+    with FileSource(path, realtime=realtime) as source:
         while True:
             chunk = source.read(2400)
             if not chunk:

@@ -27,14 +27,20 @@ class ConnectError(RealtimeSyncError):
     """The connection could not be opened, or closed before ``session.created``.
 
     Attributes:
-        code: the WebSocket close code when the server closed, else ``None``.
+        code: the WebSocket close code when the server closed, the HTTP status when it
+            refused the upgrade, else ``None``.
         reason: the close reason or a short description.
+        status: the HTTP status of a refused upgrade (e.g. 429, 503), else ``None``.
+        retry_after: the server's ``Retry-After`` in seconds, when it sent one.
     """
 
-    def __init__(self, message: str, *, code: Optional[int] = None, reason: str = "") -> None:
+    def __init__(self, message: str, *, code: Optional[int] = None, reason: str = "",
+                 status: Optional[int] = None, retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
 
 
 class AuthenticationError(ConnectError):

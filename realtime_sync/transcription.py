@@ -1027,25 +1027,26 @@ def transcribe_file(
     chunk_ms: int = 100,
     **options: Any,
 ) -> Transcript:
-    """Transcribe a WAV file and return its :class:`Transcript`. Blocking; any thread but a
-    dispatcher's.
+    """Transcribe an audio or video file and return its :class:`Transcript`. Blocking; any
+    thread but a dispatcher's.
 
     The file is streamed as fast as the server accepts it (or paced like a microphone with
     ``realtime=True``). At the end, audio the server has not committed is committed (under
     server VAD too), and the call returns when every committed turn has completed or failed.
 
     Args:
-        path: a WAV file (any rate, 8–32 bit, mono or stereo).
+        path: a WAV file (any rate, 8–32 bit, mono or stereo), or any audio or video file
+            PyAV decodes (MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv, ...; the ``audio`` extra).
         realtime: pace the audio in real time.
         progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
         timeout: give up (``TimeoutError``) after this many seconds in all.
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
-    from .audio import WavSource
+    from .audio import FileSource
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    source = WavSource(str(path), realtime=realtime)
+    source = FileSource(str(path), realtime=realtime)
     frames = 24 * chunk_ms
     bar = None
     try:
