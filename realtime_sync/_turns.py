@@ -27,7 +27,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 from .errors import AudioError, ConfigurationError
 
-__all__ = ["ClientVadOptions", "TurnDetector", "client_vad_options"]
+__all__ = ["ClientVadOptions", "TurnDetector", "client_vad_options", "resolve_turn_detection"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,16 @@ def client_vad_options(spec: Any) -> Optional[ClientVadOptions]:
         raise ConfigurationError(
             f"client_vad max_turn_ms must be >= 1000, not {opts.max_turn_ms}")
     return opts
+
+
+def resolve_turn_detection(model: str, spec: Any) -> Any:
+    """``"auto"`` becomes ``"server_vad"`` when the catalogue says the model allows server
+    VAD (unknown models do), else ``"client_vad"``; other values pass unchanged."""
+    if not (isinstance(spec, str) and spec == "auto"):
+        return spec
+    from .models import server_vad_allowed
+
+    return "server_vad" if server_vad_allowed(model) else "client_vad"
 
 
 class SileroProbability:

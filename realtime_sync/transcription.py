@@ -31,9 +31,9 @@ from typing import (
 )
 
 from ._dispatch import Marshal
-from ._turns import TurnDetector, client_vad_options
+from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
 from .client import RealtimeClient
-from .errors import ConfigurationError, NotConnectedError, TimeoutError
+from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
 
 __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
@@ -97,7 +97,7 @@ def build_session(
     model: str = DEFAULT_MODEL,
     language: Optional[str] = None,
     prompt: Optional[str] = None,
-    turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+    turn_detection: Union[str, Mapping[str, Any], None] = "auto",
     noise_reduction: Union[str, Mapping[str, Any], None] = None,
     include_logprobs: bool = False,
 ) -> Dict[str, Any]:
@@ -119,13 +119,14 @@ def build_session(
             raise TypeError("prompt must be a string")
         transcription["prompt"] = prompt
     td: Optional[Dict[str, Any]]
+    turn_detection = resolve_turn_detection(model, turn_detection)
     if turn_detection is None or client_vad_options(turn_detection) is not None:
         td = None  # client_vad: the client commits; the server's VAD is switched off
     elif isinstance(turn_detection, str):
         if turn_detection not in TURN_DETECTION_TYPES:
             raise ConfigurationError(
-                f"turn_detection must be 'server_vad', 'semantic_vad', 'client_vad', a dict or "
-                f"None, "
+                f"turn_detection must be 'auto', 'server_vad', 'semantic_vad', 'client_vad', "
+                f"a dict or None, "
                 f"not {turn_detection!r}"
             )
         td = {"type": turn_detection}
@@ -214,7 +215,8 @@ class Transcriber:
             ``whisper-1``, ``gpt-live-transcribe``, ...).
         language: ISO-639-1 code, or None to detect.
         prompt: text that guides the model (vocabulary, style).
-        turn_detection: ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
+        turn_detection: ``"auto"`` (the default: ``"server_vad"`` when the model allows it,
+            else ``"client_vad"``), ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
             this process commits each utterance: ``feed()`` runs it; a dict
             ``{"type": "client_vad", "silence_duration_ms": 500, "max_turn_ms": 30000, ...}``
             tunes it, see :class:`realtime_sync._turns.ClientVadOptions`), a dict of server
@@ -237,7 +239,7 @@ class Transcriber:
         model: str = DEFAULT_MODEL,
         language: Optional[str] = None,
         prompt: Optional[str] = None,
-        turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+        turn_detection: Union[str, Mapping[str, Any], None] = "auto",
         noise_reduction: Union[str, Mapping[str, Any], None] = None,
         include_logprobs: bool = False,
         on_partial: Optional[Callable[[Segment], Any]] = None,
@@ -264,12 +266,22 @@ class Transcriber:
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
+        auto = turn_detection == "auto"
+        turn_detection = resolve_turn_detection(model, turn_detection)
         client_vad = client_vad_options(turn_detection)
         self.vad = turn_detection is not None and client_vad is None
         """True under server VAD."""
         self.client_vad = client_vad is not None
         """True when this process detects the turns (``turn_detection="client_vad"``)."""
-        self._detector = TurnDetector(client_vad) if client_vad is not None else None
+        self._detector: Optional[TurnDetector] = None
+        if client_vad is not None:
+            try:
+                self._detector = TurnDetector(client_vad)
+            except AudioError as exc:
+                why = (f"{model!r} does not allow server VAD, so the client ends turns; "
+                       if auto else "")
+                raise AudioError(f"{why}{exc} (or pass turn_detection=None and call "
+                                 "commit() yourself)") from None
         self._feed_lock = threading.Lock()  # one feeder at a time through the detector
         self._vad_turns: List[List[int]] = []  # [start, end, generation committed in]
         self._vad_open: Optional[int] = None

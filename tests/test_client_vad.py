@@ -238,3 +238,36 @@ def test_partials_before_the_commit_land_in_the_segment_committed_later():
     first_partials = [t for k, i, t in events
                       if k == "partial" and i == transcript.segments[0].item_id]
     assert first_partials[0].strip() in ("the", "the quick")
+
+
+# -- the default: client VAD when the model does not allow server VAD --------------------------
+
+@pytest.mark.parametrize("model,expected", [
+    ("gpt-live-transcribe", "client_vad"),
+    ("gpt-realtime-whisper", "client_vad"),
+    ("gpt-transcribe", "server_vad"),
+    ("some-model-from-next-year", "server_vad"),  # unknown models pass through
+])
+def test_the_default_turn_detection_follows_the_catalogue(model, expected):
+    tr = rs.Transcriber(url="ws://127.0.0.1:9", api_key="sk-x", model=model)
+    assert tr.client_vad == (expected == "client_vad")
+    assert tr.vad == (expected == "server_vad")
+    wire = build_session(model=model)["audio"]["input"]["turn_detection"]
+    assert (wire is None) == (expected == "client_vad")
+
+
+def test_a_streaming_model_gives_final_segments_without_any_commit_call():
+    """The user story: pick the recommended model, feed speech, get finals."""
+    rec = ScriptedRecognizer(["first words", "second words"], streaming=True)
+    finals: List[str] = []
+    with FakeRealtimeServer(recognizer=rec) as srv, rs.Transcriber(
+        url=srv.url, api_key="sk-local", model="gpt-live-transcribe",
+        on_final=lambda s: finals.append(s.text),
+    ) as tr:
+        feed(tr, silence(300) + WEATHER + silence(1000) + WEATHER + silence(1000))
+        deadline = time.monotonic() + 20
+        while len(finals) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        updates = [e for e in srv.received if e["type"] == "session.update"]
+    assert finals == ["first words", "second words"]
+    assert updates[0]["session"]["audio"]["input"]["turn_detection"] is None
