@@ -232,24 +232,30 @@ class _FeedSink:
         self._tr.feed(pcm16)
         return ""
 
-    def _emit(self, event: Mapping[str, Any]) -> None:
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the translator's client, the stream is owned by the translator."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
         client = self._tr._client
         if client is not None:
-            client._emit(event)
+            client.host.emit(event)
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self._tr._streams.append(resource)
 
-    def _disown(self, resource: Any) -> None:
+    def disown(self, resource: Any) -> None:
         try:
             self._tr._streams.remove(resource)
         except ValueError:
             pass
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         client = self._tr._client
         if client is not None:
-            client._count(name, n)
+            client.host.count(name, n)
 
 
 class Translator:
@@ -701,7 +707,8 @@ class Translator:
             with self._changed:
                 if self._ended:
                     continue
-                if client.state in ("closed", "disconnected"):
+                # session.closed seen by the network thread: its handler runs next, wait for it
+                if client.state in ("closed", "disconnected") and not self._closed_on_wire():
                     raise NotConnectedError(
                         "the translation session ended before session.closed "
                         f"({client._not_connected_message()})")
@@ -711,6 +718,12 @@ class Translator:
                 self._changed.wait(min(0.1, remaining))
         self._deliver(flushed)
         return result
+
+    def _closed_on_wire(self) -> bool:
+        """True once the network thread has read ``session.closed`` (the dispatcher may not
+        have handled it yet: the socket's close can overtake the event's handler)."""
+        client = self._client
+        return bool(client is not None and getattr(client, "_session_ended", False))
 
     def _result(self) -> Translation:
         return Translation(cues=list(self._text.done), source_cues=list(self._source.done),
@@ -781,7 +794,7 @@ class Translator:
                         seen = len(self._text.text)
                     if self._ended or self._closed or client.state == "closed":
                         return
-                    if client.state == "disconnected":
+                    if client.state == "disconnected" and not self._closed_on_wire():
                         raise NotConnectedError(
                             f"the session ended for good ({client._not_connected_message()})")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
@@ -936,17 +949,18 @@ def translate_file(
     ``realtime=True``); then ``session.close`` flushes the translation.
 
     Args:
-        path: a WAV file (any rate, 8-32 bit, mono or stereo).
+        path: an audio file (WAV at any rate; other formats with PyAV, see
+            :class:`realtime_sync.audio.FileSource`).
         to: target language.
         realtime: pace the audio in real time.
         speech: keep the translated speech in :attr:`Translation.audio`.
         timeout: give up (``TimeoutError``) after this many seconds in all.
         **options: :class:`Translator` options (``model``, ``source_transcript``, ``url``, ...).
     """
-    from .audio import WavSource
+    from .audio import FileSource
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    source = WavSource(str(path), realtime=realtime)
+    source = FileSource(str(path), realtime=realtime)
     options.setdefault("keep_audio", speech)
     try:
         with Translator(to=to, **options) as tr:

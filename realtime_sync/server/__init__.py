@@ -38,6 +38,9 @@ from ._translation import (
     TranslationEngine,
     TranslationSession,
     TranslationStream,
+    WhisperTranslator,
+    local_translator,
+    offline_translator,
 )
 from ._vad import EnergyVad, Vad, default_vad_factory
 
@@ -74,4 +77,7 @@ __all__ = [
     "TranslationEngine",
     "TranslationStream",
     "TranslationSession",
+    "WhisperTranslator",
+    "local_translator",
+    "offline_translator",
 ]

@@ -10,7 +10,8 @@ cuts the input into 200 ms frames, hands them in order to a translation engine o
 engine, then ``session.closed`` is sent and the socket closed (1000).
 
 Engines: :class:`ScriptedTranslator` (tests: scripted text and a tone per voiced frame) and
-:class:`WhisperTranslator` (offline: Whisper's translate task, English output only).
+:class:`WhisperTranslator` (offline: Whisper's translate task, English output only; made by
+:func:`local_translator`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ __all__ = [
     "ScriptedTranslator",
     "TranslationSession",
     "validate_client_event",
+    "WhisperTranslator",
+    "local_translator",
+    "offline_translator",
+    "UnavailableTranslator",
     "FRAME_MS",
 ]
 
@@ -455,7 +460,13 @@ class TranslationSession:
             audio = copy.deepcopy(self.config["audio"])
 
         def job() -> None:
-            out = self._engine_stream().feed(frame, index * FRAME_MS, audio)
+            try:
+                out = self._engine_stream().feed(frame, index * FRAME_MS, audio)
+            except Exception as exc:  # an engine failure is an error event, never a dead socket
+                log.exception("translation engine failed")
+                self.error("engine_error", f"The translation engine failed: {exc}",
+                           type_="server_error")
+                return
             self._send_outputs(out, index * FRAME_MS)
 
         self._worker.submit(job)
@@ -493,8 +504,191 @@ class TranslationSession:
                 audio = copy.deepcopy(self.config["audio"])
             try:
                 self._send_outputs(self._engine_stream().flush(end, audio), end)
+            except Exception as exc:
+                log.exception("translation engine failed")
+                self.error("engine_error", f"The translation engine failed: {exc}",
+                           type_="server_error")
             finally:
                 self.emit({"type": "session.closed"})
                 self._close(1000, "session closed")
 
         self._worker.submit(job)
+
+
+# ---- the offline engine -----------------------------------------------------------------------
+
+OFFLINE_TARGETS = ("en",)
+"""What Whisper's translate task produces: English text (from any language it knows)."""
+
+
+def _offline_refusal(lang: Any) -> str:
+    return (f"The offline engine cannot translate into '{lang}': Whisper's translate task "
+            "produces English only. Use 'en' offline, or the OpenAI service "
+            "(gpt-realtime-translate) for other target languages.")
+
+
+class WhisperTranslator:
+    """Offline translation into English with Whisper's translate task.
+
+    Speech is cut into phrases by a voice activity detector (``vad_factory``, the offline
+    engine's Silero VAD or the energy VAD); each phrase is translated when it ends (or when it
+    reaches ``max_phrase_ms``) and sent at the ``elapsed_ms`` of that frame. With
+    ``audio.input.transcription`` set, the phrase is also transcribed as source text. No
+    translated speech (the engine has no speech synthesis).
+
+    Args:
+        recognizer: an object with ``translate(pcm16) -> str`` and
+            ``transcribe(pcm16) -> Iterator[str]`` (the engine's ``WhisperRecognizer`` with a
+            multilingual model such as ``base``).
+        vad_factory: ``callable(turn_detection) -> Vad``.
+        max_phrase_ms: longest phrase translated at once.
+    """
+
+    def __init__(self, recognizer: Any, vad_factory: Callable[[Any], Any], *,
+                 max_phrase_ms: int = 15000) -> None:
+        if not callable(getattr(recognizer, "translate", None)):
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError("this offline engine has no translate task (it needs "
+                                     "WhisperRecognizer.translate and a multilingual model)")
+        self.recognizer = recognizer
+        self.vad_factory = vad_factory
+        self.max_phrase_ms = int(max_phrase_ms)
+
+    def check(self, audio: Dict[str, Any]) -> Optional[str]:
+        lang = (audio.get("output") or {}).get("language")
+        if not isinstance(lang, str) or lang.split("-")[0].lower() not in OFFLINE_TARGETS:
+            return _offline_refusal(lang)
+        return None
+
+    def open(self) -> _WhisperStream:
+        vad = self.vad_factory({"type": "server_vad", "threshold": 0.5,
+                                "prefix_padding_ms": 300, "silence_duration_ms": 500})
+        return _WhisperStream(self, vad)
+
+
+class _WhisperStream:
+    def __init__(self, engine: WhisperTranslator, vad: Any) -> None:
+        self.engine = engine
+        self.vad = vad
+        self.audio = bytearray()
+        self.audio_start_ms = 0  # time of self.audio[0]
+        self.total_ms = 0
+        self.speech_from: Optional[int] = None
+        self.phrases = 0
+
+    def _cut(self, start_ms: int, end_ms: int) -> bytes:
+        a = max(0, (start_ms - self.audio_start_ms) * BYTES_PER_MS)
+        b = max(a, (end_ms - self.audio_start_ms) * BYTES_PER_MS)
+        return bytes(self.audio[a:b])
+
+    def _forget_until(self, ms: int) -> None:
+        drop = max(0, (ms - self.audio_start_ms) * BYTES_PER_MS)
+        if drop:
+            del self.audio[:drop]
+            self.audio_start_ms += drop // BYTES_PER_MS
+
+    def _phrase(self, start_ms: int, end_ms: int, config: Dict[str, Any]) -> List[Output]:
+        pcm = self._cut(start_ms, end_ms)
+        self._forget_until(end_ms)
+        if not pcm:
+            return []
+        out: List[Output] = []
+        lead = " " if self.phrases else ""
+        text = self.engine.recognizer.translate(pcm).strip()
+        if text:
+            out.append(("text", lead + text))
+        if (config.get("input") or {}).get("transcription"):
+            source = "".join(self.engine.recognizer.transcribe(pcm)).strip()
+            if source:
+                out.append(("source", lead + source))
+        if out:
+            self.phrases += 1
+        return out
+
+    def feed(self, frame: bytes, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        self.audio += frame
+        self.total_ms += len(frame) // BYTES_PER_MS
+        out: List[Output] = []
+        for kind, ms in (self.vad.feed(frame) if self.vad is not None else []):
+            if kind == "speech_started":
+                self.speech_from = ms
+            elif kind == "speech_stopped" and self.speech_from is not None:
+                out += self._phrase(self.speech_from, ms, config)
+                self.speech_from = None
+        if self.speech_from is None:
+            # keep a little audio before a possible onset (the VAD's prefix padding)
+            self._forget_until(self.total_ms - 1000)
+        elif self.total_ms - self.speech_from >= self.engine.max_phrase_ms:
+            out += self._phrase(self.speech_from, self.total_ms, config)
+            self.speech_from = self.total_ms
+        return out
+
+    def flush(self, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        if self.speech_from is None:
+            return []
+        start, self.speech_from = self.speech_from, None
+        return self._phrase(start, self.total_ms, config)
+
+
+def local_translator(model: Optional[str] = None, to: str = "en") -> WhisperTranslator:
+    """The offline translation engine for ``RealtimeServer(translator=...)``.
+
+    Checks the target first (English only), then the engine's packages and a multilingual
+    model (``model``; default: the built-in multilingual ``base`` weights when installed).
+    Nothing is downloaded.
+
+    Raises:
+        ConfigurationError: a target other than English, a missing package or model, or an
+            English-only model (each message says what would work).
+    """
+    from ..errors import ConfigurationError
+    from ._engine import local_engine
+
+    if not isinstance(to, str) or to.split("-")[0].lower() not in OFFLINE_TARGETS:
+        raise ConfigurationError(_offline_refusal(to).replace("Use 'en' offline",
+                                                              "Use --to en offline"))
+    if model is None:
+        try:
+            from . import _models  # type: ignore[attr-defined]  # the built-in weights
+            builtin = getattr(_models, "BUILTIN_MODELS", {})
+        except ImportError:
+            builtin = {}
+        if "base" not in builtin:
+            raise ConfigurationError(
+                "offline translation needs a multilingual Whisper model, and this install has "
+                "only the English-only tiny.en: pass the directory of a multilingual "
+                "faster-whisper model (--model DIR)")
+        model = "base"
+    recognizer, vad_factory = local_engine(model)
+    english_only = getattr(recognizer, "english_only", None)
+    if english_only is True or str(model).endswith(".en"):
+        raise ConfigurationError(
+            f"the offline model {model!r} is English-only and cannot translate: use the "
+            "multilingual 'base' model (--model base)")
+    return WhisperTranslator(recognizer, vad_factory)
+
+
+class UnavailableTranslator:
+    """The translation engine of a server that cannot translate: every session configuration
+    is refused with ``reason`` (e.g. why the offline engine is missing)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def check(self, audio: Dict[str, Any]) -> Optional[str]:
+        return self.reason
+
+    def open(self) -> TranslationStream:
+        raise RuntimeError(self.reason)
+
+
+def offline_translator(model: Optional[str] = None) -> TranslationEngine:
+    """:func:`local_translator` for ``realtime-sync serve --local``, or an engine that refuses
+    every translation session with the reason it is unavailable."""
+    from ..errors import ConfigurationError
+
+    try:
+        return local_translator(model, "en")
+    except ConfigurationError as exc:
+        return UnavailableTranslator(str(exc))
