@@ -2,6 +2,7 @@
 
     realtime-sync transcribe FILE|--mic [--device D] [--model M] [--language L] [--local]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+    realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
     realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex]
@@ -43,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("transcribe", help="transcribe a WAV file or the microphone")
-    t.add_argument("file", nargs="?", help="a WAV file (any rate, mono or stereo)")
+    t = sub.add_parser("transcribe", help="transcribe an audio/video file or the microphone")
+    t.add_argument("file", nargs="?",
+                   help="an audio or video file: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
-                   help="no server VAD: commit every --commit-every seconds (streaming models)")
+                   help="no turn detection at all: commit every 3 s (by default the server "
+                   "detects turns, or the client when the model does not allow server VAD)")
     t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
     _add_common(t)
 
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="offline model directory or name (--local)")
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
+
+    from ._cli_translate import add_parser as add_translate
+
+    add_translate(sub, _add_common)  # realtime-sync translate (its own module)
 
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
     c.add_argument("--model", default="gpt-realtime")
@@ -160,9 +167,11 @@ def _local_server(model: Optional[str], engine: bool = True,
     kwargs: dict = {}
     if engine:
         from .server import local_engine
+        from .server._translation import offline_translator
 
         recognizer, vad_factory = local_engine(model)
-        kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
+        kwargs.update(recognizer=recognizer, vad_factory=vad_factory,
+                      translator=offline_translator(None))  # Whisper's translate task
     with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
         yield srv
 
@@ -192,13 +201,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .transcription import Transcriber
 
     if bool(args.file) == bool(args.mic):
-        raise UsageError("give a WAV FILE or --mic (one of them)")
+        raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
     if args.file:
-        from .audio import WavSource
+        from .audio import FileSource
 
-        WavSource(args.file).close()  # an unreadable file fails here, before any session
+        FileSource(args.file).close()  # an unreadable file fails here, before any session
     console = _Console(sys.stdout)
     with contextlib.ExitStack() as stack:
         options = _endpoint_options(args, stack)
@@ -224,7 +233,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
         tr = Transcriber(
             model=model, language=args.language, prompt=args.prompt,
-            turn_detection=None if args.no_vad else "server_vad",
+            turn_detection=None if args.no_vad else "auto",
             on_partial=(lambda s: console.partial(s.text)) if writer is None or args.output
             else None,
             on_final=on_final, **options,
@@ -253,9 +262,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _feed_file(tr: Any, path: str, realtime: bool) -> None:
-    from .audio import WavSource
+    from .audio import FileSource
 
-    with WavSource(path, realtime=realtime) as source:
+    with FileSource(path, realtime=realtime) as source:
         while True:
             chunk = source.read(2400)
             if not chunk:
@@ -323,7 +332,14 @@ def _chat_endpoint(args: argparse.Namespace) -> dict:
     return {}
 
 
-COMMANDS = {"transcribe": cmd_transcribe, "devices": cmd_devices, "serve": cmd_serve,
+def cmd_translate(args: argparse.Namespace) -> int:
+    from ._cli_translate import cmd_translate as run
+
+    return run(args)
+
+
+COMMANDS = {"transcribe": cmd_transcribe, "translate": cmd_translate, "devices": cmd_devices,
+            "serve": cmd_serve,
             "chat": cmd_chat}
 
 
