@@ -123,3 +123,26 @@ def test_speak_plays_the_translated_speech_through_the_speaker(rig, srv, speech)
     band = np.fft.irfft(spectrum, len(x))
     power = np.convolve(band ** 2, np.ones(240) / 240, "valid")
     assert (np.sqrt(power) > 1500).sum() / 24000 >= 0.8  # about a second of tone
+
+
+@pytest.mark.audio_device
+def test_speaker_survives_a_flush_while_playing(rig, caplog):  # noqa: F811
+    """--speak stops the speaker while it may still play (Ctrl-C, an error): a flush in the
+    middle of playback must leave the player thread alive and silent."""
+    import time
+
+    from realtime_sync.audio import Speaker
+
+    with Speaker() as speaker:
+        speaker.feed(tone(1500))
+        deadline = time.monotonic() + 10
+        while speaker.played_ms < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        speaker.flush()
+        time.sleep(0.3)
+        assert speaker._thread is not None and speaker._thread.is_alive()
+        speaker.feed(tone(300))  # and it plays again
+        deadline = time.monotonic() + 10
+        while speaker.queued_ms > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "speaker thread failed" not in caplog.text
