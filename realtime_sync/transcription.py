@@ -27,12 +27,14 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Tuple,
     Union,
 )
 
 from ._dispatch import Marshal
+from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
 from .client import RealtimeClient
-from .errors import ConfigurationError, NotConnectedError, TimeoutError
+from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
 
 __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
@@ -96,7 +98,7 @@ def build_session(
     model: str = DEFAULT_MODEL,
     language: Optional[str] = None,
     prompt: Optional[str] = None,
-    turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+    turn_detection: Union[str, Mapping[str, Any], None] = "auto",
     noise_reduction: Union[str, Mapping[str, Any], None] = None,
     include_logprobs: bool = False,
 ) -> Dict[str, Any]:
@@ -118,12 +120,14 @@ def build_session(
             raise TypeError("prompt must be a string")
         transcription["prompt"] = prompt
     td: Optional[Dict[str, Any]]
-    if turn_detection is None:
-        td = None
+    turn_detection = resolve_turn_detection(model, turn_detection)
+    if turn_detection is None or client_vad_options(turn_detection) is not None:
+        td = None  # client_vad: the client commits; the server's VAD is switched off
     elif isinstance(turn_detection, str):
         if turn_detection not in TURN_DETECTION_TYPES:
             raise ConfigurationError(
-                f"turn_detection must be 'server_vad', 'semantic_vad', a dict or None, "
+                f"turn_detection must be 'auto', 'server_vad', 'semantic_vad', 'client_vad', "
+                f"a dict or None, "
                 f"not {turn_detection!r}"
             )
         td = {"type": turn_detection}
@@ -178,24 +182,30 @@ class _FeedSink:
         self._tr.feed(pcm16)
         return ""
 
-    def _emit(self, event: Mapping[str, Any]) -> None:
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the transcriber's client, the stream is owned by the transcriber."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
         client = self._tr._client
         if client is not None:
-            client._emit(event)
+            client.host.emit(event)
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self._tr._streams.append(resource)
 
-    def _disown(self, resource: Any) -> None:
+    def disown(self, resource: Any) -> None:
         try:
             self._tr._streams.remove(resource)
         except ValueError:
             pass
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         client = self._tr._client
         if client is not None:
-            client._count(name, n)
+            client.host.count(name, n)
 
 
 class Transcriber:
@@ -212,8 +222,12 @@ class Transcriber:
             ``whisper-1``, ``gpt-live-transcribe``, ...).
         language: ISO-639-1 code, or None to detect.
         prompt: text that guides the model (vocabulary, style).
-        turn_detection: ``"server_vad"``, ``"semantic_vad"``, a dict of VAD parameters, or
-            None (you commit turns; required by streaming models).
+        turn_detection: ``"auto"`` (the default: ``"server_vad"`` when the model allows it,
+            else ``"client_vad"``), ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
+            this process commits each utterance: ``feed()`` runs it; a dict
+            ``{"type": "client_vad", "silence_duration_ms": 500, "max_turn_ms": 30000, ...}``
+            tunes it, see :class:`realtime_sync._turns.ClientVadOptions`), a dict of server
+            VAD parameters, or None (you commit turns).
         noise_reduction: ``"near_field"``, ``"far_field"`` or None.
         include_logprobs: ask for token log-probabilities.
         on_partial: ``on_partial(segment)`` on every delta with the text so far of a turn.
@@ -232,7 +246,7 @@ class Transcriber:
         model: str = DEFAULT_MODEL,
         language: Optional[str] = None,
         prompt: Optional[str] = None,
-        turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+        turn_detection: Union[str, Mapping[str, Any], None] = "auto",
         noise_reduction: Union[str, Mapping[str, Any], None] = None,
         include_logprobs: bool = False,
         on_partial: Optional[Callable[[Segment], Any]] = None,
@@ -259,7 +273,27 @@ class Transcriber:
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
-        self.vad = turn_detection is not None
+        auto = turn_detection == "auto"
+        turn_detection = resolve_turn_detection(model, turn_detection)
+        client_vad = client_vad_options(turn_detection)
+        self.vad = turn_detection is not None and client_vad is None
+        """True under server VAD."""
+        self.client_vad = client_vad is not None
+        """True when this process detects the turns (``turn_detection="client_vad"``)."""
+        self._detector: Optional[TurnDetector] = None
+        if client_vad is not None:
+            try:
+                self._detector = TurnDetector(client_vad)
+            except AudioError as exc:
+                why = (f"{model!r} does not allow server VAD, so the client ends turns; "
+                       if auto else "")
+                raise AudioError(f"{why}{exc} (or pass turn_detection=None and call "
+                                 "commit() yourself)") from None
+        self._feed_lock = threading.Lock()  # one feeder at a time through the detector
+        self._vad_turns: List[List[int]] = []  # [start, end, generation committed in]
+        self._vad_open: Optional[int] = None
+        self._vad_limit = 0
+        self._vad_dead = 0
         self.vad_grace = 1.5
         """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._on_partial = on_partial
@@ -286,6 +320,9 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._dropped_bytes = 0
+        self._drop_episode = 0  # bytes lost in the current episode (one warning per episode)
+        # ranges sent to the current session, then pushed out of the ring (lost if replayed)
+        self._unreplayable: List[Tuple[int, int]] = []
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -295,6 +332,7 @@ class Transcriber:
         self._expires_at: Optional[float] = None
         self._rollover_due: Optional[float] = None
         self._closed = False
+        self._untracked = 0  # turns committed without an item_id
         self._error: Optional[BaseException] = None
         self._user_handlers: List[Any] = []
 
@@ -342,7 +380,7 @@ class Transcriber:
             # right after session.created: wait for it so the first feed() sends at once
             deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client._session_generation and client.connected:
+                while self._generation != client.host.session_number and client.connected:
                     if time.monotonic() >= deadline:
                         break
                     self._changed.wait(0.05)
@@ -385,6 +423,7 @@ class Transcriber:
         self._streams.clear()
         with self._lock:
             self._closed = True
+            self._end_drop_episode()
             self._changed.notify_all()
         client = self._client
         return client.close(timeout) if client is not None else True
@@ -415,12 +454,41 @@ class Transcriber:
         client = self.client
         if self._closed:
             raise NotConnectedError("the transcriber is closed")
-        with self._lock:
-            self._ring += pcm16
-            self._total += len(pcm16)
-            self._trim_ring()
+        if self._detector is not None:
+            with self._feed_lock:
+                turns = self._detector.feed(pcm16)
+                with self._lock:
+                    self._ring += pcm16
+                    self._total += len(pcm16)
+                    self._note_turns(turns)
+                    self._trim_ring()
+        else:
+            with self._lock:
+                self._ring += pcm16
+                self._total += len(pcm16)
+                self._trim_ring()
         self._pump(client)
         self._maybe_rollover(client)
+
+    def _note_turns(self, turns: List[Any]) -> None:
+        """Take the client VAD's new turns and state (feed lock and lock held)."""
+        det = self._detector
+        assert det is not None
+        for start, end in turns:
+            self._vad_turns.append([start, end, -1])
+        self._vad_open = det.open_start
+        self._vad_limit = det.send_limit
+        self._vad_dead = det.dead_until
+
+    def _end_client_turn(self) -> None:
+        """Client VAD: end the turn in progress now (at the end of what was fed)."""
+        det = self._detector
+        if det is None:
+            return
+        with self._feed_lock:
+            turn = det.flush()
+            with self._lock:
+                self._note_turns([turn] if turn is not None else [])
 
     def _pump(self, client: RealtimeClient) -> None:
         """Send what the current session has not had yet; replays after a new session.
@@ -428,12 +496,15 @@ class Transcriber:
         Sending happens outside the state lock (handlers never wait for the network), under
         ``_send_lock`` so appends and commits keep their order.
         """
+        if self._detector is not None:
+            self._pump_turns(client)
+            return
         with self._send_lock:
             while True:
                 with self._lock:
                     if not client.connected:
                         return
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         # a new session the dispatcher has not switched to yet: it first
                         # handles every event of the old one, then client.(re)connected
@@ -451,9 +522,76 @@ class Transcriber:
                     if self._generation == gen and self._sent == pos:
                         self._sent = pos + len(chunk)
 
+    def _pump_turns(self, client: RealtimeClient) -> Optional[str]:
+        """Client VAD: send the audio of each turn and commit at its end; audio between turns
+        is never sent. Replays after a new session commit at the same places. Returns the
+        last commit's ``event_id``."""
+        last_id: Optional[str] = None
+        with self._send_lock:
+            while True:
+                entry = None
+                chunk = b""
+                with self._lock:
+                    if not client.connected:
+                        return last_id
+                    gen = client._session_generation
+                    if gen != self._generation:
+                        return last_id
+                    turn = next((t for t in self._vad_turns if t[2] != gen), None)
+                    if turn is not None:
+                        start, end = turn[0], turn[1]
+                    elif self._vad_open is not None:
+                        start, end = self._vad_open, self._vad_limit
+                    else:  # between turns: skip what belongs to no turn
+                        dead = min(max(self._vad_dead, self._ring_start), self._total)
+                        if self._sent == self._last_commit_pos and dead > self._sent:
+                            self._sent = self._last_commit_pos = dead
+                            self._trim_ring()
+                        return last_id
+                    start = max(start, self._ring_start)
+                    if self._sent < start and self._sent == self._last_commit_pos:
+                        self._sent = self._last_commit_pos = start
+                    pos = self._sent
+                    if pos < end:
+                        offset = pos - self._ring_start
+                        chunk = bytes(self._ring[offset:offset + min(end - pos, 480_000)])
+                    elif turn is None:
+                        return last_id  # the turn in progress: all sent that may be
+                    else:
+                        turn[2] = gen
+                        if pos - self._last_commit_pos < MIN_COMMIT_BYTES:
+                            continue  # too short to commit: it joins the next turn
+                        entry = (new_event_id(), self._last_commit_pos, pos)
+                        self._commit_fifo.append(entry)
+                        self._last_commit_pos = pos
+                if entry is None:
+                    try:
+                        client.input_audio_buffer.append(chunk)
+                    except NotConnectedError:
+                        return last_id
+                    with self._lock:
+                        if self._generation == gen and self._sent == pos:
+                            self._sent = pos + len(chunk)
+                    continue
+                try:
+                    client.send({"type": "input_audio_buffer.commit", "event_id": entry[0]})
+                except NotConnectedError:
+                    with self._lock:
+                        if entry in self._commit_fifo:
+                            self._commit_fifo.remove(entry)
+                            self._last_commit_pos = entry[1]
+                    return last_id
+                last_id = entry[0]
+
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
         first = self._generation < 0
+        needed = self._replay_start()
+        lost = sum(max(0, end - max(start, needed)) for start, end in self._unreplayable)
+        self._unreplayable.clear()
+        if lost and not first:
+            self._count_drop(lost)
+        self._end_drop_episode()
         self._generation = gen
         self._session_index += 1
         self._session_base = self._ring_start
@@ -476,41 +614,86 @@ class Transcriber:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
                             replay // BYTES_PER_MS)
 
-    def _trim_ring(self) -> None:
-        """Forget audio whose turns have all completed; bound the rest (lock held)."""
-        keep_from = self._last_commit_pos
+    def _replay_start(self) -> int:
+        """Where a new session would have to start replaying: the first audio not yet
+        transcribed for sure (lock held)."""
+        start = min(self._last_commit_pos, self._sent)
         for item_id in self._order[self._final_cursor:]:
             seg = self._segments.get(item_id)
             if seg is not None and seg.start_pos is not None:
-                keep_from = min(keep_from, seg.start_pos)
+                start = min(start, seg.start_pos)
                 break
         if self._commit_fifo:  # commits in flight: their audio is not transcribed yet
-            keep_from = min(keep_from, self._commit_fifo[0][1])
-        keep_from = min(keep_from, self._sent)
+            start = min(start, self._commit_fifo[0][1])
+        return start
+
+    def _trim_ring(self) -> None:
+        """Forget audio whose turns have all completed; bound the rest (lock held).
+
+        Beyond ``max_buffer_s`` the oldest audio leaves the ring. Audio the current session
+        has not had yet is lost at once and counted then; audio it has had is only out of
+        reach of a replay, and counted as lost if a new session ever needs it
+        (:meth:`_start_new_session`). Nothing is counted twice."""
+        needed = self._replay_start()
+        keep_from = max(needed, self._ring_start)  # what is gone is gone
         overflow = (self._total - keep_from) - self._max_buffer
+        lost = 0
         if overflow > 0:
             overflow += overflow % 2
-            keep_from += overflow
-            self._dropped_bytes += overflow
-            logger.warning("transcriber buffer full: dropped %d ms of untranscribed audio",
-                           overflow // BYTES_PER_MS)
-            if self._client is not None:
-                self._client._count("audio_dropped", overflow)
-                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
-                                    "ms": overflow // BYTES_PER_MS, "source": "transcriber"})
+            end = keep_from + overflow
+            sent_end = min(end, max(self._sent, keep_from))
+            if sent_end > keep_from:  # sent to this session: lost only if replayed
+                self._unreplayable.append((keep_from, sent_end))
+            lost = end - sent_end
+            keep_from = end
             self._sent = max(self._sent, keep_from)
+        # forget unreplayable ranges no replay can need any more (their turns completed)
+        while self._unreplayable and self._unreplayable[0][1] <= needed:
+            self._unreplayable.pop(0)
+        if len(self._unreplayable) > 64:  # contiguous in practice; merge to stay bounded
+            self._unreplayable[:] = [(self._unreplayable[0][0], self._unreplayable[-1][1])]
+        if lost > 0:
+            self._count_drop(lost)
+        else:
+            self._end_drop_episode()
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
+        while self._vad_turns and self._vad_turns[0][1] <= self._ring_start:
+            del self._vad_turns[0]
+
+    def _count_drop(self, nbytes: int) -> None:
+        """Account ``nbytes`` of audio that will never be transcribed (lock held): the
+        counter, ``stats()["audio_dropped"]`` and one ``client.audio_dropped`` event each
+        time; the warning is logged once per episode (:meth:`_end_drop_episode`)."""
+        self._dropped_bytes += nbytes
+        self._drop_episode += nbytes
+        client = self._client
+        if client is not None:
+            client.host.count("audio_dropped", nbytes)
+            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+                          "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
+
+    def _end_drop_episode(self) -> None:
+        """Log one warning for the audio lost since the episode began (lock held)."""
+        if self._drop_episode:
+            logger.warning(
+                "transcriber buffer full: dropped %d ms of untranscribed audio (max_buffer_s=%g)",
+                self._drop_episode // BYTES_PER_MS, self._max_buffer / BYTES_PER_MS / 1000)
+            self._drop_episode = 0
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
 
         Returns the commit's ``event_id``, or None when less than 100 ms is uncommitted (the
         server would refuse it) or the session is reconnecting (the audio is kept and
-        replayed; commit again later).
+        replayed; commit again later). Under ``client_vad`` it ends the turn in progress now
+        (None when no speech is pending: silence is never committed).
         """
         client = self.client
+        if self._detector is not None:
+            self._end_client_turn()
+            return self._pump_turns(client)
         self._pump(client)
         with self._send_lock:
             with self._lock:
@@ -575,7 +758,12 @@ class Transcriber:
 
     @property
     def dropped_ms(self) -> int:
-        """Untranscribed audio dropped because the replay buffer overflowed."""
+        """Audio that will never be transcribed because the replay buffer (``max_buffer_s``)
+        overflowed: audio fed while the session could not take it, or audio a new session
+        had to replay and the buffer no longer held. Audio the session already had and that
+        was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
+        the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
+        events."""
         return self._dropped_bytes // BYTES_PER_MS
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
@@ -585,7 +773,7 @@ class Transcriber:
         segment comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.segments()")
+        client.host.check_blocking_call("Transcriber.segments()")
         index = 0
         while True:
             with self._changed:
@@ -597,7 +785,7 @@ class Transcriber:
                         return
                     if client.state == "disconnected":
                         raise NotConnectedError(
-                            f"the session ended for good ({client._not_connected_message()});"
+                            f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
@@ -616,9 +804,10 @@ class Transcriber:
             NotConnectedError: the session ended for good first.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.finish()")
+        client.host.check_blocking_call("Transcriber.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         grace: Optional[float] = None
+        self._end_client_turn()
         while True:
             self._pump(client)
             with self._changed:
@@ -628,8 +817,16 @@ class Transcriber:
                 uncommitted = self._sent - self._last_commit_pos
                 if settled and uncommitted < MIN_COMMIT_BYTES \
                         and self._final_cursor == len(self._order):
+                    self._end_drop_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= MIN_COMMIT_BYTES:
+                if self._detector is not None:
+                    # client VAD: sent audio left uncommitted by a refused commit
+                    self._end_client_turn()
+                    with self._lock:
+                        self._vad_turns.append([self._last_commit_pos, self._sent, -1])
+                    self._pump_turns(client)
+                    continue
                 if self.vad:
                     # give the server's VAD a moment to finish the turn it may be in
                     if grace is None:
@@ -679,14 +876,14 @@ class Transcriber:
         if due is None or time.time() < due:
             return
         with self._lock:
-            quiet = (self._in_speech is None and not self._commit_fifo
+            quiet = (self._in_speech is None and self._vad_open is None and not self._commit_fifo
                      and self._final_cursor == len(self._order))
             hard = self._expires_at is not None and time.time() >= self._expires_at - 5
             if not (quiet or hard):
                 return
             self._rollover_due = None
         logger.info("session expires soon: rolling over to a new session")
-        client._restart()
+        client.host.restart()
 
     # -- event handlers (dispatcher thread) -----------------------------------------------------
     def _segment(self, item_id: str) -> Segment:
@@ -713,7 +910,7 @@ class Transcriber:
         if client is None:
             return
         with self._changed:
-            gen = client._session_generation
+            gen = client.host.session_number
             if gen != self._generation:
                 self._start_new_session(gen)
             self._changed.notify_all()
@@ -754,7 +951,8 @@ class Transcriber:
 
     def _on_committed(self, event: Event) -> None:
         item_id = event.get("item_id")
-        if not isinstance(item_id, str):
+        if not isinstance(item_id, str) or not item_id:
+            self._untracked_turn(event)
             return
         prev = event.get("previous_item_id")
         with self._changed:
@@ -783,6 +981,35 @@ class Transcriber:
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
+    def _untracked_turn(self, event: Event) -> None:
+        """``committed`` without a usable ``item_id``: no transcript can ever be matched to
+        the turn. Report it, and end the turn as failed (in its place in the order) so that
+        :meth:`finish` does not wait for it."""
+        client = self._client
+        if client is not None:
+            client.host.protocol_error(
+                f"item_id {event.get('item_id')!r} is not an item id: the turn cannot be"
+                " tracked (reported as a failed segment)", event)
+        with self._changed:
+            self._untracked += 1
+            item_id = f"untracked_{self._untracked}"
+            seg = self._segment(item_id)
+            seg.committed = True
+            seg.final = True
+            seg.error = {"type": "protocol_error", "code": "untracked_turn",
+                         "message": "the server committed the turn without an item_id"}
+            if self._commit_fifo:
+                _, seg.start_pos, seg.end_pos = self._commit_fifo.pop(0)
+            else:
+                seg.start_pos, seg.end_pos = self._last_commit_pos, self._sent
+                self._last_commit_pos = self._sent
+            seg.start_ms = seg.start_pos // BYTES_PER_MS
+            seg.end_ms = seg.end_pos // BYTES_PER_MS
+            self._insert_in_order(item_id, event.get("previous_item_id"))
+            ready = self._advance_finals()
+            self._changed.notify_all()
+        self._deliver_finals(ready)
+
     def _insert_in_order(self, item_id: str, prev: Any) -> None:
         order = self._order
         if isinstance(prev, str) and prev in order:
@@ -802,7 +1029,7 @@ class Transcriber:
             if seg.final:
                 return
             seg.text += delta
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = (seg.logprobs or []) + list(event["logprobs"])
             snapshot = Segment(**{**seg.__dict__})
         if self._on_partial is not None:
@@ -817,7 +1044,7 @@ class Transcriber:
             transcript = event.get("transcript")
             if isinstance(transcript, str):
                 seg.text = transcript
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = list(event["logprobs"])
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None

@@ -232,24 +232,30 @@ class _FeedSink:
         self._tr.feed(pcm16)
         return ""
 
-    def _emit(self, event: Mapping[str, Any]) -> None:
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the translator's client, the stream is owned by the translator."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
         client = self._tr._client
         if client is not None:
-            client._emit(event)
+            client.host.emit(event)
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self._tr._streams.append(resource)
 
-    def _disown(self, resource: Any) -> None:
+    def disown(self, resource: Any) -> None:
         try:
             self._tr._streams.remove(resource)
         except ValueError:
             pass
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         client = self._tr._client
         if client is not None:
-            client._count(name, n)
+            client.host.count(name, n)
 
 
 class Translator:
