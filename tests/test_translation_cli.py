@@ -8,7 +8,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from test_audio_device import MonitorRecorder, rig  # noqa: F401 - the rig fixture
+from test_audio_device import MonitorRecorder, play_into_mic, rig  # noqa: F401 - rig fixture
 
 import realtime_sync as rs
 from realtime_sync.cli import main
@@ -146,3 +146,13 @@ def test_speaker_survives_a_flush_while_playing(rig, caplog):  # noqa: F811
         while speaker.queued_ms > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert "speaker thread failed" not in caplog.text
+
+
+@pytest.mark.audio_device
+def test_listen_translates_the_virtual_microphone(rig, srv):  # noqa: F811
+    with rs.Translator(to="es", url=srv.url, api_key="sk-local") as tr:
+        tr.listen()
+        play_into_mic(bytes(48 * 300) + tone(800, amplitude=0.5) + bytes(48 * 600))
+        result = tr.finish(timeout=20)
+    assert result.text == "Hola mundo."
+    assert result.cues[0].start_ms >= 200  # after the leading silence, on the mic's clock
