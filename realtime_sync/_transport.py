@@ -807,10 +807,6 @@ class Transport:
             info.retry_after = parse_retry_after(headers.get("retry-after"))
             if status in AUTH_HTTP_STATUSES:
                 info.extra["auth"] = True
-            elif not info.reason:
-                # not a Realtime server (a web page, a proxy): one line, not raw headers
-                info.reason = (f"the server answered HTTP {error.status_code}, not a WebSocket "
-                               "upgrade: is the URL right?")
         logger.debug("connection error: %s", _secrets.redact(str(error)))
 
     def _cb_close(self, app: websocket.WebSocketApp, code: Optional[int], reason: Any) -> None:
