@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
-                   help="no server VAD: commit every --commit-every seconds (streaming models)")
+                   help="no turn detection at all: commit every --commit-every seconds (by "
+                        "default the server detects turns, or the client when the model does "
+                        "not allow server VAD)")
     t.add_argument("--commit-every", type=_seconds, default=8.0, metavar="SECONDS",
                    help="with --no-vad: end a turn every SECONDS of audio, at a quiet moment "
                         "of a file (default 8)")
@@ -279,7 +281,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
         tr = Transcriber(
             model=model, language=language, prompt=args.prompt,
-            turn_detection=None if args.no_vad else "server_vad",
+            turn_detection=None if args.no_vad else "auto",
             on_partial=sink.partial, on_final=sink.final, reconnect=backoff, **options,
         )
         if args.events:
