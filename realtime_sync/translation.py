@@ -600,8 +600,8 @@ class Translator:
 
     def _tick(self, client: RealtimeClient) -> None:
         with self._changed:
-            if self._closed or self._closing or self._clock_start is None:
-                return
+            if self._closed or self._closing or self._flush_tail or self._clock_start is None:
+                return  # finishing: the rest goes out with session.close, no more silence
             if self._keepalive:
                 wall = int((time.monotonic() - self._clock_start) * 1000) * BYTES_PER_MS
                 lag = wall - self._total
@@ -778,7 +778,9 @@ class Translator:
         (``for piece in translator: print(piece, end="")``).
 
         Ends after ``session.closed`` or ``close()`` (once everything was yielded), or when
-        nothing new comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
+        nothing new comes for ``timeout`` seconds. After a reconnect the unfinished cue is
+        translated again, so its text may come twice (cues and ``on_text`` have it once).
+        Thread: any but the dispatcher thread.
 
         Raises:
             NotConnectedError: the session ended for good without ``session.closed``.
