@@ -195,7 +195,7 @@ class _Item:
     """Partial-transcription state of one item being spoken (matched by its audio)."""
 
     __slots__ = ("audio", "emitted", "words", "language", "guess", "decoded_ms", "decoded_at",
-                 "cost_ms")
+                 "cost_ms", "first_at", "first_ms")
 
     def __init__(self, audio: bytes) -> None:
         self.audio = audio  # the item's audio at the last partial() call
@@ -206,6 +206,8 @@ class _Item:
         self.decoded_ms = 0  # item audio length at the last decode
         self.decoded_at = 0.0  # time.monotonic() at the end of the last decode
         self.cost_ms = 0.0  # wall time of the last decode
+        self.first_at: Optional[float] = None  # time.monotonic() of the first partial() call
+        self.first_ms = 0  # item audio length at the first partial() call
 
 
 def _common_words(a: List[str], b: List[str]) -> int:
@@ -445,9 +447,16 @@ class WhisperRecognizer:
         assert item is not None
         item.audio = audio
         have_ms = len(audio) // BYTES_PER_MS
-        idle_ms = (time.monotonic() - item.decoded_at) * 1000
+        now = time.monotonic()
+        if item.first_at is None:
+            item.first_at, item.first_ms = now, have_ms
+        idle_ms = (now - item.decoded_at) * 1000
+        arrival_ms = have_ms - item.first_ms  # audio received since the first call
         if (have_ms - item.decoded_ms < self.partial_every_ms or idle_ms < 0.5 * item.cost_ms
-                or have_ms > 25000):
+                or have_ms > 25000
+                or arrival_ms > 2 * (now - item.first_at) * 1000 + 1000):
+            # Too soon, or audio arriving faster than real time (a file): the final decode
+            # comes soon anyway, and partial decodes would only delay it.
             return item.emitted
         wm = self.load()
         lang = (self._language(wm, language) or item.language
