@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
                    help="transcription model (default gpt-4o-transcribe; with --local: the "
-                        "offline model directory or faster-whisper name)")
+                        "offline model: base (default, 99 languages) or tiny.en (English, "
+                        "faster), a model directory, or a faster-whisper name)")
     t.add_argument("--language", default=None,
                    help="ISO-639-1 language code, e.g. en (default: detect)")
     t.add_argument("--prompt", default=None, help="text that guides the model")
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, default=8765, help="TCP port (0: any free one)")
     s.add_argument("--local", action="store_true",
                    help="transcribe with the embedded offline engine (else a scripted one)")
-    s.add_argument("--model", default=None, help="offline model directory or name (--local)")
+    s.add_argument("--model", default=None,
+                   help="offline model (--local): base (default), tiny.en, or a directory")
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 
