@@ -157,7 +157,10 @@ class Client:
                                  "audio": base64.b64encode(chunk).decode()}))
 
     def finish(self) -> None:
-        """Wait until every committed item is completed or failed."""
+        """Wait until the server has taken all the audio and every item is transcribed."""
+        self.ws.send(json.dumps({"type": "input_audio_buffer.clear"}))  # answered in order
+        self.wait(lambda: any(e["type"] == "input_audio_buffer.cleared" for _, e in self.events))
+
         def done() -> bool:
             items = {e["item_id"] for _, e in self.events
                      if e["type"] == "input_audio_buffer.committed"}
