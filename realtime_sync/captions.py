@@ -160,7 +160,8 @@ class VttWriter(CaptionWriter):
 
 class JsonlWriter(CaptionWriter):
     """JSON Lines: one object per turn (``item_id``, ``text``, ``start_ms``, ``end_ms``,
-    ``error``), failed turns included."""
+    ``error``; ``languages`` and ``logprobs`` when the server reported them), failed turns
+    included."""
 
     extension = ".jsonl"
 
@@ -176,6 +177,9 @@ class JsonlWriter(CaptionWriter):
             "end_ms": getattr(segment, "end_ms", None),
             "error": getattr(segment, "error", None),
         }
+        for extra in ("languages", "logprobs"):
+            if getattr(segment, extra, None):
+                record[extra] = getattr(segment, extra)
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

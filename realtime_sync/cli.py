@@ -1,6 +1,9 @@
 """The ``realtime-sync`` command (also ``python -m realtime_sync``).
 
     realtime-sync transcribe FILE|--mic [--device D] [--model M] [--language L] [--local]
+                             [--languages L1,L2] [--keywords K1,K2] [--prompt P] [--delay D]
+                             [--noise-reduction near_field|far_field] [--noise-strength S]
+                             [--logprobs] [--input-format pcm|pcmu|pcma]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
@@ -22,7 +25,9 @@ import time
 from typing import Any, Callable, Iterator, List, Optional, TextIO
 
 from . import __version__
+from ._g711 import FORMATS
 from .errors import RealtimeSyncError
+from .models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 
 __all__ = ["main", "build_parser"]
 
@@ -48,10 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
-                   help="transcription model (default gpt-4o-transcribe; with --local: the "
-                        "offline model directory or faster-whisper name)")
-    t.add_argument("--language", default=None, help="ISO-639-1 language code, e.g. en")
+                   help=f"transcription model (default {DEFAULT_TRANSCRIPTION_MODEL}; also "
+                        "gpt-transcribe, gpt-realtime-whisper; with --local: the offline "
+                        "model directory or faster-whisper name)")
+    t.add_argument("--language", default=None,
+                   help="ISO-639-1 language code, e.g. en (models that take one language: "
+                        "gpt-realtime-whisper, ...)")
+    t.add_argument("--languages", default=None, type=_csv,
+                   help="possible languages, comma-separated, e.g. en,de (gpt-live-transcribe,"
+                        " gpt-transcribe)")
+    t.add_argument("--keywords", default=None, type=_csv,
+                   help="words or phrases to expect, comma-separated (gpt-live-transcribe, "
+                        "gpt-transcribe)")
     t.add_argument("--prompt", default=None, help="text that guides the model")
+    t.add_argument("--delay", default=None, choices=DELAYS,
+                   help="how early partial text appears vs accuracy (streaming models)")
+    t.add_argument("--noise-reduction", default=None, choices=("near_field", "far_field"),
+                   help="filter noise: near_field (headset) or far_field (laptop/room mic)")
+    t.add_argument("--noise-strength", default=None, type=float,
+                   help="noise reduction strength from 0 to 1 (with --noise-reduction)")
+    t.add_argument("--logprobs", action="store_true",
+                   help="ask for token log-probabilities (shown with --format jsonl)")
+    t.add_argument("--input-format", default="pcm", choices=FORMATS,
+                   help="audio sent: pcm (PCM16 24 kHz, resampled from the file or mic) or "
+                        "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
@@ -62,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
-                   help="no server VAD: commit every --commit-every seconds (streaming models)")
+                   help="no turn detection: the microphone is committed every 3 seconds "
+                        "(also what happens with models without server VAD)")
     t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
     _add_common(t)
 
@@ -80,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(s)
 
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default="gpt-realtime")
+    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
+                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
     c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
     c.add_argument("--device", help="microphone index or name")
     c.add_argument("--output-device", help="speaker index or name")
@@ -94,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--events", action="store_true")
     _add_common(c)
     return parser
+
+
+def _csv(value: str) -> List[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, not {value!r}")
+    return items
 
 
 def _port(value: str) -> int:
@@ -195,10 +229,17 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise UsageError("give a WAV FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
+    audio_format = args.input_format
     if args.file:
-        from .audio import WavSource
+        from .transcription import _open_wav
 
-        WavSource(args.file).close()  # an unreadable file fails here, before any session
+        # an unreadable file fails here, before any session; a G.711 file sets the format
+        probe = {"audio_format": audio_format}
+        _open_wav(args.file, False, 100, probe)[0].close()
+        audio_format = probe["audio_format"]
+    elif audio_format != "pcm":
+        raise UsageError("--input-format pcmu/pcma needs a G.711 WAV file (the microphone "
+                         "gives PCM16, sent as pcm)")
     console = _Console(sys.stdout)
     with contextlib.ExitStack() as stack:
         options = _endpoint_options(args, stack)
@@ -221,10 +262,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             except BrokenPipeError:  # the reader went away (``| head``): stop writing
                 pipe_closed.append(True)
 
-        model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
+        # --local: --model names the offline engine's model; the session asks for a model
+        # whose turns the local server's VAD may end (the engine ignores the name)
+        model = (args.model or DEFAULT_TRANSCRIPTION_MODEL) if not args.local \
+            else "gpt-transcribe"
         tr = Transcriber(
-            model=model, language=args.language, prompt=args.prompt,
-            turn_detection=None if args.no_vad else "server_vad",
+            model=model, turn_detection=None if args.no_vad else "auto",
+            **_transcription_options(args, audio_format),
             on_partial=(lambda s: console.partial(s.text)) if writer is None or args.output
             else None,
             on_final=on_final, **options,
@@ -234,7 +278,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         stack.callback(tr.close)
         tr.start()
         if args.file:
-            _feed_file(tr, args.file, args.realtime)
+            _feed_file(tr, args.file, args.realtime, audio_format)
             tr.finish()
         else:
             tr.listen(device=_device(args.device))
@@ -242,7 +286,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             try:
                 while True:
                     time.sleep(0.2)
-                    if args.no_vad and tr.uncommitted_ms >= 3000:
+                    if not tr.vad and tr.uncommitted_ms >= 3000:
                         tr.commit()
             except KeyboardInterrupt:
                 sys.stderr.write("\nstopping…\n")
@@ -252,15 +296,30 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _feed_file(tr: Any, path: str, realtime: bool) -> None:
-    from .audio import WavSource
+def _transcription_options(args: argparse.Namespace, audio_format: str) -> dict:
+    """The Transcriber's transcription options from the command line."""
+    noise: Any = args.noise_reduction
+    if args.noise_strength is not None:
+        if noise is None:
+            raise UsageError("--noise-strength needs --noise-reduction near_field|far_field")
+        noise = {"type": noise, "strength": args.noise_strength}
+    return dict(language=args.language, languages=args.languages, keywords=args.keywords,
+                prompt=args.prompt, delay=args.delay, noise_reduction=noise,
+                include_logprobs=args.logprobs, audio_format=audio_format)
 
-    with WavSource(path, realtime=realtime) as source:
+
+def _feed_file(tr: Any, path: str, realtime: bool, audio_format: str) -> None:
+    from .transcription import _open_wav
+
+    source, frames = _open_wav(path, realtime, 100, {"audio_format": audio_format})
+    try:
         while True:
-            chunk = source.read(2400)
+            chunk = source.read(frames)
             if not chunk:
                 return
             tr.feed(chunk)
+    finally:
+        source.close()
 
 
 def _device(value: Optional[str]) -> Any:

@@ -30,7 +30,10 @@ from typing import (
     Union,
 )
 
+from . import models
 from ._dispatch import Marshal
+from ._g711 import WIRE_FORMATS, bytes_per_ms
+from ._g711 import decode as g711_decode
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
@@ -41,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
-DEFAULT_MODEL = "gpt-4o-transcribe"
+DEFAULT_MODEL = models.DEFAULT_TRANSCRIPTION_MODEL
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 LOGPROBS_INCLUDE = "item.input_audio_transcription.logprobs"
@@ -60,6 +63,8 @@ class Segment:
         logprobs: token log-probabilities when ``include_logprobs=True``.
         final: True once the turn completed or failed.
         usage: the server's usage object of the turn, when given.
+        languages: the languages the server detected (``completed.languages`` codes, e.g.
+            ``["en"]``), when it reports them (``gpt-transcribe``, ``gpt-live-transcribe``).
     """
 
     item_id: str
@@ -70,6 +75,7 @@ class Segment:
     logprobs: Optional[List[Dict[str, Any]]] = None
     final: bool = False
     usage: Optional[Dict[str, Any]] = None
+    languages: Optional[List[str]] = None
     committed: bool = field(default=False, repr=False)
     session: int = field(default=0, repr=False)
     start_pos: Optional[int] = field(default=None, repr=False)
@@ -91,39 +97,122 @@ class Transcript:
         return self.text
 
 
+def _string_list(name: str, value: Any) -> List[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list of strings, not {value!r}")
+    items = list(value)
+    if not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ConfigurationError(f"{name} must be a non-empty list of non-empty strings, "
+                                 f"not {value!r}")
+    return items
+
+
+def _noise_reduction(value: Union[str, Mapping[str, Any], None]) -> Optional[Dict[str, Any]]:
+    if value is None:
+        return None
+    nr = {"type": value} if isinstance(value, str) else value
+    if not isinstance(nr, Mapping):
+        raise TypeError("noise_reduction must be a string, a dict or None")
+    nr = dict(nr)
+    if nr.get("type") not in NOISE_REDUCTION_TYPES:
+        raise ConfigurationError(
+            "noise_reduction must be 'near_field', 'far_field' (or a dict with that 'type' "
+            f"and an optional 'strength' from 0 to 1) or None, not {value!r}"
+        )
+    unknown = set(nr) - {"type", "strength"}
+    if unknown:
+        raise ConfigurationError(f"noise_reduction takes 'type' and 'strength', not "
+                                 f"{sorted(unknown)}")
+    strength = nr.get("strength")
+    if "strength" in nr and (not isinstance(strength, (int, float)) or isinstance(strength, bool)
+                             or not 0.0 <= strength <= 1.0):
+        raise ConfigurationError(f"noise_reduction strength must be a number from 0 to 1, "
+                                 f"not {strength!r}")
+    return nr
+
+
 def build_session(
     *,
     model: str = DEFAULT_MODEL,
     language: Optional[str] = None,
     prompt: Optional[str] = None,
-    turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+    turn_detection: Union[str, Mapping[str, Any], None] = "auto",
     noise_reduction: Union[str, Mapping[str, Any], None] = None,
     include_logprobs: bool = False,
+    languages: Optional[List[str]] = None,
+    keywords: Optional[List[str]] = None,
+    delay: Optional[str] = None,
+    audio_format: str = "pcm",
 ) -> Dict[str, Any]:
     """The GA ``session`` object of a transcription ``session.update``.
 
+    Options the model does not take (per :mod:`realtime_sync.models`) are refused here, before
+    anything connects; unknown model names pass every check. A model with an announced
+    shutdown logs one warning per process.
+
+    Args:
+        model: transcription model (default ``gpt-live-transcribe``).
+        language: one ISO-639-1 code (``whisper-1``, ``gpt-4o-*``, ``gpt-realtime-whisper``).
+        prompt: text that guides the model (not ``gpt-realtime-whisper``).
+        turn_detection: ``"auto"`` (server VAD when the model allows it, else the client's
+            turn detection), ``"server_vad"``, ``"semantic_vad"``, a dict, or None.
+        noise_reduction: ``"near_field"``, ``"far_field"``, a dict ``{"type": ..,
+            "strength": 0..1}``, or None.
+        include_logprobs: token log-probabilities on deltas and completions.
+        languages: possible languages (``gpt-transcribe``, ``gpt-live-transcribe``).
+        keywords: words or phrases to expect (``gpt-transcribe``, ``gpt-live-transcribe``);
+            none may contain ``<``, ``>``, CR or LF.
+        delay: ``"minimal"`` .. ``"xhigh"``: how early partial text appears (streaming models).
+        audio_format: ``"pcm"`` (PCM16 24 kHz), ``"pcmu"`` or ``"pcma"`` (G.711 8 kHz).
+
     Raises:
-        ConfigurationError: an unknown ``turn_detection`` or ``noise_reduction``.
+        ConfigurationError: an unknown value, or an option the model does not take (the
+            message names the model and the option).
         TypeError: a value of the wrong type.
     """
     if not isinstance(model, str) or not model:
-        raise TypeError("model must be a non-empty string such as 'gpt-4o-transcribe'")
+        raise TypeError("model must be a non-empty string such as 'gpt-live-transcribe'")
     transcription: Dict[str, Any] = {"model": model}
     if language is not None:
         if not isinstance(language, str) or not language:
             raise TypeError("language must be an ISO-639-1 code such as 'en'")
         transcription["language"] = language
+    if languages is not None:
+        transcription["languages"] = _string_list("languages", languages)
+    if language is not None and languages is not None:
+        raise ConfigurationError("pass either language or languages, not both")
+    if keywords is not None:
+        kw = _string_list("keywords", keywords)
+        for word in kw:
+            bad = sorted({c for c in word if c in "<>\r\n"})
+            if bad:
+                raise ConfigurationError(
+                    f"keyword {word!r} contains {', '.join(map(repr, bad))}: keywords must not "
+                    "contain '<', '>', CR or LF")
+        transcription["keywords"] = kw
     if prompt is not None:
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a string")
         transcription["prompt"] = prompt
+    if delay is not None:
+        if delay not in models.DELAYS:
+            raise ConfigurationError(
+                f"delay must be one of {', '.join(models.DELAYS)}, not {delay!r}")
+        transcription["delay"] = delay
+    models.check_transcription_options(model, language=language, languages=languages,
+                                       keywords=keywords, prompt=prompt, delay=delay)
+    if audio_format not in WIRE_FORMATS:
+        raise ConfigurationError(
+            f"audio_format must be 'pcm', 'pcmu' or 'pcma', not {audio_format!r}")
     td: Optional[Dict[str, Any]]
+    if isinstance(turn_detection, str) and turn_detection == "auto":
+        turn_detection = models.default_turn_detection(model)
     if turn_detection is None:
         td = None
     elif isinstance(turn_detection, str):
         if turn_detection not in TURN_DETECTION_TYPES:
             raise ConfigurationError(
-                f"turn_detection must be 'server_vad', 'semantic_vad', a dict or None, "
+                f"turn_detection must be 'auto', 'server_vad', 'semantic_vad', a dict or None, "
                 f"not {turn_detection!r}"
             )
         td = {"type": turn_detection}
@@ -136,22 +225,13 @@ def build_session(
             )
     else:
         raise TypeError("turn_detection must be a string, a dict or None")
-    nr: Optional[Dict[str, Any]]
-    if noise_reduction is None:
-        nr = None
-    elif isinstance(noise_reduction, str):
-        if noise_reduction not in NOISE_REDUCTION_TYPES:
-            raise ConfigurationError(
-                "noise_reduction must be 'near_field', 'far_field' or None, "
-                f"not {noise_reduction!r}"
-            )
-        nr = {"type": noise_reduction}
-    elif isinstance(noise_reduction, Mapping):
-        nr = dict(noise_reduction)
-    else:
-        raise TypeError("noise_reduction must be a string, a dict or None")
+    models.check_turn_detection(model, td)
+    nr = _noise_reduction(noise_reduction)
+    fmt: Dict[str, Any] = {"type": WIRE_FORMATS[audio_format]}
+    if audio_format == "pcm":
+        fmt["rate"] = 24000
     audio_input: Dict[str, Any] = {
-        "format": {"type": "audio/pcm", "rate": 24000},
+        "format": fmt,
         "transcription": transcription,
         "turn_detection": td,  # None is sent as null: it switches the default server VAD off
     }
@@ -160,6 +240,7 @@ def build_session(
     session: Dict[str, Any] = {"type": "transcription", "audio": {"input": audio_input}}
     if include_logprobs:
         session["include"] = [LOGPROBS_INCLUDE]
+    models.warn_if_deprecated(model)
     return session
 
 
@@ -208,14 +289,20 @@ class Transcriber:
     properties may be called from any thread; ``segments()`` blocks (not on the dispatcher).
 
     Args:
-        model: transcription model (``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``,
-            ``whisper-1``, ``gpt-live-transcribe``, ...).
-        language: ISO-639-1 code, or None to detect.
+        model: transcription model (default ``gpt-live-transcribe``; ``gpt-transcribe``,
+            ``gpt-realtime-whisper``, ... see :mod:`realtime_sync.models`).
+        language: ISO-639-1 code, or None to detect (models that take one language).
         prompt: text that guides the model (vocabulary, style).
-        turn_detection: ``"server_vad"``, ``"semantic_vad"``, a dict of VAD parameters, or
-            None (you commit turns; required by streaming models).
-        noise_reduction: ``"near_field"``, ``"far_field"`` or None.
+        turn_detection: ``"auto"`` (server VAD when the model allows it, else client-side turn
+            detection), ``"server_vad"``, ``"semantic_vad"``, a dict of VAD parameters, or
+            None (you commit turns).
+        noise_reduction: ``"near_field"``, ``"far_field"``, ``{"type": .., "strength": ..}``
+            or None.
         include_logprobs: ask for token log-probabilities.
+        languages, keywords, delay: more transcription options (see :func:`build_session`);
+            options the model does not take raise :class:`ConfigurationError` here.
+        audio_format: ``"pcm"`` (PCM16 24 kHz, the default), ``"pcmu"``/``"pcma"`` (G.711
+            8 kHz bytes, fed as they are).
         on_partial: ``on_partial(segment)`` on every delta with the text so far of a turn.
         on_final: ``on_final(segment)`` once per turn, in commit order.
         url, api_key: where to connect (see :class:`RealtimeClient`).
@@ -232,7 +319,7 @@ class Transcriber:
         model: str = DEFAULT_MODEL,
         language: Optional[str] = None,
         prompt: Optional[str] = None,
-        turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+        turn_detection: Union[str, Mapping[str, Any], None] = "auto",
         noise_reduction: Union[str, Mapping[str, Any], None] = None,
         include_logprobs: bool = False,
         on_partial: Optional[Callable[[Segment], Any]] = None,
@@ -242,11 +329,17 @@ class Transcriber:
         marshal: Optional[Marshal] = None,
         rollover_margin: float = 60.0,
         max_buffer_s: float = 120.0,
+        *,
+        languages: Optional[List[str]] = None,
+        keywords: Optional[List[str]] = None,
+        delay: Optional[str] = None,
+        audio_format: str = "pcm",
         **client_options: Any,
     ) -> None:
         self._session = build_session(
             model=model, language=language, prompt=prompt, turn_detection=turn_detection,
             noise_reduction=noise_reduction, include_logprobs=include_logprobs,
+            languages=languages, keywords=keywords, delay=delay, audio_format=audio_format,
         )
         for name, cb in (("on_partial", on_partial), ("on_final", on_final)):
             if cb is not None and not callable(cb):
@@ -259,7 +352,9 @@ class Transcriber:
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
-        self.vad = turn_detection is not None
+        self.audio_format = audio_format
+        self._bpm = bytes_per_ms(audio_format)  # bytes per ms of what feed() takes
+        self.vad = self._session["audio"]["input"]["turn_detection"] is not None
         self.vad_grace = 1.5
         """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._on_partial = on_partial
@@ -268,7 +363,7 @@ class Transcriber:
         self._client_options = dict(client_options)
         self._client_options.update(url=url, api_key=api_key)
         self._rollover_margin = rollover_margin
-        self._max_buffer = int(max_buffer_s * 1000) * BYTES_PER_MS
+        self._max_buffer = int(max_buffer_s * 1000) * self._bpm
         self._client: Optional[RealtimeClient] = None
         self._streams: List[Any] = []
         self._lock = threading.RLock()
@@ -397,20 +492,21 @@ class Transcriber:
 
     # -- audio in -----------------------------------------------------------------------------
     def feed(self, pcm16: bytes) -> None:
-        """Feed PCM16 mono 24 kHz audio. Any thread; never blocks on the network for long.
+        """Feed PCM16 mono 24 kHz audio (or G.711 bytes with ``audio_format="pcmu"/"pcma"``).
+        Any thread; never blocks on the network for long.
 
         The audio is kept until transcribed: while disconnected it waits, and is sent (replayed)
         once the session is back.
 
         Raises:
-            TypeError, ValueError: not PCM16 bytes.
+            TypeError, ValueError: not bytes (PCM16: an odd number of bytes).
             NotConnectedError: the transcriber is closed or not started.
         """
         if isinstance(pcm16, memoryview):
             pcm16 = pcm16.tobytes()
         if not isinstance(pcm16, (bytes, bytearray)):
             raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
-        if len(pcm16) % 2:
+        if self.audio_format == "pcm" and len(pcm16) % 2:
             raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
         client = self.client
         if self._closed:
@@ -474,7 +570,7 @@ class Transcriber:
             replay = self._total - self._ring_start
             if replay:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
-                            replay // BYTES_PER_MS)
+                            replay // self._bpm)
 
     def _trim_ring(self) -> None:
         """Forget audio whose turns have all completed; bound the rest (lock held)."""
@@ -489,15 +585,16 @@ class Transcriber:
         keep_from = min(keep_from, self._sent)
         overflow = (self._total - keep_from) - self._max_buffer
         if overflow > 0:
-            overflow += overflow % 2
+            if self.audio_format == "pcm":
+                overflow += overflow % 2
             keep_from += overflow
             self._dropped_bytes += overflow
             logger.warning("transcriber buffer full: dropped %d ms of untranscribed audio",
-                           overflow // BYTES_PER_MS)
+                           overflow // self._bpm)
             if self._client is not None:
                 self._client._count("audio_dropped", overflow)
                 self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
-                                    "ms": overflow // BYTES_PER_MS, "source": "transcriber"})
+                                    "ms": overflow // self._bpm, "source": "transcriber"})
             self._sent = max(self._sent, keep_from)
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
@@ -515,7 +612,7 @@ class Transcriber:
         with self._send_lock:
             with self._lock:
                 if (not client.connected or self._sent < self._total
-                        or self._sent - self._last_commit_pos < MIN_COMMIT_BYTES):
+                        or self._sent - self._last_commit_pos < 100 * self._bpm):
                     return None
                 start, end = self._last_commit_pos, self._sent
                 event_id = new_event_id()
@@ -544,6 +641,7 @@ class Transcriber:
         from .audio import Microphone, stream
 
         self.client  # noqa: B018 - raises when not started
+        self._check_pcm_source("listen()")
         mic = Microphone(device=device, chunk_ms=chunk_ms)
         return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
 
@@ -552,7 +650,14 @@ class Transcriber:
         from .audio import stream
 
         self.client  # noqa: B018
+        self._check_pcm_source("stream_source()")
         return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+
+    def _check_pcm_source(self, what: str) -> None:
+        if self.audio_format != "pcm":
+            raise ConfigurationError(
+                f"{what} streams PCM16 audio sources; this transcriber takes "
+                f"{self.audio_format!r} (G.711) bytes: feed() them, or use audio_format='pcm'")
 
     # -- results ------------------------------------------------------------------------------
     @property
@@ -571,12 +676,12 @@ class Transcriber:
     def uncommitted_ms(self) -> int:
         """Audio sent to the current session and not yet committed, in ms."""
         with self._lock:
-            return (self._sent - self._last_commit_pos) // BYTES_PER_MS
+            return (self._sent - self._last_commit_pos) // self._bpm
 
     @property
     def dropped_ms(self) -> int:
         """Untranscribed audio dropped because the replay buffer overflowed."""
-        return self._dropped_bytes // BYTES_PER_MS
+        return self._dropped_bytes // self._bpm
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
         """A blocking iterator of final segments in commit order, from the first one.
@@ -626,10 +731,10 @@ class Transcriber:
                     raise self._error
                 settled = client.connected and self._sent == self._total and not self._commit_fifo
                 uncommitted = self._sent - self._last_commit_pos
-                if settled and uncommitted < MIN_COMMIT_BYTES \
+                if settled and uncommitted < 100 * self._bpm \
                         and self._final_cursor == len(self._order):
                     return Transcript(list(self._finals))
-            if settled and uncommitted >= MIN_COMMIT_BYTES:
+            if settled and uncommitted >= 100 * self._bpm:
                 if self.vad:
                     # give the server's VAD a moment to finish the turn it may be in
                     if grace is None:
@@ -661,12 +766,16 @@ class Transcriber:
         with self._lock:
             start = max(self._last_commit_pos, self._ring_start) - self._ring_start
             tail = bytes(self._ring[start:self._sent - self._ring_start])
-        samples = array("h")
-        samples.frombytes(tail[: len(tail) - len(tail) % 2])
-        if sys.byteorder == "big":
-            samples.byteswap()
+        if self.audio_format != "pcm":
+            samples = g711_decode(tail, self.audio_format)
+            window = 800  # 100 ms at 8 kHz
+        else:
+            samples = array("h")
+            samples.frombytes(tail[: len(tail) - len(tail) % 2])
+            if sys.byteorder == "big":
+                samples.byteswap()
+            window = 2400
         limit = (32768.0 * 10 ** (dbfs / 20)) ** 2
-        window = 2400
         for i in range(0, len(samples), window):
             part = samples[i:i + window]
             if part and sum(v * v for v in part) / len(part) > limit:
@@ -725,7 +834,7 @@ class Transcriber:
     def _ms_to_pos(self, ms: Any) -> Optional[int]:
         if not isinstance(ms, (int, float)):
             return None
-        return self._session_base + int(ms) * BYTES_PER_MS
+        return self._session_base + int(ms) * self._bpm
 
     def _on_speech_started(self, event: Event) -> None:
         item_id = event.get("item_id")
@@ -736,7 +845,7 @@ class Transcriber:
             seg = self._segment(item_id)
             pos = self._ms_to_pos(event.get("audio_start_ms"))
             if pos is not None:
-                seg.start_ms = pos // BYTES_PER_MS
+                seg.start_ms = pos // self._bpm
             self._vad_start_pos[item_id] = self._last_commit_pos
 
     def _on_speech_stopped(self, event: Event) -> None:
@@ -749,7 +858,7 @@ class Transcriber:
             seg = self._segment(item_id)
             pos = self._ms_to_pos(event.get("audio_end_ms"))
             if pos is not None:
-                seg.end_ms = pos // BYTES_PER_MS
+                seg.end_ms = pos // self._bpm
                 seg.end_pos = min(pos, self._sent)
 
     def _on_committed(self, event: Event) -> None:
@@ -773,8 +882,8 @@ class Transcriber:
                 self._vad_start_pos.pop(item_id, None)
                 seg.start_pos, seg.end_pos = start, end
                 if seg.start_ms is None:
-                    seg.start_ms = start // BYTES_PER_MS
-                seg.end_ms = end // BYTES_PER_MS
+                    seg.start_ms = start // self._bpm
+                seg.end_ms = end // self._bpm
             else:
                 seg.start_pos = self._last_commit_pos
                 seg.end_pos = self._sent
@@ -821,6 +930,7 @@ class Transcriber:
                 seg.logprobs = list(event["logprobs"])
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None
+            seg.languages = _languages(event.get("languages"))
             seg.final = True
             ready = self._advance_finals()
         self._deliver_finals(ready)
@@ -883,6 +993,14 @@ class Transcriber:
             fn(segment)
 
 
+def _languages(value: Any) -> Optional[List[str]]:
+    """``completed.languages`` (``[{"code": "en"}, ...]``) as a list of codes, or None."""
+    if not isinstance(value, list):
+        return None
+    codes = [v.get("code") if isinstance(v, Mapping) else v for v in value]
+    return [c for c in codes if isinstance(c, str)]
+
+
 def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
     if progress is False:
         return None
@@ -894,6 +1012,31 @@ def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
         return None
     return tqdm(total=round(total_bytes / (BYTES_PER_MS * 1000), 1), unit="s", desc="audio",
                 leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
+
+
+def _open_wav(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
+              options: Dict[str, Any]) -> Any:
+    """The file's source and the frames per read; sets ``options["audio_format"]`` for G.711."""
+    from ._g711 import G711Wav, sniff_wav
+    from .audio import WavSource
+
+    wanted = options.get("audio_format", "pcm")
+    g711 = sniff_wav(path)
+    if g711 is not None:
+        if wanted not in ("pcm", g711) and "audio_format" in options:
+            raise ConfigurationError(f"{path} holds {g711!r} (G.711) audio, not {wanted!r}")
+        try:
+            source: Any = G711Wav(path, realtime=realtime)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        options["audio_format"] = g711
+        return source, 8 * chunk_ms
+    if wanted != "pcm":
+        raise ConfigurationError(
+            f"audio_format={wanted!r} needs a G.711 WAV file; {path} is PCM (omit audio_format "
+            "to send it as PCM16 24 kHz, or convert it, e.g. `sox in.wav -e u-law -r 8000 "
+            "out.wav`)")
+    return WavSource(str(path), realtime=realtime), 24 * chunk_ms
 
 
 def transcribe_file(
@@ -913,22 +1056,21 @@ def transcribe_file(
     server VAD too), and the call returns when every committed turn has completed or failed.
 
     Args:
-        path: a WAV file (any rate, 8–32 bit, mono or stereo).
+        path: a WAV file (any rate, 8–32 bit, mono or stereo), or a mono 8 kHz G.711 WAV
+            (μ-law/A-law), whose bytes are sent as they are (``audio_format`` follows the file).
         realtime: pace the audio in real time.
         progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
         timeout: give up (``TimeoutError``) after this many seconds in all.
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
-    from .audio import WavSource
-
     deadline = None if timeout is None else time.monotonic() + timeout
-    source = WavSource(str(path), realtime=realtime)
-    frames = 24 * chunk_ms
+    source, frames = _open_wav(path, realtime, chunk_ms, options)
+    bpm = bytes_per_ms(options.get("audio_format", "pcm"))
     bar = None
     try:
         with Transcriber(**options) as tr:
-            total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * BYTES_PER_MS
+            total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * bpm
             bar = _progress_bar(total, progress)
             while True:
                 chunk = source.read(frames)
@@ -936,7 +1078,7 @@ def transcribe_file(
                     break
                 tr.feed(chunk)
                 if bar is not None:
-                    bar.update(round(len(chunk) / (BYTES_PER_MS * 1000), 3))
+                    bar.update(round(len(chunk) / (bpm * 1000), 3))
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
