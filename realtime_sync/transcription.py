@@ -1014,28 +1014,41 @@ def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
                 leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
 
 
-def _open_wav(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
-              options: Dict[str, Any]) -> Any:
-    """The file's source and the frames per read; sets ``options["audio_format"]`` for G.711."""
-    from ._g711 import G711Wav, sniff_wav
-    from .audio import WavSource
+def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
+    """The ``audio_format`` a WAV file is sent in (set in ``options``): G.711 files as they
+    are, PCM files as PCM16 24 kHz.
+
+    Raises:
+        ConfigurationError: ``options["audio_format"]`` does not fit the file.
+    """
+    from ._g711 import FORMATS, sniff_wav
 
     wanted = options.get("audio_format", "pcm")
     g711 = sniff_wav(path)
     if g711 is not None:
-        if wanted not in ("pcm", g711) and "audio_format" in options:
+        if wanted not in ("pcm", g711):
             raise ConfigurationError(f"{path} holds {g711!r} (G.711) audio, not {wanted!r}")
-        try:
-            source: Any = G711Wav(path, realtime=realtime)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
         options["audio_format"] = g711
-        return source, 8 * chunk_ms
-    if wanted != "pcm":
+    elif wanted in FORMATS and wanted != "pcm":
         raise ConfigurationError(
             f"audio_format={wanted!r} needs a G.711 WAV file; {path} is PCM (omit audio_format "
             "to send it as PCM16 24 kHz, or convert it, e.g. `sox in.wav -e u-law -r 8000 "
             "out.wav`)")
+    return str(options.get("audio_format", "pcm"))
+
+
+def _open_wav(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
+              options: Dict[str, Any]) -> Any:
+    """The file's source and the frames per read (``options["audio_format"]`` set as by
+    :func:`_wav_format`)."""
+    from ._g711 import G711Wav
+    from .audio import WavSource
+
+    if _wav_format(path, options) != "pcm":
+        try:
+            return G711Wav(path, realtime=realtime), 8 * chunk_ms
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
     return WavSource(str(path), realtime=realtime), 24 * chunk_ms
 
 
@@ -1065,11 +1078,13 @@ def transcribe_file(
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    _wav_format(path, options)
+    transcriber = Transcriber(**options)  # bad options fail here, before the file is read
     source, frames = _open_wav(path, realtime, chunk_ms, options)
     bpm = bytes_per_ms(options.get("audio_format", "pcm"))
     bar = None
     try:
-        with Transcriber(**options) as tr:
+        with transcriber as tr:
             total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * bpm
             bar = _progress_bar(total, progress)
             while True:
