@@ -12,8 +12,11 @@ class Backoff:
     """How long to wait before each reconnect attempt.
 
     The delay of attempt ``n`` (1-based) is ``min(maximum, initial * multiplier**(n-1))``,
-    spread by ``±jitter`` (a fraction). ``max_attempts=None`` retries for ever; the count
-    resets once a new session is created.
+    spread by ``±jitter`` (a fraction). ``max_attempts=None`` retries for ever. The count
+    resets only after a connection proved healthy: its session stayed up for
+    ``healthy_after`` seconds, or completed an exchange (a ``response.done`` or a finished
+    transcription). A server that accepts and then drops every connection at once therefore
+    settles at ``maximum`` between attempts instead of storming.
 
     Args:
         initial: first delay in seconds.
@@ -21,6 +24,7 @@ class Backoff:
         multiplier: growth per attempt.
         jitter: random spread as a fraction of the delay (0.2 = ±20 %).
         max_attempts: give up after this many failed attempts in a row (None: never).
+        healthy_after: seconds a session must stay up before the count resets.
     """
 
     def __init__(
@@ -30,6 +34,7 @@ class Backoff:
         multiplier: float = 2.0,
         jitter: float = 0.2,
         max_attempts: Optional[int] = None,
+        healthy_after: float = 30.0,
     ) -> None:
         if initial < 0 or maximum < 0:
             raise ValueError("Backoff delays must be >= 0")
@@ -44,6 +49,9 @@ class Backoff:
         self.multiplier = float(multiplier)
         self.jitter = float(jitter)
         self.max_attempts = max_attempts
+        if healthy_after < 0:
+            raise ValueError("Backoff healthy_after must be >= 0")
+        self.healthy_after = float(healthy_after)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt`` (1-based)."""
@@ -60,5 +68,5 @@ class Backoff:
         return (
             f"Backoff(initial={self.initial}, maximum={self.maximum}, "
             f"multiplier={self.multiplier}, jitter={self.jitter}, "
-            f"max_attempts={self.max_attempts})"
+            f"max_attempts={self.max_attempts}, healthy_after={self.healthy_after})"
         )

@@ -4,21 +4,27 @@ The network thread calls :meth:`Router.deliver` for every event. Under one lock 
 event, keeps it in a small ``recent`` ring (so ``wait_for`` after a ``send`` cannot miss a fast
 reply), hands it to matching waiters and iterators, and appends it to the bounded dispatch queue.
 When the queue is full the network thread waits (backpressure through TCP): no server event is
-ever dropped. The dispatcher thread takes the whole queue at once (batching under load: one
-wake-up per burst, not per event) and runs handlers one at a time, in arrival order, or passes
-each batch to a ``marshal`` callable (a GUI's thread) that runs it in order.
+ever dropped. The queue never holds more than its bound: an event delivered without waiting
+(library events from the audio or a handler thread) while it is full is dropped and counted.
+The dispatcher thread takes the whole queue at once (batching under load: one wake-up per
+burst, not per event) and runs handlers one at a time, in arrival order, or passes each batch
+to a ``marshal`` callable (a GUI's thread) that runs it in order. Once the client closes
+(:meth:`Router.shut`) no handler starts again: what is still queued is dropped and counted.
+
+This module owns waiting: ``wait_for`` taps (:class:`Waiter`), :class:`EventIterator` and
+:meth:`Router.flush`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 import warnings
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
+from ._wait import Deadline, wait_until
 from .events import BETA_TO_GA, Event, LibraryEvents
 
 __all__ = ["Registry", "Router", "Waiter", "EventIterator", "Handler"]
@@ -161,21 +167,16 @@ class EventIterator:
 
     def _next(self, timeout: Optional[float], end_on_timeout: bool) -> Optional[Event]:
         self._router.check_blocking_call("events()")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         with self._cond:
-            while True:
-                self._router.raise_strict()
-                if self._items:
-                    return self._items.popleft()
-                if self.closed or self._router.finished:
-                    self._close_locked()
-                    return None
-                remaining = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-                if remaining <= 0:
-                    if end_on_timeout:
-                        self._close_locked()  # the iterator's idle timeout ends it
-                    return None
-                self._cond.wait(remaining)
+            wait_until(self._cond,
+                       lambda: self._items or self.closed or self._router.finished,
+                       deadline, check=self._router.raise_strict)
+            if self._items:
+                return self._items.popleft()
+            if self.closed or self._router.finished or end_on_timeout:
+                self._close_locked()  # closed, or the iterator's idle timeout ends it
+            return None
 
     def _close_locked(self) -> None:
         self.closed = True
@@ -222,6 +223,7 @@ class Router:
         self._dispatcher_waiting = False
         self._stopping = False
         self._releasing = False
+        self._shut = False  # closing: no handler starts again
         self.finished = False  # the client is closed for good: waits and iterators end
         self.seq = 0
         self.recent: Deque[Tuple[int, Event]] = deque(maxlen=self.RECENT)
@@ -235,11 +237,16 @@ class Router:
         self._in_flight_done = threading.Condition(threading.Lock())
         self.thread: Optional[threading.Thread] = None
         self.current_handler_thread: Optional[int] = None
+        self._flushed = threading.Condition(self.lock)
+        self._flush_waiters = 0
+        self.done = 0  # events that went through their handlers or were dropped (in order)
         self.received = 0
         self.dispatched = 0
         self.high_water = 0
         self.handler_errors = 0
         self.marshal_dropped = 0
+        self.queue_dropped = 0  # queue full for a caller that could not wait
+        self.dropped_on_close = 0
 
     # -- producer side (network thread, or any thread for library events) ------------------
     def deliver(self, event: Event, block: bool = True) -> None:
@@ -261,10 +268,16 @@ class Router:
                         it._offer(event)
                     except Exception:  # noqa: BLE001 - a tap must never cost handlers an event
                         logger.exception("events() iterator failed to take an event")
+            if self._shut:
+                self._drop_locked(1, closing=True)
+                return
             if block and threading.get_ident() != self._dispatcher_ident():
                 while (len(self._queue) >= self._queue_size and not self._stopping
                        and not self._releasing):
                     self._not_full.wait(0.25)
+            if len(self._queue) >= self._queue_size:
+                self._drop_locked(1, closing=self._releasing or self._stopping)
+                return
             self._queue.append(event)
             size = len(self._queue)
             if size > self.high_water:
@@ -272,12 +285,53 @@ class Router:
             if self._dispatcher_waiting:
                 self._not_empty.notify()
 
+    def _drop_locked(self, n: int, closing: bool) -> None:
+        """Count ``n`` events that will never reach handlers (router lock held)."""
+        if closing:
+            self.dropped_on_close += n
+        else:
+            self.queue_dropped += n
+            if self.queue_dropped == n or self.queue_dropped % 1000 == 0:
+                logger.warning("dispatch queue full (%d): %d events dropped so far (slow"
+                               " handlers?)", self._queue_size, self.queue_dropped)
+        self._progress_locked(n)
+
+    def _progress_locked(self, n: int) -> None:
+        self.done += n
+        if self._flush_waiters:
+            self._flushed.notify_all()
+
     def release_producers(self) -> None:
         """Stop making producers wait for queue space (closing: the thread that would drain
         the queue may be the one closing). Any thread."""
         with self.lock:
             self._releasing = True
             self._not_full.notify_all()
+
+    def shut(self) -> None:
+        """Closing: no handler starts from now on, events still queued (and any delivered
+        later) are dropped and counted, producers stop waiting. Any thread."""
+        with self.lock:
+            self._shut = True
+            self._releasing = True
+            if self._queue:
+                n = len(self._queue)
+                self._queue = deque()
+                self._drop_locked(n, closing=True)
+            self._not_full.notify_all()
+            self._not_empty.notify_all()
+
+    def flush(self, timeout: Optional[float]) -> bool:
+        """Wait until every event delivered before this call went through its handlers (or
+        was dropped); True when that happened within ``timeout``. Not on a handler thread."""
+        with self.lock:
+            target = self.seq
+            self._flush_waiters += 1
+            try:
+                return bool(wait_until(self._flushed, lambda: self.done >= target,
+                                       Deadline(timeout), check=self.raise_strict))
+            finally:
+                self._flush_waiters -= 1
 
     def _dispatcher_ident(self) -> Optional[int]:
         t = self.thread
@@ -315,6 +369,10 @@ class Router:
         if getattr(marshal, "closed", False):
             self._marshal_dropped(len(batch))
             return
+        if self._shut:
+            with self.lock:
+                self._drop_locked(len(batch), closing=True)
+            return
         cond = self._in_flight_done
         with cond:
             while (self._in_flight >= 4 and not self._stopping
@@ -344,7 +402,9 @@ class Router:
             self._marshal_dropped(len(batch))
 
     def _marshal_dropped(self, n: int) -> None:
-        self.marshal_dropped += n
+        with self.lock:
+            self.marshal_dropped += n
+            self._progress_locked(n)
         if self.marshal_dropped == n:
             logger.warning("the GUI marshal is closed (window destroyed?): events are no longer"
                            " delivered to handlers; close the client")
@@ -352,16 +412,24 @@ class Router:
     def _run_batch(self, batch: Deque[Event]) -> None:
         handlers_for = self.registry.handlers_for
         self.current_handler_thread = threading.get_ident()
+        ran = 0
         try:
             for event in batch:
+                if self._shut:
+                    break  # closed: no handler starts again
                 for handler in handlers_for(event.get("type", "")):
                     try:
                         handler(event)
                     except Exception as exc:  # noqa: BLE001 - reported, dispatch goes on
                         self._handler_failed(handler, event, exc)
+                ran += 1
                 self.dispatched += 1
         finally:
             self.current_handler_thread = None
+            with self.lock:
+                self._progress_locked(ran)
+                if ran < len(batch):
+                    self._drop_locked(len(batch) - ran, closing=True)
 
     def _handler_failed(self, handler: Handler, event: Event, exc: BaseException) -> None:
         self.handler_errors += 1
@@ -415,7 +483,8 @@ class Router:
 
     # -- shutdown ---------------------------------------------------------------------------------
     def stop(self, timeout: float) -> bool:
-        """Let the dispatcher finish what is queued, then end it; True when it ended in time."""
+        """End the dispatcher thread (after :meth:`shut`, nothing queued runs); True when it
+        ended in time."""
         with self.lock:
             self._stopping = True
             self._not_empty.notify_all()

@@ -1,14 +1,33 @@
-"""The network thread: owns ``websocket.WebSocketApp``, keepalive pings and the reconnect loop.
+"""The transport: the network thread, sending, liveness, the frame-size cap, reconnects.
 
 ``WebSocketApp.run_forever`` runs on the ``realtime-sync-net`` thread with a small custom
 read loop (websocket-client's ``dispatcher`` hook) so that one thread does everything network:
-it reads frames, sends keepalive pings, notices a missing pong, wakes up at once for
-``close()``, and sleeps between reconnect attempts (every sleep interruptible). No extra ping
-thread is started. Frames are handed to the client's ``on_frame`` callback unparsed.
+it reads frames, sends keepalive pings, judges liveness, wakes up at once for ``close()``, and
+sleeps between reconnect attempts (every sleep interruptible). No extra ping thread is started.
+Frames are handed to the client's ``on_frame`` callback unparsed.
+
+This module owns every write to the socket: one send lock (:attr:`Transport.send_lock`)
+serialises the client's frames and websocket-client's own control frames (its pong and close
+replies come through :meth:`_ReadLoop.buffwrite`; its internal writer lock is replaced by a
+no-op). The reader never waits for a writer: a control frame that cannot be written at once
+(a send is in progress or the socket is full) is dropped and counted.
+
+Liveness is judged by the time since the last *byte* received, whatever the frame state: a
+ping goes out after ``ping_interval`` s of silence, and ``ping_interval + ping_timeout`` s
+without a byte ends the connection, even in the middle of a frame. A send that makes no
+progress for as long (the server stopped reading) ends it too. How a connection ended is
+reported as a :class:`CloseCause`.
+
+websocket-client internals relied on (checked by ``tests/test_hostile_network.py``): the
+``dispatcher`` hook of ``run_forever`` (``read``/``buffwrite``), ``WebSocket.lock``,
+``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``, and
+``WebSocketBadStatusException.status_code``/``resp_headers``.
 """
 
 from __future__ import annotations
 
+import email.utils
+import enum
 import logging
 import os
 import select
@@ -23,11 +42,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import websocket
 
-from . import _secrets
+from . import _secrets, _wire
 from ._backoff import Backoff
 from .errors import NotConnectedError
 
-__all__ = ["Transport", "Closed", "NET_THREAD", "RECONNECT_CODES", "FATAL_CODES"]
+__all__ = ["Transport", "Closed", "CloseCause", "NET_THREAD", "RECONNECT_CODES", "FATAL_CODES",
+           "TRANSIENT_HTTP_STATUSES"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +76,40 @@ FATAL_CODES = frozenset({3000, 4000})
 """Authentication (3000) and configuration (4000) failures: never reconnect."""
 
 
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+"""Handshake answers that mean "try again later" (retried while reconnecting)."""
+AUTH_HTTP_STATUSES = frozenset({401, 403})
+
+
+class CloseCause(str, enum.Enum):
+    """Why a connection ended (the ``cause`` of ``client.disconnected``/``client.reconnecting``).
+
+    A ``str`` enum: ``event.cause == "keepalive_timeout"`` and ``CloseCause.KEEPALIVE_TIMEOUT``
+    both work.
+    """
+
+    CLIENT_CLOSED = "client_closed"
+    """``close()`` was called."""
+    SERVER_CLOSED = "server_closed"
+    """The server sent a close frame (``code`` says which)."""
+    CONNECTION_LOST = "connection_lost"
+    """The TCP connection ended without a close frame (reset, EOF)."""
+    KEEPALIVE_TIMEOUT = "keepalive_timeout"
+    """No byte arrived for ``ping_interval + ping_timeout`` seconds."""
+    SEND_STALLED = "send_stalled"
+    """A send made no progress for the stall timeout (the server stopped reading)."""
+    PROTOCOL_ERROR = "protocol_error"
+    """The server broke the WebSocket protocol (e.g. a frame over ``max_frame_size``)."""
+    HANDSHAKE_REFUSED = "handshake_refused"
+    """The server answered the upgrade with an HTTP error status (``http_status``)."""
+    HANDSHAKE_FAILED = "handshake_failed"
+    """No upgrade: connection refused, DNS, TLS or handshake timeout."""
+    RESTART = "restart"
+    """A planned reconnect (session rollover)."""
+    INTERNAL_ERROR = "internal_error"
+    """A bug in the library or a callback (logged)."""
+
+
 @dataclass
 class Closed:
     """How one connection ended."""
@@ -66,7 +120,33 @@ class Closed:
     by_client: bool = False
     established: bool = False
     opened: bool = False
+    cause: Optional[CloseCause] = None
+    http_status: Optional[int] = None
+    retry_after: Optional[float] = None
+    established_at: Optional[float] = None
+    exchanged: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
+
+    def final_cause(self) -> CloseCause:
+        """The cause, inferred from what was seen when nothing set it explicitly."""
+        if self.by_client:
+            return CloseCause.CLIENT_CLOSED
+        if self.cause is not None:
+            return self.cause
+        if self.http_status is not None:
+            return CloseCause.HANDSHAKE_REFUSED
+        if not self.opened:
+            return CloseCause.HANDSHAKE_FAILED
+        if self.code is not None:
+            return CloseCause.SERVER_CLOSED
+        return CloseCause.CONNECTION_LOST
+
+    def healthy(self, now: float, healthy_after: float) -> bool:
+        """True when the connection had a session that stayed up long enough, or that
+        completed an exchange (a reconnect backoff may then start over)."""
+        if not self.established or self.established_at is None:
+            return False
+        return self.exchanged or now - self.established_at >= healthy_after
 
     def describe(self) -> str:
         """A one-line description (never contains a secret)."""
@@ -82,6 +162,54 @@ class Closed:
             text = "connection lost"
         return _secrets.redact(text)
 
+
+def parse_retry_after(value: Any) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    import datetime
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+class FrameTooLarge(websocket.WebSocketProtocolException):
+    """A frame (or a fragmented message) announced more bytes than ``max_frame_size``."""
+
+
+class _NoLock:
+    """Replaces websocket-client's writer lock: the transport's send lock serialises writes
+    (websocket-client's own writes arrive through :meth:`_ReadLoop.buffwrite`)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+SEND_SLICE = 65536
+"""Bytes written per ``send`` call: each slice written counts as progress (stall detection)."""
 
 RX_CHUNK = 262144
 """Bytes asked of the kernel per ``recv``: one system call serves many small frames."""
@@ -174,12 +302,13 @@ class _RxBuffer:
     so a burst of events costs one system call (and one GIL release) per chunk, not per frame.
     """
 
-    __slots__ = ("_recv", "_buf", "_pos")
+    __slots__ = ("_recv", "_buf", "_pos", "_t")
 
-    def __init__(self, recv: Callable[[int], bytes]) -> None:
+    def __init__(self, recv: Callable[[int], bytes], transport: Transport) -> None:
         self._recv = recv
         self._buf = b""
         self._pos = 0
+        self._t = transport
 
     def pending(self) -> bool:
         """True when bytes are buffered (the next frame may be parsed without waiting)."""
@@ -188,7 +317,13 @@ class _RxBuffer:
     def __call__(self, bufsize: int) -> bytes:
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
+            t = self._t
+            if t._readable:
+                t._readable = False  # the read loop just saw the socket readable
+            else:
+                t._await_bytes()  # mid-frame: keep liveness and close() working while waiting
             buf = self._recv(RX_CHUNK)  # raises on EOF / errors, like websocket-client's recv
+            t._last_rx = time.monotonic()
             if len(buf) <= bufsize:
                 self._buf, self._pos = b"", 0
                 return buf
@@ -217,7 +352,9 @@ class _ReadLoop:
 
     def buffwrite(self, sock: Any, data: Union[str, bytes], send: Callable[..., int],
                   handle_disconnect: Any) -> int:
-        return send(sock, data)
+        """websocket-client's own writes (pong and close replies): never block the reader."""
+        self.t._write_control(sock, data)
+        return len(data)
 
     def read(self, sock: Any, read_callback: Callable[[], bool]) -> None:
         t = self.t
@@ -247,8 +384,12 @@ class _ReadLoop:
                             t._drain_wake()
                         else:
                             ready = True
-                if ready and not read_callback():
-                    return
+                if ready:
+                    t._readable = True
+                    alive = read_callback()
+                    t._readable = False
+                    if not alive:
+                        return
                 reason = t._tick(time.monotonic())
                 if reason is not None:
                     t._note(reason=reason)
@@ -264,8 +405,9 @@ class Transport:
 
     Callbacks (all run on the network thread): ``resolve()`` → (url, header lines) per attempt;
     ``on_open()``; ``on_frame(data, is_binary)`` for every data frame; ``on_closed(Closed) ->
-    Optional[bool]`` after each connection (return False to stop reconnecting);
-    ``on_reconnecting(attempt, delay)``; ``on_stopped(Closed)`` once at the end.
+    bool`` after each connection (return False to stop reconnecting);
+    ``on_reconnecting(attempt, delay, Closed)``; ``on_stopped(Closed)`` once at the end;
+    ``on_protocol_error(message, length)`` when the server broke the framing rules.
     """
 
     def __init__(
@@ -275,7 +417,7 @@ class Transport:
         on_open: Callable[[], None],
         on_frame: Callable[[Union[str, bytes], bool], None],
         on_closed: Callable[[Closed], bool],
-        on_reconnecting: Callable[[int, float], None],
+        on_reconnecting: Callable[[int, float, Closed], None],
         on_stopped: Callable[[Closed], None],
         backoff: Optional[Backoff],
         ping_interval: Optional[float] = 20.0,
@@ -283,6 +425,8 @@ class Transport:
         sslopt: Optional[Dict[str, Any]] = None,
         proxy: Optional[Dict[str, Any]] = None,
         open_timeout: float = 10.0,
+        max_frame_size: int = _wire.MAX_FRAME_BYTES,
+        on_protocol_error: Optional[Callable[[str, int], None]] = None,
     ) -> None:
         self._resolve = resolve
         self._on_open_cb = on_open
@@ -290,6 +434,7 @@ class Transport:
         self._on_closed = on_closed
         self._on_reconnecting = on_reconnecting
         self._on_stopped = on_stopped
+        self._on_protocol_error = on_protocol_error
         self.backoff = backoff
         self.ping_interval = ping_interval if ping_interval and ping_interval > 0 else None
         if ping_timeout is None and self.ping_interval:
@@ -298,28 +443,39 @@ class Transport:
         self.sslopt = dict(sslopt or {})
         self.proxy = dict(proxy or {})
         self.open_timeout = open_timeout
-        self._send_lock = threading.Lock()
+        self.max_frame_size = int(max_frame_size)
+        # one writer at a time; re-entrant so that close()/restart can send websocket-client's
+        # close frame (it comes back through buffwrite) while holding it
+        self._send_lock = threading.RLock()
         self._app: Optional[websocket.WebSocketApp] = None
         self._ws: Optional[websocket.WebSocket] = None
         self._rx: Optional[_RxBuffer] = None
+        self._readable = False
         self._closing = threading.Event()
         self._close_deadline: Optional[float] = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._last_ping = 0.0
-        self._last_pong = 0.0
         self._last_rx = 0.0
         self._closed_info = Closed()
         self._restart = threading.Event()
         self._restart_deadline: Optional[float] = None
-        self._send_started: Optional[float] = None
+        self._send_progress: Optional[float] = None
+        self._message_bytes = 0
         self._handshake_timeout_set = False
-        self.stall_timeout = max(10.0, self.ping_timeout or 0.0, self.ping_interval or 0.0)
+        # silence allowed before the connection counts as dead (a ping goes out half-way)
+        self.liveness_timeout: Optional[float] = (
+            self.ping_interval + (self.ping_timeout or self.ping_interval)
+            if self.ping_interval else None
+        )
+        self.stall_timeout = self.liveness_timeout or 30.0
         self.thread: Optional[threading.Thread] = None
+        self._counter_lock = threading.Lock()
         self.bytes_sent = 0
         self.frames_sent = 0
         self.reconnects = 0
+        self.control_frames_dropped = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -383,29 +539,70 @@ class Transport:
             return self.send_locked(data)
 
     def send_locked(self, data: Union[str, bytes]) -> int:
-        """Send with the send lock already held (used to flush in order)."""
+        """Send with the send lock already held (used to flush in order).
+
+        The frame goes out in slices; each slice written is progress, so a slow link is never
+        taken for a stalled one, while a peer that stops reading is detected by the network
+        thread after :attr:`stall_timeout` s without progress (it then shuts the socket down,
+        which ends this call with :class:`NotConnectedError`).
+        """
         ws = self._ws
         if ws is None or not ws.connected:
             raise NotConnectedError("not connected")
         frame = text_frame(data)
+        sock = ws.sock
         try:
-            with ws.lock:  # websocket-client's own writer lock (its pongs and close frames)
-                sock = ws.sock
-                if sock is None:
-                    raise OSError("socket closed")
-                self._send_started = time.monotonic()
-                try:
+            if sock is None:
+                raise OSError("socket closed")
+            self._send_progress = time.monotonic()
+            try:
+                if len(frame) <= SEND_SLICE:
                     sock.sendall(frame)
-                finally:
-                    self._send_started = None
+                else:
+                    view = memoryview(frame)
+                    for start in range(0, len(frame), SEND_SLICE):
+                        sock.sendall(view[start:start + SEND_SLICE])
+                        self._send_progress = time.monotonic()
+            finally:
+                self._send_progress = None
         except (OSError, websocket.WebSocketException) as exc:
             raise NotConnectedError(f"connection lost while sending: {exc}") from None
-        self.bytes_sent += len(data)
-        self.frames_sent += 1
+        with self._counter_lock:
+            self.bytes_sent += len(data)
+            self.frames_sent += 1
         return len(frame)
 
+    def _write_control(self, sock: Any, data: Union[str, bytes]) -> bool:
+        """Write a small control frame if that cannot block: the send lock is free (or held by
+        this thread) and the socket has room. Otherwise drop it (counted). Any thread.
+
+        Returns:
+            True when the frame was written.
+        """
+        if not self._send_lock.acquire(blocking=False):
+            self._drop_control()
+            return False
+        try:
+            if sock is None:
+                raise websocket.WebSocketConnectionClosedException("socket is already closed.")
+            if select.select([], [sock], [], 0)[1]:
+                sock.sendall(data)
+                return True
+            self._drop_control()
+        except OSError:
+            pass  # the read side notices a dead socket
+        finally:
+            self._send_lock.release()
+        return False
+
+    def _drop_control(self) -> None:
+        with self._counter_lock:
+            self.control_frames_dropped += 1
+        logger.debug("a control frame was dropped (a send is in progress or the socket is full)")
+
     @property
-    def send_lock(self) -> threading.Lock:
+    def send_lock(self) -> threading.RLock:
+        """The lock every socket write takes (hold it to send several frames in order)."""
         return self._send_lock
 
     # -- the network thread ---------------------------------------------------------------------
@@ -418,33 +615,43 @@ class Transport:
                 final = info
                 if self._closing.is_set():
                     info.by_client = True
+                    info.cause = CloseCause.CLIENT_CLOSED
                     self._on_closed(info)
                     break
+                if info.cause is None:
+                    info.cause = info.final_cause()
                 keep_going = self._on_closed(info)
                 if not keep_going or self.backoff is None:
                     break
-                if info.established:
-                    attempt = 0
-                if info.extra.get("restart"):
-                    self._on_reconnecting(1, 0.0)
-                    self.reconnects += 1
+                if info.healthy(time.monotonic(), self.backoff.healthy_after):
+                    attempt = 0  # only a connection that proved healthy resets the backoff
+                if info.cause is CloseCause.RESTART:
+                    self._on_reconnecting(1, 0.0, info)
+                    self._count_reconnect()
                     continue
                 attempt += 1
                 if self.backoff.gives_up(attempt):
                     final.extra["gave_up"] = True
                     break
                 delay = self.backoff.delay(attempt)
-                self._on_reconnecting(attempt, delay)
+                if info.retry_after is not None:  # the server said when; never past the cap
+                    delay = max(delay, min(info.retry_after, self.backoff.maximum))
+                self._on_reconnecting(attempt, delay, info)
                 if self._sleep(delay):
-                    final = Closed(by_client=True)
+                    final = Closed(by_client=True, cause=CloseCause.CLIENT_CLOSED)
                     break
-                self.reconnects += 1
+                self._count_reconnect()
         except Exception as exc:  # noqa: BLE001 - the network thread must never die silently
             logger.exception("network thread failed")
-            final = Closed(error=exc, reason=_secrets.redact(f"internal error: {exc}"))
+            final = Closed(error=exc, reason=_secrets.redact(f"internal error: {exc}"),
+                           cause=CloseCause.INTERNAL_ERROR)
         finally:
             self._ws = None
             self._on_stopped(final)
+
+    def _count_reconnect(self) -> None:
+        with self._counter_lock:
+            self.reconnects += 1
 
     def _sleep(self, delay: float) -> bool:
         """Sleep up to ``delay`` s; True when close() interrupted it."""
@@ -458,6 +665,7 @@ class Transport:
             info.error = exc
             info.reason = _secrets.redact(f"{type(exc).__name__}: {exc}")
             info.extra["fatal"] = True
+            info.cause = CloseCause.HANDSHAKE_FAILED
             return info
         app = websocket.WebSocketApp(
             url,
@@ -471,7 +679,8 @@ class Transport:
         self._app = app
         self._restart_deadline = None
         now = time.monotonic()
-        self._last_ping = self._last_pong = self._last_rx = now
+        self._last_ping = self._last_rx = now
+        self._message_bytes = 0
         kwargs: Dict[str, Any] = dict(
             sslopt=self.sslopt or None,
             skip_utf8_validation=True,  # json parsing validates the text anyway
@@ -512,12 +721,58 @@ class Transport:
         self._rx = None
         if ws is not None:
             ws.settimeout(None)
-            fb = getattr(ws, "frame_buffer", None)
-            if fb is not None and callable(getattr(fb, "recv", None)):
-                self._rx = fb.recv = _RxBuffer(fb.recv)
+            ws.lock = _NoLock()  # type: ignore[assignment]  # our send lock serialises writes (see buffwrite)
+            fb = ws.frame_buffer
+            self._rx = fb.recv = _RxBuffer(fb.recv, self)
+            fb.recv_length = self._length_guard(fb)  # type: ignore[method-assign]
+        self._last_rx = time.monotonic()
         self._ws = ws
         self._closed_info.opened = True
         self._on_open_cb()
+
+    def _length_guard(self, fb: Any) -> Callable[[], None]:
+        """Wrap ``frame_buffer.recv_length``: refuse a frame (or a fragmented message) over
+        ``max_frame_size`` before one byte of its payload is buffered."""
+        recv_length = fb.recv_length
+        limit = self.max_frame_size
+
+        def guarded() -> None:
+            recv_length()
+            length = fb.length or 0
+            fin, opcode = fb.header[0], fb.header[4]
+            if opcode >= 8:  # control frames: at most 125 bytes (RFC 6455 5.5)
+                if length > 125:
+                    self._too_large(f"a control frame of {length} bytes (the limit is 125)",
+                                    length)
+                return
+            total = length if opcode != websocket.ABNF.OPCODE_CONT else (
+                self._message_bytes + length)
+            if total > limit:
+                self._too_large(f"a frame announcing {total} bytes (max_frame_size is {limit})",
+                                total)
+            self._message_bytes = 0 if fin else total
+
+        return guarded
+
+    def _too_large(self, what: str, length: int) -> None:
+        message = f"protocol error from server: {what}; closing the connection"
+        logger.warning("%s", message)
+        self._note(cause=CloseCause.PROTOCOL_ERROR, reason=f"protocol error: {what}")
+        ws = self._ws
+        if ws is not None:  # tell the server why (1009: message too big), if that cannot block
+            try:
+                self._write_control(ws.sock, websocket.ABNF.create_frame(
+                    struct.pack("!H", 1009), websocket.ABNF.OPCODE_CLOSE).format())
+            except Exception:  # noqa: BLE001
+                pass
+            ws.connected = False  # no closing handshake: the rest of that frame is never read
+        self._abort_socket()
+        if self._on_protocol_error is not None:
+            try:
+                self._on_protocol_error(what, length)
+            except Exception:  # noqa: BLE001 - reporting must not change the outcome
+                logger.exception("reporting a protocol error failed")
+        raise FrameTooLarge(what)
 
     def _cb_data(self, app: websocket.WebSocketApp, data: Union[str, bytes], opcode: int,
                  fin: Any) -> None:
@@ -544,8 +799,13 @@ class Transport:
         if isinstance(error, (ssl.SSLError, ssl.CertificateError)):
             info.extra["fatal"] = True
         if isinstance(error, websocket.WebSocketBadStatusException):
-            info.extra["http_status"] = error.status_code
-            if error.status_code in (401, 403):
+            status = error.status_code
+            info.http_status = status
+            info.cause = CloseCause.HANDSHAKE_REFUSED
+            info.extra["http_status"] = status
+            headers = {str(k).lower(): v for k, v in (error.resp_headers or {}).items()}
+            info.retry_after = parse_retry_after(headers.get("retry-after"))
+            if status in AUTH_HTTP_STATUSES:
                 info.extra["auth"] = True
         logger.debug("connection error: %s", _secrets.redact(str(error)))
 
@@ -557,11 +817,18 @@ class Transport:
             info.reason = _secrets.redact(str(reason))
 
     def _cb_pong(self, app: websocket.WebSocketApp, data: Any) -> None:
-        self._last_pong = time.monotonic()
+        """Pongs need no bookkeeping: every byte received counts as a sign of life."""
 
     def mark_established(self) -> None:
         """The client saw ``session.created`` on this connection (network thread)."""
-        self._closed_info.established = True
+        info = self._closed_info
+        info.established = True
+        info.established_at = time.monotonic()
+
+    def mark_exchanged(self) -> None:
+        """The session completed an exchange (e.g. ``response.done``): it is healthy, so the
+        next reconnect starts its backoff over (network thread)."""
+        self._closed_info.exchanged = True
 
     # keepalive and closing, inside the read loop ------------------------------------------------
     def _next_deadline(self, now: float) -> float:
@@ -570,12 +837,37 @@ class Transport:
             deadlines.append(self._restart_deadline)
         if self._close_deadline is not None and self._closing.is_set():
             deadlines.append(self._close_deadline)
-        if self.ping_interval:
-            if self._last_ping > self._last_pong:
-                deadlines.append(self._last_ping + (self.ping_timeout or self.ping_interval))
+        if self.ping_interval and self.liveness_timeout:
+            if self._last_ping > self._last_rx:  # a ping is out: wait for any byte
+                deadlines.append(self._last_rx + self.liveness_timeout)
             else:
-                deadlines.append(max(self._last_rx, self._last_ping) + self.ping_interval)
+                deadlines.append(self._last_rx + self.ping_interval)
+        if self._send_progress is not None:
+            deadlines.append(self._send_progress + self.stall_timeout)
         return min(deadlines)
+
+    def _await_bytes(self) -> None:
+        """Wait until the socket is readable, running keepalive and close bookkeeping meanwhile
+        (network thread, called by the frame parser in the middle of a frame)."""
+        ws = self._ws
+        sock = getattr(ws, "sock", None)
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("socket is already closed.")
+        pending = getattr(sock, "pending", None)
+        while True:
+            if pending is not None and pending():
+                return
+            now = time.monotonic()
+            wait = max(0.0, min(self._next_deadline(now) - now, 1.0))
+            readable, _, _ = select.select([sock, self._wake_r], [], [], wait)
+            if sock in readable:
+                return
+            if self._wake_r in readable:
+                self._drain_wake()
+            reason = self._tick(time.monotonic())
+            if reason is not None:
+                self._note(reason=reason)
+                raise websocket.WebSocketTimeoutException(reason)
 
     def _tick(self, now: float) -> Optional[str]:
         """Keepalive and close bookkeeping; a reason string means "tear down now"."""
@@ -584,16 +876,16 @@ class Transport:
                 return "closed by client"
             ws = self._ws
             if ws is not None and ws.connected:
-                with self._send_lock:
-                    try:
-                        ws.send_close(websocket.STATUS_NORMAL, b"")
-                    except Exception:  # noqa: BLE001
-                        return "closed by client"
+                try:
+                    ws.send_close(websocket.STATUS_NORMAL, b"")
+                except Exception:  # noqa: BLE001
+                    return "closed by client"
             return None
-        started = self._send_started
-        if started is not None and now - started >= self.stall_timeout:
-            logger.warning("a send has been blocked for %.0f s: the server stopped reading",
-                           now - started)
+        progress = self._send_progress
+        if progress is not None and now - progress >= self.stall_timeout:
+            logger.warning("a send made no progress for %.0f s: the server stopped reading",
+                           now - progress)
+            self._note(cause=CloseCause.SEND_STALLED)
             self._abort_socket()
             return "send stalled: the server stopped reading"
         if self._restart.is_set():
@@ -601,41 +893,34 @@ class Transport:
             # sent before it reaches the server, then wait briefly for the echo
             self._restart.clear()
             info = self._closed_info
-            info.extra["restart"] = True
+            info.cause = CloseCause.RESTART
             info.reason = "session rollover: reconnecting on purpose"
             ws = self._ws
-            with self._send_lock:
+            if self._send_lock.acquire(timeout=1.0):
                 try:
                     if ws is not None and ws.connected:
                         ws.send_close(websocket.STATUS_NORMAL, b"")
                 except Exception:  # noqa: BLE001 - the read side notices a dead socket
                     pass
+                finally:
+                    self._send_lock.release()
             self._restart_deadline = now + 2.0
             return None
         if self._restart_deadline is not None and now >= self._restart_deadline:
             return "session rollover: reconnecting on purpose"
-        if not self.ping_interval:
+        if not self.ping_interval or not self.liveness_timeout:
             return None
-        if self._last_ping > self._last_pong:
-            if now - self._last_ping >= (self.ping_timeout or self.ping_interval):
-                logger.warning("no pong within %.1f s: treating the connection as lost",
-                               self.ping_timeout or self.ping_interval)
-                return "ping timeout: the server stopped answering"
-            return None
-        if now - max(self._last_rx, self._last_ping) >= self.ping_interval:
+        silent = now - self._last_rx
+        if silent >= self.liveness_timeout:
+            logger.warning("nothing received for %.1f s: treating the connection as lost", silent)
+            self._note(cause=CloseCause.KEEPALIVE_TIMEOUT)
+            return f"ping timeout: nothing received for {silent:.1f} s"
+        if silent >= self.ping_interval and self._last_ping <= self._last_rx:
             ws = self._ws
-            if ws is not None and ws.connected and ws.lock.acquire(blocking=False):
-                # never wait for the writer lock here: a stuck send must not stall reading
-                try:
-                    sock = ws.sock
-                    # only when the kernel has room: a ping must never block this thread
-                    if sock is not None and select.select([], [sock], [], 0)[1]:
-                        sock.sendall(_PING_FRAME())
-                        self._last_ping = now
-                except OSError:
-                    return None  # the read side notices the loss
-                finally:
-                    ws.lock.release()
+            # never waits: skipped while a send is in progress or the socket is full (the
+            # silence deadline still applies)
+            if ws is not None and ws.connected and self._write_control(ws.sock, _PING_FRAME()):
+                self._last_ping = now
         return None
 
     def _abort_socket(self) -> None:

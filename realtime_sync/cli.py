@@ -5,6 +5,7 @@
                              [--noise-reduction near_field|far_field] [--noise-strength S]
                              [--logprobs] [--input-format pcm|pcmu|pcma]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+    realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
     realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex]
@@ -48,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("transcribe", help="transcribe a WAV file or the microphone")
-    t.add_argument("file", nargs="?", help="a WAV file (any rate, mono or stereo)")
+    t = sub.add_parser("transcribe", help="transcribe an audio/video file or the microphone")
+    t.add_argument("file", nargs="?",
+                   help="an audio or video file: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
@@ -87,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
-                   help="no turn detection: the microphone is committed every 3 seconds "
-                        "(also what happens with models without server VAD)")
+                   help="no turn detection at all: commit every 3 s (by default the server "
+                   "detects turns, or the client when the model does not allow server VAD)")
     t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
     _add_common(t)
 
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="offline model directory or name (--local)")
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
+
+    from ._cli_translate import add_parser as add_translate
+
+    add_translate(sub, _add_common)  # realtime-sync translate (its own module)
 
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
     c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
@@ -194,9 +200,11 @@ def _local_server(model: Optional[str], engine: bool = True,
     kwargs: dict = {}
     if engine:
         from .server import local_engine
+        from .server._translation import offline_translator
 
         recognizer, vad_factory = local_engine(model)
-        kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
+        kwargs.update(recognizer=recognizer, vad_factory=vad_factory,
+                      translator=offline_translator(None))  # Whisper's translate task
     with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
         yield srv
 
@@ -226,16 +234,16 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .transcription import Transcriber
 
     if bool(args.file) == bool(args.mic):
-        raise UsageError("give a WAV FILE or --mic (one of them)")
+        raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
     audio_format = args.input_format
     if args.file:
-        from .transcription import _open_wav
+        from .transcription import _open_audio
 
         # an unreadable file fails here, before any session; a G.711 file sets the format
         probe = {"audio_format": audio_format}
-        _open_wav(args.file, False, 100, probe)[0].close()
+        _open_audio(args.file, False, 100, probe)[0].close()
         audio_format = probe["audio_format"]
     elif audio_format != "pcm":
         raise UsageError("--input-format pcmu/pcma needs a G.711 WAV file (the microphone "
@@ -286,7 +294,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             try:
                 while True:
                     time.sleep(0.2)
-                    if not tr.vad and tr.uncommitted_ms >= 3000:
+                    if (args.no_vad or not (tr.vad or tr.client_vad)) \
+                            and tr.uncommitted_ms >= 3000:
                         tr.commit()
             except KeyboardInterrupt:
                 sys.stderr.write("\nstopping…\n")
@@ -309,9 +318,9 @@ def _transcription_options(args: argparse.Namespace, audio_format: str) -> dict:
 
 
 def _feed_file(tr: Any, path: str, realtime: bool, audio_format: str) -> None:
-    from .transcription import _open_wav
+    from .transcription import _open_audio
 
-    source, frames = _open_wav(path, realtime, 100, {"audio_format": audio_format})
+    source, frames = _open_audio(path, realtime, 100, {"audio_format": audio_format})
     try:
         while True:
             chunk = source.read(frames)
@@ -382,7 +391,14 @@ def _chat_endpoint(args: argparse.Namespace) -> dict:
     return {}
 
 
-COMMANDS = {"transcribe": cmd_transcribe, "devices": cmd_devices, "serve": cmd_serve,
+def cmd_translate(args: argparse.Namespace) -> int:
+    from ._cli_translate import cmd_translate as run
+
+    return run(args)
+
+
+COMMANDS = {"transcribe": cmd_transcribe, "translate": cmd_translate, "devices": cmd_devices,
+            "serve": cmd_serve,
             "chat": cmd_chat}
 
 

@@ -19,6 +19,7 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
+    TypeVar,
     Union,
 )
 
@@ -26,6 +27,7 @@ from . import _json, _secrets
 from ._backoff import Backoff
 from ._dispatch import EventIterator, Handler, Marshal, Registry, Router, Waiter
 from ._endpoint import Endpoint, HeaderSource, KeySource
+from ._host import ClientHost
 from ._resources import (
     ConversationResource,
     InputAudioBufferResource,
@@ -33,11 +35,22 @@ from ._resources import (
     ResponseResource,
     SessionResource,
 )
-from ._transport import FATAL_CODES, RECONNECT_CODES, Closed, Transport
+from ._transport import (
+    AUTH_HTTP_STATUSES,
+    FATAL_CODES,
+    RECONNECT_CODES,
+    TRANSIENT_HTTP_STATUSES,
+    CloseCause,
+    Closed,
+    Transport,
+)
+from ._wait import Deadline, wait_until
+from ._wire import MAX_FRAME_BYTES
 from .errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectError,
+    ConnectionLostError,
     NotConnectedError,
     ServerError,
     TimeoutError,
@@ -57,6 +70,27 @@ logger = logging.getLogger(__name__)
 
 _live_clients: weakref.WeakSet[RealtimeClient] = weakref.WeakSet()
 
+_RETRY_CAUSES = frozenset({
+    CloseCause.CONNECTION_LOST, CloseCause.KEEPALIVE_TIMEOUT, CloseCause.SEND_STALLED,
+    CloseCause.PROTOCOL_ERROR, CloseCause.HANDSHAKE_FAILED, CloseCause.RESTART,
+})
+"""Causes that always reconnect (unless fatal); server closes and HTTP refusals depend on
+their code."""
+
+
+def _http_reason(status: int, retry_after: Optional[float]) -> str:
+    text = f"the server answered the upgrade with HTTP {status}"
+    if retry_after is not None:
+        text += f" (Retry-After {retry_after:.0f} s)"
+    return text
+
+
+_EXCHANGE_DONE = frozenset({
+    "response.done",
+    "conversation.item.input_audio_transcription.completed",
+})
+"""Server events that end an exchange: a session that got one is healthy (backoff resets)."""
+
 IDLE, CONNECTING, CONNECTED, RECONNECTING, DISCONNECTED, CLOSED = (
     "idle", "connecting", "connected", "reconnecting", "disconnected", "closed",
 )
@@ -65,7 +99,7 @@ IDLE, CONNECTING, CONNECTED, RECONNECTING, DISCONNECTED, CLOSED = (
 def _close_all_at_exit() -> None:
     for client in list(_live_clients):
         try:
-            client.close(timeout=1.0)
+            client.close(timeout=0.5)  # Ctrl-C must end the process within a second
         except Exception:  # noqa: BLE001 - interpreter is exiting
             pass
 
@@ -116,6 +150,9 @@ class RealtimeClient:
         sslopt: options for ``ssl`` (``{"ca_certs": path, "certfile": path, "keyfile": path}``).
         http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type: HTTP/SOCKS proxy.
         open_timeout: seconds allowed for the TCP/TLS/HTTP handshake of one attempt.
+        max_frame_size: the largest server frame (or fragmented message) accepted, in bytes
+            (default 32 MiB, above the protocol's largest event); a bigger one closes the
+            connection with ``client.protocol_error`` before its payload is buffered.
     """
 
     def __init__(
@@ -142,6 +179,7 @@ class RealtimeClient:
         http_proxy_auth: Optional[Tuple[str, str]] = None,
         proxy_type: Optional[str] = None,
         open_timeout: float = 10.0,
+        max_frame_size: int = MAX_FRAME_BYTES,
     ) -> None:
         if session is not None and not isinstance(session, Mapping):
             raise TypeError("session must be a dict (the session object of session.update)")
@@ -162,6 +200,9 @@ class RealtimeClient:
                 raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
         if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
             raise ValueError(f"queue_size must be an integer >= 1, not {queue_size!r}")
+        if (not isinstance(max_frame_size, int) or isinstance(max_frame_size, bool)
+                or max_frame_size < 1024):
+            raise ValueError(f"max_frame_size must be an integer >= 1024, not {max_frame_size!r}")
         self._endpoint = Endpoint(
             url=url, api_key=api_key, model=model, intent=intent, headers=headers,
             azure_endpoint=azure_endpoint, azure_deployment=azure_deployment,
@@ -175,6 +216,7 @@ class RealtimeClient:
         self._transport_options = dict(
             backoff=backoff, ping_interval=ping_interval, ping_timeout=ping_timeout,
             sslopt=sslopt, proxy=proxy, open_timeout=open_timeout,
+            max_frame_size=max_frame_size,
         )
         self._session_config: Optional[Dict[str, Any]] = (
             copy.deepcopy(dict(session)) if session is not None else None
@@ -195,6 +237,7 @@ class RealtimeClient:
         self._disconnect_reason: Optional[str] = None
         self._last_error_event: Optional[Event] = None
         self._sessions_created = 0
+        self._session_id: Optional[str] = None
         self._initial_update_id: Optional[str] = None
         self._session_created_seq = 0
         # control events waiting for the next session: (type, event_id, data)
@@ -202,12 +245,17 @@ class RealtimeClient:
         self._pending_limit = 1000
         self._resources: List[Any] = []
         self._local = threading.local()
+        self._counter_lock = threading.Lock()
         self._counters: Dict[str, int] = {
             "events_sent": 0, "audio_bytes_sent": 0, "audio_dropped": 0,
-            "protocol_errors": 0, "reconnects": 0,
+            "protocol_errors": 0,
         }
         self._close_result: Optional[bool] = None
         self._ui_warned = False
+        # a translation session ended by the server's session.closed (after our session.close):
+        # the close that follows is the normal end, never a reason to reconnect
+        self._session_ended = False
+        self._host = _Host(self)
         self.session = SessionResource(self)
         self.input_audio_buffer = InputAudioBufferResource(self)
         self.conversation = ConversationResource(self)
@@ -234,6 +282,20 @@ class RealtimeClient:
     def state(self) -> str:
         """One of idle, connecting, connected, reconnecting, disconnected, closed."""
         return self._state
+
+    @property
+    def session_generation(self) -> int:
+        """How many sessions this client has had: 0 before the first ``session.created``, then
+        one more on every reconnect. Events and replies belong to the generation current when
+        they arrived; compare it before and after a blocking step to tell whether the session
+        changed in between. Any thread."""
+        return self._sessions_created
+
+    @property
+    def session_id(self) -> Optional[str]:
+        """The server's id of the current session (``session.created``'s ``session.id``), kept
+        after a disconnect until the next session starts. Any thread."""
+        return self._session_id
 
     @property
     def session_config(self) -> Optional[Dict[str, Any]]:
@@ -311,20 +373,17 @@ class RealtimeClient:
                 on_closed=self._on_closed,
                 on_reconnecting=self._on_reconnecting,
                 on_stopped=self._on_stopped,
+                on_protocol_error=self._on_frame_refused,
                 **self._transport_options,  # type: ignore[arg-type]
             )
             self._router.start()
             self._transport.start()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         try:
             with self._state_changed:
-                while self._state == CONNECTING:
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(
-                            f"no session.created from {self.url} within {timeout} s"
-                        )
-                    self._state_changed.wait(min(0.25, remaining))
+                wait_until(self._state_changed, lambda: self._state != CONNECTING, deadline)
+                if self._state == CONNECTING:
+                    raise TimeoutError(f"no session.created from {self.url} within {timeout} s")
                 if self._state != CONNECTED:
                     if self._connect_error is not None:
                         raise self._connect_error
@@ -335,9 +394,9 @@ class RealtimeClient:
                 update_id = self._initial_update_id
                 after = self._session_created_seq
             if update_id is not None:
-                remaining_t = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    self._wait(("session.updated",), None, remaining_t, after, {update_id})
+                    self._wait(("session.updated",), None, deadline.remaining(), after,
+                               {update_id})
                 except ServerError as exc:
                     raise ConfigurationError(
                         f"the server rejected the session config: {exc.message}"
@@ -345,7 +404,9 @@ class RealtimeClient:
                     ) from exc
             self._router.raise_strict()
         except BaseException:
-            self.close(timeout=2)
+            # bounded: connect(timeout=T) returns within T plus this budget; the threads,
+            # told to stop, end on their own shortly after (a later close() joins them)
+            self._close(timeout=0.15, quiet=True)
             raise
         return self
 
@@ -353,11 +414,18 @@ class RealtimeClient:
         """Close the connection and end every thread the client started. Idempotent.
 
         Thread: any, including a handler (the dispatcher then ends right after that handler).
-        Audio streams the client owns are stopped first.
+        Audio streams the client owns are stopped first; from then on no handler starts (one
+        already running finishes): events still queued are dropped and counted in
+        ``stats()["events_dropped_on_close"]``. To have them handled first,
+        call :meth:`flush` before ``close()``. A send blocked by a server that stopped reading
+        is broken off (the socket is shut down), so ``close()`` stays bounded.
 
         Returns:
             True when every thread ended within ``timeout``; False (with a warning) otherwise.
         """
+        return self._close(timeout)
+
+    def _close(self, timeout: float, quiet: bool = False) -> bool:
         with self._state_lock:
             if self._close_result is not None and self._state == CLOSED:
                 if not self._close_result:  # a thread outlived the last close: join again
@@ -378,7 +446,7 @@ class RealtimeClient:
             except Exception:  # noqa: BLE001 - closing must go on
                 logger.exception("stopping %r failed", resource)
                 ok = False
-        self._router.release_producers()  # the network thread may wait for queue space
+        self._router.shut()  # no handler starts from now on; producers stop waiting
         transport = self._transport
         if transport is not None:
             ok = transport.close(max(0.0, deadline - time.monotonic())) and ok
@@ -389,7 +457,7 @@ class RealtimeClient:
         ok = self._router.stop(max(0.0, deadline - time.monotonic())) and ok
         self._router.finish()
         _live_clients.discard(self)
-        if not ok:
+        if not ok and not quiet:
             logger.warning("close(): a realtime-sync thread did not end within %.1f s", timeout)
         self._close_result = ok
         return ok
@@ -483,7 +551,7 @@ class RealtimeClient:
                     with transport.send_lock:
                         if self._state == CONNECTED:
                             transport.send_locked(data)
-                            self._counters["events_sent"] += 1
+                            self._count("events_sent")
                             return
                 except NotConnectedError:
                     if not (queue_ok and self._backoff is not None and not transport.closing):
@@ -521,7 +589,7 @@ class RealtimeClient:
         """Send a prebuilt ``input_audio_buffer.append`` frame (never queued)."""
         self._router.raise_strict()
         self._send_data("input_audio_buffer.append", event_id, frame, queue_ok=False)
-        self._counters["audio_bytes_sent"] += audio_bytes
+        self._count("audio_bytes_sent", audio_bytes)
         return event_id
 
     def _mark_sent(self, event_id: str) -> None:
@@ -634,6 +702,31 @@ class RealtimeClient:
                 except ValueError:
                     pass
 
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Block until every event received so far has been through its handlers.
+
+        Events that arrive after the call are not waited for. Use it instead of sleeping
+        before reading what handlers recorded, or before :meth:`close` to have queued events
+        handled rather than dropped.
+
+        Thread: any but the one that runs handlers (the dispatcher thread, or the ``marshal``
+        GUI thread): :class:`DeadlockError` there. Ctrl-C interrupts it.
+
+        Returns:
+            True when done within ``timeout`` seconds (None: wait for ever); False otherwise.
+        """
+        self._router.check_blocking_call("flush()")
+        ui = getattr(self._marshal, "ui_thread", None) if self._marshal is not None else None
+        if self._router.on_handler_thread() or (
+                ui is not None and getattr(ui, "ident", ui) == threading.get_ident()):
+            from .errors import DeadlockError
+
+            raise DeadlockError("flush() was called on the thread that runs the handlers it"
+                                " would wait for")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValueError("timeout must be a number of seconds >= 0, or None")
+        return self._router.flush(timeout)
+
     def events(
         self,
         timeout: Optional[float] = None,
@@ -679,6 +772,8 @@ class RealtimeClient:
         Raises:
             ServerError: the response failed, or the server answered with ``error``.
             TimeoutError: no ``response.done`` within ``timeout`` seconds.
+            ConnectionLostError: the connection dropped while the answer was on its way
+                (``.response``: what had arrived); the new session cannot answer it.
         """
         from .conversation import ask
 
@@ -687,15 +782,16 @@ class RealtimeClient:
     @property
     def tools(self) -> Any:
         """The :class:`realtime_sync.tools.Tools` registry of this client (function calling)."""
-        tools = self.__dict__.get("_tools")
-        if tools is None:
-            from .tools import Tools
+        from .tools import tools_of
 
-            with self._state_lock:
-                tools = self.__dict__.get("_tools")
-                if tools is None:
-                    tools = self.__dict__["_tools"] = Tools(self)
-        return tools
+        return tools_of(self)
+
+    @property
+    def host(self) -> ClientHost:
+        """The contract the library's features (audio, transcription, conversation, tools)
+        use to talk to this client (see :mod:`realtime_sync._host`); for extensions. Any
+        thread."""
+        return self._host
 
     def tool(self, fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None,
              description: Optional[str] = None, timeout: Optional[float] = None) -> Any:
@@ -716,15 +812,19 @@ class RealtimeClient:
         bytes sent, audio bytes dropped, reconnects, protocol and handler errors. Any thread."""
         r = self._router
         t = self._transport
-        out = dict(self._counters)
+        with self._counter_lock:
+            out = dict(self._counters)
         out.update(
             events_received=r.received,
             events_dispatched=r.dispatched,
             queue_high_water=r.high_water,
             handler_errors=r.handler_errors,
             marshal_dropped=r.marshal_dropped,
+            events_dropped=r.queue_dropped,
+            events_dropped_on_close=r.dropped_on_close,
             bytes_sent=t.bytes_sent if t else 0,
             reconnects=t.reconnects if t else 0,
+            control_frames_dropped=t.control_frames_dropped if t else 0,
             pending_sends=len(self._pending_sends),
         )
         return out
@@ -766,12 +866,13 @@ class RealtimeClient:
 
     @property
     def _session_generation(self) -> int:
-        """How many sessions this client has had (changes on every reconnect)."""
+        """Deprecated private alias of :attr:`session_generation`."""
         return self._sessions_created
 
     def _count(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to a :meth:`stats` counter."""
-        self._counters[name] = self._counters.get(name, 0) + n
+        """Add ``n`` to a :meth:`stats` counter (any thread)."""
+        with self._counter_lock:
+            self._counters[name] = self._counters.get(name, 0) + n
 
     def _emit_handler_error(self, event: Event) -> None:
         if self._router.on_handler_thread():
@@ -798,6 +899,7 @@ class RealtimeClient:
         logger.debug("upgraded: %s", self.url)
 
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        data = _secrets.redact_frame(data)  # a key the server echoes never reaches anyone
         if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return
@@ -817,8 +919,14 @@ class RealtimeClient:
         if type_ == "session.created":
             self._on_session_created(event)
             return
+        if type_ in _EXCHANGE_DONE:
+            transport = self._transport
+            if transport is not None:
+                transport.mark_exchanged()
         if type_ == "error":
             self._last_error_event = event
+        elif type_ == "session.closed":
+            self._session_ended = True
         elif type_ == "session.updated":
             with self._state_lock:
                 if self._pending_updates:
@@ -844,14 +952,23 @@ class RealtimeClient:
                     break
 
     def _protocol_error(self, problem: str, data: Union[str, bytes]) -> None:
-        self._counters["protocol_errors"] += 1
+        self._count("protocol_errors")
         sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
         if isinstance(sample, (bytes, bytearray)):
             sample = sample.decode("utf-8", "replace")
+        sample = _secrets.redact(sample)
+        problem = _secrets.redact(problem)
         logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
         self._router.deliver(Event(
             type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
             frame_length=len(data),
+        ))
+
+    def _on_frame_refused(self, problem: str, length: int) -> None:
+        """The transport refused a frame (network thread): one ``client.protocol_error``."""
+        self._count("protocol_errors")
+        self._router.deliver(Event(
+            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame="", frame_length=length,
         ))
 
     def _on_session_created(self, event: Event) -> None:
@@ -871,6 +988,9 @@ class RealtimeClient:
                     return
                 self._sessions_created += 1
                 first = self._sessions_created == 1
+                session = event.get("session")
+                sid = session.get("id") if isinstance(session, Mapping) else None
+                self._session_id = sid if isinstance(sid, str) else None
                 queued_ids = {eid for _, eid, _ in self._pending_sends}
                 unanswered = [u for u in self._pending_updates if u[0] not in queued_ids]
                 queued_updates = [u for u in self._pending_updates if u[0] in queued_ids]
@@ -914,72 +1034,93 @@ class RealtimeClient:
             logger.info("sent %d events queued while reconnecting", flushed)
         self._router.deliver(Event(
             type=LibraryEvents.CONNECTED if first else LibraryEvents.RECONNECTED,
-            url=self.url, session_id=(event.get("session") or {}).get("id"),
+            url=self.url, session_id=self._session_id, generation=self._sessions_created,
         ))
 
     def _on_closed(self, info: Closed) -> bool:
-        """After one connection ended (network thread). Returns whether to reconnect."""
+        """After one connection (or attempt) ended (network thread). Returns whether to
+        reconnect."""
         err = self._last_error_event
         self._last_error_event = None
         code = info.code
+        cause = info.final_cause()
+        status = info.http_status
         err_obj = err.get("error") if err is not None else None
         err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
         err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
-        reason = info.describe()
+        reason = _secrets.redact(info.describe())
+        if status is not None:
+            reason = _http_reason(status, info.retry_after)
         if err_msg and not info.by_client and code in FATAL_CODES | {1001, None}:
             reason = _secrets.redact(str(err_msg))
-        fatal = (
-            code in FATAL_CODES
-            or info.extra.get("fatal")
-            or info.extra.get("auth")
-        )
+        auth = code == 3000 or status in AUTH_HTTP_STATUSES or bool(info.extra.get("auth"))
+        fatal = code in FATAL_CODES or bool(info.extra.get("fatal")) or auth
+        exception: Optional[BaseException] = None
+        if auth:
+            exception = AuthenticationError(f"authentication failed: {reason}", code=code,
+                                            reason=reason, status=status)
         with self._state_lock:
             self._disconnect_reason = reason
             was = self._state
+            generation = self._sessions_created
             if was == CONNECTING and not info.established:
                 # the first connection never got a session: connect() fails, no retry
-                if code == 3000 or info.extra.get("auth"):
-                    self._connect_error = AuthenticationError(
-                        f"authentication failed: {reason}", code=code, reason=reason)
+                if exception is not None:
+                    self._connect_error = exception
                 elif code == 4000:
                     self._connect_error = ConfigurationError(
                         f"the server refused the connection: {reason}")
                 elif isinstance(info.error, ConfigurationError):
                     self._connect_error = info.error
                 else:
+                    hint = ""
+                    if status in TRANSIENT_HTTP_STATUSES:
+                        hint = " (a temporary condition: try connect() again later)"
                     self._connect_error = ConnectError(
-                        f"could not connect to {self.url}: {reason}", code=code, reason=reason)
+                        f"could not connect to {self.url}: {reason}{hint}", code=code,
+                        reason=reason, status=status, retry_after=info.retry_after)
                 self._state = DISCONNECTED
                 self._state_changed.notify_all()
                 return False
+            ended = self._session_ended
+            retryable = (
+                cause in _RETRY_CAUSES
+                or (cause is CloseCause.SERVER_CLOSED
+                    and (code in RECONNECT_CODES or err_code == "session_expired"))
+                or (cause is CloseCause.HANDSHAKE_REFUSED and status in TRANSIENT_HTTP_STATUSES)
+            )
             reconnect = (
                 not info.by_client
+                and not ended
                 and not fatal
                 and self._backoff is not None
                 and was != CLOSED
-                and (code in RECONNECT_CODES or err_code == "session_expired"
-                     or "ping timeout" in reason or bool(info.extra.get("restart")))
+                and retryable
             )
             if was != CLOSED:
                 self._state = RECONNECTING if reconnect else DISCONNECTED
             self._state_changed.notify_all()
-        if (was in (CONNECTED, RECONNECTING) or info.by_client) and (
-                info.established or was == CONNECTED or info.by_client):
-                self._router.deliver(Event(
-                    type=LibraryEvents.DISCONNECTED, reason=reason, code=code,
-                    will_reconnect=reconnect, error_code=err_code,
-                ), block=not info.by_client)
+        if ((was in (CONNECTED, RECONNECTING) or info.by_client)
+                and (info.established or was == CONNECTED or info.by_client)) or (
+                was == RECONNECTING and not reconnect):
+            self._router.deliver(Event(
+                type=LibraryEvents.DISCONNECTED, reason=reason, code=code,
+                will_reconnect=reconnect, error_code=err_code, cause=cause,
+                http_status=status, generation=generation, exception=exception,
+            ), block=not info.by_client)
         self._router.wake_waiters()
-        if not reconnect and was != CLOSED and not info.by_client:
+        if not reconnect and was != CLOSED and not info.by_client and not ended:
             logger.warning("disconnected: %s", reason)
         return reconnect
 
-    def _on_reconnecting(self, attempt: int, delay: float) -> None:
-        self._counters["reconnects"] += 1
-        logger.info("reconnecting in %.2f s (attempt %d)", delay, attempt)
+    def _on_reconnecting(self, attempt: int, delay: float, info: Closed) -> None:
+        cause = info.final_cause()
+        logger.info("reconnecting in %.2f s (attempt %d, %s)", delay, attempt, cause.value)
         self._router.deliver(Event(
-            type=LibraryEvents.RECONNECTING, attempt=attempt, delay=delay,
-        ), block=False)
+            type=LibraryEvents.RECONNECTING, attempt=attempt, delay=delay, cause=cause,
+            http_status=info.http_status, retry_after=info.retry_after,
+            reason=self._disconnect_reason,
+        ))
 
     def _on_stopped(self, info: Closed) -> None:
         with self._state_lock:
@@ -992,3 +1133,102 @@ class RealtimeClient:
                     self._disconnect_reason = "gave up reconnecting"
             self._state_changed.notify_all()
         self._router.wake_waiters()
+
+
+# -- the feature contract (realtime_sync._host.ClientHost) ----------------------------------
+_T = TypeVar("_T")
+
+
+class _Host:
+    """The client's side of :class:`realtime_sync._host.ClientHost`: what features may use.
+
+    Lives here because it reads the client's own state; features only see the protocol."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self._client = client
+        self._features: Dict[str, Any] = {}
+        self._features_lock = threading.Lock()
+        self._reported_lock = threading.Lock()
+        self._reported: Deque[Mapping[str, Any]] = deque(maxlen=64)  # events already reported
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self._client._emit(event)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self._client._count(name, n)
+
+    def adopt(self, resource: Any) -> None:
+        self._client._adopt(resource)
+
+    def disown(self, resource: Any) -> None:
+        self._client._disown(resource)
+
+    @property
+    def session_number(self) -> int:
+        return self._client.session_generation
+
+    @property
+    def marshal(self) -> Optional[Marshal]:
+        return self._client._marshal
+
+    def protocol_error(self, problem: str, event: Mapping[str, Any]) -> None:
+        with self._reported_lock:
+            if any(seen is event for seen in self._reported):
+                return
+            self._reported.append(event)
+        data = _json.dumps(dict(event)) if isinstance(event, Mapping) else repr(event)
+        self._client._protocol_error(f"{event.get('type')}: {problem}", data)
+
+    def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
+        client = self._client
+        out = dict(event)
+        event_id = out.setdefault("event_id", new_event_id())
+        data = _json.dumps(out)
+        if len(data) > MAX_EVENT_BYTES:
+            raise ValueError(f"{out.get('type')} is {len(data)} bytes; the server accepts at"
+                             f" most {MAX_EVENT_BYTES} per event")
+        transport = client._transport
+        if transport is not None:
+            with transport.send_lock:  # a new session starts under this lock: no race
+                if client._state == CONNECTED and client._sessions_created == session_number:
+                    client._mark_sent(str(event_id))
+                    try:
+                        transport.send_locked(data)
+                    except NotConnectedError as exc:
+                        raise ConnectionLostError(
+                            f"the session ended; {out.get('type')} was not sent") from exc
+                    self.count("events_sent")
+                    return str(event_id)
+        raise ConnectionLostError(
+            f"session {session_number} has ended; {out.get('type')} was not sent into "
+            "another session")
+
+    def send_prebuilt(self, type_: str, event_id: str, frame: bytes) -> None:
+        self._client._send_data(type_, event_id, frame, queue_ok=False)
+
+    def restart(self) -> bool:
+        return self._client._restart()
+
+    def check_blocking_call(self, what: str) -> None:
+        self._client._router.check_blocking_call(what)
+
+    def remember_session(self, update: Mapping[str, Any]) -> None:
+        self._client._remember_session(update)
+
+    def not_connected_message(self) -> str:
+        return self._client._not_connected_message()
+
+    def feature(self, key: str, factory: Callable[[], _T]) -> _T:
+        with self._features_lock:
+            value = self._features.get(key)
+            if value is None:
+                value = self._features[key] = factory()
+            return value  # type: ignore[no-any-return]
+
+    def peek_feature(self, key: str) -> Any:
+        with self._features_lock:
+            return self._features.get(key)
+
+
+def _check_host(client: RealtimeClient) -> ClientHost:
+    return _Host(client)  # mypy: _Host implements the whole ClientHost protocol

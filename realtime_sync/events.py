@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import itertools
 import os
-from typing import Any, Dict, Mapping, Optional
+import warnings
+from typing import Any, Dict, Mapping
+
+from ._wire import MAX_EVENT_BYTES, MAX_EVENT_ID_LENGTH
 
 __all__ = [
     "Event",
-    "ClientEvents",
     "ServerEvents",
     "LibraryEvents",
     "BETA_TO_GA",
@@ -23,10 +25,7 @@ __all__ = [
     "append_frame",
 ]
 
-MAX_EVENT_BYTES = 15 * 1024 * 1024
-"""The server's limit on one client event (``input_audio_buffer.append`` of 15 MiB)."""
-
-MAX_EVENT_ID_LENGTH = 512
+__all__ += ["MAX_EVENT_BYTES", "MAX_EVENT_ID_LENGTH"]  # wire constants (defined in _wire)
 
 
 class Event(Dict[str, Any]):
@@ -53,22 +52,6 @@ class Event(Dict[str, Any]):
 
     def __repr__(self) -> str:
         return f"Event({dict.__repr__(self)})"
-
-
-class ClientEvents:
-    """Names of the GA client event types (client → server)."""
-
-    SESSION_UPDATE = "session.update"
-    INPUT_AUDIO_BUFFER_APPEND = "input_audio_buffer.append"
-    INPUT_AUDIO_BUFFER_COMMIT = "input_audio_buffer.commit"
-    INPUT_AUDIO_BUFFER_CLEAR = "input_audio_buffer.clear"
-    CONVERSATION_ITEM_CREATE = "conversation.item.create"
-    CONVERSATION_ITEM_RETRIEVE = "conversation.item.retrieve"
-    CONVERSATION_ITEM_TRUNCATE = "conversation.item.truncate"
-    CONVERSATION_ITEM_DELETE = "conversation.item.delete"
-    RESPONSE_CREATE = "response.create"
-    RESPONSE_CANCEL = "response.cancel"
-    OUTPUT_AUDIO_BUFFER_CLEAR = "output_audio_buffer.clear"
 
 
 class ServerEvents:
@@ -163,15 +146,25 @@ def append_frame(pcm16: bytes, event_id: str) -> bytes:
     ))
 
 
-def session_update(session: Mapping[str, Any]) -> Dict[str, Any]:
-    """Build ``session.update``."""
-    return {"type": ClientEvents.SESSION_UPDATE, "session": dict(session)}
+_CLIENT_EVENT_NAMES = {
+    "SESSION_UPDATE": "session.update",
+    "INPUT_AUDIO_BUFFER_APPEND": "input_audio_buffer.append",
+    "INPUT_AUDIO_BUFFER_COMMIT": "input_audio_buffer.commit",
+    "INPUT_AUDIO_BUFFER_CLEAR": "input_audio_buffer.clear",
+    "CONVERSATION_ITEM_CREATE": "conversation.item.create",
+    "CONVERSATION_ITEM_RETRIEVE": "conversation.item.retrieve",
+    "CONVERSATION_ITEM_TRUNCATE": "conversation.item.truncate",
+    "CONVERSATION_ITEM_DELETE": "conversation.item.delete",
+    "RESPONSE_CREATE": "response.create",
+    "RESPONSE_CANCEL": "response.cancel",
+    "OUTPUT_AUDIO_BUFFER_CLEAR": "output_audio_buffer.clear",
+}
 
 
-def build(type_: str, **fields: Optional[Any]) -> Dict[str, Any]:
-    """Build a client event from keyword fields, leaving out those that are ``None``."""
-    event: Dict[str, Any] = {"type": type_}
-    for key, value in fields.items():
-        if value is not None:
-            event[key] = value
-    return event
+def __getattr__(name: str) -> Any:
+    """``ClientEvents`` (never used by the library) survives as a deprecated alias."""
+    if name == "ClientEvents":
+        warnings.warn("realtime_sync.events.ClientEvents is deprecated; use the event type"
+                      " strings (e.g. 'response.create')", DeprecationWarning, stacklevel=2)
+        return type("ClientEvents", (), dict(_CLIENT_EVENT_NAMES))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

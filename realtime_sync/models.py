@@ -47,8 +47,6 @@ __all__ = [
     "replacement_for",
     "check_transcription_options",
     "check_turn_detection",
-    "default_turn_detection",
-    "CLIENT_TURN_DETECTION",
     "warn_if_deprecated",
 ]
 
@@ -286,18 +284,6 @@ def check_turn_detection(model: str, turn_detection: Any) -> None:
             f"(turn_detection={kind!r}); use turn_detection='client_vad' (the client ends "
             "turns) or None (you call commit())"
         )
-
-
-CLIENT_TURN_DETECTION: Optional[str] = None
-"""What ``turn_detection="auto"`` means for a model without server VAD: None (the caller
-commits; :meth:`Transcriber.finish` commits the tail) until client-side turn detection
-(``"client_vad"``) is available, which then becomes the value here."""
-
-
-def default_turn_detection(model: Any) -> Optional[str]:
-    """``turn_detection="auto"`` resolved for ``model``: ``"server_vad"`` when allowed (also
-    for unknown models), else :data:`CLIENT_TURN_DETECTION`."""
-    return "server_vad" if server_vad_allowed(model) else CLIENT_TURN_DETECTION
 
 
 _warned: Set[str] = set()

@@ -27,6 +27,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Tuple,
     Union,
 )
 
@@ -34,8 +35,9 @@ from . import models
 from ._dispatch import Marshal
 from ._g711 import WIRE_FORMATS, bytes_per_ms
 from ._g711 import decode as g711_decode
+from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
 from .client import RealtimeClient
-from .errors import ConfigurationError, NotConnectedError, TimeoutError
+from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
 
 __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
@@ -205,14 +207,22 @@ def build_session(
         raise ConfigurationError(
             f"audio_format must be 'pcm', 'pcmu' or 'pcma', not {audio_format!r}")
     td: Optional[Dict[str, Any]]
-    if isinstance(turn_detection, str) and turn_detection == "auto":
-        turn_detection = models.default_turn_detection(model)
-    if turn_detection is None:
-        td = None
+    if audio_format != "pcm" and turn_detection == "auto" \
+            and not models.server_vad_allowed(model):
+        turn_detection = None  # client_vad reads PCM16: with G.711 the caller commits
+    turn_detection = resolve_turn_detection(model, turn_detection)
+    if turn_detection is None or client_vad_options(turn_detection) is not None:
+        if turn_detection is not None and audio_format != "pcm":
+            raise ConfigurationError(
+                "client_vad reads PCM16 audio; with G.711 (audio_format="
+                f"{audio_format!r}) use a model with server VAD (gpt-transcribe) or "
+                "turn_detection=None and commit() yourself")
+        td = None  # client_vad: the client commits; the server's VAD is switched off
     elif isinstance(turn_detection, str):
         if turn_detection not in TURN_DETECTION_TYPES:
             raise ConfigurationError(
-                f"turn_detection must be 'auto', 'server_vad', 'semantic_vad', a dict or None, "
+                f"turn_detection must be 'auto', 'server_vad', 'semantic_vad', 'client_vad', "
+                f"a dict or None, "
                 f"not {turn_detection!r}"
             )
         td = {"type": turn_detection}
@@ -259,24 +269,30 @@ class _FeedSink:
         self._tr.feed(pcm16)
         return ""
 
-    def _emit(self, event: Mapping[str, Any]) -> None:
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the transcriber's client, the stream is owned by the transcriber."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
         client = self._tr._client
         if client is not None:
-            client._emit(event)
+            client.host.emit(event)
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self._tr._streams.append(resource)
 
-    def _disown(self, resource: Any) -> None:
+    def disown(self, resource: Any) -> None:
         try:
             self._tr._streams.remove(resource)
         except ValueError:
             pass
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         client = self._tr._client
         if client is not None:
-            client._count(name, n)
+            client.host.count(name, n)
 
 
 class Transcriber:
@@ -293,9 +309,13 @@ class Transcriber:
             ``gpt-realtime-whisper``, ... see :mod:`realtime_sync.models`).
         language: ISO-639-1 code, or None to detect (models that take one language).
         prompt: text that guides the model (vocabulary, style).
-        turn_detection: ``"auto"`` (server VAD when the model allows it, else client-side turn
-            detection), ``"server_vad"``, ``"semantic_vad"``, a dict of VAD parameters, or
-            None (you commit turns).
+        turn_detection: ``"auto"`` (the default: ``"server_vad"`` when the model allows it,
+            else ``"client_vad"``), ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
+            this process commits each utterance: ``feed()`` runs it; a dict
+            ``{"type": "client_vad", "silence_duration_ms": 500, "max_turn_ms": 30000, ...}``
+            tunes it, see :class:`realtime_sync._turns.ClientVadOptions`), a dict of server
+            VAD parameters, or None (you commit turns).
+            With G.711 audio, ``"auto"`` means None for models without server VAD.
         noise_reduction: ``"near_field"``, ``"far_field"``, ``{"type": .., "strength": ..}``
             or None.
         include_logprobs: ask for token log-probabilities.
@@ -354,7 +374,30 @@ class Transcriber:
         self.model = model
         self.audio_format = audio_format
         self._bpm = bytes_per_ms(audio_format)  # bytes per ms of what feed() takes
-        self.vad = self._session["audio"]["input"]["turn_detection"] is not None
+        if audio_format != "pcm" and turn_detection == "auto" \
+                and not models.server_vad_allowed(model):
+            turn_detection = None  # as build_session: client_vad reads PCM16 only
+        auto = turn_detection == "auto"
+        turn_detection = resolve_turn_detection(model, turn_detection)
+        client_vad = client_vad_options(turn_detection)
+        self.vad = turn_detection is not None and client_vad is None
+        """True under server VAD."""
+        self.client_vad = client_vad is not None
+        """True when this process detects the turns (``turn_detection="client_vad"``)."""
+        self._detector: Optional[TurnDetector] = None
+        if client_vad is not None:
+            try:
+                self._detector = TurnDetector(client_vad)
+            except AudioError as exc:
+                why = (f"{model!r} does not allow server VAD, so the client ends turns; "
+                       if auto else "")
+                raise AudioError(f"{why}{exc} (or pass turn_detection=None and call "
+                                 "commit() yourself)") from None
+        self._feed_lock = threading.Lock()  # one feeder at a time through the detector
+        self._vad_turns: List[List[int]] = []  # [start, end, generation committed in]
+        self._vad_open: Optional[int] = None
+        self._vad_limit = 0
+        self._vad_dead = 0
         self.vad_grace = 1.5
         """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._on_partial = on_partial
@@ -381,6 +424,9 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._dropped_bytes = 0
+        self._drop_episode = 0  # bytes lost in the current episode (one warning per episode)
+        # ranges sent to the current session, then pushed out of the ring (lost if replayed)
+        self._unreplayable: List[Tuple[int, int]] = []
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -390,6 +436,7 @@ class Transcriber:
         self._expires_at: Optional[float] = None
         self._rollover_due: Optional[float] = None
         self._closed = False
+        self._untracked = 0  # turns committed without an item_id
         self._error: Optional[BaseException] = None
         self._user_handlers: List[Any] = []
 
@@ -437,7 +484,7 @@ class Transcriber:
             # right after session.created: wait for it so the first feed() sends at once
             deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client._session_generation and client.connected:
+                while self._generation != client.host.session_number and client.connected:
                     if time.monotonic() >= deadline:
                         break
                     self._changed.wait(0.05)
@@ -480,6 +527,7 @@ class Transcriber:
         self._streams.clear()
         with self._lock:
             self._closed = True
+            self._end_drop_episode()
             self._changed.notify_all()
         client = self._client
         return client.close(timeout) if client is not None else True
@@ -511,12 +559,41 @@ class Transcriber:
         client = self.client
         if self._closed:
             raise NotConnectedError("the transcriber is closed")
-        with self._lock:
-            self._ring += pcm16
-            self._total += len(pcm16)
-            self._trim_ring()
+        if self._detector is not None:
+            with self._feed_lock:
+                turns = self._detector.feed(pcm16)
+                with self._lock:
+                    self._ring += pcm16
+                    self._total += len(pcm16)
+                    self._note_turns(turns)
+                    self._trim_ring()
+        else:
+            with self._lock:
+                self._ring += pcm16
+                self._total += len(pcm16)
+                self._trim_ring()
         self._pump(client)
         self._maybe_rollover(client)
+
+    def _note_turns(self, turns: List[Any]) -> None:
+        """Take the client VAD's new turns and state (feed lock and lock held)."""
+        det = self._detector
+        assert det is not None
+        for start, end in turns:
+            self._vad_turns.append([start, end, -1])
+        self._vad_open = det.open_start
+        self._vad_limit = det.send_limit
+        self._vad_dead = det.dead_until
+
+    def _end_client_turn(self) -> None:
+        """Client VAD: end the turn in progress now (at the end of what was fed)."""
+        det = self._detector
+        if det is None:
+            return
+        with self._feed_lock:
+            turn = det.flush()
+            with self._lock:
+                self._note_turns([turn] if turn is not None else [])
 
     def _pump(self, client: RealtimeClient) -> None:
         """Send what the current session has not had yet; replays after a new session.
@@ -524,12 +601,15 @@ class Transcriber:
         Sending happens outside the state lock (handlers never wait for the network), under
         ``_send_lock`` so appends and commits keep their order.
         """
+        if self._detector is not None:
+            self._pump_turns(client)
+            return
         with self._send_lock:
             while True:
                 with self._lock:
                     if not client.connected:
                         return
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         # a new session the dispatcher has not switched to yet: it first
                         # handles every event of the old one, then client.(re)connected
@@ -547,9 +627,76 @@ class Transcriber:
                     if self._generation == gen and self._sent == pos:
                         self._sent = pos + len(chunk)
 
+    def _pump_turns(self, client: RealtimeClient) -> Optional[str]:
+        """Client VAD: send the audio of each turn and commit at its end; audio between turns
+        is never sent. Replays after a new session commit at the same places. Returns the
+        last commit's ``event_id``."""
+        last_id: Optional[str] = None
+        with self._send_lock:
+            while True:
+                entry = None
+                chunk = b""
+                with self._lock:
+                    if not client.connected:
+                        return last_id
+                    gen = client._session_generation
+                    if gen != self._generation:
+                        return last_id
+                    turn = next((t for t in self._vad_turns if t[2] != gen), None)
+                    if turn is not None:
+                        start, end = turn[0], turn[1]
+                    elif self._vad_open is not None:
+                        start, end = self._vad_open, self._vad_limit
+                    else:  # between turns: skip what belongs to no turn
+                        dead = min(max(self._vad_dead, self._ring_start), self._total)
+                        if self._sent == self._last_commit_pos and dead > self._sent:
+                            self._sent = self._last_commit_pos = dead
+                            self._trim_ring()
+                        return last_id
+                    start = max(start, self._ring_start)
+                    if self._sent < start and self._sent == self._last_commit_pos:
+                        self._sent = self._last_commit_pos = start
+                    pos = self._sent
+                    if pos < end:
+                        offset = pos - self._ring_start
+                        chunk = bytes(self._ring[offset:offset + min(end - pos, 480_000)])
+                    elif turn is None:
+                        return last_id  # the turn in progress: all sent that may be
+                    else:
+                        turn[2] = gen
+                        if pos - self._last_commit_pos < MIN_COMMIT_BYTES:
+                            continue  # too short to commit: it joins the next turn
+                        entry = (new_event_id(), self._last_commit_pos, pos)
+                        self._commit_fifo.append(entry)
+                        self._last_commit_pos = pos
+                if entry is None:
+                    try:
+                        client.input_audio_buffer.append(chunk)
+                    except NotConnectedError:
+                        return last_id
+                    with self._lock:
+                        if self._generation == gen and self._sent == pos:
+                            self._sent = pos + len(chunk)
+                    continue
+                try:
+                    client.send({"type": "input_audio_buffer.commit", "event_id": entry[0]})
+                except NotConnectedError:
+                    with self._lock:
+                        if entry in self._commit_fifo:
+                            self._commit_fifo.remove(entry)
+                            self._last_commit_pos = entry[1]
+                    return last_id
+                last_id = entry[0]
+
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
         first = self._generation < 0
+        needed = self._replay_start()
+        lost = sum(max(0, end - max(start, needed)) for start, end in self._unreplayable)
+        self._unreplayable.clear()
+        if lost and not first:
+            self._count_drop(lost)
+        self._end_drop_episode()
         self._generation = gen
         self._session_index += 1
         self._session_base = self._ring_start
@@ -572,42 +719,87 @@ class Transcriber:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
                             replay // self._bpm)
 
-    def _trim_ring(self) -> None:
-        """Forget audio whose turns have all completed; bound the rest (lock held)."""
-        keep_from = self._last_commit_pos
+    def _replay_start(self) -> int:
+        """Where a new session would have to start replaying: the first audio not yet
+        transcribed for sure (lock held)."""
+        start = min(self._last_commit_pos, self._sent)
         for item_id in self._order[self._final_cursor:]:
             seg = self._segments.get(item_id)
             if seg is not None and seg.start_pos is not None:
-                keep_from = min(keep_from, seg.start_pos)
+                start = min(start, seg.start_pos)
                 break
         if self._commit_fifo:  # commits in flight: their audio is not transcribed yet
-            keep_from = min(keep_from, self._commit_fifo[0][1])
-        keep_from = min(keep_from, self._sent)
+            start = min(start, self._commit_fifo[0][1])
+        return start
+
+    def _trim_ring(self) -> None:
+        """Forget audio whose turns have all completed; bound the rest (lock held).
+
+        Beyond ``max_buffer_s`` the oldest audio leaves the ring. Audio the current session
+        has not had yet is lost at once and counted then; audio it has had is only out of
+        reach of a replay, and counted as lost if a new session ever needs it
+        (:meth:`_start_new_session`). Nothing is counted twice."""
+        needed = self._replay_start()
+        keep_from = max(needed, self._ring_start)  # what is gone is gone
         overflow = (self._total - keep_from) - self._max_buffer
+        lost = 0
         if overflow > 0:
             if self.audio_format == "pcm":
                 overflow += overflow % 2
-            keep_from += overflow
-            self._dropped_bytes += overflow
-            logger.warning("transcriber buffer full: dropped %d ms of untranscribed audio",
-                           overflow // self._bpm)
-            if self._client is not None:
-                self._client._count("audio_dropped", overflow)
-                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
-                                    "ms": overflow // self._bpm, "source": "transcriber"})
+            end = keep_from + overflow
+            sent_end = min(end, max(self._sent, keep_from))
+            if sent_end > keep_from:  # sent to this session: lost only if replayed
+                self._unreplayable.append((keep_from, sent_end))
+            lost = end - sent_end
+            keep_from = end
             self._sent = max(self._sent, keep_from)
+        # forget unreplayable ranges no replay can need any more (their turns completed)
+        while self._unreplayable and self._unreplayable[0][1] <= needed:
+            self._unreplayable.pop(0)
+        if len(self._unreplayable) > 64:  # contiguous in practice; merge to stay bounded
+            self._unreplayable[:] = [(self._unreplayable[0][0], self._unreplayable[-1][1])]
+        if lost > 0:
+            self._count_drop(lost)
+        else:
+            self._end_drop_episode()
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
+        while self._vad_turns and self._vad_turns[0][1] <= self._ring_start:
+            del self._vad_turns[0]
+
+    def _count_drop(self, nbytes: int) -> None:
+        """Account ``nbytes`` of audio that will never be transcribed (lock held): the
+        counter, ``stats()["audio_dropped"]`` and one ``client.audio_dropped`` event each
+        time; the warning is logged once per episode (:meth:`_end_drop_episode`)."""
+        self._dropped_bytes += nbytes
+        self._drop_episode += nbytes
+        client = self._client
+        if client is not None:
+            client.host.count("audio_dropped", nbytes)
+            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+                          "ms": nbytes // self._bpm, "source": "transcriber"})
+
+    def _end_drop_episode(self) -> None:
+        """Log one warning for the audio lost since the episode began (lock held)."""
+        if self._drop_episode:
+            logger.warning(
+                "transcriber buffer full: dropped %d ms of untranscribed audio (max_buffer_s=%g)",
+                self._drop_episode // self._bpm, self._max_buffer / self._bpm / 1000)
+            self._drop_episode = 0
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
 
         Returns the commit's ``event_id``, or None when less than 100 ms is uncommitted (the
         server would refuse it) or the session is reconnecting (the audio is kept and
-        replayed; commit again later).
+        replayed; commit again later). Under ``client_vad`` it ends the turn in progress now
+        (None when no speech is pending: silence is never committed).
         """
         client = self.client
+        if self._detector is not None:
+            self._end_client_turn()
+            return self._pump_turns(client)
         self._pump(client)
         with self._send_lock:
             with self._lock:
@@ -680,7 +872,12 @@ class Transcriber:
 
     @property
     def dropped_ms(self) -> int:
-        """Untranscribed audio dropped because the replay buffer overflowed."""
+        """Audio that will never be transcribed because the replay buffer (``max_buffer_s``)
+        overflowed: audio fed while the session could not take it, or audio a new session
+        had to replay and the buffer no longer held. Audio the session already had and that
+        was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
+        the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
+        events."""
         return self._dropped_bytes // self._bpm
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
@@ -690,7 +887,7 @@ class Transcriber:
         segment comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.segments()")
+        client.host.check_blocking_call("Transcriber.segments()")
         index = 0
         while True:
             with self._changed:
@@ -702,7 +899,7 @@ class Transcriber:
                         return
                     if client.state == "disconnected":
                         raise NotConnectedError(
-                            f"the session ended for good ({client._not_connected_message()});"
+                            f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
@@ -721,9 +918,10 @@ class Transcriber:
             NotConnectedError: the session ended for good first.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.finish()")
+        client.host.check_blocking_call("Transcriber.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         grace: Optional[float] = None
+        self._end_client_turn()
         while True:
             self._pump(client)
             with self._changed:
@@ -733,8 +931,16 @@ class Transcriber:
                 uncommitted = self._sent - self._last_commit_pos
                 if settled and uncommitted < 100 * self._bpm \
                         and self._final_cursor == len(self._order):
+                    self._end_drop_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= 100 * self._bpm:
+                if self._detector is not None:
+                    # client VAD: sent audio left uncommitted by a refused commit
+                    self._end_client_turn()
+                    with self._lock:
+                        self._vad_turns.append([self._last_commit_pos, self._sent, -1])
+                    self._pump_turns(client)
+                    continue
                 if self.vad:
                     # give the server's VAD a moment to finish the turn it may be in
                     if grace is None:
@@ -788,14 +994,14 @@ class Transcriber:
         if due is None or time.time() < due:
             return
         with self._lock:
-            quiet = (self._in_speech is None and not self._commit_fifo
+            quiet = (self._in_speech is None and self._vad_open is None and not self._commit_fifo
                      and self._final_cursor == len(self._order))
             hard = self._expires_at is not None and time.time() >= self._expires_at - 5
             if not (quiet or hard):
                 return
             self._rollover_due = None
         logger.info("session expires soon: rolling over to a new session")
-        client._restart()
+        client.host.restart()
 
     # -- event handlers (dispatcher thread) -----------------------------------------------------
     def _segment(self, item_id: str) -> Segment:
@@ -822,7 +1028,7 @@ class Transcriber:
         if client is None:
             return
         with self._changed:
-            gen = client._session_generation
+            gen = client.host.session_number
             if gen != self._generation:
                 self._start_new_session(gen)
             self._changed.notify_all()
@@ -863,7 +1069,8 @@ class Transcriber:
 
     def _on_committed(self, event: Event) -> None:
         item_id = event.get("item_id")
-        if not isinstance(item_id, str):
+        if not isinstance(item_id, str) or not item_id:
+            self._untracked_turn(event)
             return
         prev = event.get("previous_item_id")
         with self._changed:
@@ -892,6 +1099,35 @@ class Transcriber:
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
+    def _untracked_turn(self, event: Event) -> None:
+        """``committed`` without a usable ``item_id``: no transcript can ever be matched to
+        the turn. Report it, and end the turn as failed (in its place in the order) so that
+        :meth:`finish` does not wait for it."""
+        client = self._client
+        if client is not None:
+            client.host.protocol_error(
+                f"item_id {event.get('item_id')!r} is not an item id: the turn cannot be"
+                " tracked (reported as a failed segment)", event)
+        with self._changed:
+            self._untracked += 1
+            item_id = f"untracked_{self._untracked}"
+            seg = self._segment(item_id)
+            seg.committed = True
+            seg.final = True
+            seg.error = {"type": "protocol_error", "code": "untracked_turn",
+                         "message": "the server committed the turn without an item_id"}
+            if self._commit_fifo:
+                _, seg.start_pos, seg.end_pos = self._commit_fifo.pop(0)
+            else:
+                seg.start_pos, seg.end_pos = self._last_commit_pos, self._sent
+                self._last_commit_pos = self._sent
+            seg.start_ms = seg.start_pos // self._bpm
+            seg.end_ms = seg.end_pos // self._bpm
+            self._insert_in_order(item_id, event.get("previous_item_id"))
+            ready = self._advance_finals()
+            self._changed.notify_all()
+        self._deliver_finals(ready)
+
     def _insert_in_order(self, item_id: str, prev: Any) -> None:
         order = self._order
         if isinstance(prev, str) and prev in order:
@@ -911,7 +1147,7 @@ class Transcriber:
             if seg.final:
                 return
             seg.text += delta
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = (seg.logprobs or []) + list(event["logprobs"])
             snapshot = Segment(**{**seg.__dict__})
         if self._on_partial is not None:
@@ -926,7 +1162,7 @@ class Transcriber:
             transcript = event.get("transcript")
             if isinstance(transcript, str):
                 seg.text = transcript
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = list(event["logprobs"])
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None
@@ -1001,16 +1237,17 @@ def _languages(value: Any) -> Optional[List[str]]:
     return [c for c in codes if isinstance(c, str)]
 
 
-def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
+def _progress_bar(total_bytes: int, progress: Optional[bool],
+                  bytes_per_ms: int = BYTES_PER_MS) -> Any:
     if progress is False:
         return None
-    if progress is None and not (sys.stderr.isatty() and total_bytes > 30 * 1000 * BYTES_PER_MS):
+    if progress is None and not (sys.stderr.isatty() and total_bytes > 30 * 1000 * bytes_per_ms):
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=round(total_bytes / (BYTES_PER_MS * 1000), 1), unit="s", desc="audio",
+    return tqdm(total=round(total_bytes / (bytes_per_ms * 1000), 1), unit="s", desc="audio",
                 leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
 
 
@@ -1037,19 +1274,19 @@ def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
     return str(options.get("audio_format", "pcm"))
 
 
-def _open_wav(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
+def _open_audio(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
               options: Dict[str, Any]) -> Any:
     """The file's source and the frames per read (``options["audio_format"]`` set as by
     :func:`_wav_format`)."""
     from ._g711 import G711Wav
-    from .audio import WavSource
+    from .audio import FileSource
 
     if _wav_format(path, options) != "pcm":
         try:
             return G711Wav(path, realtime=realtime), 8 * chunk_ms
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-    return WavSource(str(path), realtime=realtime), 24 * chunk_ms
+    return FileSource(str(path), realtime=realtime), 24 * chunk_ms
 
 
 def transcribe_file(
@@ -1061,16 +1298,18 @@ def transcribe_file(
     chunk_ms: int = 100,
     **options: Any,
 ) -> Transcript:
-    """Transcribe a WAV file and return its :class:`Transcript`. Blocking; any thread but a
-    dispatcher's.
+    """Transcribe an audio or video file and return its :class:`Transcript`. Blocking; any
+    thread but a dispatcher's.
 
     The file is streamed as fast as the server accepts it (or paced like a microphone with
     ``realtime=True``). At the end, audio the server has not committed is committed (under
     server VAD too), and the call returns when every committed turn has completed or failed.
 
     Args:
-        path: a WAV file (any rate, 8–32 bit, mono or stereo), or a mono 8 kHz G.711 WAV
-            (μ-law/A-law), whose bytes are sent as they are (``audio_format`` follows the file).
+        path: a WAV file (any rate, 8–32 bit, mono or stereo), or any audio or video file
+            PyAV decodes (MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv, ...; the ``audio`` extra).
+            A mono 8 kHz G.711 WAV (μ-law/A-law) is sent as it is (``audio_format`` follows
+            the file).
         realtime: pace the audio in real time.
         progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
         timeout: give up (``TimeoutError``) after this many seconds in all.
@@ -1080,13 +1319,13 @@ def transcribe_file(
     deadline = None if timeout is None else time.monotonic() + timeout
     _wav_format(path, options)
     transcriber = Transcriber(**options)  # bad options fail here, before the file is read
-    source, frames = _open_wav(path, realtime, chunk_ms, options)
+    source, frames = _open_audio(path, realtime, chunk_ms, options)
     bpm = bytes_per_ms(options.get("audio_format", "pcm"))
     bar = None
     try:
         with transcriber as tr:
             total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * bpm
-            bar = _progress_bar(total, progress)
+            bar = _progress_bar(total, progress, bpm)
             while True:
                 chunk = source.read(frames)
                 if not chunk:

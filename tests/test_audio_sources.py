@@ -1,4 +1,4 @@
-"""Audio sources: WavSource (any integer-PCM WAV → 24 kHz mono PCM16), BytesSource, pacing."""
+"""Audio sources: WavSource (any WAV → 24 kHz mono PCM16), BytesSource, pacing."""
 
 from __future__ import annotations
 
@@ -159,15 +159,17 @@ def test_missing_file_and_non_wav_raise_audio_error(tmp_path):
         WavSource(bad)
 
 
-def test_float_wav_is_refused_with_a_hint(tmp_path):
-    samples = np.zeros(100, dtype="<f4").tobytes()
+def test_float_wav_is_decoded_with_pyav(tmp_path):
+    pytest.importorskip("av")
+    samples = np.full(2400, 0.25, dtype="<f4").tobytes()
     fmt = struct.pack("<HHIIHH", 3, 1, 24000, 24000 * 4, 4, 32)  # WAVE_FORMAT_IEEE_FLOAT
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
     body += b"data" + struct.pack("<I", len(samples)) + samples
     path = tmp_path / "float.wav"
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    with pytest.raises(AudioError, match="integer PCM"):
-        WavSource(path)
+    with WavSource(path) as src:
+        pcm = np.frombuffer(src.read(10**6), dtype="<i2")
+    assert len(pcm) == 2400 and abs(int(pcm[1200]) - 8192) <= 1
 
 
 def test_read_rejects_non_positive_frame_counts():

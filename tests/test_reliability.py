@@ -94,15 +94,29 @@ def test_close_stops_a_reconnect_loop_in_its_backoff_sleep(make_client, server):
     assert server.connection_count == 1
 
 
-def test_backoff_resets_after_a_new_session(make_client, server):
-    client = make_client(reconnect=FAST)
+def test_backoff_resets_only_after_a_healthy_session(make_client, server):
+    healthy = rs.Backoff(initial=0.05, maximum=0.2, jitter=0, healthy_after=0)
+    client = make_client(reconnect=healthy)
     attempts = []
     client.on("client.reconnecting", lambda e: attempts.append(e.attempt))
     client.connect()
     for _ in range(3):
         server.drop()
         client.wait_for("client.reconnected", timeout=10)
+    assert client.flush(5)
     assert attempts == [1, 1, 1]
+
+
+def test_backoff_keeps_growing_while_sessions_die_young(make_client, server):
+    client = make_client(reconnect=FAST)  # healthy_after defaults to 30 s
+    attempts = []
+    client.on("client.reconnecting", lambda e: attempts.append(e.attempt))
+    client.connect()
+    for _ in range(3):
+        server.drop()
+        client.wait_for("client.reconnected", timeout=10)
+    assert client.flush(5)
+    assert attempts == [1, 2, 3]
 
 
 def test_backoff_policy_grows_caps_and_gives_up():

@@ -3,7 +3,7 @@
 Wire format everywhere: 24 kHz mono PCM16 little-endian.
 
     from realtime_sync import audio
-    with audio.WavSource("speech.wav", realtime=True) as src:
+    with audio.FileSource("speech.mp3", realtime=True) as src:   # WAV, MP3, M4A, video, ...
         handle = audio.stream(client, src)        # thread "realtime-sync-audio"
         handle.join()
 
@@ -26,12 +26,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._convert import StreamConverter, convert, resample
     from ._microphone import Microphone
     from ._pyaudio import list_devices
-    from ._source import AudioSource, BytesSource, WavSource
+    from ._source import AudioSource, BytesSource, FileSource, WavSource
     from ._speaker import Speaker
     from ._stream import AudioStream, stream
 
 __all__ = [
     "AudioSource",
+    "FileSource",
     "WavSource",
     "BytesSource",
     "Microphone",
@@ -46,6 +47,7 @@ __all__ = [
 
 _WHERE: Dict[str, str] = {
     "AudioSource": "_source",
+    "FileSource": "_source",
     "WavSource": "_source",
     "BytesSource": "_source",
     "Microphone": "_microphone",

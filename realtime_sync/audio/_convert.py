@@ -206,3 +206,10 @@ class StreamConverter:
         tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float64), last=True)
         self._resampler = self._new_resampler()
         return encode_pcm16(tail)
+
+    def close(self) -> None:
+        """Release the resampler now (not at garbage collection, which may come only at
+        interpreter exit, where nanobind reports it as leaked). Idempotent; afterwards the
+        converter must not be used."""
+        self._resampler = None
+        self._carry = b""

@@ -189,6 +189,9 @@ class Microphone(Closing):
     def _release(self) -> None:
         stream, pa = self._stream, self._pa
         self._stream = self._pa = None
+        conv, self._conv = self._conv, None
+        if conv is not None:
+            conv.close()  # the soxr resampler goes now, not at interpreter exit
         with quiet_stderr():
             if stream is not None:
                 try:

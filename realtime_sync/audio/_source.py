@@ -1,4 +1,5 @@
-"""Audio sources: the :class:`AudioSource` protocol, a WAV-file source and an in-memory source.
+"""Audio sources: the :class:`AudioSource` protocol, file sources (:class:`FileSource` for any
+audio or video file, :class:`WavSource` for WAV) and an in-memory source.
 
 Every source yields the wire format (24 kHz mono PCM16 little-endian). ``read(frames)`` returns
 up to ``frames`` frames (``2 * frames`` bytes) and ``b""`` once the source is exhausted or
@@ -24,7 +25,7 @@ try:  # Python 3.8+: typing.Protocol
 except ImportError:  # pragma: no cover
     from typing_extensions import Protocol, runtime_checkable  # type: ignore
 
-__all__ = ["AudioSource", "WavSource", "BytesSource"]
+__all__ = ["AudioSource", "FileSource", "WavSource", "BytesSource"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -167,19 +168,136 @@ class _PcmWaveRead(wave.Wave_read):
         self._compname = "not compressed"
 
 
-class WavSource(_PacedSource):
-    """A WAV file as an :class:`AudioSource`, converted to 24 kHz mono PCM16.
+_AV_HINT = "install the audio extra: pip install 'realtime-sync[audio]'"
 
-    Reads any integer-PCM WAV the stdlib :mod:`wave` module opens (8/16/24/32-bit, any channel
-    count, any rate). A 24 kHz mono 16-bit file passes through byte for byte without numpy or
-    soxr; other formats are mixed to mono and resampled with soxr (the ``audio`` extra).
+
+class _WaveDecoder:
+    """Integer-PCM WAV through the stdlib (no PyAV needed): raw frames in the file's format."""
+
+    def __init__(self, path: str) -> None:
+        self._wav = _PcmWaveRead(path)
+        self.rate = self._wav.getframerate()
+        self.channels = self._wav.getnchannels()
+        self.sample_width = self._wav.getsampwidth()
+        self.frames: Optional[int] = self._wav.getnframes()
+        self.codec = f"pcm_s{self.sample_width * 8}"
+
+    def read(self, frames: int) -> bytes:
+        return bytes(self._wav.readframes(frames))
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+class _AvDecoder:
+    """Any audio or video file FFmpeg reads, decoded with PyAV: the first audio track as
+    interleaved PCM16 at its own rate and channel count (soxr resamples it afterwards)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            import av
+        except ImportError:
+            raise AudioError(
+                f"reading {os.path.basename(path)} needs PyAV (it reads only integer-PCM WAV "
+                f"without it); {_AV_HINT}"
+            ) from None
+        self._av = av
+        try:
+            self._container = av.open(path, "r")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise AudioError(
+                f"cannot read {path}: not a WAV or other audio/video file FFmpeg can decode "
+                f"({_av_message(exc)})"
+            ) from None
+        try:
+            if not self._container.streams.audio:
+                kinds = ", ".join(sorted({s.type for s in self._container.streams})) or "none"
+                raise AudioError(f"{path} has no audio track (streams: {kinds})")
+            self._stream = self._container.streams.audio[0]
+            ctx = self._stream.codec_context
+            self.rate = int(ctx.sample_rate or self._stream.rate or 0)
+            self.channels = int(ctx.channels or 0) or 1
+            if self.rate <= 0:
+                raise AudioError(f"{path}: the audio track has no sample rate")
+            self.sample_width = 2
+            self.codec = ctx.name
+            self.frames = _av_frames(self._container, self._stream, self.rate)
+            self._resampler: Any = None
+            self._frames: Any = self._container.decode(self._stream)
+        except BaseException:
+            self._container.close()
+            raise
+        self._path = path
+        self._pending = b""
+        self._eof = False
+
+    def _next_block(self) -> bytes:
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            self._eof = True
+            return self._pcm(None)
+        except self._av.error.FFmpegError as exc:
+            raise AudioError(f"cannot decode {self._path}: {_av_message(exc)}") from None
+        return self._pcm(frame)
+
+    def _pcm(self, frame: Any) -> bytes:
+        """Interleaved PCM16 of ``frame`` (None: the resampler's tail) at the track's rate."""
+        if self._resampler is None:
+            if frame is None:
+                return b""
+            # FFmpeg converts the sample format (float, mu-law, planar, ...) only: the rate
+            # stays (soxr resamples, as for WAV) and so do the channels (mixed like WAV's)
+            self._resampler = self._av.AudioResampler(
+                format="s16", layout=frame.layout.name, rate=self.rate)
+        out = b""
+        for converted in self._resampler.resample(frame):
+            data = converted.to_ndarray()
+            out += data.tobytes()
+        return out
+
+    def read(self, frames: int) -> bytes:
+        want = frames * self.channels * 2
+        while len(self._pending) < want and not self._eof:
+            self._pending += self._next_block()
+        out, self._pending = self._pending[:want], self._pending[want:]
+        return out
+
+    def close(self) -> None:
+        self._frames = iter(())
+        self._container.close()
+
+
+def _av_message(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0] if str(exc) else \
+        type(exc).__name__
+
+
+def _av_frames(container: Any, stream: Any, rate: int) -> Optional[int]:
+    """The track's length in frames at ``rate`` when the file says (else None)."""
+    if stream.duration and stream.time_base:
+        return int(stream.duration * stream.time_base * rate)
+    if container.duration:
+        return int(container.duration * rate / 1_000_000)
+    return None
+
+
+class FileSource(_PacedSource):
+    """An audio or video file as an :class:`AudioSource`, converted to 24 kHz mono PCM16.
+
+    Integer-PCM WAV is read with the stdlib :mod:`wave` module (a 24 kHz mono 16-bit file
+    passes through byte for byte without numpy or soxr). Everything else FFmpeg reads is
+    decoded with PyAV (the ``audio`` extra): MP3, M4A/AAC, FLAC, OGG/Vorbis/Opus, WebM, float
+    and mu-law WAV, and the first audio track of a video (mp4, mkv, webm, ...). Channels are
+    averaged to mono and the rate is converted with soxr.
 
     Args:
-        path: the WAV file.
+        path: the file.
         realtime: pace reads like a microphone (the stream thread then sends in real time).
 
     Raises:
-        AudioError: the file is missing, not a WAV, not integer PCM, or needs the audio extra.
+        AudioError: the file is missing, empty, not decodable, has no audio track, or needs
+            the ``audio`` extra (PyAV, numpy, soxr). Thread: any.
     """
 
     _BLOCK = 4096  # input frames decoded per step
@@ -187,42 +305,55 @@ class WavSource(_PacedSource):
     def __init__(self, path: PathLike, realtime: bool = False) -> None:
         super().__init__(realtime)
         self.path = os.fspath(path)
-        try:
-            self._wav = _PcmWaveRead(self.path)  # closed by close()
-        except FileNotFoundError:
-            raise AudioError(f"WAV file not found: {self.path}") from None
-        except (wave.Error, EOFError) as exc:
-            raise AudioError(
-                f"cannot read {self.path} as a WAV file ({exc}); integer PCM WAV is supported, "
-                "convert others first, e.g. `sox in.wav -b 16 out.wav`"
-            ) from None
-        except OSError as exc:
-            raise AudioError(f"cannot open {self.path}: {exc.strerror or exc}") from None
-        self.source_rate = self._wav.getframerate()
-        self.source_channels = self._wav.getnchannels()
-        self.source_sample_width = self._wav.getsampwidth()
-        self._source_frames = self._wav.getnframes()
+        self._decoder = self._open(self.path)
+        self.source_rate = self._decoder.rate
+        self.source_channels = self._decoder.channels
+        self.source_sample_width = self._decoder.sample_width
+        self.codec = self._decoder.codec
+        self._source_frames = self._decoder.frames
         try:
             self._conv = StreamConverter(
                 self.source_rate, self.source_channels, self.source_sample_width
             )
         except AudioError:
-            self._wav.close()
+            self._decoder.close()
             raise
         self._pending = b""
         self._eof = False
 
+    @staticmethod
+    def _open(path: str) -> Any:
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError:
+            raise AudioError(f"audio file not found: {path}") from None
+        except OSError as exc:
+            raise AudioError(f"cannot open {path}: {exc.strerror or exc}") from None
+        if os.path.isdir(path):
+            raise AudioError(f"{path} is a directory, not an audio file")
+        if size == 0:
+            raise AudioError(f"the file is empty: {path}")
+        try:
+            return _WaveDecoder(path)  # closed by close()
+        except (wave.Error, EOFError):
+            pass  # not integer-PCM WAV: FFmpeg decodes it
+        except OSError as exc:
+            raise AudioError(f"cannot open {path}: {exc.strerror or exc}") from None
+        return _AvDecoder(path)
+
     @property
     def duration(self) -> float:
-        """Length of the file in seconds."""
-        return self._source_frames / float(self.source_rate) if self.source_rate else 0.0
+        """Length of the file in seconds (0.0 when the file does not say)."""
+        if not self._source_frames or not self.source_rate:
+            return 0.0
+        return self._source_frames / float(self.source_rate)
 
     def _produce(self, frames: int) -> bytes:
         want = frames * WIRE_SAMPLE_WIDTH
         if self._conv.passthrough and not self._pending:
-            return bytes(self._wav.readframes(frames))
+            return self._decoder.read(frames)
         while len(self._pending) < want and not self._eof:
-            raw = self._wav.readframes(self._BLOCK)
+            raw = self._decoder.read(self._BLOCK)
             if raw:
                 self._pending += self._conv.process(raw)
             else:
@@ -232,10 +363,23 @@ class WavSource(_PacedSource):
         return out
 
     def _release(self) -> None:
-        self._wav.close()
+        self._decoder.close()
+        self._conv.close()
 
     def __repr__(self) -> str:
         return (
-            f"WavSource({self.path!r}, {self.source_rate} Hz, {self.source_channels} ch, "
-            f"{self.source_sample_width * 8}-bit, realtime={self.realtime})"
+            f"{type(self).__name__}({self.path!r}, {self.codec}, {self.source_rate} Hz, "
+            f"{self.source_channels} ch, realtime={self.realtime})"
         )
+
+
+class WavSource(FileSource):
+    """A WAV file as an :class:`AudioSource` (kept for existing code: it is a
+    :class:`FileSource`, so float and mu-law WAV and other formats work too, with PyAV).
+
+    Integer PCM (8/16/24/32-bit, any channel count, any rate) needs no PyAV; a 24 kHz mono
+    16-bit file passes through byte for byte without numpy or soxr.
+
+    Raises:
+        AudioError: the file is missing, not decodable, or needs the audio extra.
+    """

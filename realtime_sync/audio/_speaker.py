@@ -182,9 +182,9 @@ class Speaker(Closing):
             client.on(_DELTA, self._on_delta)
             client.on(_DONE, self._on_done)
             client.on(_SPEECH_STARTED, self._on_speech_started)
-            adopt = getattr(client, "_adopt", None)
-            if adopt is not None:
-                adopt(self)
+            host = getattr(client, "host", None)
+            if host is not None:
+                host.adopt(self)
         self.start()
         return self
 
@@ -202,9 +202,9 @@ class Speaker(Closing):
                     client.off(type_, handler)
                 except Exception:
                     log.debug("client.off(%s) failed", type_, exc_info=True)
-            disown = getattr(client, "_disown", None)
-            if disown is not None:
-                disown(self)
+            host = getattr(client, "host", None)
+            if host is not None:
+                host.disown(self)
         self.flush()
 
     # handlers: run on the client's dispatcher thread
@@ -376,6 +376,9 @@ class Speaker(Closing):
                         continue
                     self._playing = True
                     buffering_since = None
+                if not pending:  # flushed while playing: wait for new audio
+                    self._playing = False
+                    continue
                 item, pcm = pending[0]
                 self._current = item
                 chunk, rest = pcm[:block], pcm[block:]
@@ -416,7 +419,7 @@ class Speaker(Closing):
             log.warning("speaker write failed: %s", exc)
             if self._client is not None:
                 try:
-                    self._client._emit(
+                    self._client.host.emit(
                         {
                             "type": "client.audio_error",
                             "message": str(audio_error("Output device failed", exc)),
@@ -489,6 +492,9 @@ class Speaker(Closing):
     def _release(self) -> None:
         stream, pa = self._stream, self._pa
         self._stream = self._pa = None
+        conv, self._conv = self._conv, None
+        if conv is not None:
+            conv.close()  # the soxr resampler goes now, not at interpreter exit
         with quiet_stderr():
             if stream is not None:
                 try:
