@@ -436,7 +436,9 @@ def test_flush_waits_for_handlers_and_refuses_the_dispatcher_thread():
 def test_a_frame_header_announcing_2_to_the_40_bytes_never_buffers_much():
     def behave(conn, n):
         upgrade(conn)
-        conn.sendall(session_created(n) + header(0x1, 1 << 40))
+        conn.sendall(session_created(n))
+        time.sleep(0.3)  # let connect() return first
+        conn.sendall(header(0x1, 1 << 40))
         chunk = b"\x00" * 65536
         while not srv.stopping:
             conn.sendall(chunk)
@@ -464,7 +466,9 @@ def test_a_fragmented_message_is_capped_as_a_whole():
 
     def behave(conn, n):
         upgrade(conn)
-        conn.sendall(session_created(n) + frame(0x1, piece, fin=False))
+        conn.sendall(session_created(n))
+        time.sleep(0.3)  # let connect() return first
+        conn.sendall(frame(0x1, piece, fin=False))
         for _ in range(10):
             conn.sendall(frame(0x0, piece, fin=False))
         hold(srv, conn)
@@ -486,7 +490,9 @@ def test_frames_up_to_max_frame_size_pass_and_the_cap_is_configurable():
 
     def behave(conn, n):
         upgrade(conn)
-        conn.sendall(session_created(n) + text(big) + text(too_big))
+        conn.sendall(session_created(n))
+        time.sleep(0.3)  # let connect() return first
+        conn.sendall(text(big) + text(too_big))
         hold(srv, conn)
 
     with RawServer(behave) as srv:
