@@ -1,9 +1,13 @@
 """Live captions in a Tkinter window: microphone in, grey partials, black finals, SRT out.
 
+Choose a target language under "Translate" to get live translation instead: the source text
+and the translated captions side by side (``rs.Translator``; offline: English only).
+
     python examples/live_captions_tk.py                 # OpenAI (needs OPENAI_API_KEY)
     python examples/live_captions_tk.py --local         # offline engine, no key, no network
     python examples/live_captions_tk.py --url ws://127.0.0.1:8765/v1/realtime
     python examples/live_captions_tk.py --file meeting.m4a --autostart   # any audio/video file
+    python examples/live_captions_tk.py --to es         # translated captions beside the source
 
 Every realtime_sync callback reaches the window through ``marshal=rs.gui.tk(root)``, so the
 handlers below touch widgets directly. Slow work (connecting, closing) runs on a worker thread
@@ -29,6 +33,7 @@ from realtime_sync import audio
 
 OPENAI_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe", "whisper-1")
 LANGUAGES = ("auto", "en", "de", "fr", "es", "it", "pt", "nl", "ja", "zh")
+TARGETS = ("off",) + LANGUAGES[1:]  # translation targets ("off": transcribe only)
 MAX_LOG_LINES = 500
 BYTES_PER_MS = 48  # 24 kHz mono PCM16
 
@@ -56,6 +61,30 @@ class LevelTap:
         return getattr(self.source, name)
 
 
+class CuePane:
+    """A text widget showing translation cues: grey while a cue grows, black once final
+    (Tk thread)."""
+
+    def __init__(self, text: tkinter.Text) -> None:
+        self.text = text
+        text.tag_configure("partial", foreground="grey55")
+        text.mark_set("partial_start", "end-1c")
+        text.mark_gravity("partial_start", "left")
+
+    def show(self, cue: Any) -> None:
+        self.text.delete("partial_start", "end-1c")
+        if cue.final:
+            if cue.text.strip():
+                self.text.insert("end-1c", cue.text.strip() + "\n")
+            self.text.mark_set("partial_start", "end-1c")
+        else:
+            self.text.insert("end-1c", cue.text.strip(), "partial")
+        self.text.see("end")
+
+    def clear_partial(self) -> None:
+        self.text.delete("partial_start", "end-1c")
+
+
 class CaptionsApp:
     """The window. All methods run on the Tk thread unless their docstring says otherwise."""
 
@@ -63,7 +92,7 @@ class CaptionsApp:
         self.root = root
         self.args = args
         self.marshal = rs.gui.tk(root)
-        self.tr: Optional[rs.Transcriber] = None
+        self.tr: Any = None  # an rs.Transcriber, or an rs.Translator when translating
         self.tap: Optional[LevelTap] = None
         self.stream: Any = None  # the AudioStream handle
         self.server: Any = None  # the in-process local server (--local)
@@ -90,13 +119,15 @@ class CaptionsApp:
         self.model.set(self.args.model or models[0])
         self.language = ttk.Combobox(bar, width=6, values=LANGUAGES)
         self.language.set(self.args.language or "auto")
+        self.target = ttk.Combobox(bar, width=5, state="readonly", values=TARGETS)
+        self.target.set(getattr(self.args, "to", None) or "off")
         self.start_btn = ttk.Button(bar, text="Start", command=self.start)
         self.stop_btn = ttk.Button(bar, text="Stop", command=self.stop, state="disabled")
         save = ttk.Button(bar, text="Save as SRT…", command=self.save_srt)
         open_file = ttk.Button(bar, text="Open file…", command=self.open_file)
         self.level = tkinter.Canvas(bar, width=120, height=14, bg="#222", highlightthickness=0)
         for label, widget in (("Input", self.device), ("Model", self.model),
-                              ("Language", self.language)):
+                              ("Language", self.language), ("Translate", self.target)):
             ttk.Label(bar, text=label).pack(side="left", padx=(6, 2))
             widget.pack(side="left")
         for button in (self.start_btn, self.stop_btn, open_file, save):
@@ -111,6 +142,12 @@ class CaptionsApp:
         self.text.mark_gravity("partial_start", "left")
         self.log = tkinter.Text(panes, wrap="none", width=44, font=("TkFixedFont", 9),
                                 foreground="#333", background="#f4f4f4")
+        # translated captions, beside the source text while translating
+        self.translated = tkinter.Text(panes, wrap="word", width=60, height=24,
+                                       font=("TkTextFont", 12))
+        self.source_pane = CuePane(self.text)
+        self.translated_pane = CuePane(self.translated)
+        self.panes = panes
         panes.add(self.text, weight=3)
         panes.add(self.log, weight=2)
         self.status = ttk.Label(root, anchor="w", padding=(4, 1))
@@ -140,21 +177,37 @@ class CaptionsApp:
         language = self.language.get().strip()
         options = dict(model=self.model.get().strip() or "gpt-4o-transcribe",
                        language=None if language in ("", "auto") else language)
+        target = self.target.get().strip()
+        if target and target != "off":
+            options = {"to": target}
+            if str(self.translated) not in self.panes.panes():
+                self.panes.insert(1, self.translated, weight=3)
+        elif str(self.translated) in self.panes.panes():
+            self.panes.forget(self.translated)
         self.set_status("connecting…")
         self.in_background(lambda: self._open(options, device), self._opened)
 
-    def _open(self, options: Dict[str, Any], device: Optional[int]) -> rs.Transcriber:
+    def _open(self, options: Dict[str, Any], device: Optional[int]) -> Any:
         """Worker thread: (start the local server,) connect, start the audio stream."""
         url, key = self.args.url, None
+        translating = "to" in options
         if self.args.local:
             if self.server is None:
                 self.server = start_local_server()
             url, key = self.server.url, "sk-local"
-            options["model"] = "gpt-4o-transcribe"  # the local engine ignores the name
+            if not translating:
+                options["model"] = "gpt-4o-transcribe"  # the local engine ignores the name
         elif url:
             key = "sk-local"
-        tr = rs.Transcriber(url=url, api_key=key, marshal=self.marshal,
-                            on_partial=self.on_partial, on_final=self.on_final, **options)
+        tr: Any
+        if translating:
+            # source text on the left, translated captions on the right
+            tr = rs.Translator(url=url, api_key=key, marshal=self.marshal,
+                               source_transcript=True, on_text=self.on_translated,
+                               on_source_text=self.source_pane.show, **options)
+        else:
+            tr = rs.Transcriber(url=url, api_key=key, marshal=self.marshal,
+                                on_partial=self.on_partial, on_final=self.on_final, **options)
         tr.on("*", self.on_event)  # before start(): nothing is missed; runs on the Tk thread
         tr.start()
         try:
@@ -170,7 +223,7 @@ class CaptionsApp:
             raise
         return tr
 
-    def _opened(self, tr: Optional[rs.Transcriber], error: Optional[BaseException]) -> None:
+    def _opened(self, tr: Any, error: Optional[BaseException]) -> None:
         self.busy = False
         if error is not None:
             self.start_btn.configure(state="normal")
@@ -191,7 +244,7 @@ class CaptionsApp:
         stream, self.stream = self.stream, None
         self.in_background(lambda: self._close(tr, stream), self._closed)
 
-    def _close(self, tr: rs.Transcriber, stream: Any) -> int:
+    def _close(self, tr: Any, stream: Any) -> int:
         """Worker thread: stop the audio, let the last turn finish, close; returns audio ms."""
         if stream is not None:
             stream.stop(2)
@@ -208,6 +261,7 @@ class CaptionsApp:
         self.tap = None
         self.partials.clear()
         self._render_partials()
+        self.translated_pane.clear_partial()
         self.start_btn.configure(state="normal")
         self.set_status("stopped" if error is None else f"stopped with an error: {error}")
 
@@ -228,6 +282,13 @@ class CaptionsApp:
             self.text.insert("end-1c", seg.text.strip() + "\n")
             self.text.mark_set("partial_start", "end-1c")
         self._render_partials()
+
+    def on_translated(self, cue: Any) -> None:
+        """A translated cue grew or completed: shown on the right; finals go to the SRT."""
+        self.translated_pane.show(cue)
+        if cue.final and cue.text.strip():
+            self.finals.append(dataclasses.replace(cue, start_ms=cue.start_ms + self.offset_ms,
+                                                   end_ms=cue.end_ms + self.offset_ms))
 
     def on_event(self, ev: rs.Event) -> None:
         if ev.type.endswith(".delta"):
@@ -272,7 +333,7 @@ class CaptionsApp:
             except BaseException as exc:  # noqa: BLE001 - reported in the window
                 self.marshal(functools.partial(done, None, exc))
             else:
-                if self.closing and isinstance(result, rs.Transcriber):
+                if self.closing and isinstance(result, (rs.Transcriber, rs.Translator)):
                     result.close()  # the window closed while it was starting: nothing leaks
                     return
                 self.marshal(functools.partial(done, result, None))
@@ -314,11 +375,12 @@ class CaptionsApp:
 
 def start_local_server() -> Any:
     """The local Realtime server with the offline engine (``pip install realtime-sync[local]``)."""
-    from realtime_sync.server import RealtimeServer, local_engine
+    from realtime_sync.server import RealtimeServer, local_engine, offline_translator
 
     recognizer, vad_factory = local_engine(None)
     recognizer.load()  # load the weights now, not on the first turn
-    server = RealtimeServer(api_key=None, recognizer=recognizer, vad_factory=vad_factory)
+    server = RealtimeServer(api_key=None, recognizer=recognizer, vad_factory=vad_factory,
+                            translator=offline_translator(None))  # into English only
     server.start()
     return server
 
@@ -332,6 +394,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="stream this audio or video file (paced in real time), not a mic")
     parser.add_argument("--model", help="transcription model (OpenAI)")
     parser.add_argument("--language", help="ISO-639-1 code, e.g. en")
+    parser.add_argument("--to", choices=TARGETS[1:],
+                        help="translate into this language (source and translation side by side)")
     parser.add_argument("--autostart", action="store_true", help="start listening at once")
     args = parser.parse_args(argv)
     if not (args.local or args.url or os.environ.get("OPENAI_API_KEY")):

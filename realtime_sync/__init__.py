@@ -18,6 +18,7 @@ from .errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectError,
+    ConnectionLostError,
     DeadlockError,
     NotConnectedError,
     RealtimeSyncError,
@@ -36,6 +37,7 @@ __all__ = [
     "RealtimeSyncError",
     "ConnectError",
     "AuthenticationError",
+    "ConnectionLostError",
     "NotConnectedError",
     "ServerError",
     "TimeoutError",
@@ -46,6 +48,10 @@ __all__ = [
     "Transcript",
     "Segment",
     "transcribe_file",
+    "Translator",
+    "Translation",
+    "Cue",
+    "translate_file",
     "Conversation",
     "Response",
     "audio",
@@ -59,11 +65,15 @@ _LAZY = {
     "Transcript": ("transcription", "Transcript"),
     "Segment": ("transcription", "Segment"),
     "transcribe_file": ("transcription", "transcribe_file"),
+    "Translator": ("translation", "Translator"),
+    "Translation": ("translation", "Translation"),
+    "Cue": ("translation", "Cue"),
+    "translate_file": ("translation", "translate_file"),
     "Conversation": ("conversation", "Conversation"),
     "Response": ("conversation", "Response"),
 }
 _SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
-               "models"}
+               "models", "translation"}
 
 
 def __getattr__(name: str) -> Any:

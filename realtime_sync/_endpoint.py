@@ -10,13 +10,34 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from . import _secrets
 from .errors import ConfigurationError
 
-__all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL"]
+__all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL", "translation_url"]
 
 DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = "gpt-realtime"
 
 KeySource = Union[str, Callable[[], Optional[str]], None]
 HeaderSource = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
+
+
+def translation_url(url: Optional[str] = None) -> str:
+    """The translation WebSocket URL (``.../v1/realtime/translations``) for a Realtime URL.
+
+    ``url`` may be the Realtime URL of a server (``wss://api.openai.com/v1/realtime``, a local
+    ``ws://127.0.0.1:8765/v1/realtime``) or already end in ``/translations``; ``intent`` and
+    ``model`` query parameters are dropped (the translator sets ``model``).
+
+    Raises:
+        ConfigurationError: the path is neither ``.../realtime`` nor ``.../realtime/translations``.
+    """
+    parts = urlsplit(url or DEFAULT_URL)
+    path = parts.path.rstrip("/")
+    if path.endswith("/realtime"):
+        path += "/translations"
+    elif not path.endswith("/realtime/translations"):
+        raise ConfigurationError(
+            f"a translation URL ends in /v1/realtime or /v1/realtime/translations, not {path!r}")
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("intent", "model")]
+    return urlunsplit(parts._replace(path=path, query=urlencode(query)))
 
 
 def is_loopback(host: str) -> bool:
@@ -107,8 +128,12 @@ class Endpoint:
 
     @property
     def intent(self) -> str:
-        """``"transcription"`` or ``"realtime"``, from the URL."""
-        query = dict(parse_qsl(urlsplit(self.url).query))
+        """``"transcription"``, ``"translation"`` (a ``/realtime/translations`` URL) or
+        ``"realtime"``, from the URL."""
+        parts = urlsplit(self.url)
+        if parts.path.rstrip("/").endswith("/realtime/translations"):
+            return "translation"
+        query = dict(parse_qsl(parts.query))
         return "transcription" if query.get("intent") == "transcription" else "realtime"
 
     def key(self) -> Optional[str]:

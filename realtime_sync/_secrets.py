@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-from typing import Optional, Set
+from typing import Any, Optional, Set
 
-__all__ = ["register", "redact", "mask", "protect_loggers", "is_secret_header"]
+__all__ = ["register", "redact", "redact_frame", "redact_obj", "mask", "protect_loggers",
+           "is_secret_header"]
 
 _lock = threading.Lock()
 _secrets: Set[str] = set()
@@ -69,6 +71,41 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, mask(secret))
     return text
+
+
+def redact_frame(data: Any) -> Any:
+    """A received frame (``str`` or UTF-8 ``bytes``) with every registered secret masked;
+    the same object when none occurs (the common case costs one substring search)."""
+    if not _secrets:
+        return data
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, (bytes, bytearray)):
+        for secret in tuple(_secrets):
+            raw = secret.encode("utf-8")
+            if raw in data:
+                data = bytes(data).replace(raw, mask(secret).encode("utf-8"))
+    return data
+
+
+def redact_obj(value: Any) -> Any:
+    """``value`` with every registered secret masked in every string it holds (dicts and
+    lists are copied only when something changed; other values are returned as they are)."""
+    if not _secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        items = {k: redact_obj(v) for k, v in value.items()}
+        if any(items[k] is not v for k, v in value.items()):
+            out = copy.copy(value)  # keeps the class (an Event stays an Event)
+            out.update(items)
+            return out
+        return value
+    if isinstance(value, list):
+        new = [redact_obj(v) for v in value]
+        return new if any(a is not b for a, b in zip(new, value)) else value
+    return value
 
 
 class _RedactingFilter(logging.Filter):

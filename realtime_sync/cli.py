@@ -2,6 +2,7 @@
 
     realtime-sync transcribe FILE|--mic [--device D] [--model M] [--language L] [--local]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+    realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
     realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex]
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="offline model directory or name (--local)")
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
+
+    from ._cli_translate import add_parser as add_translate
+
+    add_translate(sub, _add_common)  # realtime-sync translate (its own module)
 
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
     c.add_argument("--model", default="gpt-realtime")
@@ -161,9 +166,11 @@ def _local_server(model: Optional[str], engine: bool = True,
     kwargs: dict = {}
     if engine:
         from .server import local_engine
+        from .server._translation import offline_translator
 
         recognizer, vad_factory = local_engine(model)
-        kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
+        kwargs.update(recognizer=recognizer, vad_factory=vad_factory,
+                      translator=offline_translator(None))  # Whisper's translate task
     with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
         yield srv
 
@@ -324,7 +331,14 @@ def _chat_endpoint(args: argparse.Namespace) -> dict:
     return {}
 
 
-COMMANDS = {"transcribe": cmd_transcribe, "devices": cmd_devices, "serve": cmd_serve,
+def cmd_translate(args: argparse.Namespace) -> int:
+    from ._cli_translate import cmd_translate as run
+
+    return run(args)
+
+
+COMMANDS = {"transcribe": cmd_transcribe, "translate": cmd_translate, "devices": cmd_devices,
+            "serve": cmd_serve,
             "chat": cmd_chat}
 
 

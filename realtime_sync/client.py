@@ -19,6 +19,7 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
+    TypeVar,
     Union,
 )
 
@@ -26,6 +27,7 @@ from . import _json, _secrets
 from ._backoff import Backoff
 from ._dispatch import EventIterator, Handler, Marshal, Registry, Router, Waiter
 from ._endpoint import Endpoint, HeaderSource, KeySource
+from ._host import ClientHost
 from ._resources import (
     ConversationResource,
     InputAudioBufferResource,
@@ -48,6 +50,7 @@ from .errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectError,
+    ConnectionLostError,
     NotConnectedError,
     ServerError,
     TimeoutError,
@@ -248,6 +251,10 @@ class RealtimeClient:
         }
         self._close_result: Optional[bool] = None
         self._ui_warned = False
+        # a translation session ended by the server's session.closed (after our session.close):
+        # the close that follows is the normal end, never a reason to reconnect
+        self._session_ended = False
+        self._host = _Host(self)
         self.session = SessionResource(self)
         self.input_audio_buffer = InputAudioBufferResource(self)
         self.conversation = ConversationResource(self)
@@ -772,15 +779,16 @@ class RealtimeClient:
     @property
     def tools(self) -> Any:
         """The :class:`realtime_sync.tools.Tools` registry of this client (function calling)."""
-        tools = self.__dict__.get("_tools")
-        if tools is None:
-            from .tools import Tools
+        from .tools import tools_of
 
-            with self._state_lock:
-                tools = self.__dict__.get("_tools")
-                if tools is None:
-                    tools = self.__dict__["_tools"] = Tools(self)
-        return tools
+        return tools_of(self)
+
+    @property
+    def host(self) -> ClientHost:
+        """The contract the library's features (audio, transcription, conversation, tools)
+        use to talk to this client (see :mod:`realtime_sync._host`); for extensions. Any
+        thread."""
+        return self._host
 
     def tool(self, fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None,
              description: Optional[str] = None, timeout: Optional[float] = None) -> Any:
@@ -888,6 +896,7 @@ class RealtimeClient:
         logger.debug("upgraded: %s", self.url)
 
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        data = _secrets.redact_frame(data)  # a key the server echoes never reaches anyone
         if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return
@@ -913,6 +922,8 @@ class RealtimeClient:
                 transport.mark_exchanged()
         if type_ == "error":
             self._last_error_event = event
+        elif type_ == "session.closed":
+            self._session_ended = True
         elif type_ == "session.updated":
             with self._state_lock:
                 if self._pending_updates:
@@ -942,6 +953,8 @@ class RealtimeClient:
         sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
         if isinstance(sample, (bytes, bytearray)):
             sample = sample.decode("utf-8", "replace")
+        sample = _secrets.redact(sample)
+        problem = _secrets.redact(problem)
         logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
         self._router.deliver(Event(
             type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
@@ -1032,7 +1045,7 @@ class RealtimeClient:
         err_obj = err.get("error") if err is not None else None
         err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
         err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
-        reason = info.describe()
+        reason = _secrets.redact(info.describe())
         if status is not None:
             reason = _http_reason(status, info.retry_after)
         if err_msg and not info.by_client and code in FATAL_CODES | {1001, None}:
@@ -1066,6 +1079,7 @@ class RealtimeClient:
                 self._state = DISCONNECTED
                 self._state_changed.notify_all()
                 return False
+            ended = self._session_ended
             retryable = (
                 cause in _RETRY_CAUSES
                 or (cause is CloseCause.SERVER_CLOSED
@@ -1074,6 +1088,7 @@ class RealtimeClient:
             )
             reconnect = (
                 not info.by_client
+                and not ended
                 and not fatal
                 and self._backoff is not None
                 and was != CLOSED
@@ -1091,7 +1106,7 @@ class RealtimeClient:
                 http_status=status, generation=generation, exception=exception,
             ), block=not info.by_client)
         self._router.wake_waiters()
-        if not reconnect and was != CLOSED and not info.by_client:
+        if not reconnect and was != CLOSED and not info.by_client and not ended:
             logger.warning("disconnected: %s", reason)
         return reconnect
 
@@ -1115,3 +1130,99 @@ class RealtimeClient:
                     self._disconnect_reason = "gave up reconnecting"
             self._state_changed.notify_all()
         self._router.wake_waiters()
+
+
+# -- the feature contract (realtime_sync._host.ClientHost) ----------------------------------
+_T = TypeVar("_T")
+
+
+class _Host:
+    """The client's side of :class:`realtime_sync._host.ClientHost`: what features may use.
+
+    Lives here because it reads the client's own state; features only see the protocol."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self._client = client
+        self._features: Dict[str, Any] = {}
+        self._features_lock = threading.Lock()
+        self._reported_lock = threading.Lock()
+        self._reported: Deque[Mapping[str, Any]] = deque(maxlen=64)  # events already reported
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self._client._emit(event)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self._client._count(name, n)
+
+    def adopt(self, resource: Any) -> None:
+        self._client._adopt(resource)
+
+    def disown(self, resource: Any) -> None:
+        self._client._disown(resource)
+
+    @property
+    def session_number(self) -> int:
+        return self._client.session_generation
+
+    @property
+    def marshal(self) -> Optional[Marshal]:
+        return self._client._marshal
+
+    def protocol_error(self, problem: str, event: Mapping[str, Any]) -> None:
+        with self._reported_lock:
+            if any(seen is event for seen in self._reported):
+                return
+            self._reported.append(event)
+        data = _json.dumps(dict(event)) if isinstance(event, Mapping) else repr(event)
+        self._client._protocol_error(f"{event.get('type')}: {problem}", data)
+
+    def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
+        client = self._client
+        out = dict(event)
+        event_id = out.setdefault("event_id", new_event_id())
+        data = _json.dumps(out)
+        if len(data) > MAX_EVENT_BYTES:
+            raise ValueError(f"{out.get('type')} is {len(data)} bytes; the server accepts at"
+                             f" most {MAX_EVENT_BYTES} per event")
+        transport = client._transport
+        if transport is not None:
+            with transport.send_lock:  # a new session starts under this lock: no race
+                if client._state == CONNECTED and client._sessions_created == session_number:
+                    client._mark_sent(str(event_id))
+                    try:
+                        transport.send_locked(data)
+                    except NotConnectedError as exc:
+                        raise ConnectionLostError(
+                            f"the session ended; {out.get('type')} was not sent") from exc
+                    self.count("events_sent")
+                    return str(event_id)
+        raise ConnectionLostError(
+            f"session {session_number} has ended; {out.get('type')} was not sent into "
+            "another session")
+
+    def restart(self) -> bool:
+        return self._client._restart()
+
+    def check_blocking_call(self, what: str) -> None:
+        self._client._router.check_blocking_call(what)
+
+    def remember_session(self, update: Mapping[str, Any]) -> None:
+        self._client._remember_session(update)
+
+    def not_connected_message(self) -> str:
+        return self._client._not_connected_message()
+
+    def feature(self, key: str, factory: Callable[[], _T]) -> _T:
+        with self._features_lock:
+            value = self._features.get(key)
+            if value is None:
+                value = self._features[key] = factory()
+            return value  # type: ignore[no-any-return]
+
+    def peek_feature(self, key: str) -> Any:
+        with self._features_lock:
+            return self._features.get(key)
+
+
+def _check_host(client: RealtimeClient) -> ClientHost:
+    return _Host(client)  # mypy: _Host implements the whole ClientHost protocol

@@ -30,10 +30,11 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from ._host import ClientHost
 from ._wire import BYTES_PER_MS, METADATA_KEY
-from .errors import NotConnectedError, ServerError, TimeoutError
+from .errors import ConnectionLostError, NotConnectedError, ServerError, TimeoutError
 
-__all__ = ["Conversation", "Item", "Response", "send_text", "ask"]
+__all__ = ["Conversation", "Item", "Response", "Session", "send_text", "ask"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,14 @@ logger = logging.getLogger(__name__)
 _TEXT_PARTS = {"text", "output_text", "input_text"}
 _AUDIO_PARTS = {"audio", "output_audio", "input_audio"}
 _PART_NAME = {"text": "output_text", "audio": "output_audio"}
+MAX_PART_GAP = 16
+"""How far past the parts received a ``content_index`` may point (a mirror that joined
+mid-response); anything further is a protocol error, so no index can make it allocate."""
 
 # the event types the mirror reads (what ask() listens to as well)
 EVENT_TYPES: Tuple[str, ...] = (
+    "session.created",
+    "client.disconnected",
     "conversation.item.added",
     "conversation.item.created",
     "conversation.item.done",
@@ -105,6 +111,10 @@ class Item:
         transcription_error: the ``error`` of ``input_audio_transcription.failed``, if any.
         audio: the assistant's PCM16 audio, only with ``Conversation(keep_audio=True)``.
         raw: the latest item object the server sent (without audio data).
+        session: which session of the client the item belongs to (1 for the first one the
+            mirror saw, 2 after a reconnect...); each session is a separate conversation on
+            the server.
+        session_id: the server's id of that session (``sess_...``), when known.
     """
 
     def __init__(self, item_id: str, type: str = "message") -> None:  # noqa: A002
@@ -124,6 +134,8 @@ class Item:
         self.transcription_error: Optional[Dict[str, Any]] = None
         self.audio: Optional[bytearray] = None
         self.raw: Dict[str, Any] = {}
+        self.session = 0
+        self.session_id: Optional[str] = None
         self._audio_bytes = 0
 
     @property
@@ -139,6 +151,7 @@ class Item:
                        if p.get("type") in _AUDIO_PARTS)
 
     def _part(self, index: int, kind: str) -> Dict[str, Any]:
+        # callers check ``index`` with _content_index: at most MAX_PART_GAP new parts
         while len(self.content) <= index:
             self.content.append({"type": kind})
         part = self.content[index]
@@ -197,6 +210,10 @@ class Response:
         output_modalities, metadata: as the server reported them.
         previous: for :func:`ask` with tools: the earlier responses of the same turn (the ones
             that called tools), oldest first.
+        interrupted: the connection dropped before ``response.done``; ``status`` is then
+            ``incomplete`` with ``status_details.reason`` ``connection_lost``, and the
+            response is :attr:`done` (it can never finish: the next session is a new
+            conversation).
     """
 
     def __init__(self, response_id: str) -> None:
@@ -210,16 +227,30 @@ class Response:
         self.metadata: Optional[Dict[str, Any]] = None
         self.previous: List[Response] = []
         self.raw: Dict[str, Any] = {}
+        self.interrupted = False
         self._done = threading.Event()
 
     @property
     def done(self) -> bool:
-        """True once ``response.done`` arrived."""
+        """True once ``response.done`` arrived, or the connection was lost (``interrupted``)."""
         return self._done.is_set()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until ``response.done`` (any thread but the dispatcher's); True when done."""
+        """Block until ``response.done`` or the connection is lost (any thread but the
+        dispatcher's); True when done."""
         return self._done.wait(timeout)
+
+    def _interrupt(self) -> None:
+        """The connection dropped before ``response.done``: the response can never finish."""
+        if self._done.is_set():
+            return
+        self.interrupted = True
+        self.status = "incomplete"
+        self.status_details = {"type": "incomplete", "reason": "connection_lost"}
+        for item in self.items:
+            if item.status in (None, "in_progress"):
+                item.status = "incomplete"
+        self._done.set()
 
     @property
     def text(self) -> str:
@@ -258,6 +289,24 @@ class Response:
         return f"<Response {self.id} {self.status} items={len(self.items)} {text!r}>"
 
 
+class Session:
+    """The items of one server session, in that session's order.
+
+    Attributes:
+        number: 1 for the first session the mirror saw, then 2, 3... after reconnects.
+        id: the server's session id (``sess_...``), when ``session.created`` was seen.
+        items: the session's items in server order (a snapshot list).
+    """
+
+    def __init__(self, number: int, session_id: Optional[str], items: List[Item]) -> None:
+        self.number = number
+        self.id = session_id
+        self.items = items
+
+    def __repr__(self) -> str:
+        return f"<Session {self.number} {self.id} items={len(self.items)}>"
+
+
 class Conversation:
     """The client-side mirror of a conversation session's items and responses.
 
@@ -273,6 +322,13 @@ class Conversation:
     Handlers run on the client's dispatcher thread; :attr:`items`, :meth:`get`,
     :attr:`responses` and friends may be called from any thread. Call :meth:`close` to
     unsubscribe.
+
+    Reconnects: a new session is a new, empty conversation on the server. The mirror keeps
+    the old session's items and starts a new list for the new one (:attr:`sessions`; each
+    item says its :attr:`Item.session`); :attr:`items` lists them session after session,
+    each in its own order, never reordered. A response in flight when the connection
+    dropped is marked :attr:`Response.interrupted`. To carry context over, see
+    :meth:`carry_over`.
     """
 
     def __init__(self, client: Any = None, *, keep_audio: bool = False,
@@ -284,7 +340,9 @@ class Conversation:
         self.keep_audio = keep_audio
         self.max_items = max_items
         self._lock = threading.RLock()
-        self._order: List[str] = []
+        self._order: List[str] = []  # the current session's order
+        # every session: (number, server session id, its order list)
+        self._sessions: List[Tuple[int, Optional[str], List[str]]] = [(1, None, self._order)]
         self._items: Dict[str, Item] = {}
         self._loose: Dict[str, Item] = {}  # output items not (yet) in the conversation
         self._responses: Deque[Response] = collections.deque(maxlen=max_responses)
@@ -292,6 +350,7 @@ class Conversation:
         self._speech: Dict[str, Dict[str, int]] = {}
         self._changed = threading.Condition(self._lock)
         self._client = client
+        self._host: Optional[ClientHost] = getattr(client, "host", None)
         if client is not None:
             client.on("*", self.apply)
 
@@ -311,9 +370,53 @@ class Conversation:
     # -- reading (any thread) ----------------------------------------------------------------------
     @property
     def items(self) -> List[Item]:
-        """The conversation's items in server order (a snapshot list)."""
+        """The items of every session, session after session, each in server order (a
+        snapshot list). :attr:`Item.session` says which session an item belongs to."""
         with self._lock:
-            return [self._items[i] for i in self._order]
+            return [self._items[i] for _, _, order in self._sessions for i in order]
+
+    @property
+    def sessions(self) -> List[Session]:
+        """The sessions the mirror saw, oldest first, each with its own items (snapshots).
+        One entry until the first reconnect."""
+        with self._lock:
+            return [Session(n, sid, [self._items[i] for i in order])
+                    for n, sid, order in self._sessions]
+
+    def carry_over(self, client: Any = None, *, session: int = -2,
+                   max_items: Optional[int] = None) -> int:
+        """Re-create the text of an earlier session's messages in the current session, so
+        the model keeps the context after a reconnect.
+
+        Each user/assistant/system message of ``sessions[session]`` (default: the one before
+        the current) with text or a transcript is sent as a ``conversation.item.create`` of
+        the same role (assistant text as ``output_text``, the others as ``input_text``),
+        in order; audio, tool calls and their outputs are left out. ``max_items`` keeps only
+        the last ones. Returns how many items were sent. Any thread; call it after
+        ``client.reconnected`` (not in that handler if the client is strict about sends).
+        """
+        target = client if client is not None else self._client
+        if target is None:
+            raise NotConnectedError("carry_over() needs a client")
+        with self._lock:
+            if len(self._sessions) < (abs(session) if session < 0 else session + 1):
+                return 0
+            order = self._sessions[session][2]
+            messages = [self._items[i] for i in order]
+        items = []
+        for item in messages:
+            said = item.text or item.transcript
+            if item.type != "message" or not said or item.role not in (
+                    "user", "assistant", "system"):
+                continue
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            items.append({"type": "message", "role": item.role,
+                          "content": [{"type": kind, "text": said}]})
+        if max_items is not None:
+            items = items[-max_items:] if max_items > 0 else []
+        for body in items:
+            target.conversation.item.create(body)
+        return len(items)
 
     def get(self, item_id: str) -> Optional[Item]:
         """The item with this id (in the conversation or in a remembered response)."""
@@ -328,7 +431,7 @@ class Conversation:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._order)
+            return sum(len(order) for _, _, order in self._sessions)
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self.items)
@@ -391,8 +494,55 @@ class Conversation:
         if handler is None:
             return
         with self._lock:
-            handler(self, event)
+            try:
+                handler(self, event)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # a field of the wrong type: skip the event, report it once
+                self._report(f"a field has the wrong type ({type(exc).__name__}: {exc})",
+                             event)
             self._changed.notify_all()
+
+    def _report(self, problem: str, event: Mapping[str, Any]) -> None:
+        """A server event this mirror cannot use: ``client.protocol_error`` (once per event
+        however many mirrors skip it)."""
+        host = self._host
+        if host is not None:
+            host.protocol_error(problem, event)
+        else:
+            logger.warning("protocol error from server: %s: %s", event.get("type"), problem)
+
+    def _content_index(self, event: Mapping[str, Any], item: Item) -> Optional[int]:
+        """The event's ``content_index``, or None (reported) when it is not an integer in
+        ``0 .. len(parts) + MAX_PART_GAP``: no index can make the mirror allocate more than
+        what it received."""
+        index = event.get("content_index", 0)
+        if index is None:
+            index = 0
+        if not isinstance(index, int) or isinstance(index, bool):
+            self._report(f"content_index {index!r} is not an integer", event)
+            return None
+        if index < 0 or index > len(item.content) + MAX_PART_GAP:
+            self._report(f"content_index {index} is out of range (the item has "
+                         f"{len(item.content)} parts)", event)
+            return None
+        return index
+
+    def _on_session_created(self, event: Mapping[str, Any]) -> None:
+        """A new server session: a new conversation (its items get their own list)."""
+        raw = event.get("session")
+        sid = raw.get("id") if isinstance(raw, Mapping) else None
+        sid = sid if isinstance(sid, str) else None
+        number, current_id, order = self._sessions[-1]
+        if not order and current_id is None:  # the first session.created the mirror sees
+            self._sessions[-1] = (number, sid, order)
+            return
+        self._order = []
+        self._sessions.append((number + 1, sid, self._order))
+
+    def _on_disconnected(self, event: Mapping[str, Any]) -> None:
+        """The connection dropped: responses in flight can never finish."""
+        for resp in self._responses:
+            resp._interrupt()
 
     # item bookkeeping (lock held)
     def _item(self, item_id: Any, type_: str = "message") -> Optional[Item]:
@@ -420,6 +570,8 @@ class Conversation:
         if item.id in self._items:
             return
         self._items[item.id] = item
+        number, sid, _ = self._sessions[-1]
+        item.session, item.session_id = number, sid
         if previous_item_id is None or previous_item_id == "root":
             index = 0
         elif previous_item_id in self._items and previous_item_id in self._order:
@@ -429,9 +581,9 @@ class Conversation:
         self._order.insert(index, item.id)
         item.previous_item_id = previous_item_id if isinstance(previous_item_id, str) else None
         if self.max_items is not None:
-            while len(self._order) > self.max_items:
-                old = self._order.pop(0)
-                self._items.pop(old, None)
+            while sum(len(o) for _, _, o in self._sessions) > self.max_items:
+                oldest = next(o for _, _, o in self._sessions if o)
+                self._items.pop(oldest.pop(0), None)
 
     def _on_item_added(self, event: Mapping[str, Any]) -> None:
         item = self._merged_item(event)
@@ -468,7 +620,9 @@ class Conversation:
     def _on_item_deleted(self, event: Mapping[str, Any]) -> None:
         item_id = event.get("item_id")
         if item_id in self._items:
-            self._order.remove(item_id)
+            for _, _, order in self._sessions:
+                if item_id in order:
+                    order.remove(item_id)
             del self._items[item_id]
         self._loose.pop(item_id, None)  # type: ignore[arg-type]
 
@@ -487,8 +641,10 @@ class Conversation:
         item = self._item(event.get("item_id"))
         if item is None:
             return
-        index = event.get("content_index") or 0
-        part = item._part(int(index), "input_audio")
+        index = self._content_index(event, item)
+        if index is None:
+            return
+        part = item._part(index, "input_audio")
         type_ = event.get("type", "")
         if type_.endswith(".delta"):
             part["transcript"] = str(part.get("transcript") or "") + str(event.get("delta") or "")
@@ -593,7 +749,10 @@ class Conversation:
         if item is None or not isinstance(part, Mapping):
             return
         kind = _PART_NAME.get(str(part.get("type")), str(part.get("type")))
-        mine = item._part(int(event.get("content_index") or 0), kind)
+        index = self._content_index(event, item)
+        if index is None:
+            return
+        mine = item._part(index, kind)
         for key in ("text", "transcript"):
             if part.get(key):
                 mine[key] = part[key]
@@ -609,7 +768,10 @@ class Conversation:
         item = self._item(event.get("item_id"))
         if item is None:
             return
-        part = item._part(int(event.get("content_index") or 0), kind)
+        index = self._content_index(event, item)
+        if index is None:
+            return
+        part = item._part(index, kind)
         if event.get("type", "").endswith(".delta"):
             part[key] = str(part.get(key) or "") + str(event.get("delta") or "")
         elif event.get(key) is not None:
@@ -619,7 +781,10 @@ class Conversation:
         item = self._item(event.get("item_id"))
         if item is None:
             return
-        item._part(int(event.get("content_index") or 0), "output_audio")
+        index = self._content_index(event, item)
+        if index is None:
+            return
+        item._part(index, "output_audio")
         if not event.get("type", "").endswith(".delta"):
             return
         delta = event.get("delta")
@@ -669,6 +834,8 @@ class Conversation:
 
 
 _APPLY: Dict[str, Callable[[Conversation, Mapping[str, Any]], None]] = {
+    "session.created": Conversation._on_session_created,
+    "client.disconnected": Conversation._on_disconnected,
     "conversation.item.added": Conversation._on_item_added,
     "conversation.item.created": Conversation._on_item_added,
     "conversation.item.done": Conversation._on_item_done,
@@ -726,9 +893,13 @@ def send_text(client: Any, text: str, respond: bool = True) -> str:
 _ask_ids = itertools.count(1)
 
 
-def _tools_follow_up(client: Any, resp: Response) -> bool:
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _tools_follow_up(host: ClientHost, resp: Response) -> bool:
     """True when the client's tool dispatcher will answer ``resp``'s calls with a new response."""
-    tools = client.__dict__.get("_tools") if hasattr(client, "__dict__") else None
+    tools = host.peek_feature("tools")
     if tools is None:
         return False
     follows = getattr(tools, "will_follow_up", None)
@@ -745,29 +916,56 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
     and this call waits for the response that follows; the earlier ones are in
     :attr:`Response.previous`.
 
+    A connection that drops after the question was sent ends the call at once with
+    :class:`~realtime_sync.ConnectionLostError` (even when the client reconnects: the new
+    session is a new conversation that never saw the question); its ``response`` holds
+    what had arrived. Called while the client is reconnecting, the question waits for the
+    new session and is asked there.
+
     Thread: any but the dispatcher's (raises :class:`~realtime_sync.DeadlockError` there).
 
     Raises:
         ServerError: the server answered the message or the request with ``error``, or the
             response failed (``status`` ``failed``).
         TimeoutError: no ``response.done`` within ``timeout`` seconds.
+        ConnectionLostError: the connection dropped while the answer was on its way.
         NotConnectedError: the connection ended for good while waiting.
     """
+    host: ClientHost = client.host
+    host.check_blocking_call("ask()")
     token = f"ask-{os.getpid()}-{next(_ask_ids)}-{time.monotonic_ns() % 1000000007}"
     deadline = None if timeout is None else time.monotonic() + timeout
-    lock = _ask_lock(client)  # one ask() at a time per client: one response at a time
+    # one ask() at a time per client (one response at a time); the lock is this module's
+    lock = host.feature("ask_lock", threading.Lock)
     if not lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
         raise TimeoutError(f"another ask() on this client did not finish within {timeout} s")
     try:
-        return _ask_locked(client, text, token, deadline, timeout, follow_tools)
+        return _ask_locked(client, host, text, token, deadline, timeout, follow_tools)
     finally:
         lock.release()
 
 
-def _ask_locked(client: Any, text: str, token: str, deadline: Optional[float],
-                timeout: Optional[float], follow_tools: bool) -> Response:
+class _Asker:
+    """Sends ask()'s events into one session (or, while reconnecting, the next one)."""
+
+    def __init__(self, client: Any, host: ClientHost) -> None:
+        self.client = client
+        self.host = host
+        self.session: Optional[int] = host.session_number if client.connected else None
+
+    def send(self, event: Dict[str, Any]) -> str:
+        if self.session is not None:
+            return self.host.send_in_session(event, self.session)
+        return str(self.client.send(event))  # reconnecting: queued for the next session
+
+
+def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
+                deadline: Optional[float], timeout: Optional[float],
+                follow_tools: bool) -> Response:
     state = Conversation(None)
-    events = client.events(types=EVENT_TYPES + ("error", "client.disconnected"))
+    state._host = host
+    events = client.events(types=EVENT_TYPES + (
+        "error", "client.connected", "client.reconnected"))
     # handlers registered before ours (a Conversation mirror) have seen the response once
     # this wildcard handler has: ask() returns only then, so the mirror is up to date
     handled: Dict[str, threading.Event] = {}
@@ -775,21 +973,40 @@ def _ask_locked(client: Any, text: str, token: str, deadline: Optional[float],
 
     def mark(event: Any) -> None:
         if event.get("type") == "response.done":
-            rid = (event.get("response") or {}).get("id")
+            rid = _mapping(event.get("response")).get("id")
             with handled_lock:
                 handled.setdefault(str(rid), threading.Event()).set()
 
-    sync = getattr(client, "_marshal", None) is None
+    sync = host.marshal is None
     if sync:
         client.on("*", mark)
+    asker = _Asker(client, host)
+    current: Optional[str] = None
+    chain: List[Response] = []
+
+    def lost(why: str) -> ConnectionLostError:
+        resp = state.response(current) if current is not None else None
+        if resp is not None:
+            resp._interrupt()
+            resp.previous = chain
+        elif chain:  # tools answered, the follow-up never started: the last one received
+            resp = chain[-1]
+        return ConnectionLostError(
+            f"the connection dropped {why}; the new session cannot answer it (it is a new"
+            " conversation): ask again, carrying context over if needed", response=resp)
+
     try:
-        item_event = client.conversation.item.create(user_message(text))
-        create_event = client.response.create({"metadata": {METADATA_KEY: token}})
+        try:
+            item_event = asker.send({"type": "conversation.item.create",
+                                     "item": user_message(text)})
+            create = {"type": "response.create",
+                      "response": {"metadata": {METADATA_KEY: token}}}
+            create_event = asker.send(create)
+        except ConnectionLostError:
+            raise lost("while the question was being sent") from None
         ours = {item_event, create_event}
         retry_create = False  # a response (server VAD's, say) was active: ask again after it
-        current: Optional[str] = None
         wanted: Optional[str] = token
-        chain: List[Response] = []
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -809,14 +1026,22 @@ def _ask_locked(client: Any, text: str, token: str, deadline: Optional[float],
                         continue
                     raise ServerError(event)
                 continue
-            if type_ == "client.disconnected" and not event.get("will_reconnect"):
-                raise NotConnectedError(
-                    f"disconnected while waiting for the response: {event.get('reason')}")
+            if type_ in ("client.connected", "client.reconnected"):
+                if asker.session is None:  # our queued events go into this session
+                    number = event.get("generation")
+                    asker.session = number if isinstance(number, int) else host.session_number
+                continue
+            if type_ == "client.disconnected":
+                if asker.session is not None:
+                    raise lost("while the answer was on its way")
+                if not event.get("will_reconnect"):
+                    raise NotConnectedError(
+                        f"disconnected while waiting for the response: {event.get('reason')}")
+                continue
             state.apply(event)
             if type_ == "response.created":
-                raw = event.get("response") or {}
-                meta = raw.get("metadata") if isinstance(raw, Mapping) else None
-                tag = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
+                raw = _mapping(event.get("response"))
+                tag = _mapping(raw.get("metadata")).get(METADATA_KEY)
                 if tag == wanted:
                     current = raw.get("id")
                 elif tag is None and current is None:
@@ -825,16 +1050,20 @@ def _ask_locked(client: Any, text: str, token: str, deadline: Optional[float],
                     current = raw.get("id")
             elif type_ == "response.done" and retry_create and current is None:
                 retry_create = False
-                create_event = client.response.create({"metadata": {METADATA_KEY: token}})
-                ours.add(create_event)
+                try:
+                    ours.add(asker.send(create))
+                except ConnectionLostError:
+                    raise lost("while the question was being sent") from None
             elif type_ == "response.done" and current is not None:
-                raw = event.get("response") or {}
+                raw = _mapping(event.get("response"))
                 if raw.get("id") != current:
                     continue
                 resp = state.response(current)
-                assert resp is not None
+                if resp is None:  # a response id of the wrong type (reported): not ours
+                    current = None
+                    continue
                 resp.raise_for_status()
-                if follow_tools and _tools_follow_up(client, resp):
+                if follow_tools and _tools_follow_up(host, resp):
                     chain.append(resp)
                     wanted = f"tools:{current}"
                     current = None
@@ -850,20 +1079,6 @@ def _ask_locked(client: Any, text: str, token: str, deadline: Optional[float],
         events.close()
         if sync:
             client.off("*", mark)
-
-
-def _ask_lock(client: Any) -> threading.Lock:
-    lock = getattr(client, "_ask_lock", None)
-    if lock is None:
-        with _ask_lock_guard:
-            lock = getattr(client, "_ask_lock", None)
-            if lock is None:
-                lock = threading.Lock()
-                client._ask_lock = lock
-    return lock
-
-
-_ask_lock_guard = threading.Lock()
 
 
 def _next(events: Any, timeout: Optional[float]) -> Optional[Any]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import builtins
 from typing import Any, Mapping, Optional
 
+from . import _secrets
+
 __all__ = [
     "RealtimeSyncError",
     "ConnectError",
     "AuthenticationError",
     "NotConnectedError",
+    "ConnectionLostError",
     "ServerError",
     "TimeoutError",
     "DeadlockError",
@@ -20,7 +23,11 @@ __all__ = [
 
 
 class RealtimeSyncError(Exception):
-    """Root of every exception raised by realtime_sync."""
+    """Root of every exception raised by realtime_sync. Its message never holds a key the
+    library knows (server text is redacted like :class:`AuthenticationError`'s)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(_secrets.redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConnectError(RealtimeSyncError):
@@ -38,7 +45,7 @@ class ConnectError(RealtimeSyncError):
                  status: Optional[int] = None, retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.code = code
-        self.reason = reason
+        self.reason = _secrets.redact(reason)
         self.status = status
         self.retry_after = retry_after
 
@@ -49,6 +56,27 @@ class AuthenticationError(ConnectError):
 
 class NotConnectedError(RealtimeSyncError):
     """A send was attempted while the client is not connected."""
+
+
+class ConnectionLostError(NotConnectedError):
+    """The connection dropped while a call waited for an answer only that session could give
+    (a response in flight, a tool call's output). The client may reconnect, but the new
+    session is a new conversation on the server: the answer can never arrive.
+
+    Attributes:
+        response: what was received of the interrupted response (a
+            :class:`~realtime_sync.conversation.Response` marked ``interrupted``), or
+            ``None`` when nothing had arrived yet.
+    """
+
+    def __init__(self, message: str, *, response: Any = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+    @property
+    def text(self) -> str:
+        """The text (or transcript) received before the drop; ``""`` when none."""
+        return str(getattr(self.response, "text", "") or "")
 
 
 class ServerError(RealtimeSyncError):
@@ -64,9 +92,10 @@ class ServerError(RealtimeSyncError):
     """
 
     def __init__(self, event: Mapping[str, Any]) -> None:
+        event = _secrets.redact_obj(event)  # a key the server echoes never shows
         err = event.get("error") or {}
         if not isinstance(err, Mapping):
-            err = {"message": str(err)}
+            err = {"message": _secrets.redact(str(err))}
         self.event = event
         self.type = err.get("type")
         self.code = err.get("code")

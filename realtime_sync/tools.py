@@ -40,15 +40,16 @@ import typing
 from collections import abc
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
+from ._host import ClientHost
 from ._wire import METADATA_KEY
-from .errors import NotConnectedError
+from .errors import ConnectionLostError, NotConnectedError
 
 _UnionType = getattr(__import__("types"), "UnionType", None)  # ``X | Y`` (Python 3.10+)
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a tool may run before the model gets a timeout error instead of its result."""
 
-__all__ = ["Tools", "Tool", "ToolCall", "function_schema", "parse_docstring"]
+__all__ = ["Tools", "Tool", "ToolCall", "function_schema", "parse_docstring", "tools_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,10 +269,17 @@ class ToolCall:
         self.error: Optional[str] = None
         self.seconds = 0.0
         self.finished = threading.Event()
+        self.session_number: Optional[int] = None
+        """The client session the call was made in (its output goes only there)."""
 
     def __repr__(self) -> str:
         state = "error" if self.error else "done" if self.finished.is_set() else "pending"
         return f"<ToolCall {self.name}({self.arguments}) {state}>"
+
+
+def _as_list(value: Any) -> List[Any]:
+    """``value`` when the server sent a list, else ``[]`` (a wrong type is skipped)."""
+    return value if isinstance(value, list) else []
 
 
 def _output_text(result: Any) -> str:
@@ -308,11 +316,33 @@ class Tools:
         self._seen: collections.OrderedDict[str, ToolCall] = collections.OrderedDict()
         self._pending: Dict[str, List[ToolCall]] = {}
         self.history: Deque[ToolCall] = collections.deque(maxlen=history)
+        self._host: Optional[ClientHost] = getattr(client, "host", None)
+        # the session whose events the handlers are reading (None between sessions)
+        self._session: Optional[int] = (
+            self._host.session_number if self._host is not None
+            and getattr(client, "connected", False) else None)
         client.on("response.function_call_arguments.done", self._on_arguments_done)
         client.on("response.done", self._on_response_done)
-        adopt = getattr(client, "_adopt", None)
-        if adopt is not None:
-            adopt(self)
+        client.on("client.connected", self._on_session)
+        client.on("client.reconnected", self._on_session)
+        client.on("client.disconnected", self._on_session)
+        if self._host is not None:
+            self._host.adopt(self)
+
+    def _on_session(self, event: Mapping[str, Any]) -> None:
+        """Track which session the following events belong to (dispatcher thread)."""
+        number = event.get("generation")
+        with self._lock:
+            if event.get("type") == "client.disconnected":
+                self._session = None
+                lost = [c for calls in self._pending.values() for c in calls]
+                self._pending.clear()
+            else:
+                self._session = number if isinstance(number, int) else None
+                lost = []
+        for call in lost:  # their response can no longer finish: never answer them elsewhere
+            logger.warning("tool call %s (%s) belonged to a session that ended; its output is"
+                           " not sent into the new session", call.call_id, call.name)
 
     # -- registry -----------------------------------------------------------------------------
     def register(self, fn: Callable[..., Any], *, name: Optional[str] = None,
@@ -389,7 +419,8 @@ class Tools:
                     return str(client.session.update(body))
                 except NotConnectedError:
                     pass
-            client._remember_session(body)
+            if self._host is not None:
+                self._host.remember_session(body)
             return None
 
     # -- calls (handlers: dispatcher thread) --------------------------------------------------
@@ -403,6 +434,7 @@ class Tools:
         call = ToolCall(name, call_id, str(arguments or ""),
                         response_id if isinstance(response_id, str) else None,
                         item_id if isinstance(item_id, str) else None)
+        call.session_number = self._session
         self._seen[call_id] = call
         while len(self._seen) > 1000:
             self._seen.popitem(last=False)
@@ -424,7 +456,7 @@ class Tools:
         rid = raw.get("id")
         fresh: List[ToolCall] = []
         with self._lock:
-            for out in raw.get("output") or []:
+            for out in _as_list(raw.get("output")):
                 if not isinstance(out, Mapping) or out.get("type") != "function_call":
                     continue
                 if out.get("status") == "incomplete":
@@ -438,7 +470,7 @@ class Tools:
             self._submit(("call", call))
         if not calls:
             return
-        incomplete = {out.get("call_id") for out in raw.get("output") or []
+        incomplete = {out.get("call_id") for out in _as_list(raw.get("output"))
                       if isinstance(out, Mapping) and out.get("status") == "incomplete"}
         calls = [c for c in calls if c.call_id not in incomplete]
         if calls:
@@ -450,7 +482,7 @@ class Tools:
         if isinstance(response, Mapping):
             status = response.get("status")
             outs = [(o.get("type"), o.get("name"), o.get("status"))
-                    for o in response.get("output") or [] if isinstance(o, Mapping)]
+                    for o in _as_list(response.get("output")) if isinstance(o, Mapping)]
         else:
             status = getattr(response, "status", None)
             outs = [(i.type, i.name, i.status) for i in getattr(response, "items", [])]
@@ -511,14 +543,12 @@ class Tools:
         call.seconds = time.monotonic() - start
         call.finished.set()
         self.history.append(call)
-        try:
-            self._client._emit({
+        if self._host is not None:
+            self._host.emit({
                 "type": "client.tool_call", "name": call.name, "call_id": call.call_id,
                 "arguments": call.arguments, "output": call.output, "error": call.error,
                 "seconds": call.seconds, "response_id": call.response_id,
             })
-        except Exception:
-            logger.debug("client._emit failed", exc_info=True)
 
     def _run_with_timeout(self, tool: Tool, call: ToolCall, args: Dict[str, Any]) -> Any:
         """Run the tool on its own ``realtime-sync-tool-call`` thread, waiting ``tool.timeout``.
@@ -554,17 +584,29 @@ class Tools:
         return box.get("value")
 
     def _finish(self, response_id: str, calls: List[ToolCall], follow_up: bool) -> None:
-        client = self._client
+        """Send the outputs (and the follow-up ``response.create``) into the session that
+        made the calls, never into another one: a new session does not know the calls and
+        would answer without the question."""
+        host = self._host
+        if host is None:
+            return
+        session = calls[0].session_number if calls else None
         try:
+            if session is None:
+                raise ConnectionLostError("the session of the calls is not known")
             for call in calls:
                 if not call.finished.is_set():  # cannot happen: calls run first, in order
                     call.finished.wait()
-                client.conversation.item.create({
-                    "type": "function_call_output", "call_id": call.call_id,
-                    "output": call.output or "",
-                })
+                host.send_in_session({
+                    "type": "conversation.item.create",
+                    "item": {"type": "function_call_output", "call_id": call.call_id,
+                             "output": call.output or ""},
+                }, session)
             if follow_up:
-                client.response.create({"metadata": {METADATA_KEY: f"tools:{response_id}"}})
+                host.send_in_session({
+                    "type": "response.create",
+                    "response": {"metadata": {METADATA_KEY: f"tools:{response_id}"}},
+                }, session)
         except NotConnectedError as exc:
             logger.warning("tool results of %s not sent: %s", response_id, exc)
 
@@ -612,3 +654,10 @@ class Tools:
 
     def __repr__(self) -> str:
         return f"<Tools {self.names}>"
+
+
+def tools_of(client: Any) -> Tools:
+    """The one :class:`Tools` registry of ``client`` (created here, its owner, on first use;
+    ``client.tools`` returns it). Any thread."""
+    host: ClientHost = client.host
+    return host.feature("tools", lambda: Tools(client))

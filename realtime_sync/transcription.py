@@ -27,6 +27,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Tuple,
     Union,
 )
 
@@ -178,24 +179,30 @@ class _FeedSink:
         self._tr.feed(pcm16)
         return ""
 
-    def _emit(self, event: Mapping[str, Any]) -> None:
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the transcriber's client, the stream is owned by the transcriber."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
         client = self._tr._client
         if client is not None:
-            client._emit(event)
+            client.host.emit(event)
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self._tr._streams.append(resource)
 
-    def _disown(self, resource: Any) -> None:
+    def disown(self, resource: Any) -> None:
         try:
             self._tr._streams.remove(resource)
         except ValueError:
             pass
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         client = self._tr._client
         if client is not None:
-            client._count(name, n)
+            client.host.count(name, n)
 
 
 class Transcriber:
@@ -286,6 +293,9 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._dropped_bytes = 0
+        self._drop_episode = 0  # bytes lost in the current episode (one warning per episode)
+        # ranges sent to the current session, then pushed out of the ring (lost if replayed)
+        self._unreplayable: List[Tuple[int, int]] = []
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -295,6 +305,7 @@ class Transcriber:
         self._expires_at: Optional[float] = None
         self._rollover_due: Optional[float] = None
         self._closed = False
+        self._untracked = 0  # turns committed without an item_id
         self._error: Optional[BaseException] = None
         self._user_handlers: List[Any] = []
 
@@ -342,7 +353,7 @@ class Transcriber:
             # right after session.created: wait for it so the first feed() sends at once
             deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client._session_generation and client.connected:
+                while self._generation != client.host.session_number and client.connected:
                     if time.monotonic() >= deadline:
                         break
                     self._changed.wait(0.05)
@@ -385,6 +396,7 @@ class Transcriber:
         self._streams.clear()
         with self._lock:
             self._closed = True
+            self._end_drop_episode()
             self._changed.notify_all()
         client = self._client
         return client.close(timeout) if client is not None else True
@@ -433,7 +445,7 @@ class Transcriber:
                 with self._lock:
                     if not client.connected:
                         return
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         # a new session the dispatcher has not switched to yet: it first
                         # handles every event of the old one, then client.(re)connected
@@ -454,6 +466,12 @@ class Transcriber:
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
         first = self._generation < 0
+        needed = self._replay_start()
+        lost = sum(max(0, end - max(start, needed)) for start, end in self._unreplayable)
+        self._unreplayable.clear()
+        if lost and not first:
+            self._count_drop(lost)
+        self._end_drop_episode()
         self._generation = gen
         self._session_index += 1
         self._session_base = self._ring_start
@@ -476,32 +494,71 @@ class Transcriber:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
                             replay // BYTES_PER_MS)
 
-    def _trim_ring(self) -> None:
-        """Forget audio whose turns have all completed; bound the rest (lock held)."""
-        keep_from = self._last_commit_pos
+    def _replay_start(self) -> int:
+        """Where a new session would have to start replaying: the first audio not yet
+        transcribed for sure (lock held)."""
+        start = min(self._last_commit_pos, self._sent)
         for item_id in self._order[self._final_cursor:]:
             seg = self._segments.get(item_id)
             if seg is not None and seg.start_pos is not None:
-                keep_from = min(keep_from, seg.start_pos)
+                start = min(start, seg.start_pos)
                 break
         if self._commit_fifo:  # commits in flight: their audio is not transcribed yet
-            keep_from = min(keep_from, self._commit_fifo[0][1])
-        keep_from = min(keep_from, self._sent)
+            start = min(start, self._commit_fifo[0][1])
+        return start
+
+    def _trim_ring(self) -> None:
+        """Forget audio whose turns have all completed; bound the rest (lock held).
+
+        Beyond ``max_buffer_s`` the oldest audio leaves the ring. Audio the current session
+        has not had yet is lost at once and counted then; audio it has had is only out of
+        reach of a replay, and counted as lost if a new session ever needs it
+        (:meth:`_start_new_session`). Nothing is counted twice."""
+        needed = self._replay_start()
+        keep_from = max(needed, self._ring_start)  # what is gone is gone
         overflow = (self._total - keep_from) - self._max_buffer
+        lost = 0
         if overflow > 0:
             overflow += overflow % 2
-            keep_from += overflow
-            self._dropped_bytes += overflow
-            logger.warning("transcriber buffer full: dropped %d ms of untranscribed audio",
-                           overflow // BYTES_PER_MS)
-            if self._client is not None:
-                self._client._count("audio_dropped", overflow)
-                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
-                                    "ms": overflow // BYTES_PER_MS, "source": "transcriber"})
+            end = keep_from + overflow
+            sent_end = min(end, max(self._sent, keep_from))
+            if sent_end > keep_from:  # sent to this session: lost only if replayed
+                self._unreplayable.append((keep_from, sent_end))
+            lost = end - sent_end
+            keep_from = end
             self._sent = max(self._sent, keep_from)
+        # forget unreplayable ranges no replay can need any more (their turns completed)
+        while self._unreplayable and self._unreplayable[0][1] <= needed:
+            self._unreplayable.pop(0)
+        if len(self._unreplayable) > 64:  # contiguous in practice; merge to stay bounded
+            self._unreplayable[:] = [(self._unreplayable[0][0], self._unreplayable[-1][1])]
+        if lost > 0:
+            self._count_drop(lost)
+        else:
+            self._end_drop_episode()
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
+
+    def _count_drop(self, nbytes: int) -> None:
+        """Account ``nbytes`` of audio that will never be transcribed (lock held): the
+        counter, ``stats()["audio_dropped"]`` and one ``client.audio_dropped`` event each
+        time; the warning is logged once per episode (:meth:`_end_drop_episode`)."""
+        self._dropped_bytes += nbytes
+        self._drop_episode += nbytes
+        client = self._client
+        if client is not None:
+            client.host.count("audio_dropped", nbytes)
+            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+                          "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
+
+    def _end_drop_episode(self) -> None:
+        """Log one warning for the audio lost since the episode began (lock held)."""
+        if self._drop_episode:
+            logger.warning(
+                "transcriber buffer full: dropped %d ms of untranscribed audio (max_buffer_s=%g)",
+                self._drop_episode // BYTES_PER_MS, self._max_buffer / BYTES_PER_MS / 1000)
+            self._drop_episode = 0
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
@@ -575,7 +632,12 @@ class Transcriber:
 
     @property
     def dropped_ms(self) -> int:
-        """Untranscribed audio dropped because the replay buffer overflowed."""
+        """Audio that will never be transcribed because the replay buffer (``max_buffer_s``)
+        overflowed: audio fed while the session could not take it, or audio a new session
+        had to replay and the buffer no longer held. Audio the session already had and that
+        was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
+        the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
+        events."""
         return self._dropped_bytes // BYTES_PER_MS
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
@@ -585,7 +647,7 @@ class Transcriber:
         segment comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.segments()")
+        client.host.check_blocking_call("Transcriber.segments()")
         index = 0
         while True:
             with self._changed:
@@ -597,7 +659,7 @@ class Transcriber:
                         return
                     if client.state == "disconnected":
                         raise NotConnectedError(
-                            f"the session ended for good ({client._not_connected_message()});"
+                            f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
@@ -616,7 +678,7 @@ class Transcriber:
             NotConnectedError: the session ended for good first.
         """
         client = self.client
-        client._router.check_blocking_call("Transcriber.finish()")
+        client.host.check_blocking_call("Transcriber.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         grace: Optional[float] = None
         while True:
@@ -628,6 +690,7 @@ class Transcriber:
                 uncommitted = self._sent - self._last_commit_pos
                 if settled and uncommitted < MIN_COMMIT_BYTES \
                         and self._final_cursor == len(self._order):
+                    self._end_drop_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= MIN_COMMIT_BYTES:
                 if self.vad:
@@ -686,7 +749,7 @@ class Transcriber:
                 return
             self._rollover_due = None
         logger.info("session expires soon: rolling over to a new session")
-        client._restart()
+        client.host.restart()
 
     # -- event handlers (dispatcher thread) -----------------------------------------------------
     def _segment(self, item_id: str) -> Segment:
@@ -713,7 +776,7 @@ class Transcriber:
         if client is None:
             return
         with self._changed:
-            gen = client._session_generation
+            gen = client.host.session_number
             if gen != self._generation:
                 self._start_new_session(gen)
             self._changed.notify_all()
@@ -754,7 +817,8 @@ class Transcriber:
 
     def _on_committed(self, event: Event) -> None:
         item_id = event.get("item_id")
-        if not isinstance(item_id, str):
+        if not isinstance(item_id, str) or not item_id:
+            self._untracked_turn(event)
             return
         prev = event.get("previous_item_id")
         with self._changed:
@@ -783,6 +847,35 @@ class Transcriber:
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
+    def _untracked_turn(self, event: Event) -> None:
+        """``committed`` without a usable ``item_id``: no transcript can ever be matched to
+        the turn. Report it, and end the turn as failed (in its place in the order) so that
+        :meth:`finish` does not wait for it."""
+        client = self._client
+        if client is not None:
+            client.host.protocol_error(
+                f"item_id {event.get('item_id')!r} is not an item id: the turn cannot be"
+                " tracked (reported as a failed segment)", event)
+        with self._changed:
+            self._untracked += 1
+            item_id = f"untracked_{self._untracked}"
+            seg = self._segment(item_id)
+            seg.committed = True
+            seg.final = True
+            seg.error = {"type": "protocol_error", "code": "untracked_turn",
+                         "message": "the server committed the turn without an item_id"}
+            if self._commit_fifo:
+                _, seg.start_pos, seg.end_pos = self._commit_fifo.pop(0)
+            else:
+                seg.start_pos, seg.end_pos = self._last_commit_pos, self._sent
+                self._last_commit_pos = self._sent
+            seg.start_ms = seg.start_pos // BYTES_PER_MS
+            seg.end_ms = seg.end_pos // BYTES_PER_MS
+            self._insert_in_order(item_id, event.get("previous_item_id"))
+            ready = self._advance_finals()
+            self._changed.notify_all()
+        self._deliver_finals(ready)
+
     def _insert_in_order(self, item_id: str, prev: Any) -> None:
         order = self._order
         if isinstance(prev, str) and prev in order:
@@ -802,7 +895,7 @@ class Transcriber:
             if seg.final:
                 return
             seg.text += delta
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = (seg.logprobs or []) + list(event["logprobs"])
             snapshot = Segment(**{**seg.__dict__})
         if self._on_partial is not None:
@@ -817,7 +910,7 @@ class Transcriber:
             transcript = event.get("transcript")
             if isinstance(transcript, str):
                 seg.text = transcript
-            if event.get("logprobs"):
+            if isinstance(event.get("logprobs"), list):
                 seg.logprobs = list(event["logprobs"])
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None

@@ -1,156 +1,95 @@
-"""A raw-socket WebSocket server for hostile-network tests (not the library's own server).
+"""A tiny hostile Realtime server for the fault tests: each test writes the script it runs.
 
-Each accepted connection runs ``behave(conn, index)`` on its own thread; helpers below do the
-HTTP upgrade and write unmasked server frames by hand, so a test can break the protocol in
-exactly the way a broken proxy or peer does.
+Built on ``websockets`` (sync API), independent of the library's own server: a script is
+``script(ws, n, server)`` for the ``n``-th connection (0-based) and sends whatever it likes.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import socket
-import struct
 import threading
-import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection, serve
 
-
-def read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ConnectionError("client went away during the handshake")
-        data += chunk
-    return data
+Script = Callable[[ServerConnection, int, "HostileServer"], None]
 
 
-def upgrade(conn: socket.socket) -> None:
-    """Answer the client's upgrade request with 101."""
-    request = read_request(conn).decode("latin-1")
-    key = ""
-    for line in request.split("\r\n"):
-        if line.lower().startswith("sec-websocket-key:"):
-            key = line.split(":", 1)[1].strip()
-    accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
-    conn.sendall((
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    ).encode())
+class HostileServer:
+    """Runs ``script`` for every connection, on its own thread; records what clients sent."""
 
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.received: List[Dict[str, Any]] = []
+        self.connections = 0
+        self.cond = threading.Condition()
+        self._server = serve(self._handle, "127.0.0.1", 0, max_size=None)
+        port = self._server.socket.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}/v1/realtime"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="hostile-server", daemon=True)
+        self._thread.start()
 
-def refuse(conn: socket.socket, status: int, reason: str = "Nope",
-           headers: Optional[dict] = None) -> None:
-    """Answer the upgrade request with an HTTP error status."""
-    read_request(conn)
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    conn.sendall(f"HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: 0\r\n\r\n".encode())
-
-
-def header(opcode: int, length: int, fin: bool = True) -> bytes:
-    first = (0x80 if fin else 0) | opcode
-    if length < 126:
-        return struct.pack("!BB", first, length)
-    if length < 65536:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
-
-
-def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    return header(opcode, len(payload), fin) + payload
-
-
-def text(event: Any) -> bytes:
-    return frame(0x1, json.dumps(event).encode())
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(0x8, struct.pack("!H", code) + reason.encode())
-
-
-def session_created(n: int = 1) -> bytes:
-    return text({"type": "session.created", "event_id": f"event_{n}",
-                 "session": {"id": f"sess_{n}", "type": "realtime"}})
-
-
-class RawServer:
-    """Listens on 127.0.0.1; every connection runs ``behave(conn, index)`` (index from 1)."""
-
-    def __init__(self, behave: Callable[[socket.socket, int], None]) -> None:
-        self.behave = behave
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}/v1/realtime"
-        self.accepted: List[float] = []
-        self.conns: List[socket.socket] = []
-        self.errors: List[BaseException] = []
-        self._stop = threading.Event()
-        self._threads: List[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, name="hostile-accept",
-                                          daemon=True)
-        self._acceptor.start()
-
-    @property
-    def connection_count(self) -> int:
-        return len(self.accepted)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(time.monotonic())
-            self.conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn, len(self.accepted)),
-                                 name="hostile-conn", daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket, index: int) -> None:
+    def _handle(self, ws: ServerConnection) -> None:
+        with self.cond:
+            n = self.connections
+            self.connections += 1
+            self.cond.notify_all()
         try:
-            self.behave(conn, index)
-        except OSError:
-            pass  # the client went away: expected in these tests
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            self.errors.append(exc)
+            self.script(ws, n, self)
+        except ConnectionClosed:
+            pass
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds`` inside a behaviour; True when the server is stopping."""
-        return self._stop.wait(seconds)
+    def recv(self, ws: ServerConnection, timeout: Optional[float] = 10) -> Dict[str, Any]:
+        """The next client event (recorded)."""
+        event = json.loads(ws.recv(timeout))
+        with self.cond:
+            self.received.append(event)
+            self.cond.notify_all()
+        return event  # type: ignore[no-any-return]
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    def until(self, ws: ServerConnection, type_: str, timeout: float = 10) -> Dict[str, Any]:
+        """Receive client events up to the first of ``type_``; return it."""
+        while True:
+            event = self.recv(ws, timeout)
+            if event.get("type") == type_:
+                return event
+
+    def absorb(self, ws: ServerConnection) -> None:
+        """Record client events until the connection ends."""
+        while True:
+            self.recv(ws, None)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        with self.cond:
+            if not self.cond.wait_for(predicate, timeout):
+                raise AssertionError("the hostile server did not see what the test waited for")
 
     def close(self) -> None:
-        self._stop.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
-        for t in self._threads:
-            t.join(2)
+        self._server.shutdown()
+        self._thread.join(5)
 
-    def __enter__(self) -> RawServer:
+    def __enter__(self) -> HostileServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def send(ws: ServerConnection, event: Dict[str, Any]) -> None:
+    ws.send(json.dumps(event))
+
+
+def created(ws: ServerConnection, session_id: str, type_: str = "realtime",
+            **session: Any) -> None:
+    send(ws, {"type": "session.created", "event_id": f"ev_{session_id}",
+              "session": {"id": session_id, "object": "realtime.session", "type": type_,
+                          **session}})
+
+
+def answer_update(server: HostileServer, ws: ServerConnection) -> Dict[str, Any]:
+    update = server.until(ws, "session.update")
+    send(ws, {"type": "session.updated", "event_id": "ev_u",
+              "session": update.get("session") or {}})
+    return update

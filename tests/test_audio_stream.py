@@ -1,7 +1,7 @@
 """audio.stream(): the realtime-sync-audio thread, its backlog, drops, mute, errors, stop.
 
 The unit tests use ``ContractClient``, a stand-in implementing exactly the client contract the
-stream relies on (connected, input_audio_buffer.append, _emit, _count, _adopt); the end-to-end
+stream relies on (connected, input_audio_buffer.append, host: emit, count, adopt); the end-to-end
 tests at the bottom use the real RealtimeClient and the local server.
 """
 
@@ -77,14 +77,22 @@ class ContractClient:
         with self._lock:
             return b"".join(self.appends)
 
-    def _emit(self, event: Dict[str, Any]) -> None:
+    @property
+    def host(self) -> ContractClient:
+        """The fake is its own feature contract (realtime_sync._host.AudioHost)."""
+        return self
+
+    def emit(self, event: Dict[str, Any]) -> None:
         self.events.append(dict(event))
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def _adopt(self, resource: Any) -> None:
+    def adopt(self, resource: Any) -> None:
         self.adopted.append(resource)
+
+    def disown(self, resource: Any) -> None:
+        self.adopted.remove(resource)
 
     def of_type(self, type_: str) -> List[Dict[str, Any]]:
         return [e for e in self.events if e["type"] == type_]

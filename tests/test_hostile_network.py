@@ -1,4 +1,4 @@
-"""Hostile networks: each test runs its own small raw-socket server (tests/hostile.py) that
+"""Hostile networks: each test runs its own small raw-socket server (tests/raw_hostile.py) that
 behaves like a broken proxy, load balancer or peer, never the library's own server.
 
 Every test runs under a deadlock guard; none asserts a wall time (figures go to the notes
@@ -20,7 +20,7 @@ import tracemalloc
 
 import pytest
 import websocket
-from hostile import (
+from raw_hostile import (
     RawServer,
     close_frame,
     frame,

@@ -36,3 +36,22 @@ def test_ask_a_text_question():
                            session={"type": "realtime", "output_modalities": ["text"]}) as c:
         answer = c.ask("Reply with the single word: pong", timeout=60)
     assert "pong" in answer.text.lower()
+
+
+def test_translate_a_file_into_spanish_with_openai():
+    result = rs.translate_file(HELLO, to="es", source_transcript=True, speech=True, timeout=120)
+    assert result.text, "no translated text"
+    assert "hello" in result.source_text.lower()
+    starts = [c.start_ms for c in result.cues]
+    assert starts == sorted(starts)
+    assert result.audio, "no translated speech"
+
+
+def test_translator_keeps_an_idle_session_alive_with_silence():
+    import time
+
+    with rs.Translator(to="fr") as tr:
+        time.sleep(3)  # nothing fed: the translator sends silence, the session stays open
+        assert tr.client.connected and tr.silence_ms > 0
+        result = tr.finish(timeout=60)
+    assert result.language == "fr"

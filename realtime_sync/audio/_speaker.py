@@ -182,9 +182,9 @@ class Speaker(Closing):
             client.on(_DELTA, self._on_delta)
             client.on(_DONE, self._on_done)
             client.on(_SPEECH_STARTED, self._on_speech_started)
-            adopt = getattr(client, "_adopt", None)
-            if adopt is not None:
-                adopt(self)
+            host = getattr(client, "host", None)
+            if host is not None:
+                host.adopt(self)
         self.start()
         return self
 
@@ -202,9 +202,9 @@ class Speaker(Closing):
                     client.off(type_, handler)
                 except Exception:
                     log.debug("client.off(%s) failed", type_, exc_info=True)
-            disown = getattr(client, "_disown", None)
-            if disown is not None:
-                disown(self)
+            host = getattr(client, "host", None)
+            if host is not None:
+                host.disown(self)
         self.flush()
 
     # handlers: run on the client's dispatcher thread
@@ -416,7 +416,7 @@ class Speaker(Closing):
             log.warning("speaker write failed: %s", exc)
             if self._client is not None:
                 try:
-                    self._client._emit(
+                    self._client.host.emit(
                         {
                             "type": "client.audio_error",
                             "message": str(audio_error("Output device failed", exc)),

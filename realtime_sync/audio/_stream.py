@@ -22,8 +22,9 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, Dict, Optional
 
+from .._host import AudioHost
 from .._wire import MAX_EVENT_BYTES
 from ..errors import AudioError, NotConnectedError
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, bytes_to_ms
@@ -227,18 +228,17 @@ class AudioStream:
             log.warning("client disconnected: audio backlog full, dropping the oldest audio")
         self.bytes_dropped += n
         self._episode_dropped += n
-        try:
-            self.client._count("audio_dropped", n)
-        except Exception:
-            log.debug("client._count failed", exc_info=True)
+        host = _host(self.client)
+        if host is not None:
+            host.count("audio_dropped", n)
 
     def _report_drops(self) -> None:
         n, self._episode_dropped = self._episode_dropped, 0
         event = {"type": "client.audio_dropped", "bytes": n, "ms": bytes_to_ms(n)}
         try:
-            self.client._emit(event)
+            _emit(self.client, event)
         except Exception:
-            log.debug("client._emit failed", exc_info=True)
+            log.debug("emitting the event failed", exc_info=True)
 
     def _flush(self) -> bool:
         """Send the backlog in order while connected. True when it is empty."""
@@ -272,9 +272,9 @@ class AudioStream:
             "retrying": retrying,
         }
         try:
-            self.client._emit(event)
+            _emit(self.client, event)
         except Exception:
-            log.debug("client._emit failed", exc_info=True)
+            log.debug("emitting the event failed", exc_info=True)
 
     def _recover(self, exc: AudioError) -> bool:
         """A source error: report it, then try to reopen the source until stopped."""
@@ -297,7 +297,7 @@ class AudioStream:
                 continue
             log.info("audio source reopened after %d attempt(s)", attempt)
             try:
-                self.client._emit({"type": "client.audio_recovered", "attempts": attempt,
+                _emit(self.client, {"type": "client.audio_recovered", "attempts": attempt,
                                     "source": repr(self.source)})
             except Exception:  # noqa: BLE001 - reporting must not stop the stream
                 log.debug("could not report the recovery", exc_info=True)
@@ -338,7 +338,18 @@ def stream(
         mute_when=mute_when,
         close_source=close_source,
     )
-    adopt = getattr(client, "_adopt", None)
-    if adopt is not None:
-        adopt(handle)
+    host = _host(client)
+    if host is not None:
+        host.adopt(handle)
     return handle.start()
+
+
+def _host(client: Any) -> Optional[AudioHost]:
+    """The client's feature contract (``client.host``), or None for a bare sink."""
+    return getattr(client, "host", None)
+
+
+def _emit(client: Any, event: Dict[str, Any]) -> None:
+    host = _host(client)
+    if host is not None:
+        host.emit(event)

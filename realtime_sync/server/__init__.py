@@ -33,6 +33,15 @@ from ._responses import (
 )
 from ._server import Connection, RealtimeServer
 from ._session import Session, expiry_message
+from ._translation import (
+    ScriptedTranslator,
+    TranslationEngine,
+    TranslationSession,
+    TranslationStream,
+    WhisperTranslator,
+    local_translator,
+    offline_translator,
+)
 from ._vad import EnergyVad, Vad, default_vad_factory
 
 __all__ = [
@@ -64,4 +73,11 @@ __all__ = [
     "split_words",
     "expiry_message",
     "tone",
+    "ScriptedTranslator",
+    "TranslationEngine",
+    "TranslationStream",
+    "TranslationSession",
+    "WhisperTranslator",
+    "local_translator",
+    "offline_translator",
 ]

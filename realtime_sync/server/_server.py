@@ -25,6 +25,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 from ._recognizer import Recognizer, ScriptedRecognizer
 from ._responses import EchoResponder, Responder
 from ._session import ServerOptions, Session, new_id
+from ._translation import ScriptedTranslator, TranslationEngine, TranslationSession
 from ._vad import Vad, default_vad_factory
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class Connection:
     def __init__(self, server: RealtimeServer, ws: ServerConnection, number: int) -> None:
         self.server = server
         self.number = number
-        self.session: Optional[Session] = None
+        self.session: Any = None
+        """The :class:`Session` (or :class:`TranslationSession`) of this socket."""
         self.received: List[Dict[str, Any]] = []
         """Every client event parsed on this socket, in order."""
         self.path = ws.request.path if ws.request is not None else ""
@@ -156,6 +158,8 @@ class RealtimeServer:
         before: ``hook(connection, event) -> bool`` run on the read loop for every client
             event before the default handling; returning True skips the default handling.
         after: ``hook(connection, event)`` run after the default handling.
+        translator: the engine of the translation protocol at ``/v1/realtime/translations``
+            (default :class:`ScriptedTranslator`).
 
     ``start()``/``stop()`` may be called from any thread; use it as a context manager.
     """
@@ -177,6 +181,7 @@ class RealtimeServer:
         compression: Optional[str] = None,
         before: Optional[Hook] = None,
         after: Optional[Hook] = None,
+        translator: Optional[TranslationEngine] = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -189,6 +194,8 @@ class RealtimeServer:
         )
         self.before = before
         self.after = after
+        self.translator: TranslationEngine = (translator if translator is not None
+                                              else ScriptedTranslator())
         self._ws_args: Dict[str, Any] = dict(ping_interval=ping_interval,
                                              ping_timeout=ping_timeout,
                                              close_timeout=close_timeout, max_size=max_size,
@@ -292,7 +299,7 @@ class RealtimeServer:
 
     def _process_request(self, ws: ServerConnection, request: Any) -> Any:
         path = urlsplit(request.path).path.rstrip("/")
-        if not path.endswith("/realtime"):
+        if not path.endswith(("/realtime", "/realtime/translations")):
             return ws.respond(404, "Not Found: the Realtime API lives at /v1/realtime\n")
         return None
 
@@ -386,6 +393,16 @@ class RealtimeServer:
             return None
         intent = query.get("intent")
         model = query.get("model") or query.get("deployment")
+        if urlsplit(request.path).path.rstrip("/").endswith("/translations"):
+            if not model:
+                self._refuse(ws, 4000, "missing_model", "Missing required parameter: 'model'.")
+                return None
+            translation = TranslationSession(model, self.translator,
+                                             self.options.session_duration,
+                                             conn._send_text, conn.close)
+            conn.session = translation
+            translation.start()
+            return translation  # type: ignore[return-value]
         if intent not in (None, "realtime", "transcription"):
             self._refuse(ws, 4000, "invalid_intent",
                          f"Invalid intent '{intent}'. Supported: 'realtime', 'transcription'.")
@@ -403,7 +420,7 @@ class RealtimeServer:
         session.start()
         return session
 
-    def _read_loop(self, conn: Connection, ws: ServerConnection, session: Session) -> None:
+    def _read_loop(self, conn: Connection, ws: ServerConnection, session: Any) -> None:
         expired = False
         while True:
             remaining = session.deadline - time.monotonic()

@@ -1,0 +1,79 @@
+"""The contract between a :class:`~realtime_sync.RealtimeClient` and its features.
+
+Audio streams, the transcriber, the conversation mirror, ``ask()`` and the tool dispatcher
+talk to a client through ``client.host`` (a :class:`ClientHost`) and its public API, never
+through its private attributes. mypy checks the client's host against this protocol, and
+test doubles implement it too (only the members a feature uses).
+
+Every member may be called from any thread unless its docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Protocol, TypeVar
+
+__all__ = ["ClientHost", "AudioHost"]
+
+T = TypeVar("T")
+
+
+class AudioHost(Protocol):
+    """What an audio stream or speaker needs of whatever it is attached to (a client, or a
+    transcriber's feed sink)."""
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Queue a library event (``client.*``) for handlers and waiters; never blocks."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a :meth:`RealtimeClient.stats` counter (under the counters' lock)."""
+
+    def adopt(self, resource: Any) -> None:
+        """Have ``close()`` call ``resource.stop(timeout)`` first."""
+
+    def disown(self, resource: Any) -> None:
+        """Undo :meth:`adopt` (the resource stopped on its own)."""
+
+
+class ClientHost(AudioHost, Protocol):
+    """What the transcriber, the conversation mirror, ``ask()`` and tools need of a client."""
+
+    @property
+    def session_number(self) -> int:
+        """How many sessions the client has had; changes when a new session starts (network
+        thread's view: it may run ahead of the handlers, which learn the number from
+        ``client.connected`` / ``client.reconnected`` events)."""
+
+    @property
+    def marshal(self) -> Optional[Callable[[Callable[[], None]], Any]]:
+        """The client's ``marshal`` (handlers run through it), or ``None``."""
+
+    def protocol_error(self, problem: str, event: Mapping[str, Any]) -> None:
+        """Report a server event a feature could not use (``client.protocol_error``, counted);
+        reported once per event however many features skip it."""
+
+    def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
+        """Send ``event`` only into session ``session_number``, and only while it is
+        connected; never queued for a later session.
+
+        Raises:
+            ConnectionLostError: that session has ended (nothing was sent).
+        """
+
+    def restart(self) -> bool:
+        """Open a new session now (a planned rollover); False when not connected."""
+
+    def check_blocking_call(self, what: str) -> None:
+        """Raise :class:`DeadlockError` when called on the thread that runs handlers."""
+
+    def remember_session(self, update: Mapping[str, Any]) -> None:
+        """Merge ``update`` into the config sent at the next ``session.created``."""
+
+    def not_connected_message(self) -> str:
+        """Why the client cannot send now, in words."""
+
+    def feature(self, key: str, factory: Callable[[], T]) -> T:
+        """The client's one instance of a feature's state (created by ``factory``, the
+        feature's owner, on first use; e.g. the tool registry, the ``ask()`` lock)."""
+
+    def peek_feature(self, key: str) -> Any:
+        """The feature state of ``key`` if it was created, else ``None``."""

@@ -1,0 +1,694 @@
+"""The translation protocol of the local server (``/v1/realtime/translations?model=...``).
+
+A :class:`TranslationSession` is the state of one translation socket: it validates every client
+event against the protocol's schema (``session.update``, ``session.input_audio_buffer.append``,
+``session.close``; unknown fields are refused like the real server's ``unknown_parameter``),
+cuts the input into 200 ms frames, hands them in order to a translation engine on an
+``rs-server-translate-*`` worker thread and sends what the engine says as
+``session.output_transcript.delta``, ``session.input_transcript.delta`` and
+``session.output_audio.delta`` with the frame's ``elapsed_ms``. ``session.close`` flushes the
+engine, then ``session.closed`` is sent and the socket closed (1000).
+
+Engines: :class:`ScriptedTranslator` (tests: scripted text and a tone per voiced frame) and
+:class:`WhisperTranslator` (offline: Whisper's translate task, English output only; made by
+:func:`local_translator`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import logging
+import math
+import threading
+import time
+from array import array
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from ._jobs import WorkerPool
+from ._responses import tone
+from ._session import MAX_EVENT_BYTES, expiry_message, new_id
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TranslationEngine",
+    "TranslationStream",
+    "ScriptedTranslator",
+    "TranslationSession",
+    "validate_client_event",
+    "WhisperTranslator",
+    "local_translator",
+    "offline_translator",
+    "UnavailableTranslator",
+    "FRAME_MS",
+]
+
+FRAME_MS = 200
+BYTES_PER_MS = 48
+FRAME_BYTES = FRAME_MS * BYTES_PER_MS
+NOISE_REDUCTION_TYPES = ("near_field", "far_field")
+DEFAULT_LANGUAGE = "en"
+
+Output = Tuple[str, Any]
+"""What an engine says for a frame: ``("text", str)``, ``("source", str)`` or
+``("audio", bytes)`` (PCM16 24 kHz mono)."""
+
+
+class TranslationStream(Protocol):
+    """The engine's state for one session; called on one worker thread, frames in order."""
+
+    def feed(self, frame: bytes, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        """One 200 ms frame of input at ``elapsed_ms``; returns what to send for it."""
+
+    def flush(self, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        """The end of the input (``session.close``): everything still pending."""
+
+
+class TranslationEngine(Protocol):
+    """Makes one :class:`TranslationStream` per session."""
+
+    def check(self, audio: Dict[str, Any]) -> Optional[str]:
+        """None when the engine can serve this ``session.audio`` config, else why not."""
+
+    def open(self) -> TranslationStream:
+        """A stream for a new session."""
+
+
+# ---- validation (mirrors realtime-translation.schema.json) ----------------------------------
+
+class EventError(Exception):
+    """A client event the protocol refuses (becomes an ``error`` event)."""
+
+    def __init__(self, code: str, message: str, param: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def _only(obj: Dict[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise EventError("unknown_parameter", f"Unknown parameter: '{where}{key}'.",
+                             f"{where}{key}")
+
+
+def _object(value: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise EventError("invalid_type", f"Invalid type for '{where}': expected an object.",
+                         where)
+    return value
+
+
+def _check_session(session: Any) -> Dict[str, Any]:
+    session = _object(session, "session")
+    for fixed in ("model", "type"):
+        if fixed in session:
+            raise EventError("invalid_value",
+                             f"'session.{fixed}' is set at creation and cannot be changed "
+                             "with session.update.", f"session.{fixed}")
+    _only(session, ("audio",), "session.")
+    if "audio" not in session:
+        return {}
+    audio = _object(session["audio"], "session.audio")
+    _only(audio, ("input", "output"), "session.audio.")
+    if "input" in audio:
+        inp = _object(audio["input"], "session.audio.input")
+        _only(inp, ("transcription", "noise_reduction"), "session.audio.input.")
+        tr = inp.get("transcription")
+        if tr is not None:
+            tr = _object(tr, "session.audio.input.transcription")
+            _only(tr, ("model",), "session.audio.input.transcription.")
+            if not isinstance(tr.get("model"), str):
+                raise EventError("missing_required_parameter",
+                                 "Missing required parameter: "
+                                 "'session.audio.input.transcription.model'.",
+                                 "session.audio.input.transcription.model")
+        nr = inp.get("noise_reduction")
+        if nr is not None:
+            nr = _object(nr, "session.audio.input.noise_reduction")
+            _only(nr, ("type",), "session.audio.input.noise_reduction.")
+            if nr.get("type") not in NOISE_REDUCTION_TYPES:
+                raise EventError("invalid_value",
+                                 "Invalid value for 'session.audio.input.noise_reduction.type': "
+                                 f"expected one of {', '.join(NOISE_REDUCTION_TYPES)}.",
+                                 "session.audio.input.noise_reduction.type")
+    if "output" in audio:
+        out = _object(audio["output"], "session.audio.output")
+        _only(out, ("language",), "session.audio.output.")
+        if "language" in out and (not isinstance(out["language"], str) or not out["language"]):
+            raise EventError("invalid_value",
+                             "Invalid value for 'session.audio.output.language': expected a "
+                             "language code such as 'es'.", "session.audio.output.language")
+    return audio
+
+
+def validate_client_event(event: Dict[str, Any]) -> Optional[bytes]:
+    """Check one client event against the translation protocol; returns the decoded audio of
+    an append (else None).
+
+    Raises:
+        EventError: the event does not conform (code, message and param of the error event).
+    """
+    type_ = event.get("type")
+    if not isinstance(type_, str):
+        raise EventError("invalid_event", "The 'type' field is missing.", "type")
+    allowed = {
+        "session.update": ("type", "event_id", "session"),
+        "session.input_audio_buffer.append": ("type", "event_id", "audio"),
+        "session.close": ("type", "event_id"),
+    }.get(type_)
+    if allowed is None:
+        raise EventError("invalid_event",
+                         f"Invalid value: '{type_}'. Supported translation events: "
+                         "session.update, session.input_audio_buffer.append, session.close.",
+                         "type")
+    event_id = event.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or len(event_id) > 512):
+        raise EventError("invalid_value", "'event_id' must be a string of at most 512 "
+                         "characters.", "event_id")
+    _only(event, allowed, "")
+    if type_ == "session.update":
+        if "session" not in event:
+            raise EventError("missing_required_parameter",
+                             "Missing required parameter: 'session'.", "session")
+        _check_session(event["session"])
+        return None
+    if type_ == "session.input_audio_buffer.append":
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            raise EventError("missing_required_parameter",
+                             "Missing required parameter: 'audio'.", "audio")
+        try:
+            pcm = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise EventError("invalid_value", "Invalid 'audio': expected base64-encoded "
+                             "24 kHz PCM16 mono audio.", "audio") from None
+        if len(pcm) % 2:
+            raise EventError("invalid_value", "Invalid 'audio': PCM16 audio has an even "
+                             "number of bytes.", "audio")
+        return pcm
+    return None
+
+
+def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _rms_dbfs(frame: bytes) -> float:
+    samples = array("h")
+    samples.frombytes(frame[: len(frame) - len(frame) % 2])
+    if not samples:
+        return -120.0
+    import sys
+
+    if sys.byteorder == "big":
+        samples.byteswap()
+    power = sum(v * v for v in samples[::4]) / max(1, len(samples[::4]))
+    return 10 * math.log10(power / (32768.0 ** 2)) if power > 0 else -120.0
+
+
+# ---- the scripted engine --------------------------------------------------------------------
+
+class ScriptedTranslator:
+    """A translation engine whose output a test chooses.
+
+    Each run of voiced frames (RMS above ``threshold_dbfs``) is one phrase: the ``i``-th run
+    of all sessions says ``phrases[i]`` (past the end: ``"<N> ms translated."``), one word per
+    voiced frame but the last, the rest at the first silent frame (or at ``session.close``); with
+    ``audio.input.transcription`` set, ``sources[i]`` likewise as source text. Every voiced
+    frame also yields 200 ms of a tone as translated speech. A phrase cut off by a dropped
+    session is said again by the next session (numbering counts finished phrases only).
+
+    Args:
+        phrases: translated text per phrase.
+        sources: source-language text per phrase (default: ``"phrase <i>"``).
+        threshold_dbfs: voiced-frame threshold.
+        languages: target languages accepted (None: any).
+        speech: send a tone as translated speech.
+
+    Thread-safe; one instance may serve several sessions.
+    """
+
+    def __init__(self, phrases: Sequence[str] = (), sources: Sequence[str] = (), *,
+                 threshold_dbfs: float = -45.0, languages: Optional[Sequence[str]] = None,
+                 speech: bool = True) -> None:
+        self.phrases = list(phrases)
+        self.sources = list(sources)
+        self.threshold_dbfs = float(threshold_dbfs)
+        self.languages = list(languages) if languages is not None else None
+        self.speech = speech
+        self._lock = threading.Lock()
+        self.finished = 0
+        """Phrases finished so far (all sessions)."""
+
+    def check(self, audio: Dict[str, Any]) -> Optional[str]:
+        lang = (audio.get("output") or {}).get("language")
+        if self.languages is not None and lang not in self.languages:
+            return f"This server cannot translate into '{lang}'; it can translate into " \
+                   f"{', '.join(self.languages)}."
+        return None
+
+    def open(self) -> _ScriptedStream:
+        return _ScriptedStream(self)
+
+    def _claim(self) -> int:
+        with self._lock:
+            return self.finished
+
+    def _done(self, index: int) -> None:
+        with self._lock:
+            self.finished = max(self.finished, index + 1)
+
+    def texts(self, index: int, voiced_ms: int) -> Tuple[List[str], List[str]]:
+        phrase = self.phrases[index] if index < len(self.phrases) \
+            else f"{voiced_ms} ms translated."
+        source = self.sources[index] if index < len(self.sources) else f"phrase {index}"
+        return phrase.split(), source.split()
+
+
+class _ScriptedStream:
+    def __init__(self, engine: ScriptedTranslator) -> None:
+        self.engine = engine
+        self.index: Optional[int] = None
+        self.words: List[str] = []
+        self.source_words: List[str] = []
+        self.said = 0
+        self.voiced_ms = 0
+
+    def _pieces(self, words: List[str], start: int, end: int) -> str:
+        lead = self.index is not None and self.index > 0  # spacing after an earlier phrase
+        return "".join((" " if i or lead else "") + w for i, w in enumerate(words)
+                       if start <= i < end)
+
+    def _say(self, upto: int, config: Dict[str, Any]) -> List[Output]:
+        out: List[Output] = []
+        text = self._pieces(self.words, self.said, upto)
+        if text:
+            out.append(("text", text))
+        if (config.get("input") or {}).get("transcription"):
+            src = self._pieces(self.source_words, self.said, upto)
+            if src:
+                out.append(("source", src))
+        self.said = max(self.said, upto)
+        return out
+
+    def feed(self, frame: bytes, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        voiced = _rms_dbfs(frame) > self.engine.threshold_dbfs
+        if voiced:
+            if self.index is None:
+                self.index = self.engine._claim()
+                self.said = 0
+                self.voiced_ms = 0
+            self.voiced_ms += FRAME_MS
+            self.words, self.source_words = self.engine.texts(self.index, self.voiced_ms)
+            # like a real interpreter, the end of a sentence comes once the speech ends
+            out = self._say(min(self.said + 1, len(self.words) - 1), config)
+            if self.engine.speech:
+                out.append(("audio", tone(FRAME_MS, 660.0, 0.2)))
+            return out
+        return self.flush(elapsed_ms, config)
+
+    def flush(self, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        if self.index is None:
+            return []
+        self.words, self.source_words = self.engine.texts(self.index, self.voiced_ms)
+        out = self._say(max(len(self.words), len(self.source_words)), config)
+        self.engine._done(self.index)
+        self.index = None
+        return out
+
+
+# ---- the session ----------------------------------------------------------------------------
+
+class TranslationSession:
+    """The state of one translation socket (duck-typed like :class:`Session` for the read
+    loop: ``start``, ``parse``, ``dispatch``, ``expire``, ``close``, ``deadline``)."""
+
+    kind = "translation"
+
+    def __init__(self, model: str, engine: TranslationEngine, duration: float,
+                 send_text: Callable[[str], None], close: Callable[[int, str], None]) -> None:
+        self.engine = engine
+        self._send_text = send_text
+        self._close = close
+        self.id = new_id("sess")
+        self.duration = float(duration)
+        self.deadline = time.monotonic() + self.duration
+        self.config: Dict[str, Any] = {
+            "id": self.id, "type": "translation",
+            "expires_at": int(time.time() + self.duration), "model": model,
+            "audio": {"input": {"transcription": None, "noise_reduction": None},
+                      "output": {"language": DEFAULT_LANGUAGE}},
+        }
+        self._lock = threading.Lock()
+        self._buffer = bytearray()
+        self._frames = 0  # frames handed to the engine
+        self._closing = False
+        self._stream: Optional[TranslationStream] = None
+        self._worker = WorkerPool("translate", 1)
+        self.frames_in = 0
+        """Frames received (model time = frames_in x 200 ms)."""
+
+    # ---- output ---------------------------------------------------------------------------
+
+    def emit(self, event: Dict[str, Any]) -> None:
+        """Send one server event (any thread)."""
+        event.setdefault("event_id", new_id("event"))
+        self._send_text(json.dumps(event, separators=(",", ":")))
+
+    def error(self, code: Optional[str], message: str, param: Optional[str] = None,
+              event_id: Optional[str] = None, type_: str = "invalid_request_error") -> None:
+        self.emit({"type": "error", "error": {"type": type_, "code": code, "message": message,
+                                              "param": param, "event_id": event_id}})
+
+    def start(self) -> None:
+        self.emit({"type": "session.created", "session": copy.deepcopy(self.config)})
+
+    def expire(self) -> None:
+        message = expiry_message(self.duration)
+        self.error("session_expired", message)
+        self._close(1001, message)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._worker.close(timeout)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until every frame received so far has been translated (tests)."""
+        deadline = time.monotonic() + timeout
+        while not self._worker.idle:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # ---- input ----------------------------------------------------------------------------
+
+    def parse(self, data: Any) -> Optional[Dict[str, Any]]:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.error("invalid_event",
+                       "Expected a text WebSocket message; binary frames are not supported.")
+            return None
+        if len(data) > MAX_EVENT_BYTES:
+            self.error("event_too_large", f"The event is {len(data)} bytes; the maximum is "
+                       f"{MAX_EVENT_BYTES} bytes.")
+            return None
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            self.error("invalid_json", f"The server could not parse the JSON event: {exc}")
+            return None
+        if not isinstance(event, dict):
+            self.error("invalid_json", "Expected a JSON object as the event.")
+            return None
+        return event
+
+    def dispatch(self, event: Dict[str, Any]) -> None:
+        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        try:
+            pcm = validate_client_event(event)
+        except EventError as exc:
+            self.error(exc.code, exc.message, exc.param, event_id)
+            return
+        type_ = event["type"]
+        if self._closing:
+            self.error("session_closing", f"The session is closing; {type_} was ignored.",
+                       None, event_id)
+            return
+        if type_ == "session.update":
+            self._on_update(event["session"], event_id)
+        elif type_ == "session.input_audio_buffer.append":
+            assert pcm is not None
+            self._on_append(pcm)
+        else:
+            self._on_close()
+
+    def _on_update(self, session: Dict[str, Any], event_id: Optional[str]) -> None:
+        with self._lock:
+            audio = copy.deepcopy(self.config["audio"])
+        _merge(audio, session.get("audio") or {})
+        problem = self.engine.check(audio)
+        if problem is not None:
+            self.error("unsupported_value", problem, "session.audio.output.language", event_id)
+            return
+        with self._lock:
+            self.config["audio"] = audio
+            snapshot = copy.deepcopy(self.config)
+        self.emit({"type": "session.updated", "session": snapshot})
+
+    def _on_append(self, pcm: bytes) -> None:
+        with self._lock:
+            self._buffer += pcm
+            frames = []
+            while len(self._buffer) >= FRAME_BYTES:
+                frames.append(bytes(self._buffer[:FRAME_BYTES]))
+                del self._buffer[:FRAME_BYTES]
+        for frame in frames:
+            self._submit(frame)
+
+    def _submit(self, frame: bytes) -> None:
+        with self._lock:
+            index = self.frames_in
+            self.frames_in += 1
+            audio = copy.deepcopy(self.config["audio"])
+
+        def job() -> None:
+            try:
+                out = self._engine_stream().feed(frame, index * FRAME_MS, audio)
+            except Exception as exc:  # an engine failure is an error event, never a dead socket
+                log.exception("translation engine failed")
+                self.error("engine_error", f"The translation engine failed: {exc}",
+                           type_="server_error")
+                return
+            self._send_outputs(out, index * FRAME_MS)
+
+        self._worker.submit(job)
+
+    def _engine_stream(self) -> TranslationStream:
+        if self._stream is None:
+            self._stream = self.engine.open()
+        return self._stream
+
+    def _send_outputs(self, outputs: List[Output], elapsed_ms: int) -> None:
+        for kind, value in outputs:
+            if kind == "audio":
+                self.emit({"type": "session.output_audio.delta",
+                           "delta": base64.b64encode(value).decode("ascii"),
+                           "sample_rate": 24000, "channels": 1, "format": "pcm16",
+                           "elapsed_ms": elapsed_ms})
+            elif kind == "source":
+                self.emit({"type": "session.input_transcript.delta", "delta": value,
+                           "elapsed_ms": elapsed_ms})
+            else:
+                self.emit({"type": "session.output_transcript.delta", "delta": value,
+                           "elapsed_ms": elapsed_ms})
+
+    def _on_close(self) -> None:
+        with self._lock:
+            self._closing = True
+            tail = bytes(self._buffer)
+            self._buffer.clear()
+        if tail:
+            self._submit(tail + bytes(FRAME_BYTES - len(tail)))
+
+        def job() -> None:
+            with self._lock:
+                end = self.frames_in * FRAME_MS
+                audio = copy.deepcopy(self.config["audio"])
+            try:
+                self._send_outputs(self._engine_stream().flush(end, audio), end)
+            except Exception as exc:
+                log.exception("translation engine failed")
+                self.error("engine_error", f"The translation engine failed: {exc}",
+                           type_="server_error")
+            finally:
+                self.emit({"type": "session.closed"})
+                self._close(1000, "session closed")
+
+        self._worker.submit(job)
+
+
+# ---- the offline engine -----------------------------------------------------------------------
+
+OFFLINE_TARGETS = ("en",)
+"""What Whisper's translate task produces: English text (from any language it knows)."""
+
+
+def _offline_refusal(lang: Any) -> str:
+    return (f"The offline engine cannot translate into '{lang}': Whisper's translate task "
+            "produces English only. Use 'en' offline, or the OpenAI service "
+            "(gpt-realtime-translate) for other target languages.")
+
+
+class WhisperTranslator:
+    """Offline translation into English with Whisper's translate task.
+
+    Speech is cut into phrases by a voice activity detector (``vad_factory``, the offline
+    engine's Silero VAD or the energy VAD); each phrase is translated when it ends (or when it
+    reaches ``max_phrase_ms``) and sent at the ``elapsed_ms`` of that frame. With
+    ``audio.input.transcription`` set, the phrase is also transcribed as source text. No
+    translated speech (the engine has no speech synthesis).
+
+    Args:
+        recognizer: an object with ``translate(pcm16) -> str`` and
+            ``transcribe(pcm16) -> Iterator[str]`` (the engine's ``WhisperRecognizer`` with a
+            multilingual model such as ``base``).
+        vad_factory: ``callable(turn_detection) -> Vad``.
+        max_phrase_ms: longest phrase translated at once.
+    """
+
+    def __init__(self, recognizer: Any, vad_factory: Callable[[Any], Any], *,
+                 max_phrase_ms: int = 15000) -> None:
+        if not callable(getattr(recognizer, "translate", None)):
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError("this offline engine has no translate task (it needs "
+                                     "WhisperRecognizer.translate and a multilingual model)")
+        self.recognizer = recognizer
+        self.vad_factory = vad_factory
+        self.max_phrase_ms = int(max_phrase_ms)
+
+    def check(self, audio: Dict[str, Any]) -> Optional[str]:
+        lang = (audio.get("output") or {}).get("language")
+        if not isinstance(lang, str) or lang.split("-")[0].lower() not in OFFLINE_TARGETS:
+            return _offline_refusal(lang)
+        return None
+
+    def open(self) -> _WhisperStream:
+        vad = self.vad_factory({"type": "server_vad", "threshold": 0.5,
+                                "prefix_padding_ms": 300, "silence_duration_ms": 500})
+        return _WhisperStream(self, vad)
+
+
+class _WhisperStream:
+    def __init__(self, engine: WhisperTranslator, vad: Any) -> None:
+        self.engine = engine
+        self.vad = vad
+        self.audio = bytearray()
+        self.audio_start_ms = 0  # time of self.audio[0]
+        self.total_ms = 0
+        self.speech_from: Optional[int] = None
+        self.phrases = 0
+
+    def _cut(self, start_ms: int, end_ms: int) -> bytes:
+        a = max(0, (start_ms - self.audio_start_ms) * BYTES_PER_MS)
+        b = max(a, (end_ms - self.audio_start_ms) * BYTES_PER_MS)
+        return bytes(self.audio[a:b])
+
+    def _forget_until(self, ms: int) -> None:
+        drop = max(0, (ms - self.audio_start_ms) * BYTES_PER_MS)
+        if drop:
+            del self.audio[:drop]
+            self.audio_start_ms += drop // BYTES_PER_MS
+
+    def _phrase(self, start_ms: int, end_ms: int, config: Dict[str, Any]) -> List[Output]:
+        pcm = self._cut(start_ms, end_ms)
+        self._forget_until(end_ms)
+        if not pcm:
+            return []
+        out: List[Output] = []
+        lead = " " if self.phrases else ""
+        text = self.engine.recognizer.translate(pcm).strip()
+        if text:
+            out.append(("text", lead + text))
+        if (config.get("input") or {}).get("transcription"):
+            source = "".join(self.engine.recognizer.transcribe(pcm)).strip()
+            if source:
+                out.append(("source", lead + source))
+        if out:
+            self.phrases += 1
+        return out
+
+    def feed(self, frame: bytes, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        self.audio += frame
+        self.total_ms += len(frame) // BYTES_PER_MS
+        out: List[Output] = []
+        for kind, ms in (self.vad.feed(frame) if self.vad is not None else []):
+            if kind == "speech_started":
+                self.speech_from = ms
+            elif kind == "speech_stopped" and self.speech_from is not None:
+                out += self._phrase(self.speech_from, ms, config)
+                self.speech_from = None
+        if self.speech_from is None:
+            # keep a little audio before a possible onset (the VAD's prefix padding)
+            self._forget_until(self.total_ms - 1000)
+        elif self.total_ms - self.speech_from >= self.engine.max_phrase_ms:
+            out += self._phrase(self.speech_from, self.total_ms, config)
+            self.speech_from = self.total_ms
+        return out
+
+    def flush(self, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
+        if self.speech_from is None:
+            return []
+        start, self.speech_from = self.speech_from, None
+        return self._phrase(start, self.total_ms, config)
+
+
+def local_translator(model: Optional[str] = None, to: str = "en") -> WhisperTranslator:
+    """The offline translation engine for ``RealtimeServer(translator=...)``.
+
+    Checks the target first (English only), then the engine's packages and a multilingual
+    model (``model``; default: the built-in multilingual ``base`` weights when installed).
+    Nothing is downloaded.
+
+    Raises:
+        ConfigurationError: a target other than English, a missing package or model, or an
+            English-only model (each message says what would work).
+    """
+    from ..errors import ConfigurationError
+    from ._engine import local_engine
+
+    if not isinstance(to, str) or to.split("-")[0].lower() not in OFFLINE_TARGETS:
+        raise ConfigurationError(_offline_refusal(to).replace("Use 'en' offline",
+                                                              "Use --to en offline"))
+    if model is None:
+        try:
+            from . import _models  # type: ignore[attr-defined]  # the built-in weights
+            builtin = getattr(_models, "BUILTIN_MODELS", {})
+        except ImportError:
+            builtin = {}
+        if "base" not in builtin:
+            raise ConfigurationError(
+                "offline translation needs a multilingual Whisper model, and this install has "
+                "only the English-only tiny.en: pass the directory of a multilingual "
+                "faster-whisper model (--model DIR)")
+        model = "base"
+    recognizer, vad_factory = local_engine(model)
+    english_only = getattr(recognizer, "english_only", None)
+    if english_only is True or str(model).endswith(".en"):
+        raise ConfigurationError(
+            f"the offline model {model!r} is English-only and cannot translate: use the "
+            "multilingual 'base' model (--model base)")
+    return WhisperTranslator(recognizer, vad_factory)
+
+
+class UnavailableTranslator:
+    """The translation engine of a server that cannot translate: every session configuration
+    is refused with ``reason`` (e.g. why the offline engine is missing)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def check(self, audio: Dict[str, Any]) -> Optional[str]:
+        return self.reason
+
+    def open(self) -> TranslationStream:
+        raise RuntimeError(self.reason)
+
+
+def offline_translator(model: Optional[str] = None) -> TranslationEngine:
+    """:func:`local_translator` for ``realtime-sync serve --local``, or an engine that refuses
+    every translation session with the reason it is unavailable."""
+    from ..errors import ConfigurationError
+
+    try:
+        return local_translator(model, "en")
+    except ConfigurationError as exc:
+        return UnavailableTranslator(str(exc))

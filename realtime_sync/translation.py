@@ -1,0 +1,978 @@
+"""Live translation: :class:`Translator`, :class:`Cue`, :class:`Translation` and
+:func:`translate_file`.
+
+A :class:`Translator` owns one session of the Realtime translation protocol
+(``/v1/realtime/translations?model=...``): it streams 24 kHz PCM16 in 200 ms frames
+(``session.input_audio_buffer.append``), keeps the stream alive with silence while nothing is
+fed (so the model's clock follows the wall clock), and turns the append-only deltas
+``session.output_transcript.delta`` / ``session.input_transcript.delta`` into caption cues
+timed by their ``elapsed_ms``. ``session.close`` flushes and ends the session
+(``session.closed``).
+
+Reconnects and the 60-minute limit: audio is kept from the end of the last finished cue, so a
+dropped or expired session is resumed on a new one by replaying it; the unfinished cue of the
+old session is dropped and translated again from the replayed audio. Times of the new session
+are shifted by where its audio starts, so cue times stay monotonic.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
+
+from . import models as _models
+from ._dispatch import Marshal
+from ._endpoint import translation_url
+from .client import RealtimeClient
+from .errors import ConfigurationError, NotConnectedError, TimeoutError
+from .events import Event, LibraryEvents, new_event_id
+
+__all__ = [
+    "Cue", "Translation", "Translator", "translate_file", "build_translation_session",
+    "DEFAULT_MODEL", "DEFAULT_SOURCE_MODEL",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = _models.DEFAULT_TRANSLATION_MODEL
+"""The translation model (``gpt-realtime-translate``, from the model catalogue)."""
+DEFAULT_SOURCE_MODEL = "gpt-realtime-whisper"
+"""The transcription model for the source-language text (``source_transcript=True``)."""
+BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
+FRAME_MS = 200
+FRAME_BYTES = FRAME_MS * BYTES_PER_MS
+NOISE_REDUCTION_TYPES = ("near_field", "far_field")
+SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？", "؟", "।")
+MAX_CUE_CHARS = 84
+CUE_GAP_MS = 2000
+
+
+@dataclass
+class Cue:
+    """A caption: a stretch of translated (or source) text with its times.
+
+    Attributes:
+        text: the text of the cue (deltas joined as sent: no spaces are added).
+        start_ms: time of its first delta, in all audio fed to the translator (ms).
+        end_ms: time of its last delta plus one 200 ms frame.
+        source: True for source-language text (``session.input_transcript.delta``).
+        final: False while the cue still grows.
+        index: 0, 1, ... per kind (translated / source), in order.
+    """
+
+    text: str
+    start_ms: int
+    end_ms: int
+    source: bool = False
+    final: bool = False
+    index: int = 0
+
+
+@dataclass
+class Translation:
+    """The result of a translation session.
+
+    Attributes:
+        cues: translated captions in order.
+        source_cues: source-language captions (empty unless ``source_transcript`` was set).
+        audio: translated speech (PCM16 24 kHz mono) when it was kept, else None.
+        language: the target language.
+    """
+
+    cues: List[Cue] = field(default_factory=list)
+    source_cues: List[Cue] = field(default_factory=list)
+    audio: Optional[bytes] = None
+    language: str = ""
+
+    @property
+    def text(self) -> str:
+        """The translated text: the cues' texts joined by single spaces."""
+        return " ".join(c.text.strip() for c in self.cues if c.text.strip())
+
+    @property
+    def source_text(self) -> str:
+        """The source-language text ("" without ``source_transcript``)."""
+        return " ".join(c.text.strip() for c in self.source_cues if c.text.strip())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def build_translation_session(
+    *,
+    to: str,
+    source_transcript: Union[bool, str, None] = False,
+    noise_reduction: Union[str, Mapping[str, Any], None] = None,
+) -> Dict[str, Any]:
+    """The ``session`` object of a translation ``session.update``.
+
+    Raises:
+        ConfigurationError: an unknown ``noise_reduction``.
+        TypeError: a value of the wrong type.
+    """
+    if not isinstance(to, str) or not to.strip():
+        raise TypeError("to must be a language code such as 'es'")
+    audio_input: Dict[str, Any] = {}
+    if source_transcript is True:
+        audio_input["transcription"] = {"model": DEFAULT_SOURCE_MODEL}
+    elif isinstance(source_transcript, str) and source_transcript:
+        audio_input["transcription"] = {"model": source_transcript}
+    elif source_transcript not in (False, None):
+        raise TypeError("source_transcript must be True, False or a transcription model name")
+    if noise_reduction is None:
+        pass
+    elif isinstance(noise_reduction, str):
+        if noise_reduction not in NOISE_REDUCTION_TYPES:
+            raise ConfigurationError(
+                "noise_reduction must be 'near_field', 'far_field' or None, "
+                f"not {noise_reduction!r}")
+        audio_input["noise_reduction"] = {"type": noise_reduction}
+    elif isinstance(noise_reduction, Mapping):
+        audio_input["noise_reduction"] = dict(noise_reduction)
+    else:
+        raise TypeError("noise_reduction must be a string, a dict or None")
+    audio: Dict[str, Any] = {"output": {"language": to.strip()}}
+    if audio_input:
+        audio["input"] = audio_input
+    return {"audio": audio}
+
+
+class _Cues:
+    """Turns timed append-only deltas into cues (dispatcher thread, under the lock)."""
+
+    def __init__(self, source: bool) -> None:
+        self.source = source
+        self.done: List[Cue] = []
+        self.pending: Optional[Cue] = None
+        self.last_ms = 0  # monotonic clock of this stream
+        self.closed_ms = 0  # time up to which every cue is final
+        self.text = ""  # everything, final or not
+
+    def add(self, delta: str, ms: int) -> List[Cue]:
+        """Add a delta at ``ms``; returns the cues that changed (final ones first)."""
+        ms = max(ms, self.last_ms)
+        self.last_ms = ms
+        changed: List[Cue] = []
+        cue = self.pending
+        if cue is not None and ms - (cue.end_ms - FRAME_MS) >= CUE_GAP_MS:
+            changed.append(self._close())
+            cue = None
+        if cue is None:
+            if not delta.strip():  # spacing between cues: the text keeps it, no cue starts
+                self.text += delta
+                return changed
+            cue = self.pending = Cue(text="", start_ms=ms, end_ms=ms + FRAME_MS,
+                                     source=self.source, index=len(self.done))
+        cue.text += delta.lstrip() if not cue.text else delta
+        self.text += delta
+        cue.end_ms = ms + FRAME_MS
+        body = cue.text.rstrip()
+        if body.rstrip("\"'”»)]").endswith(SENTENCE_ENDS) and body.strip():
+            changed.append(self._close())
+        elif len(cue.text.strip()) > MAX_CUE_CHARS:
+            cut = cue.text.rstrip().rfind(" ")
+            if cut > 0:
+                rest = cue.text[cut:]
+                cue.text = cue.text[:cut]
+                changed.append(self._close())
+                self.pending = Cue(text=rest, start_ms=ms, end_ms=ms + FRAME_MS,
+                                   source=self.source, index=len(self.done))
+                changed.append(self._snapshot(self.pending))
+            else:
+                changed.append(self._snapshot(cue))
+        else:
+            changed.append(self._snapshot(cue))
+        return changed
+
+    @staticmethod
+    def _snapshot(cue: Cue) -> Cue:
+        return Cue(**{**cue.__dict__})
+
+    def _close(self) -> Cue:
+        cue = self.pending
+        assert cue is not None
+        self.pending = None
+        cue.final = True
+        if not cue.text.strip():
+            return self._snapshot(cue)
+        self.done.append(cue)
+        self.closed_ms = max(self.closed_ms, cue.end_ms - FRAME_MS)
+        return self._snapshot(cue)
+
+    def flush(self) -> List[Cue]:
+        """Close the pending cue (at the end of the session)."""
+        if self.pending is None:
+            return []
+        cue = self._close()
+        return [cue] if cue.text.strip() else []
+
+    def drop_pending(self) -> None:
+        """Forget the unfinished cue (its audio is replayed into a new session)."""
+        cue = self.pending
+        if cue is not None:
+            self.text = self.text[:len(self.text) - len(cue.text)]
+            self.pending = None
+
+
+class _FeedSink:
+    """What :func:`realtime_sync.audio.stream` sees when a translator listens."""
+
+    def __init__(self, translator: Translator) -> None:
+        self._tr = translator
+        self.input_audio_buffer = self
+
+    connected = True
+
+    def append(self, pcm16: bytes) -> str:
+        self._tr.feed(pcm16)
+        return ""
+
+    @property
+    def host(self) -> _FeedSink:
+        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
+        go to the translator's client, the stream is owned by the translator."""
+        return self
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        client = self._tr._client
+        if client is not None:
+            client.host.emit(event)
+
+    def adopt(self, resource: Any) -> None:
+        self._tr._streams.append(resource)
+
+    def disown(self, resource: Any) -> None:
+        try:
+            self._tr._streams.remove(resource)
+        except ValueError:
+            pass
+
+    def count(self, name: str, n: int = 1) -> None:
+        client = self._tr._client
+        if client is not None:
+            client.host.count(name, n)
+
+
+class Translator:
+    """A live translation session: feed speech (or listen to a microphone), get translated
+    captions, text and speech.
+
+    Threads: ``start()``/``__enter__`` connects (the client's ``realtime-sync-net`` and
+    ``realtime-sync-dispatch`` threads) and starts ``realtime-sync-translate-clock``, which
+    sends the audio in 200 ms frames and keeps the stream alive with silence while nothing is
+    fed; ``listen()`` adds the audio thread. ``close()`` joins them all. Bookkeeping runs on the
+    dispatcher thread; ``on_text``, ``on_source_text`` and ``on_audio`` run there too, or
+    through ``marshal`` (a GUI's thread) when given. ``feed``, ``finish`` and the properties may
+    be called from any thread; iterating blocks (not on the dispatcher).
+
+    Args:
+        to: target language (``"es"``, ``"fr"``, ``"en"``, ...).
+        model: translation model (default ``gpt-realtime-translate``).
+        source_transcript: also get the source-language text: True (with
+            ``gpt-realtime-whisper``), a transcription model name, or False.
+        noise_reduction: ``"near_field"``, ``"far_field"``, a dict, or None.
+        on_text: ``on_text(cue)`` for every change of a translated cue (``cue.final`` once
+            it is complete); cues come in order.
+        on_source_text: ``on_source_text(cue)`` likewise for source-language cues.
+        on_audio: ``on_audio(pcm16, elapsed_ms)`` for every chunk of translated speech.
+        url, api_key: where to connect: a Realtime URL (``.../v1/realtime``; the translator
+            uses ``.../v1/realtime/translations``) and key (see :class:`RealtimeClient`).
+        marshal: run the callbacks on another thread (see :mod:`realtime_sync.gui`).
+        keepalive: send silence while no audio is fed (the protocol asks for it).
+        keep_audio: keep the translated speech for :attr:`Translation.audio`.
+        rollover_margin: seconds before the session's ``expires_at`` at which the translator
+            moves to a new session at the next cue boundary.
+        max_buffer_s: the most untranslated audio kept for replay (oldest dropped beyond it,
+            counted as ``client.audio_dropped``).
+        **client_options: passed to :class:`RealtimeClient` (``reconnect``, ``headers``, ...).
+    """
+
+    idle_slack_ms = 600
+    """Silence is added once the audio fed lags the wall clock by more than this."""
+
+    def __init__(
+        self,
+        to: str = "es",
+        model: str = DEFAULT_MODEL,
+        source_transcript: Union[bool, str, None] = False,
+        noise_reduction: Union[str, Mapping[str, Any], None] = None,
+        on_text: Optional[Callable[[Cue], Any]] = None,
+        on_source_text: Optional[Callable[[Cue], Any]] = None,
+        on_audio: Optional[Callable[[bytes, Optional[int]], Any]] = None,
+        url: Optional[str] = None,
+        api_key: Any = None,
+        marshal: Optional[Marshal] = None,
+        *,
+        keepalive: bool = True,
+        keep_audio: bool = False,
+        rollover_margin: float = 60.0,
+        max_buffer_s: float = 120.0,
+        **client_options: Any,
+    ) -> None:
+        self._session = build_translation_session(
+            to=to, source_transcript=source_transcript, noise_reduction=noise_reduction)
+        if not isinstance(model, str) or not model:
+            raise TypeError("model must be a non-empty string such as 'gpt-realtime-translate'")
+        kind = _models.kind_of(model)
+        if kind not in (None, _models.TRANSLATION):
+            raise ConfigurationError(
+                f"{model} is a {kind} model; translation sessions need a translation model "
+                f"such as {DEFAULT_MODEL}")
+        source_model = (self._session["audio"].get("input") or {}).get("transcription")
+        if source_model is not None:
+            skind = _models.kind_of(source_model["model"])
+            if skind not in (None, _models.TRANSCRIPTION):
+                raise ConfigurationError(
+                    f"source_transcript={source_model['model']!r} is a {skind} model; name a "
+                    f"transcription model such as {DEFAULT_SOURCE_MODEL}")
+            _models.warn_if_deprecated(source_model["model"])
+        _models.warn_if_deprecated(model)
+        for name, cb in (("on_text", on_text), ("on_source_text", on_source_text),
+                         ("on_audio", on_audio)):
+            if cb is not None and not callable(cb):
+                raise TypeError(f"{name} must be callable")
+        if marshal is not None and not callable(marshal):
+            raise TypeError("marshal must be callable")
+        for name, value in (("rollover_margin", rollover_margin), ("max_buffer_s", max_buffer_s)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        for bad in ("session", "intent", "model_url"):
+            if bad in client_options:
+                raise TypeError("Translator builds the session itself; pass its options instead")
+        self.to = to.strip()
+        self.model = model
+        self.source_transcript = bool(source_transcript)
+        self._url = translation_url(url)
+        self._on_text = on_text
+        self._on_source_text = on_source_text
+        self._on_audio = on_audio
+        self._marshal = marshal
+        self._keepalive = bool(keepalive)
+        self._keep_audio = bool(keep_audio)
+        self._client_options = dict(client_options)
+        self._client_options.update(api_key=api_key)
+        self._rollover_margin = float(rollover_margin)
+        self._max_buffer = int(max_buffer_s * 1000) * BYTES_PER_MS
+        self._client: Optional[RealtimeClient] = None
+        self._streams: List[Any] = []
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # audio bookkeeping: absolute byte positions in everything fed (silence included)
+        self._ring = bytearray()
+        self._ring_start = 0
+        self._total = 0
+        self._sent = 0
+        self._silence_bytes = 0
+        self._dropped_bytes = 0
+        self._generation = -1
+        self._session_base = 0  # absolute position where the current session's audio starts
+        self._sessions = 0
+        self._clock_start: Optional[float] = None
+        self._flush_tail = False
+        # output
+        self._text = _Cues(source=False)
+        self._source = _Cues(source=True)
+        self._audio = bytearray()
+        self._audio_chunks = 0
+        self._max_elapsed = 0  # largest elapsed_ms seen in the current session
+        # lifecycle
+        self._closing = False  # session.close sent (finish)
+        self._close_generation = -1
+        self._ended = False  # session.closed received
+        self._closed = False
+        self._expires_at: Optional[float] = None
+        self._rollover_due: Optional[float] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._user_handlers: List[Any] = []
+        self._errors: List[Dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        state = self._client.state if self._client is not None else "idle"
+        return f"<Translator to={self.to!r} model={self.model!r} {state}>"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def client(self) -> RealtimeClient:
+        """The underlying :class:`RealtimeClient` (after ``start()``)."""
+        if self._client is None:
+            raise NotConnectedError("the translator is not started: call start() or use `with`")
+        return self._client
+
+    @property
+    def url(self) -> str:
+        """The translation URL (never contains the key)."""
+        return self._client.url if self._client is not None else self._url
+
+    def start(self, timeout: Optional[float] = 15) -> Translator:
+        """Connect and configure the session; blocks until ``session.updated``.
+
+        Thread: any but a dispatcher thread.
+
+        Raises:
+            ConfigurationError: the server rejected the configuration (its message included),
+                e.g. a target language it cannot produce.
+            AuthenticationError, ConnectError, TimeoutError: as :meth:`RealtimeClient.connect`.
+        """
+        if self._client is not None:
+            return self
+        if self._closed:
+            raise NotConnectedError("the translator is closed; create a new one")
+        client = RealtimeClient(url=self._url, model=self.model, session=self._session,
+                                **self._client_options)
+        for type_, handler in self._user_handlers:
+            client.on(type_, handler)
+        for type_, handler in (
+            ("session.created", self._on_session_created),
+            ("session.output_transcript.delta", self._on_output_delta),
+            ("session.input_transcript.delta", self._on_input_delta),
+            ("session.output_audio.delta", self._on_audio_delta),
+            ("session.closed", self._on_session_closed),
+            ("error", self._on_error),
+            (LibraryEvents.CONNECTED, self._on_new_session),
+            (LibraryEvents.RECONNECTED, self._on_new_session),
+            (LibraryEvents.DISCONNECTED, self._on_disconnected),
+        ):
+            client.on(type_, handler)
+        self._client = client
+        try:
+            client.connect(timeout=timeout)
+            deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
+            with self._changed:
+                while self._generation != client._session_generation and client.connected:
+                    if time.monotonic() >= deadline:
+                        break
+                    self._changed.wait(0.05)
+                self._clock_start = time.monotonic()
+            self._thread = threading.Thread(target=self._run_clock,
+                                            name="realtime-sync-translate-clock", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._client = None
+            client.close()
+            raise
+        return self
+
+    def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
+        """Register ``handler(event)`` for raw events (``"*"``: all). Works before ``start()``.
+        The handler runs on the dispatcher thread, or through ``marshal`` when given."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        wrapped = handler
+        if self._marshal is not None:
+            marshal = self._marshal
+
+            def wrapped(event: Event) -> None:
+                marshal(lambda: handler(event))
+
+        self._user_handlers.append((type, wrapped))
+        if self._client is not None:
+            self._client.on(type, wrapped)
+        return handler
+
+    def close(self, timeout: float = 5) -> bool:
+        """Stop listening, close the session and join every thread. Idempotent; any thread.
+
+        Audio not yet translated is abandoned; use :meth:`finish` first to flush it.
+        """
+        for s in list(self._streams):
+            try:
+                s.stop(timeout / 2)
+            except Exception:  # noqa: BLE001
+                logger.exception("stopping the audio stream failed")
+        self._streams.clear()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._stop.set()
+        ok = True
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout / 2)
+            ok = not thread.is_alive()
+        client = self._client
+        return (client.close(timeout) if client is not None else True) and ok
+
+    def __enter__(self) -> Translator:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- audio in ---------------------------------------------------------------------------
+    def feed(self, pcm16: bytes) -> None:
+        """Feed PCM16 mono 24 kHz speech. Any thread; never blocks on the network for long.
+
+        Audio is sent in 200 ms frames; it is kept until translated, so while disconnected it
+        waits and is sent (replayed) once a session is back.
+
+        Raises:
+            TypeError, ValueError: not PCM16 bytes.
+            NotConnectedError: the translator is closed, finished or not started.
+        """
+        if isinstance(pcm16, memoryview):
+            pcm16 = pcm16.tobytes()
+        if not isinstance(pcm16, (bytes, bytearray)):
+            raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
+        if len(pcm16) % 2:
+            raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
+        client = self.client
+        if self._closed:
+            raise NotConnectedError("the translator is closed")
+        if self._closing:
+            raise NotConnectedError("the translation session is finishing; nothing more is sent")
+        with self._lock:
+            self._ring += pcm16
+            self._total += len(pcm16)
+            self._trim_ring()
+        self._pump(client)
+
+    def listen(self, device: Union[int, str, None] = None, chunk_ms: int = 50) -> Any:
+        """Stream a microphone into this translator on the ``realtime-sync-audio`` thread.
+
+        Returns the :class:`realtime_sync.audio.AudioStream` handle (stopped by ``close()``).
+
+        Raises:
+            AudioError: no usable input device (the message says how to list devices).
+        """
+        from .audio import Microphone, stream
+
+        self.client  # noqa: B018 - raises when not started
+        mic = Microphone(device=device, chunk_ms=chunk_ms)
+        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
+
+    def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
+        """Stream any :class:`realtime_sync.audio.AudioSource` into this translator."""
+        from .audio import stream
+
+        self.client  # noqa: B018
+        return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+
+    def _pump(self, client: RealtimeClient) -> None:
+        """Send whole 200 ms frames the current session has not had yet (the remainder too
+        when finishing); replays after a new session. Any thread but the dispatcher."""
+        with self._send_lock:
+            while True:
+                with self._lock:
+                    if not client.connected:
+                        return
+                    gen = client._session_generation
+                    if gen != self._generation:
+                        return  # the dispatcher switches to the new session first
+                    available = self._total - self._sent
+                    if available <= 0 or (available < FRAME_BYTES and not self._flush_tail):
+                        return
+                    start = self._sent - self._ring_start
+                    size = min(available, FRAME_BYTES)
+                    chunk = bytes(self._ring[start:start + size])
+                    pos = self._sent
+                event_id = new_event_id()
+                frame = b"".join((
+                    b'{"type":"session.input_audio_buffer.append","event_id":"',
+                    event_id.encode("ascii"), b'","audio":"', base64.b64encode(chunk), b'"}',
+                ))
+                try:
+                    client._send_data("session.input_audio_buffer.append", event_id, frame,
+                                      queue_ok=False)
+                except NotConnectedError:
+                    return
+                client._count("audio_bytes_sent", len(chunk))
+                with self._lock:
+                    if self._generation == gen and self._sent == pos:
+                        self._sent = pos + len(chunk)
+
+    def _run_clock(self) -> None:
+        """``realtime-sync-translate-clock``: silence while idle, sending, rollover."""
+        while not self._stop.wait(0.1):
+            client = self._client
+            if client is None:
+                return
+            try:
+                self._tick(client)
+            except Exception:  # noqa: BLE001 - the clock must keep going
+                logger.exception("translation clock failed")
+
+    def _tick(self, client: RealtimeClient) -> None:
+        with self._changed:
+            if self._closed or self._closing or self._clock_start is None:
+                return
+            if self._keepalive:
+                wall = int((time.monotonic() - self._clock_start) * 1000) * BYTES_PER_MS
+                lag = wall - self._total
+                if lag > self.idle_slack_ms * BYTES_PER_MS:
+                    add = lag - lag % FRAME_BYTES
+                    # silence keeps the stream alive and the model's clock on the wall's
+                    self._ring += bytes(add)
+                    self._total += add
+                    self._silence_bytes += add
+                    self._trim_ring()
+        self._pump(client)
+        self._maybe_rollover(client)
+
+    def _maybe_rollover(self, client: RealtimeClient) -> None:
+        due = self._rollover_due
+        if due is None or time.time() < due:
+            return
+        with self._lock:
+            quiet = self._text.pending is None and self._source.pending is None
+            hard = self._expires_at is not None and time.time() >= self._expires_at - 5
+            if not (quiet or hard):
+                return
+            self._rollover_due = None
+        logger.info("translation session expires soon: moving to a new session")
+        client._restart()
+
+    def _keep_from(self) -> int:
+        """Where the audio still needed for a replay starts (lock held)."""
+        boundary_ms = min(self._text.closed_ms, self._source.closed_ms) \
+            if self.source_transcript else self._text.closed_ms
+        if self._text.pending is None and (not self.source_transcript
+                                           or self._source.pending is None):
+            # nothing unfinished: the server has translated what it showed us so far
+            boundary_ms = max(boundary_ms, self._session_base // BYTES_PER_MS
+                              + self._max_elapsed)
+        pos = boundary_ms * BYTES_PER_MS
+        return max(self._ring_start, min(pos, self._sent))
+
+    def _trim_ring(self) -> None:
+        """Forget audio already translated; bound the rest (lock held)."""
+        keep_from = self._keep_from()
+        overflow = (self._total - keep_from) - self._max_buffer
+        if overflow > 0:
+            overflow += overflow % 2
+            keep_from += overflow
+            self._dropped_bytes += overflow
+            logger.warning("translator buffer full: dropped %d ms of untranslated audio",
+                           overflow // BYTES_PER_MS)
+            if self._client is not None:
+                self._client._count("audio_dropped", overflow)
+                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
+                                    "ms": overflow // BYTES_PER_MS, "source": "translator"})
+            self._sent = max(self._sent, keep_from)
+        if keep_from > self._ring_start:
+            del self._ring[:keep_from - self._ring_start]
+            self._ring_start = keep_from
+
+    # -- finishing --------------------------------------------------------------------------
+    def finish(self, timeout: Optional[float] = 30) -> Translation:
+        """Send the rest of the audio and ``session.close``, wait for ``session.closed`` (the
+        server flushes its output first) and return the :class:`Translation`.
+
+        After it, ``feed`` raises; call :meth:`close` (or leave the ``with`` block). Thread: any
+        but the dispatcher's. A drop while finishing resumes on a new session (replay) and
+        closes that one.
+
+        Raises:
+            TimeoutError: no ``session.closed`` within ``timeout`` seconds.
+            NotConnectedError: the session ended for good first.
+        """
+        client = self.client
+        client._router.check_blocking_call("Translator.finish()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for s in list(self._streams):
+            try:
+                s.stop(2)
+            except Exception:  # noqa: BLE001
+                logger.exception("stopping the audio stream failed")
+        with self._lock:
+            self._flush_tail = True
+        while True:
+            with self._changed:
+                if self._ended:
+                    flushed = self._text.flush() + self._source.flush()
+                    result = self._result()
+                    break
+            self._pump(client)
+            with self._changed:
+                ready = (client.connected and self._generation == client._session_generation
+                         and self._sent >= self._total)
+                if ready and self._close_generation != self._generation:
+                    self._closing = True
+                    self._close_generation = self._generation
+                    send_close = True
+                else:
+                    send_close = False
+            if send_close:
+                try:
+                    client.send({"type": "session.close"})
+                except NotConnectedError:
+                    with self._lock:
+                        self._close_generation = -1
+            with self._changed:
+                if self._ended:
+                    continue
+                # session.closed seen by the network thread: its handler runs next, wait for it
+                if client.state in ("closed", "disconnected") and not self._closed_on_wire():
+                    raise NotConnectedError(
+                        "the translation session ended before session.closed "
+                        f"({client._not_connected_message()})")
+                remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no session.closed within {timeout} s")
+                self._changed.wait(min(0.1, remaining))
+        self._deliver(flushed)
+        return result
+
+    def _closed_on_wire(self) -> bool:
+        """True once the network thread has read ``session.closed`` (the dispatcher may not
+        have handled it yet: the socket's close can overtake the event's handler)."""
+        client = self._client
+        return bool(client is not None and getattr(client, "_session_ended", False))
+
+    def _result(self) -> Translation:
+        return Translation(cues=list(self._text.done), source_cues=list(self._source.done),
+                           audio=bytes(self._audio) if self._keep_audio else None,
+                           language=self.to)
+
+    # -- results ----------------------------------------------------------------------------
+    @property
+    def translation(self) -> Translation:
+        """The final cues so far (a snapshot; any thread)."""
+        with self._lock:
+            return self._result()
+
+    @property
+    def text(self) -> str:
+        """All translated text so far, the unfinished cue included (any thread)."""
+        with self._lock:
+            return self._text.text
+
+    @property
+    def source_text(self) -> str:
+        """All source-language text so far (any thread)."""
+        with self._lock:
+            return self._source.text
+
+    @property
+    def fed_ms(self) -> int:
+        """Audio fed so far (keep-alive silence included), in ms: the session's model time."""
+        return self._total // BYTES_PER_MS
+
+    @property
+    def silence_ms(self) -> int:
+        """Keep-alive silence the translator added while nothing was fed, in ms."""
+        return self._silence_bytes // BYTES_PER_MS
+
+    @property
+    def dropped_ms(self) -> int:
+        """Untranslated audio dropped because the replay buffer overflowed."""
+        return self._dropped_bytes // BYTES_PER_MS
+
+    @property
+    def errors(self) -> List[Dict[str, Any]]:
+        """The server's ``error`` objects received so far."""
+        with self._lock:
+            return list(self._errors)
+
+    def __iter__(self) -> Iterator[str]:
+        return self.deltas()
+
+    def deltas(self, timeout: Optional[float] = None) -> Iterator[str]:
+        """A blocking iterator of the translated text as it grows: each new piece, in order
+        (``for piece in translator: print(piece, end="")``).
+
+        Ends after ``session.closed`` or ``close()`` (once everything was yielded), or when
+        nothing new comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
+
+        Raises:
+            NotConnectedError: the session ended for good without ``session.closed``.
+        """
+        client = self.client
+        client._router.check_blocking_call("Translator.deltas()")
+        seen = 0
+        while True:
+            with self._changed:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while len(self._text.text) <= seen:
+                    if len(self._text.text) < seen:  # an unfinished cue was dropped
+                        seen = len(self._text.text)
+                    if self._ended or self._closed or client.state == "closed":
+                        return
+                    if client.state == "disconnected" and not self._closed_on_wire():
+                        raise NotConnectedError(
+                            f"the session ended for good ({client._not_connected_message()})")
+                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    self._changed.wait(min(0.25, remaining))
+                piece = self._text.text[seen:]
+                seen = len(self._text.text)
+            yield piece
+
+    # -- event handlers (dispatcher thread) ---------------------------------------------------
+    def _on_session_created(self, event: Event) -> None:
+        session = event.get("session") or {}
+        expires = session.get("expires_at") if isinstance(session, Mapping) else None
+        with self._lock:
+            if isinstance(expires, (int, float)) and expires > 0:
+                self._expires_at = float(expires)
+                self._rollover_due = float(expires) - self._rollover_margin
+            else:
+                self._expires_at = self._rollover_due = None
+
+    def _on_new_session(self, event: Event) -> None:
+        """``client.connected`` / ``client.reconnected``: every event of the previous session
+        has been handled, so switch here; the clock thread replays."""
+        client = self._client
+        if client is None:
+            return
+        with self._changed:
+            gen = client._session_generation
+            if gen != self._generation:
+                first = self._generation < 0
+                keep_from = self._keep_from() if not first else 0
+                self._generation = gen
+                self._sessions += 1
+                self._text.drop_pending()
+                self._source.drop_pending()
+                keep_from = max(keep_from, self._ring_start)
+                self._session_base = keep_from
+                self._sent = keep_from
+                self._max_elapsed = 0
+                if not first:
+                    logger.info("new translation session: replaying %d ms of audio",
+                                (self._total - keep_from) // BYTES_PER_MS)
+            self._changed.notify_all()
+
+    def _on_disconnected(self, event: Event) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _time(self, event: Event) -> int:
+        """The event's time in all audio fed (lock held)."""
+        elapsed = event.get("elapsed_ms")
+        if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) and elapsed >= 0:
+            self._max_elapsed = max(self._max_elapsed, int(elapsed))
+            return self._session_base // BYTES_PER_MS + int(elapsed)
+        return self._session_base // BYTES_PER_MS + self._max_elapsed
+
+    def _stale(self, cues: _Cues, ms: int) -> bool:
+        """A delta replayed for audio whose cues are already final (after a new session)."""
+        return self._sessions > 1 and cues.pending is None and ms < cues.closed_ms
+
+    def _on_output_delta(self, event: Event) -> None:
+        delta = event.get("delta")
+        if not isinstance(delta, str) or not delta:
+            return
+        with self._changed:
+            ms = self._time(event)
+            if self._stale(self._text, ms):
+                return
+            changed = self._text.add(delta, ms)
+            self._trim_ring()
+            self._changed.notify_all()
+        self._deliver(changed)
+
+    def _on_input_delta(self, event: Event) -> None:
+        delta = event.get("delta")
+        if not isinstance(delta, str) or not delta:
+            return
+        with self._changed:
+            ms = self._time(event)
+            if self._stale(self._source, ms):
+                return
+            changed = self._source.add(delta, ms)
+            self._changed.notify_all()
+        self._deliver(changed)
+
+    def _on_audio_delta(self, event: Event) -> None:
+        data = event.get("delta")
+        if not isinstance(data, str):
+            return
+        try:
+            pcm = base64.b64decode(data, validate=True)
+        except ValueError:
+            logger.warning("session.output_audio.delta with invalid base64 (%d chars) dropped",
+                           len(data))
+            if self._client is not None:
+                self._client._count("protocol_errors")
+            return
+        with self._changed:
+            ms = self._time(event)
+            self._audio_chunks += 1
+            if self._keep_audio:
+                self._audio += pcm
+        if self._on_audio is not None:
+            cb = self._on_audio
+            if self._marshal is not None:
+                self._marshal(lambda: cb(pcm, ms))
+            else:
+                cb(pcm, ms)
+
+    def _on_session_closed(self, event: Event) -> None:
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def _on_error(self, event: Event) -> None:
+        err = event.get("error")
+        if not isinstance(err, Mapping):
+            return
+        with self._changed:
+            self._errors.append(dict(err))
+            self._changed.notify_all()
+        code = err.get("code")
+        if code != "session_expired":
+            logger.warning("translation server error: %s", err.get("message"))
+
+    def _deliver(self, cues: List[Cue]) -> None:
+        """Call ``on_text`` / ``on_source_text`` (no lock held; in order)."""
+        for cue in cues:
+            fn = self._on_source_text if cue.source else self._on_text
+            if fn is None:
+                continue
+            if self._marshal is not None:
+                self._marshal(lambda fn=fn, cue=cue: fn(cue))  # type: ignore[misc]
+            else:
+                fn(cue)
+
+
+def translate_file(
+    path: Union[str, os.PathLike],
+    *,
+    to: str = "es",
+    realtime: bool = False,
+    speech: bool = False,
+    timeout: Optional[float] = None,
+    **options: Any,
+) -> Translation:
+    """Translate the speech of a WAV file and return its :class:`Translation`. Blocking; any
+    thread but a dispatcher's.
+
+    The file is streamed as fast as the server accepts it (or paced like a microphone with
+    ``realtime=True``); then ``session.close`` flushes the translation.
+
+    Args:
+        path: an audio file (WAV at any rate; other formats with PyAV, see
+            :class:`realtime_sync.audio.FileSource`).
+        to: target language.
+        realtime: pace the audio in real time.
+        speech: keep the translated speech in :attr:`Translation.audio`.
+        timeout: give up (``TimeoutError``) after this many seconds in all.
+        **options: :class:`Translator` options (``model``, ``source_transcript``, ``url``, ...).
+    """
+    from .audio import FileSource
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    source = FileSource(str(path), realtime=realtime)
+    options.setdefault("keep_audio", speech)
+    try:
+        with Translator(to=to, **options) as tr:
+            while True:
+                chunk = source.read(24 * FRAME_MS)
+                if not chunk:
+                    break
+                tr.feed(chunk)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"translate_file: {path} not done in {timeout} s")
+            remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+            return tr.finish(timeout=remaining)
+    finally:
+        source.close()
+
