@@ -25,7 +25,13 @@ from typing import List, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_cost, bench_latency, bench_receive, bench_send  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_cost,
+    bench_latency,
+    bench_receive,
+    bench_send,
+    bench_vad,
+)
 from benchmarks._servers import BenchServer  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -113,6 +119,9 @@ def main() -> None:
     cost = {job: bench_cost.run_isolated(job) for job in bench_cost.JOBS}
     for job, res in cost.items():
         print(f"  {job}: {res}")
+    print("client_vad: CPU per second of audio, end of speech -> committed (real time)")
+    vad = bench_vad.measure()
+    print(f"  {vad}")
 
     med = {k: {c: statistics.median(v) for c, v in per.items()} for k, per in recv.items()}
     send_med = {c: statistics.median(v) for c, v in send.items()}
@@ -158,6 +167,13 @@ def main() -> None:
     rows.append(("import realtime_sync, added over import websocket",
                  f"{imp['realtime_sync_added_ms']:.1f} ms (websocket: {imp['websocket_ms']:.1f})",
                  "<= 50 ms", imp["realtime_sync_added_ms"] <= 50))
+    rows.append(("client_vad (Silero VAD in the client): CPU per second of audio",
+                 f"{vad['cpu_s_per_s'] * 1000:.1f} ms", "<= 50 ms",
+                 vad["cpu_s_per_s"] <= 0.05))
+    rows.append((f"client_vad: end of speech -> committed, p50 / p95 ({vad['utterances']} "
+                 "utterances, 500 ms pause setting)",
+                 f"{vad['p50_ms']:.0f} / {vad['p95_ms']:.0f} ms", "p95 <= 750 ms",
+                 vad["p95_ms"] <= 750 and vad["commits"] == vad["utterances"]))
     lat_rows = [(name, v["p50"], v["p99"]) for name, v in lat.items()]
 
     width = max(len(r[0]) for r in rows)
@@ -240,6 +256,15 @@ def main() -> None:
         "process runs CPU-heavy Python threads, `sys.setswitchinterval(0.001)` cuts the "
         "added latency about fivefold at a small throughput cost; better still, move the "
         "heavy work to a process.",
+        "",
+        "## Client-side turn detection",
+        "",
+        f"`benchmarks/bench_vad.py`: {vad['audio_s']:.0f} s of espeak-ng speech with 0.8-1.5 s "
+        "pauses (`tests/data/engine`) fed in real time in 20 ms chunks to a Transcriber with "
+        "`turn_detection=\"client_vad\"` on the local server. The delay runs from feeding the "
+        "end of an utterance's speech to `input_audio_buffer.committed`; the 500 ms pause "
+        "that defines the end of a turn is part of it. The VAD package was chosen with "
+        "`benchmarks/bench_vad_candidates.py` (accuracy on human and espeak speech, CPU).",
         "",
         "## Reproduce",
         "",

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
-                   help="no server VAD: commit every --commit-every seconds (streaming models)")
+                   help="no turn detection at all: commit every 3 s (by default the server "
+                   "detects turns, or the client when the model does not allow server VAD)")
     t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
     _add_common(t)
 
@@ -232,7 +233,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
         tr = Transcriber(
             model=model, language=args.language, prompt=args.prompt,
-            turn_detection=None if args.no_vad else "server_vad",
+            turn_detection=None if args.no_vad else "auto",
             on_partial=(lambda s: console.partial(s.text)) if writer is None or args.output
             else None,
             on_final=on_final, **options,

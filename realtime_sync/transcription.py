@@ -32,9 +32,10 @@ from typing import (
 )
 
 from ._dispatch import Marshal
+from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
-from .errors import ConfigurationError, NotConnectedError, TimeoutError
+from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
 
 __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
@@ -97,7 +98,7 @@ def build_session(
     model: str = DEFAULT_MODEL,
     language: Optional[str] = None,
     prompt: Optional[str] = None,
-    turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+    turn_detection: Union[str, Mapping[str, Any], None] = "auto",
     noise_reduction: Union[str, Mapping[str, Any], None] = None,
     include_logprobs: bool = False,
 ) -> Dict[str, Any]:
@@ -119,12 +120,14 @@ def build_session(
             raise TypeError("prompt must be a string")
         transcription["prompt"] = prompt
     td: Optional[Dict[str, Any]]
-    if turn_detection is None:
-        td = None
+    turn_detection = resolve_turn_detection(model, turn_detection)
+    if turn_detection is None or client_vad_options(turn_detection) is not None:
+        td = None  # client_vad: the client commits; the server's VAD is switched off
     elif isinstance(turn_detection, str):
         if turn_detection not in TURN_DETECTION_TYPES:
             raise ConfigurationError(
-                f"turn_detection must be 'server_vad', 'semantic_vad', a dict or None, "
+                f"turn_detection must be 'auto', 'server_vad', 'semantic_vad', 'client_vad', "
+                f"a dict or None, "
                 f"not {turn_detection!r}"
             )
         td = {"type": turn_detection}
@@ -219,8 +222,12 @@ class Transcriber:
             ``whisper-1``, ``gpt-live-transcribe``, ...).
         language: ISO-639-1 code, or None to detect.
         prompt: text that guides the model (vocabulary, style).
-        turn_detection: ``"server_vad"``, ``"semantic_vad"``, a dict of VAD parameters, or
-            None (you commit turns; required by streaming models).
+        turn_detection: ``"auto"`` (the default: ``"server_vad"`` when the model allows it,
+            else ``"client_vad"``), ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
+            this process commits each utterance: ``feed()`` runs it; a dict
+            ``{"type": "client_vad", "silence_duration_ms": 500, "max_turn_ms": 30000, ...}``
+            tunes it, see :class:`realtime_sync._turns.ClientVadOptions`), a dict of server
+            VAD parameters, or None (you commit turns).
         noise_reduction: ``"near_field"``, ``"far_field"`` or None.
         include_logprobs: ask for token log-probabilities.
         on_partial: ``on_partial(segment)`` on every delta with the text so far of a turn.
@@ -239,7 +246,7 @@ class Transcriber:
         model: str = DEFAULT_MODEL,
         language: Optional[str] = None,
         prompt: Optional[str] = None,
-        turn_detection: Union[str, Mapping[str, Any], None] = "server_vad",
+        turn_detection: Union[str, Mapping[str, Any], None] = "auto",
         noise_reduction: Union[str, Mapping[str, Any], None] = None,
         include_logprobs: bool = False,
         on_partial: Optional[Callable[[Segment], Any]] = None,
@@ -266,7 +273,27 @@ class Transcriber:
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
-        self.vad = turn_detection is not None
+        auto = turn_detection == "auto"
+        turn_detection = resolve_turn_detection(model, turn_detection)
+        client_vad = client_vad_options(turn_detection)
+        self.vad = turn_detection is not None and client_vad is None
+        """True under server VAD."""
+        self.client_vad = client_vad is not None
+        """True when this process detects the turns (``turn_detection="client_vad"``)."""
+        self._detector: Optional[TurnDetector] = None
+        if client_vad is not None:
+            try:
+                self._detector = TurnDetector(client_vad)
+            except AudioError as exc:
+                why = (f"{model!r} does not allow server VAD, so the client ends turns; "
+                       if auto else "")
+                raise AudioError(f"{why}{exc} (or pass turn_detection=None and call "
+                                 "commit() yourself)") from None
+        self._feed_lock = threading.Lock()  # one feeder at a time through the detector
+        self._vad_turns: List[List[int]] = []  # [start, end, generation committed in]
+        self._vad_open: Optional[int] = None
+        self._vad_limit = 0
+        self._vad_dead = 0
         self.vad_grace = 1.5
         """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._on_partial = on_partial
@@ -427,12 +454,41 @@ class Transcriber:
         client = self.client
         if self._closed:
             raise NotConnectedError("the transcriber is closed")
-        with self._lock:
-            self._ring += pcm16
-            self._total += len(pcm16)
-            self._trim_ring()
+        if self._detector is not None:
+            with self._feed_lock:
+                turns = self._detector.feed(pcm16)
+                with self._lock:
+                    self._ring += pcm16
+                    self._total += len(pcm16)
+                    self._note_turns(turns)
+                    self._trim_ring()
+        else:
+            with self._lock:
+                self._ring += pcm16
+                self._total += len(pcm16)
+                self._trim_ring()
         self._pump(client)
         self._maybe_rollover(client)
+
+    def _note_turns(self, turns: List[Any]) -> None:
+        """Take the client VAD's new turns and state (feed lock and lock held)."""
+        det = self._detector
+        assert det is not None
+        for start, end in turns:
+            self._vad_turns.append([start, end, -1])
+        self._vad_open = det.open_start
+        self._vad_limit = det.send_limit
+        self._vad_dead = det.dead_until
+
+    def _end_client_turn(self) -> None:
+        """Client VAD: end the turn in progress now (at the end of what was fed)."""
+        det = self._detector
+        if det is None:
+            return
+        with self._feed_lock:
+            turn = det.flush()
+            with self._lock:
+                self._note_turns([turn] if turn is not None else [])
 
     def _pump(self, client: RealtimeClient) -> None:
         """Send what the current session has not had yet; replays after a new session.
@@ -440,6 +496,9 @@ class Transcriber:
         Sending happens outside the state lock (handlers never wait for the network), under
         ``_send_lock`` so appends and commits keep their order.
         """
+        if self._detector is not None:
+            self._pump_turns(client)
+            return
         with self._send_lock:
             while True:
                 with self._lock:
@@ -462,6 +521,67 @@ class Transcriber:
                 with self._lock:
                     if self._generation == gen and self._sent == pos:
                         self._sent = pos + len(chunk)
+
+    def _pump_turns(self, client: RealtimeClient) -> Optional[str]:
+        """Client VAD: send the audio of each turn and commit at its end; audio between turns
+        is never sent. Replays after a new session commit at the same places. Returns the
+        last commit's ``event_id``."""
+        last_id: Optional[str] = None
+        with self._send_lock:
+            while True:
+                entry = None
+                chunk = b""
+                with self._lock:
+                    if not client.connected:
+                        return last_id
+                    gen = client._session_generation
+                    if gen != self._generation:
+                        return last_id
+                    turn = next((t for t in self._vad_turns if t[2] != gen), None)
+                    if turn is not None:
+                        start, end = turn[0], turn[1]
+                    elif self._vad_open is not None:
+                        start, end = self._vad_open, self._vad_limit
+                    else:  # between turns: skip what belongs to no turn
+                        dead = min(max(self._vad_dead, self._ring_start), self._total)
+                        if self._sent == self._last_commit_pos and dead > self._sent:
+                            self._sent = self._last_commit_pos = dead
+                            self._trim_ring()
+                        return last_id
+                    start = max(start, self._ring_start)
+                    if self._sent < start and self._sent == self._last_commit_pos:
+                        self._sent = self._last_commit_pos = start
+                    pos = self._sent
+                    if pos < end:
+                        offset = pos - self._ring_start
+                        chunk = bytes(self._ring[offset:offset + min(end - pos, 480_000)])
+                    elif turn is None:
+                        return last_id  # the turn in progress: all sent that may be
+                    else:
+                        turn[2] = gen
+                        if pos - self._last_commit_pos < MIN_COMMIT_BYTES:
+                            continue  # too short to commit: it joins the next turn
+                        entry = (new_event_id(), self._last_commit_pos, pos)
+                        self._commit_fifo.append(entry)
+                        self._last_commit_pos = pos
+                if entry is None:
+                    try:
+                        client.input_audio_buffer.append(chunk)
+                    except NotConnectedError:
+                        return last_id
+                    with self._lock:
+                        if self._generation == gen and self._sent == pos:
+                            self._sent = pos + len(chunk)
+                    continue
+                try:
+                    client.send({"type": "input_audio_buffer.commit", "event_id": entry[0]})
+                except NotConnectedError:
+                    with self._lock:
+                        if entry in self._commit_fifo:
+                            self._commit_fifo.remove(entry)
+                            self._last_commit_pos = entry[1]
+                    return last_id
+                last_id = entry[0]
 
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
@@ -539,6 +659,8 @@ class Transcriber:
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
+        while self._vad_turns and self._vad_turns[0][1] <= self._ring_start:
+            del self._vad_turns[0]
 
     def _count_drop(self, nbytes: int) -> None:
         """Account ``nbytes`` of audio that will never be transcribed (lock held): the
@@ -565,9 +687,13 @@ class Transcriber:
 
         Returns the commit's ``event_id``, or None when less than 100 ms is uncommitted (the
         server would refuse it) or the session is reconnecting (the audio is kept and
-        replayed; commit again later).
+        replayed; commit again later). Under ``client_vad`` it ends the turn in progress now
+        (None when no speech is pending: silence is never committed).
         """
         client = self.client
+        if self._detector is not None:
+            self._end_client_turn()
+            return self._pump_turns(client)
         self._pump(client)
         with self._send_lock:
             with self._lock:
@@ -681,6 +807,7 @@ class Transcriber:
         client.host.check_blocking_call("Transcriber.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         grace: Optional[float] = None
+        self._end_client_turn()
         while True:
             self._pump(client)
             with self._changed:
@@ -693,6 +820,13 @@ class Transcriber:
                     self._end_drop_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= MIN_COMMIT_BYTES:
+                if self._detector is not None:
+                    # client VAD: sent audio left uncommitted by a refused commit
+                    self._end_client_turn()
+                    with self._lock:
+                        self._vad_turns.append([self._last_commit_pos, self._sent, -1])
+                    self._pump_turns(client)
+                    continue
                 if self.vad:
                     # give the server's VAD a moment to finish the turn it may be in
                     if grace is None:
@@ -742,7 +876,7 @@ class Transcriber:
         if due is None or time.time() < due:
             return
         with self._lock:
-            quiet = (self._in_speech is None and not self._commit_fifo
+            quiet = (self._in_speech is None and self._vad_open is None and not self._commit_fifo
                      and self._final_cursor == len(self._order))
             hard = self._expires_at is not None and time.time() >= self._expires_at - 5
             if not (quiet or hard):

@@ -70,7 +70,7 @@ def test_session_shape_is_the_ga_transcription_session():
     assert build_session(turn_detection=None)["audio"]["input"]["turn_detection"] is None
 
 
-@pytest.mark.parametrize("kwargs", [{"turn_detection": "client_vad"},
+@pytest.mark.parametrize("kwargs", [{"turn_detection": "vad_in_the_cloud"},
                                     {"turn_detection": {"type": "magic"}},
                                     {"noise_reduction": "studio"}])
 def test_unknown_options_raise_configuration_error_before_connecting(kwargs):
