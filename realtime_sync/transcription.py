@@ -534,7 +534,7 @@ class Transcriber:
                 with self._lock:
                     if not client.connected:
                         return last_id
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         return last_id
                     turn = next((t for t in self._vad_turns if t[2] != gen), None)
@@ -1110,19 +1110,6 @@ class Transcriber:
             fn(segment)
 
 
-def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
-    if progress is False:
-        return None
-    if progress is None and not (sys.stderr.isatty() and total_bytes > 30 * 1000 * BYTES_PER_MS):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=round(total_bytes / (BYTES_PER_MS * 1000), 1), unit="s", desc="audio",
-                leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
-
-
 def transcribe_file(
     path: Union[str, os.PathLike],
     *,
@@ -1148,27 +1135,36 @@ def transcribe_file(
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
+    from ._progress import progress_bar
     from .audio import FileSource
 
     deadline = None if timeout is None else time.monotonic() + timeout
     source = FileSource(str(path), realtime=realtime)
     frames = 24 * chunk_ms
-    bar = None
+    # the bar shows audio transcribed (the end of each completed turn), in whole ms
+    bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)
+    user_final = options.pop("on_final", None)
+
+    def on_final(segment: Segment) -> None:
+        if bar is not None:
+            bar.to_ms(segment.end_ms)
+        if user_final is not None:
+            user_final(segment)
+
     try:
-        with Transcriber(**options) as tr:
-            total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * BYTES_PER_MS
-            bar = _progress_bar(total, progress)
+        with Transcriber(on_final=on_final, **options) as tr:
             while True:
                 chunk = source.read(frames)
                 if not chunk:
                     break
                 tr.feed(chunk)
-                if bar is not None:
-                    bar.update(round(len(chunk) / (BYTES_PER_MS * 1000), 3))
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-            return tr.finish(timeout=remaining)
+            transcript = tr.finish(timeout=remaining)
+            if bar is not None:
+                bar.done()
+            return transcript
     finally:
         if bar is not None:
             bar.close()
