@@ -79,6 +79,10 @@ their code."""
 
 
 def _http_reason(status: int, retry_after: Optional[float]) -> str:
+    if status < 400 or status in (400, 404, 405):
+        # a web page, a redirect, a wrong path: not a Realtime server (one line, no headers)
+        return (f"the server answered HTTP {status}, not a WebSocket upgrade: "
+                "is the URL right?")
     text = f"the server answered the upgrade with HTTP {status}"
     if retry_after is not None:
         text += f" (Retry-After {retry_after:.0f} s)"
@@ -659,7 +663,7 @@ class RealtimeClient:
         error_ids: Optional[set],
     ) -> Event:
         router = self._router
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         waiter = Waiter(types, bool(error_ids), router.lock)
         with router.lock:
             for seq, ev in router.recent:
@@ -684,6 +688,9 @@ class RealtimeClient:
                         self._local.mark = seq
                         return ev
                 with router.lock:
+                    wait_until(waiter.cond, lambda: waiter.items or router.finished
+                               or self._state in (CLOSED, DISCONNECTED), deadline,
+                               check=router.raise_strict)
                     if waiter.items:
                         continue
                     if self._state in (CLOSED, DISCONNECTED) or router.finished:
@@ -691,10 +698,7 @@ class RealtimeClient:
                             f"stopped waiting for {'/'.join(types)}: "
                             + self._not_connected_message()
                         )
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
-                    waiter.cond.wait(min(0.25, remaining))
+                    raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
         finally:
             with router.lock:
                 try:

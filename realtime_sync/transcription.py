@@ -36,6 +36,7 @@ from ._dispatch import Marshal
 from ._g711 import WIRE_FORMATS, bytes_per_ms
 from ._g711 import decode as g711_decode
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
@@ -44,7 +45,6 @@ __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_ses
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 DEFAULT_MODEL = models.DEFAULT_TRANSCRIPTION_MODEL
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
@@ -639,7 +639,7 @@ class Transcriber:
                 with self._lock:
                     if not client.connected:
                         return last_id
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         return last_id
                     turn = next((t for t in self._vad_turns if t[2] != gen), None)
@@ -1237,20 +1237,6 @@ def _languages(value: Any) -> Optional[List[str]]:
     return [c for c in codes if isinstance(c, str)]
 
 
-def _progress_bar(total_bytes: int, progress: Optional[bool],
-                  bytes_per_ms: int = BYTES_PER_MS) -> Any:
-    if progress is False:
-        return None
-    if progress is None and not (sys.stderr.isatty() and total_bytes > 30 * 1000 * bytes_per_ms):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=round(total_bytes / (bytes_per_ms * 1000), 1), unit="s", desc="audio",
-                leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
-
-
 def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
     """The ``audio_format`` a WAV file is sent in (set in ``options``): G.711 files as they
     are, PCM files as PCM16 24 kHz.
@@ -1316,27 +1302,38 @@ def transcribe_file(
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
+    from ._progress import progress_bar
+
     deadline = None if timeout is None else time.monotonic() + timeout
     _wav_format(path, options)
-    transcriber = Transcriber(**options)  # bad options fail here, before the file is read
+    user_final = options.pop("on_final", None)
+    bar: Any = None
+
+    def on_final(segment: Segment) -> None:
+        if bar is not None:
+            bar.to_ms(segment.end_ms)
+        if user_final is not None:
+            user_final(segment)
+
+    # bad options fail here, before the file is read
+    transcriber = Transcriber(on_final=on_final, **options)
     source, frames = _open_audio(path, realtime, chunk_ms, options)
-    bpm = bytes_per_ms(options.get("audio_format", "pcm"))
-    bar = None
     try:
+        # the bar shows audio transcribed (the end of each completed turn), in whole ms
+        bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)
         with transcriber as tr:
-            total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * bpm
-            bar = _progress_bar(total, progress, bpm)
             while True:
                 chunk = source.read(frames)
                 if not chunk:
                     break
                 tr.feed(chunk)
-                if bar is not None:
-                    bar.update(round(len(chunk) / (bpm * 1000), 3))
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-            return tr.finish(timeout=remaining)
+            transcript = tr.finish(timeout=remaining)
+            if bar is not None:
+                bar.done()
+            return transcript
     finally:
         if bar is not None:
             bar.close()

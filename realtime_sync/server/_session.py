@@ -107,6 +107,16 @@ class _Active:
         self.reason = "client_cancelled"
 
 
+
+def _close_vad(vad: Any) -> None:
+    """Release a VAD's native resources (e.g. SileroVad's soxr resampler), when it has any."""
+    close = getattr(vad, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing must not break the session's shutdown
+            log.exception("closing the VAD failed")
+
 class Session:
     """The state of one socket: session config, input buffer, items, VAD, responses."""
 
@@ -171,6 +181,8 @@ class Session:
             self._closed = True
             if self._active is not None:
                 self._active.cancelled.set()
+            vad, self._vad = self._vad, None
+        _close_vad(vad)  # its soxr resampler goes now, not at interpreter exit
         deadline = time.monotonic() + timeout
         self._responses.close(timeout / 2)
         self._asr.close(max(deadline - time.monotonic(), 0.1))
@@ -234,7 +246,9 @@ class Session:
         return self.config.get("audio", {}).get("input", {})  # type: ignore[no-any-return]
 
     def _reset_vad(self) -> None:
+        old = self._vad
         self._vad = self.options.vad_factory(self._input().get("turn_detection"))
+        _close_vad(old)
         self._vad_offset_ms = self._total_bytes // BYTES_PER_MS
         self._speaking = False
         self._idle_since_ms = self._vad_offset_ms
@@ -394,7 +408,8 @@ class Session:
                 return None
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
-                                  language=tr.get("language"), prompt=tr.get("prompt"))
+                                  language=tr.get("language"), prompt=tr.get("prompt"),
+                                  **self._context_kwargs(item_id))
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
                 return None
@@ -409,6 +424,25 @@ class Session:
             return send
 
         self._asr.submit(start)
+
+    def _context_kwargs(self, item_id: str) -> Dict[str, Any]:
+        """``{"context": previous transcript}`` for a recogniser that reads context.
+
+        The transcript of the last transcribed user item before ``item_id`` (worker thread;
+        with ``concurrency = 1`` it is complete before the next item starts).
+        """
+        if not getattr(self.options.recognizer, "context", False):
+            return {}
+        with self._lock:
+            order = self._order
+            end = order.index(item_id) if item_id in self._items else len(order)
+            for previous in reversed(order[:end]):
+                item = self._items.get(previous) or {}
+                for part in item.get("content") or ():
+                    text = part.get("transcript") if isinstance(part, dict) else None
+                    if part.get("type") == "input_audio" and text:
+                        return {"context": text}
+        return {"context": None}
 
     def _delta(self, item_id: str, text: str, logprobs: bool) -> None:
         event: Dict[str, Any] = {"type": "conversation.item.input_audio_transcription.delta",
@@ -425,9 +459,11 @@ class Session:
             if self._closed:
                 return None
             try:
-                deltas = iter(rec.transcribe(audio, model=tr["model"],
-                                             language=tr.get("language"),
-                                             prompt=tr.get("prompt")))
+                result = rec.transcribe(audio, model=tr["model"], language=tr.get("language"),
+                                        prompt=tr.get("prompt"),
+                                        **self._context_kwargs(item_id))
+                languages = list(getattr(result, "languages", None) or ())
+                deltas = iter(result)
             except Exception as exc:
                 error = exc
                 return lambda: self._failed(item_id, error, stream)
@@ -456,6 +492,8 @@ class Session:
                         event["languages"] = [{"code": _detected_language(tr)}]
                     if logprobs:
                         event["logprobs"] = _fake_logprobs(text)
+                    if languages:
+                        event["languages"] = [{"code": code} for code in languages]
                     with self._lock:
                         item = self._items.get(item_id)
                         if item is not None:
