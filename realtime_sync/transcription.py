@@ -33,6 +33,7 @@ from typing import (
 
 from ._dispatch import Marshal
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
@@ -41,7 +42,6 @@ __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_ses
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 DEFAULT_MODEL = "gpt-4o-transcribe"
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
