@@ -32,6 +32,7 @@ from typing import (
 )
 
 from ._dispatch import Marshal
+from ._feed import FeedSink as _FeedSink
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
@@ -165,47 +166,6 @@ def build_session(
     if include_logprobs:
         session["include"] = [LOGPROBS_INCLUDE]
     return session
-
-
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a transcriber listens: audio goes to
-    :meth:`Transcriber.feed`, which keeps it until it is transcribed (so it is always
-    "connected": the transcriber does the buffering across reconnects)."""
-
-    def __init__(self, transcriber: Transcriber) -> None:
-        self._tr = transcriber
-        self.input_audio_buffer = self
-
-    connected = True
-
-    def append(self, pcm16: bytes) -> str:
-        self._tr.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
-        go to the transcriber's client, the stream is owned by the transcriber."""
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.emit(event)
-
-    def adopt(self, resource: Any) -> None:
-        self._tr._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._tr._streams.remove(resource)
-        except ValueError:
-            pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.count(name, n)
 
 
 class Transcriber:
