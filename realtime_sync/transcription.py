@@ -1127,7 +1127,7 @@ def transcribe_file(
     path: Union[str, os.PathLike],
     *,
     realtime: bool = False,
-    progress: Optional[bool] = None,
+    progress: Any = None,
     timeout: Optional[float] = None,
     chunk_ms: int = 100,
     **options: Any,
@@ -1143,7 +1143,8 @@ def transcribe_file(
         path: a WAV file (any rate, 8–32 bit, mono or stereo), or any audio or video file
             PyAV decodes (MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv, ...; the ``audio`` extra).
         realtime: pace the audio in real time.
-        progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
+        progress: a tqdm progress bar; None shows one on a terminal for files over 30 s; or
+            a bar of your own (anything with ``update(seconds)``; not closed here).
         timeout: give up (``TimeoutError``) after this many seconds in all.
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
@@ -1157,7 +1158,7 @@ def transcribe_file(
     try:
         with Transcriber(**options) as tr:
             total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * BYTES_PER_MS
-            bar = _progress_bar(total, progress)
+            bar = progress if hasattr(progress, "update") else _progress_bar(total, progress)
             while True:
                 chunk = source.read(frames)
                 if not chunk:
@@ -1170,6 +1171,6 @@ def transcribe_file(
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
             return tr.finish(timeout=remaining)
     finally:
-        if bar is not None:
+        if bar is not None and bar is not progress:
             bar.close()
         source.close()
