@@ -59,6 +59,14 @@ class ClientHost(AudioHost, Protocol):
             ConnectionLostError: that session has ended (nothing was sent).
         """
 
+    def send_prebuilt(self, type_: str, event_id: str, frame: bytes) -> None:
+        """Send a JSON frame built by the caller (audio appends, built without a dict);
+        never queued while reconnecting.
+
+        Raises:
+            NotConnectedError: not connected now.
+        """
+
     def restart(self) -> bool:
         """Open a new session now (a planned rollover); False when not connected."""
 

@@ -771,6 +771,8 @@ class RealtimeClient:
         Raises:
             ServerError: the response failed, or the server answered with ``error``.
             TimeoutError: no ``response.done`` within ``timeout`` seconds.
+            ConnectionLostError: the connection dropped while the answer was on its way
+                (``.response``: what had arrived); the new session cannot answer it.
         """
         from .conversation import ask
 
@@ -1199,6 +1201,9 @@ class _Host:
         raise ConnectionLostError(
             f"session {session_number} has ended; {out.get('type')} was not sent into "
             "another session")
+
+    def send_prebuilt(self, type_: str, event_id: str, frame: bytes) -> None:
+        self._client._send_data(type_, event_id, frame, queue_ok=False)
 
     def restart(self) -> bool:
         return self._client._restart()

@@ -353,6 +353,9 @@ class Conversation:
         self._changed = threading.Condition(self._lock)
         self._client = client
         self._host: Optional[ClientHost] = getattr(client, "host", None)
+        sid = getattr(client, "session_id", None)  # created after connect(): the session now
+        if isinstance(sid, str) and getattr(client, "connected", False):
+            self._sessions[0] = (1, sid, self._order)
         if client is not None:
             client.on("*", self.apply)
 
@@ -535,6 +538,8 @@ class Conversation:
         sid = raw.get("id") if isinstance(raw, Mapping) else None
         sid = sid if isinstance(sid, str) else None
         number, current_id, order = self._sessions[-1]
+        if current_id == sid and sid is not None:  # already known (mirror made after connect)
+            return
         if not order and current_id is None:  # the first session.created the mirror sees
             self._sessions[-1] = (number, sid, order)
             return

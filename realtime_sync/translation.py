@@ -445,7 +445,7 @@ class Translator:
             client.connect(timeout=timeout)
             deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client._session_generation and client.connected:
+                while self._generation != client.host.session_number and client.connected:
                     if time.monotonic() >= deadline:
                         break
                     self._changed.wait(0.05)
@@ -562,7 +562,7 @@ class Translator:
                 with self._lock:
                     if not client.connected:
                         return
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         return  # the dispatcher switches to the new session first
                     available = self._total - self._sent
@@ -578,11 +578,11 @@ class Translator:
                     event_id.encode("ascii"), b'","audio":"', base64.b64encode(chunk), b'"}',
                 ))
                 try:
-                    client._send_data("session.input_audio_buffer.append", event_id, frame,
-                                      queue_ok=False)
+                    client.host.send_prebuilt("session.input_audio_buffer.append", event_id,
+                                              frame)
                 except NotConnectedError:
                     return
-                client._count("audio_bytes_sent", len(chunk))
+                client.host.count("audio_bytes_sent", len(chunk))
                 with self._lock:
                     if self._generation == gen and self._sent == pos:
                         self._sent = pos + len(chunk)
@@ -600,8 +600,8 @@ class Translator:
 
     def _tick(self, client: RealtimeClient) -> None:
         with self._changed:
-            if self._closed or self._closing or self._clock_start is None:
-                return
+            if self._closed or self._closing or self._flush_tail or self._clock_start is None:
+                return  # finishing: the rest goes out with session.close, no more silence
             if self._keepalive:
                 wall = int((time.monotonic() - self._clock_start) * 1000) * BYTES_PER_MS
                 lag = wall - self._total
@@ -626,7 +626,7 @@ class Translator:
                 return
             self._rollover_due = None
         logger.info("translation session expires soon: moving to a new session")
-        client._restart()
+        client.host.restart()
 
     def _keep_from(self) -> int:
         """Where the audio still needed for a replay starts (lock held)."""
@@ -651,8 +651,8 @@ class Translator:
             logger.warning("translator buffer full: dropped %d ms of untranslated audio",
                            overflow // BYTES_PER_MS)
             if self._client is not None:
-                self._client._count("audio_dropped", overflow)
-                self._client._emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
+                self._client.host.count("audio_dropped", overflow)
+                self._client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
                                     "ms": overflow // BYTES_PER_MS, "source": "translator"})
             self._sent = max(self._sent, keep_from)
         if keep_from > self._ring_start:
@@ -673,7 +673,7 @@ class Translator:
             NotConnectedError: the session ended for good first.
         """
         client = self.client
-        client._router.check_blocking_call("Translator.finish()")
+        client.host.check_blocking_call("Translator.finish()")
         deadline = None if timeout is None else time.monotonic() + timeout
         for s in list(self._streams):
             try:
@@ -690,7 +690,7 @@ class Translator:
                     break
             self._pump(client)
             with self._changed:
-                ready = (client.connected and self._generation == client._session_generation
+                ready = (client.connected and self._generation == client.host.session_number
                          and self._sent >= self._total)
                 if ready and self._close_generation != self._generation:
                     self._closing = True
@@ -711,7 +711,7 @@ class Translator:
                 if client.state in ("closed", "disconnected") and not self._closed_on_wire():
                     raise NotConnectedError(
                         "the translation session ended before session.closed "
-                        f"({client._not_connected_message()})")
+                        f"({client.host.not_connected_message()})")
                 remaining = 0.25 if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f"no session.closed within {timeout} s")
@@ -778,13 +778,15 @@ class Translator:
         (``for piece in translator: print(piece, end="")``).
 
         Ends after ``session.closed`` or ``close()`` (once everything was yielded), or when
-        nothing new comes for ``timeout`` seconds. Thread: any but the dispatcher thread.
+        nothing new comes for ``timeout`` seconds. After a reconnect the unfinished cue is
+        translated again, so its text may come twice (cues and ``on_text`` have it once).
+        Thread: any but the dispatcher thread.
 
         Raises:
             NotConnectedError: the session ended for good without ``session.closed``.
         """
         client = self.client
-        client._router.check_blocking_call("Translator.deltas()")
+        client.host.check_blocking_call("Translator.deltas()")
         seen = 0
         while True:
             with self._changed:
@@ -796,7 +798,7 @@ class Translator:
                         return
                     if client.state == "disconnected" and not self._closed_on_wire():
                         raise NotConnectedError(
-                            f"the session ended for good ({client._not_connected_message()})")
+                            f"the session ended for good ({client.host.not_connected_message()})")
                     remaining = 0.25 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         return
@@ -823,7 +825,7 @@ class Translator:
         if client is None:
             return
         with self._changed:
-            gen = client._session_generation
+            gen = client.host.session_number
             if gen != self._generation:
                 first = self._generation < 0
                 keep_from = self._keep_from() if not first else 0
@@ -888,10 +890,9 @@ class Translator:
         try:
             pcm = base64.b64decode(data, validate=True)
         except ValueError:
-            logger.warning("session.output_audio.delta with invalid base64 (%d chars) dropped",
-                           len(data))
             if self._client is not None:
-                self._client._count("protocol_errors")
+                self._client.host.protocol_error(
+                    f"delta is not base64 ({len(data)} chars); the audio is skipped", event)
             return
         with self._changed:
             ms = self._time(event)

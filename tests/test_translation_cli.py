@@ -8,7 +8,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from test_audio_device import MonitorRecorder, rig  # noqa: F401 - the rig fixture
+from test_audio_device import MonitorRecorder, play_into_mic, rig  # noqa: F401 - rig fixture
 
 import realtime_sync as rs
 from realtime_sync.cli import main
@@ -123,3 +123,36 @@ def test_speak_plays_the_translated_speech_through_the_speaker(rig, srv, speech)
     band = np.fft.irfft(spectrum, len(x))
     power = np.convolve(band ** 2, np.ones(240) / 240, "valid")
     assert (np.sqrt(power) > 1500).sum() / 24000 >= 0.8  # about a second of tone
+
+
+@pytest.mark.audio_device
+def test_speaker_survives_a_flush_while_playing(rig, caplog):  # noqa: F811
+    """--speak stops the speaker while it may still play (Ctrl-C, an error): a flush in the
+    middle of playback must leave the player thread alive and silent."""
+    import time
+
+    from realtime_sync.audio import Speaker
+
+    with Speaker() as speaker:
+        speaker.feed(tone(1500))
+        deadline = time.monotonic() + 10
+        while speaker.played_ms < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        speaker.flush()
+        time.sleep(0.3)
+        assert speaker._thread is not None and speaker._thread.is_alive()
+        speaker.feed(tone(300))  # and it plays again
+        deadline = time.monotonic() + 10
+        while speaker.queued_ms > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "speaker thread failed" not in caplog.text
+
+
+@pytest.mark.audio_device
+def test_listen_translates_the_virtual_microphone(rig, srv):  # noqa: F811
+    with rs.Translator(to="es", url=srv.url, api_key="sk-local") as tr:
+        tr.listen()
+        play_into_mic(bytes(48 * 300) + tone(800, amplitude=0.5) + bytes(48 * 600))
+        result = tr.finish(timeout=20)
+    assert result.text == "Hola mundo."
+    assert result.cues[0].start_ms >= 200  # after the leading silence, on the mic's clock

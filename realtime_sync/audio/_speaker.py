@@ -376,6 +376,9 @@ class Speaker(Closing):
                         continue
                     self._playing = True
                     buffering_since = None
+                if not pending:  # flushed while playing: wait for new audio
+                    self._playing = False
+                    continue
                 item, pcm = pending[0]
                 self._current = item
                 chunk, rest = pcm[:block], pcm[block:]
