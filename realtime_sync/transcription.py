@@ -534,7 +534,7 @@ class Transcriber:
                 with self._lock:
                     if not client.connected:
                         return last_id
-                    gen = client._session_generation
+                    gen = client.host.session_number
                     if gen != self._generation:
                         return last_id
                     turn = next((t for t in self._vad_turns if t[2] != gen), None)
