@@ -213,7 +213,9 @@ def test_a_huge_content_index_allocates_nothing():
                 tracemalloc.stop()
             assert answer.text == "fine"
         print(f"peak traced memory during the attack: {peak / 1e6:.2f} MB")
-        assert peak < 5_000_000  # 10 million parts would be gigabytes
+        # 10 million parts would be gigabytes; the bound leaves room for whatever other
+        # threads of the test process allocate meanwhile (tracemalloc sees them all)
+        assert peak < 64_000_000
         assert len(errors) == 1 and "10000000" in errors[0]["message"]
         assert len(conv.get("item_a1").content) == 1
 

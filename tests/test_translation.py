@@ -424,3 +424,44 @@ def test_a_peer_that_breaks_the_protocol_cannot_hang_finish():
             tr.close()
             server.shutdown()
             thread.join(5)
+
+
+# -- the offline engine's plumbing (any recogniser with translate(); Whisper in test_engine) -----
+class FakeWhisper:
+    """Stands in for WhisperRecognizer: 'translates' a phrase into its length."""
+
+    def __init__(self) -> None:
+        self.phrases: List[int] = []
+
+    def translate(self, pcm: bytes) -> str:
+        self.phrases.append(len(pcm) // 48)
+        return f"Phrase {len(self.phrases)}."
+
+    def transcribe(self, pcm: bytes) -> Any:
+        yield f"Frase {len(self.phrases)}."
+
+
+def test_offline_engine_translates_each_phrase_when_it_ends():
+    from realtime_sync.server import WhisperTranslator, default_vad_factory
+
+    fake = FakeWhisper()
+    srv = RealtimeServer(translator=WhisperTranslator(fake, default_vad_factory)).start()
+    with srv, translator(srv, to="en", source_transcript=True) as tr:
+        tr.feed(tone(1000) + silence(1200) + tone(800) + silence(300))
+        result = tr.finish(timeout=10)
+    assert result.text == "Phrase 1. Phrase 2."
+    assert result.source_text == "Frase 1. Frase 2."
+    # each phrase is sent when the VAD ends it: after its speech, in order
+    assert 1000 <= result.cues[0].start_ms < 2200 <= result.cues[1].start_ms
+    assert len(fake.phrases) == 2 and all(ms >= 800 for ms in fake.phrases)
+
+
+def test_offline_engine_refuses_targets_other_than_english_naming_what_works():
+    from realtime_sync.server import WhisperTranslator, default_vad_factory
+
+    with RealtimeServer(translator=WhisperTranslator(FakeWhisper(), default_vad_factory)) as srv:
+        tr = translator(srv, to="es")
+        with pytest.raises(rs.ConfigurationError,
+                           match="English only.*'en'.*gpt-realtime-translate"):
+            tr.start()
+        tr.close()
