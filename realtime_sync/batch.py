@@ -11,10 +11,12 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from .transcription import Transcript, transcribe_file
+from .errors import TimeoutError
+from .transcription import Transcript
 
 __all__ = ["FileResult", "transcribe_files", "caption_path"]
 
@@ -50,21 +52,62 @@ class _Cancelled(Exception):
     """The batch was interrupted (Ctrl-C in the calling thread)."""
 
 
-class _SharedProgress:
-    """One progress bar for the whole batch, updated by every worker (thread-safe); it also
-    stops a worker between two chunks once the batch is cancelled."""
+class _BatchProgress:
+    """One bar for the whole batch: audio transcribed in every file (the end of each completed
+    turn, then the whole file when it is done). Any thread."""
 
-    def __init__(self, bar: Any, cancel: threading.Event) -> None:
+    def __init__(self, bar: Any, files: int) -> None:
         self._bar = bar
-        self._cancel = cancel
         self._lock = threading.Lock()
+        self._ms = [0.0] * files
 
-    def update(self, n: float) -> None:
-        if self._cancel.is_set():
-            raise _Cancelled("the batch was interrupted")
-        if self._bar is not None:
-            with self._lock:
-                self._bar.update(n)
+    def to_ms(self, index: int, ms: Optional[float]) -> None:
+        if self._bar is None or ms is None:
+            return
+        with self._lock:
+            self._ms[index] = max(self._ms[index], float(ms))
+            total = sum(self._ms)
+        self._bar.to_ms(total)
+
+
+def _transcribe_one(path: str, index: int, progress: _BatchProgress, duration_ms: float,
+                    stop: threading.Event, timeout: Optional[float], realtime: bool,
+                    options: Dict[str, Any]) -> Transcript:
+    """:func:`transcribe_file` for one file of a batch, which ``stop`` interrupts (between two
+    chunks, or while waiting for the last turns)."""
+    from .audio import FileSource
+    from .transcription import Transcriber
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    user_final = options.get("on_final")
+
+    def on_final(segment: Any) -> None:
+        progress.to_ms(index, segment.end_ms)
+        if user_final is not None:
+            user_final(segment)
+
+    with FileSource(path, realtime=realtime) as source, \
+            Transcriber(**{**options, "on_final": on_final}) as tr:
+        while True:
+            if stop.is_set():
+                raise _Cancelled("the batch was interrupted")
+            chunk = source.read(2400)
+            if not chunk:
+                break
+            tr.feed(chunk)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{path} not done in {timeout} s")
+        while True:  # finish() in short waits, so that stop is seen
+            try:
+                transcript = tr.finish(timeout=0.25)
+                break
+            except TimeoutError:
+                if stop.is_set():
+                    raise _Cancelled("the batch was interrupted") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+    progress.to_ms(index, duration_ms)
+    return transcript
 
 
 def caption_path(path: str, format: str, output_dir: Optional[str] = None) -> str:  # noqa: A002
@@ -96,19 +139,6 @@ def _durations(paths: Sequence[str]) -> List[Union[float, BaseException]]:
     return out
 
 
-def _make_bar(total_s: float, progress: Optional[bool], files: int) -> Any:
-    import sys
-
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=round(total_s, 1), unit="s", desc=f"{files} files", leave=False,
-                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
-
-
 def transcribe_files(
     paths: Sequence[Union[str, os.PathLike[str]]],
     *,
@@ -125,9 +155,11 @@ def transcribe_files(
     path, in input order. Blocking; any thread but a dispatcher's.
 
     Each file gets its own session (one :class:`~realtime_sync.Transcriber` each, on a
-    ``realtime-sync-batch-N`` thread). A file that fails (unreadable, connection refused,
-    timeout, ...) has its ``error`` set and the batch goes on. Ctrl-C stops starting new
-    files, interrupts the running ones between two chunks, and raises ``KeyboardInterrupt``.
+    ``realtime-sync-batch-N`` thread), fed as :func:`~realtime_sync.transcribe_file` does.
+    A file that fails (unreadable, connection refused, timeout, ...) has its ``error`` set
+    and the batch goes on. Ctrl-C stops starting new files, interrupts the running ones
+    (between two chunks, or while they wait for their last turns) and raises
+    ``KeyboardInterrupt`` once they have closed their sessions.
 
     Args:
         paths: audio or video files (whatever :func:`transcribe_file` reads).
@@ -135,8 +167,8 @@ def transcribe_files(
         captions: also write a caption file per input (``"srt"``, ``"vtt"``, ``"jsonl"``
             or ``"text"``), named by :func:`caption_path`.
         output_dir: the folder of the caption files (created; default: beside each input).
-        progress: one tqdm bar for the whole batch (seconds of audio sent); None shows it
-            on a terminal.
+        progress: one tqdm bar for the whole batch (seconds of audio transcribed); None
+            shows it on a terminal when there is more than 30 s of audio in all.
         on_result: ``on_result(result)`` once per file, in input order, as soon as the file
             and every file before it are done (on a batch thread, one call at a time).
         timeout: per file, as :func:`transcribe_file`'s.
@@ -171,8 +203,10 @@ def transcribe_files(
             results[i].error = d
         todo.put(i)
     cancel = threading.Event()
-    bar = _make_bar(sum(d for d in durations if isinstance(d, float)), progress, len(names))
-    shared = _SharedProgress(bar, cancel)
+    from ._progress import progress_bar
+
+    bar = progress_bar(sum(d for d in durations if isinstance(d, float)) * 1000, progress)
+    shared = _BatchProgress(bar, len(names))
     done = [False] * len(names)
     deliver_lock = threading.Lock()
     next_out = [0]
@@ -193,16 +227,18 @@ def transcribe_files(
         result = results[index]
         if result.error is None:
             try:
-                result.transcript = transcribe_file(
-                    result.path, progress=shared, timeout=timeout, realtime=realtime,
-                    **options)
+                duration = durations[index]
+                result.transcript = _transcribe_one(
+                    result.path, index, shared,
+                    duration * 1000 if isinstance(duration, float) else 0.0,
+                    cancel, timeout, realtime, options)
                 if captions is not None:
                     result.output = _write_captions(result, captions, folder)
             except _Cancelled as exc:
                 result.error = KeyboardInterrupt(str(exc))
             except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
                 result.error = exc
-                logger.warning("%s failed: %s", result.path, exc)
+                logger.info("%s failed: %s", result.path, exc)
         deliver(index)
 
     def worker() -> None:
@@ -228,6 +264,8 @@ def transcribe_files(
         raise
     finally:
         if bar is not None:
+            if not cancel.is_set():
+                bar.done()
             bar.close()
     return results
 

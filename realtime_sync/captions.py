@@ -6,6 +6,10 @@ Each writer flushes after every cue so another program can tail the file::
         tr = rs.Transcriber(on_final=out.write)
 
 Writers are thread-safe: ``write`` may be called from any thread (a handler included).
+
+SRT and WebVTT cues have at most :data:`MAX_LINES` lines of at most :data:`LINE_WIDTH`
+characters and never break inside a word: a long turn becomes several consecutive cues, its
+time shared out by length. Turns without words are skipped (JSONL keeps failed turns).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import os
 import textwrap
 import threading
-from typing import IO, Any, Iterable, Optional, Union
+from typing import IO, Any, Iterable, List, Optional, Union
 
 __all__ = [
     "CaptionWriter",
@@ -25,11 +29,14 @@ __all__ = [
     "TextWriter",
     "open_writer",
     "render",
+    "format_for_path",
+    "split_cues",
     "FORMATS",
 ]
 
 FORMATS = ("text", "srt", "vtt", "jsonl")
 LINE_WIDTH = 42
+MAX_LINES = 2
 MIN_CUE_MS = 800
 MS_PER_CHAR = 60
 
@@ -78,26 +85,40 @@ class CaptionWriter:
         return int(start), int(end)
 
     def write(self, segment: Any) -> None:
-        """Write one segment as a cue (empty and failed turns are skipped) and flush."""
+        """Write one segment as one or more cues and flush. Turns without a word (empty,
+        punctuation only, failed) are skipped; JSONL keeps failed turns."""
         text = (getattr(segment, "text", "") or "").strip()
         with self._lock:
             if not self._header_written:
                 self._header_written = True
                 self._header()
-            if not text and not self._keeps_empty():
-                return
+            if not any(c.isalnum() for c in text):
+                if not (self._keeps_failed() and getattr(segment, "error", None)):
+                    return
+                text = ""
             start, end = self._times(segment)
             self._last_end = end
-            self.cues += 1
-            self._cue(self.cues, start, end, text, segment)
+            pieces = self._pieces(text)
+            total = sum(len(p) for p in pieces) or 1
+            done = 0
+            for piece in pieces:
+                cue_start = start + (end - start) * done // total
+                done += len(piece)
+                cue_end = start + (end - start) * done // total
+                self.cues += 1
+                self._cue(self.cues, cue_start, cue_end, piece, segment)
             self._file.flush()
+
+    def _pieces(self, text: str) -> List[str]:
+        """The texts of the cues of one turn (one cue unless the format limits lines)."""
+        return [text]
 
     def write_all(self, segments: Iterable[Any]) -> None:
         """Write several segments."""
         for segment in segments:
             self.write(segment)
 
-    def _keeps_empty(self) -> bool:
+    def _keeps_failed(self) -> bool:
         return False
 
     def _header(self) -> None:
@@ -105,10 +126,6 @@ class CaptionWriter:
 
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
         raise NotImplementedError
-
-    @staticmethod
-    def _wrap(text: str) -> str:
-        return "\n".join(textwrap.wrap(text, LINE_WIDTH)) or text
 
     def close(self) -> None:
         """Flush, and close the file when the writer opened it. Idempotent."""
@@ -130,7 +147,27 @@ class CaptionWriter:
         self.close()
 
 
-class SrtWriter(CaptionWriter):
+def split_cues(text: str, width: int = LINE_WIDTH, max_lines: int = MAX_LINES) -> List[str]:
+    """Split ``text`` into cue texts of at most ``max_lines`` lines of at most ``width``
+    characters (lines joined by ``\n``), never breaking inside a word."""
+    lines = textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
+                          break_on_hyphens=False)
+    if len(lines) <= max_lines:
+        return ["\n".join(lines)] if lines else []
+    cues = []
+    for i in range(0, len(lines), max_lines):
+        cues.append("\n".join(lines[i:i + max_lines]))
+    return cues
+
+
+class _CueWriter(CaptionWriter):
+    """Subtitle formats: cues of at most two lines of 42 characters."""
+
+    def _pieces(self, text: str) -> List[str]:
+        return split_cues(text) or [text]
+
+
+class SrtWriter(_CueWriter):
     """SubRip (``.srt``): numbered cues, ``HH:MM:SS,mmm`` times."""
 
     extension = ".srt"
@@ -138,11 +175,11 @@ class SrtWriter(CaptionWriter):
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
         self._file.write(
             f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n"
-            f"{self._wrap(text)}\n\n"
+            f"{text}\n\n"
         )
 
 
-class VttWriter(CaptionWriter):
+class VttWriter(_CueWriter):
     """WebVTT (``.vtt``): ``WEBVTT`` header, ``HH:MM:SS.mmm`` times."""
 
     extension = ".vtt"
@@ -154,7 +191,7 @@ class VttWriter(CaptionWriter):
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
         self._file.write(
             f"{index}\n{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n"
-            f"{self._wrap(text.replace('-->', '->'))}\n\n"
+            f"{text.replace('-->', '->')}\n\n"
         )
 
 
@@ -164,7 +201,7 @@ class JsonlWriter(CaptionWriter):
 
     extension = ".jsonl"
 
-    def _keeps_empty(self) -> bool:
+    def _keeps_failed(self) -> bool:
         return True
 
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
@@ -201,12 +238,20 @@ def open_writer(
     if format is None:
         if isinstance(target, (str, os.PathLike)):
             ext = os.path.splitext(os.fspath(target))[1].lower().lstrip(".")
-            format = {"txt": "text", "webvtt": "vtt", "json": "jsonl"}.get(ext, ext) or "text"
+            format = format_for_path(target) or ext or "text"
         else:
             format = "text"
     if format not in _WRITERS:
         raise ValueError(f"unknown caption format {format!r}; choose one of {', '.join(FORMATS)}")
     return _WRITERS[format](target)
+
+
+def format_for_path(path: Union[str, os.PathLike[str]]) -> Optional[str]:
+    """The caption format a file name's extension names (``.srt``, ``.vtt``, ``.jsonl``,
+    ``.json``, ``.txt``), or None for any other extension."""
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    return {"txt": "text", "text": "text", "srt": "srt", "vtt": "vtt", "webvtt": "vtt",
+            "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl"}.get(ext)
 
 
 def render(segments: Iterable[Any], format: str = "srt") -> str:  # noqa: A002

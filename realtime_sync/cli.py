@@ -56,20 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None,
                    help="transcription model (default gpt-4o-transcribe; with --local: the "
                         "offline model directory or faster-whisper name)")
-    t.add_argument("--language", default=None, help="ISO-639-1 language code, e.g. en")
+    t.add_argument("--language", default=None,
+                   help="ISO-639-1 language code, e.g. en (default: detect)")
     t.add_argument("--prompt", default=None, help="text that guides the model")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     t.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
-    t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default="text")
-    t.add_argument("--output", "-o", default=None, help="write captions to this file")
+    t.add_argument("--allow-insecure", action="store_true",
+                   help="allow sending the key over ws:// (not wss://) to a host that is not "
+                        "this machine: only on a trusted private network")
+    t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default=None,
+                   help="output format (default: from the -o file's extension, else text)")
+    t.add_argument("--output", "-o", default=None,
+                   help="write captions to this file (.srt, .vtt, .jsonl or .txt); with several "
+                        "files: a folder for one caption file each")
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
-                   help="no turn detection at all: commit every 3 s (by default the server "
-                   "detects turns, or the client when the model does not allow server VAD)")
+                   help="no turn detection at all: commit every --commit-every seconds (by "
+                        "default the server detects turns, or the client when the model does "
+                        "not allow server VAD)")
+    t.add_argument("--commit-every", type=_seconds, default=8.0, metavar="SECONDS",
+                   help="with --no-vad: end a turn every SECONDS of audio, at a quiet moment "
+                        "of a file (default 8)")
+    t.add_argument("--reconnect-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="give up (exit 1) when the server stays unreachable this long "
+                        "(default 60)")
     t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
     _add_common(t)
 
@@ -99,9 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="headphones: full duplex with barge-in; half-duplex: mute the "
                         "microphone while the model speaks (no echo from loudspeakers)")
     c.add_argument("--instructions", default=None, help="system instructions for the model")
+    c.add_argument("--local", action="store_true",
+                   help="offline, no key: the local server with the embedded engine transcribes "
+                        "you and answers with what it heard (no language model)")
     c.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     c.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
+    c.add_argument("--allow-insecure", action="store_true",
+                   help="allow sending the key over ws:// to a host that is not this machine")
     c.add_argument("--events", action="store_true")
     _add_common(c)
     return parser
@@ -115,6 +134,28 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
     return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
+    return seconds
+
+
+def _language(value: Optional[str]) -> Optional[str]:
+    """``--language`` checked against the known codes (``EN`` -> ``en``)."""
+    if value is None:
+        return None
+    from ._languages import normalize_language
+
+    try:
+        return normalize_language(value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -190,9 +231,15 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
         from ._endpoint import is_loopback
 
         key = getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY")
-        if key is None and is_loopback(urlsplit(args.url).hostname or ""):
+        parts = urlsplit(args.url)
+        host = parts.hostname or ""
+        if key is None and is_loopback(host):
             key = "sk-local"  # local servers (realtime-sync serve) accept any key
-        return {"url": args.url, "api_key": key}
+        insecure = bool(getattr(args, "allow_insecure", False))
+        if key and parts.scheme == "ws" and not is_loopback(host) and not insecure:
+            raise UsageError(f"refusing to send the API key in cleartext to {host} over ws://; "
+                             "use wss://, or add --allow-insecure on a trusted private network")
+        return {"url": args.url, "api_key": key, "allow_insecure": insecure}
     if not os.environ.get("OPENAI_API_KEY"):
         raise UsageError("no OPENAI_API_KEY set: export it, or add --local to transcribe "
                          "offline with the embedded engine")
@@ -215,7 +262,16 @@ def _transcription_model(args: argparse.Namespace) -> str:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from ._cli_support import (
+        GiveUpAfter,
+        LevelMeter,
+        TranscriptSink,
+        file_outcome,
+        report_reconnects,
+        resolve_format,
+    )
     from .captions import open_writer
+    from .errors import NotConnectedError
     from .transcription import Transcriber
 
     files = list(args.file or [])
@@ -226,61 +282,56 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
+    language = _language(args.language)
     if args.file:
         from .audio import FileSource
 
         FileSource(args.file).close()  # an unreadable file fails here, before any session
+    fmt = resolve_format(args.format, args.output)
     console = _Console(sys.stdout)
+    backoff = GiveUpAfter(args.reconnect_timeout)
     with contextlib.ExitStack() as stack:
         options = _endpoint_options(args, stack)
         writer = None
         if args.output:
-            writer = stack.enter_context(open_writer(args.output, args.format))
-        elif args.format != "text":
-            writer = stack.enter_context(open_writer(sys.stdout, args.format))
-
-        pipe_closed: List[bool] = []
-
-        def on_final(segment: Any) -> None:
-            if pipe_closed:
-                return
-            try:
-                if writer is not None:
-                    writer.write(segment)
-                if writer is None or args.output:
-                    console.final(segment.text)
-            except BrokenPipeError:  # the reader went away (``| head``): stop writing
-                pipe_closed.append(True)
+            writer = open_writer(args.output, fmt)
+        elif fmt != "text":
+            writer = open_writer(sys.stdout, fmt)
+        sink = TranscriptSink(console, writer, to_console=writer is None or bool(args.output),
+                              output_name=args.output)
+        stack.callback(sink.close)
 
         model = _transcription_model(args)
         tr = Transcriber(
-            model=model, language=args.language, prompt=args.prompt,
+            model=model, language=language, prompt=args.prompt,
             turn_detection=None if args.no_vad else "auto",
-            on_partial=(lambda s: console.partial(s.text)) if writer is None or args.output
-            else None,
-            on_final=on_final, **options,
+            on_partial=sink.partial, on_final=sink.final, reconnect=backoff, **options,
         )
         if args.events:
             tr.on("*", _event_logger(time.monotonic()))  # before start: nothing is missed
+        report_reconnects(tr, sys.stderr)
         stack.callback(tr.close)
         tr.start()
-        if args.file:
-            _feed_file(tr, args.file, args.realtime)
-            tr.finish()
-        else:
-            tr.listen(device=_device(args.device))
-            sys.stderr.write("listening… press Ctrl-C to stop\n")
-            try:
-                while True:
-                    time.sleep(0.2)
-                    if args.no_vad and tr.uncommitted_ms >= 3000:
-                        tr.commit()
-            except KeyboardInterrupt:
-                sys.stderr.write("\nstopping…\n")
-            for stream in list(tr._streams):
-                stream.stop(2)
-            tr.finish(timeout=30)
-    return 0
+        meter = LevelMeter() if args.file else None
+        try:
+            if args.file:
+                _feed_file(tr, args.file, args, sink, meter)
+                if not sink.stop.is_set():
+                    _finish(tr, sink)
+            else:
+                _listen(tr, args, sink)
+        except NotConnectedError as exc:
+            if backoff.gave_up:
+                raise RealtimeSyncError(
+                    f"gave up: the server has been unreachable for {args.reconnect_timeout:g} s "
+                    f"(--reconnect-timeout)") from None
+            raise RealtimeSyncError(str(exc)) from None
+    if sink.error:
+        sys.stderr.write(f"realtime-sync: error: {sink.error}\n")
+        return 1
+    if sink.pipe_closed:
+        return 0
+    return file_outcome(sink.segments, meter, args.file, sys.stderr)
 
 
 def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
@@ -290,9 +341,10 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
+    language = _language(args.language)
     captions = None
-    if args.format != "text" or args.output:
-        captions = args.format
+    if args.output or (args.format and args.format != "text"):
+        captions = args.format or "text"
     failed = []
 
     def on_result(result: Any) -> None:
@@ -312,22 +364,78 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
         transcribe_files(
             files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
             on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
-            language=args.language, prompt=args.prompt,
+            language=language, prompt=args.prompt,
             turn_detection=None if args.no_vad else "auto", **options)
     if failed:
         sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
     return 1 if failed else 0
 
 
-def _feed_file(tr: Any, path: str, realtime: bool) -> None:
+def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: Any) -> None:
+    """Feed the file (paced with --realtime); --no-vad commits every --commit-every seconds at
+    a quiet moment. Stops early when the output failed (sink.stop)."""
+    from ._cli_support import QuietCutter
+    from ._progress import progress_bar
     from .audio import FileSource
 
-    with FileSource(path, realtime=realtime) as source:
-        while True:
+    with FileSource(path, realtime=args.realtime) as source:
+        sink.progress = progress_bar(source.duration * 1000)
+        cutter = QuietCutter(args.commit_every) if args.no_vad else None
+        while not sink.stop.is_set():
             chunk = source.read(2400)
+            pieces = [chunk] if cutter is None else (cutter.feed(chunk) if chunk
+                                                     else cutter.flush())
+            for piece in pieces:
+                if piece is None:
+                    tr.commit()
+                elif piece:
+                    meter.feed(piece)
+                    tr.feed(piece)
             if not chunk:
                 return
-            tr.feed(chunk)
+            _check_connection(tr)
+
+
+def _finish(tr: Any, sink: Any) -> None:
+    """Wait for every turn; stops early (abandoning them) when the output failed."""
+    from .errors import TimeoutError as RsTimeout
+
+    while True:
+        try:
+            tr.finish(timeout=0.5)
+        except RsTimeout:
+            if sink.stop.is_set():
+                return
+            _check_connection(tr)
+            continue
+        if sink.progress is not None:
+            sink.progress.done()
+        return
+
+
+def _check_connection(tr: Any) -> None:
+    from .errors import NotConnectedError
+
+    if tr.client.state in ("disconnected", "closed"):
+        raise NotConnectedError("the connection ended")
+
+
+def _listen(tr: Any, args: argparse.Namespace, sink: Any) -> None:
+    tr.listen(device=_device(args.device))
+    sys.stderr.write("listening… press Ctrl-C to stop\n")
+    try:
+        while not sink.stop.is_set():
+            time.sleep(0.2)
+            _check_connection(tr)
+            if args.no_vad and tr.uncommitted_ms >= args.commit_every * 1000:
+                tr.commit()
+    except KeyboardInterrupt:
+        sys.stderr.write("\nstopping…\n")
+    if sink.stop.is_set():
+        return
+    for stream in list(tr._streams):
+        stream.stop(2)
+    tr.finish(timeout=30)
 
 
 def _device(value: Optional[str]) -> Any:
@@ -379,14 +487,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover - module missing in a broken install
         raise RealtimeSyncError(f"voice chat is not available: {exc}") from exc
     with contextlib.ExitStack() as stack:
-        options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        if args.local and args.url:
+            raise UsageError("give --local or --url, not both")
+        if args.local:  # --model names the chat model: the engine uses its default
+            srv = stack.enter_context(_local_server(None))
+            options = {"url": srv.url, "api_key": "sk-local"}
+        else:
+            options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
         return int(run_chat(args, **options) or 0)
 
 
 def _chat_endpoint(args: argparse.Namespace) -> dict:
     if not os.environ.get("OPENAI_API_KEY"):
-        raise UsageError("no OPENAI_API_KEY set: voice chat needs a model (export the key, or "
-                         "pass --url of a compatible server)")
+        raise UsageError("no OPENAI_API_KEY set: voice chat needs a model (export the key, "
+                         "pass --url of a compatible server, or add --local to try it offline)")
     return {}
 
 
@@ -409,6 +523,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     debug = getattr(args, "debug", False)
+    if debug:  # ALSA/JACK library noise on stderr is shown only with --debug
+        os.environ.setdefault("REALTIME_SYNC_AUDIO_DEBUG", "1")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -430,6 +546,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return 0
+    except ImportError as exc:  # an optional package is missing: name the extra
+        if debug:
+            raise
+        from ._extras import MissingDependencyError, missing_message
+
+        message = str(exc) if isinstance(exc, MissingDependencyError) else \
+            missing_message(exc.name, f"realtime-sync {args.command}")
+        sys.stderr.write(f"realtime-sync: error: {message}\n")
+        return 1
     except (RealtimeSyncError, OSError, ValueError, TypeError) as exc:
         if debug:
             raise

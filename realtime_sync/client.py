@@ -79,6 +79,10 @@ their code."""
 
 
 def _http_reason(status: int, retry_after: Optional[float]) -> str:
+    if status < 400 or status in (400, 404, 405):
+        # a web page, a redirect, a wrong path: not a Realtime server (one line, no headers)
+        return (f"the server answered HTTP {status}, not a WebSocket upgrade: "
+                "is the URL right?")
     text = f"the server answered the upgrade with HTTP {status}"
     if retry_after is not None:
         text += f" (Retry-After {retry_after:.0f} s)"

@@ -1110,24 +1110,11 @@ class Transcriber:
             fn(segment)
 
 
-def _progress_bar(total_bytes: int, progress: Optional[bool]) -> Any:
-    if progress is False:
-        return None
-    if progress is None and not (sys.stderr.isatty() and total_bytes > 30 * 1000 * BYTES_PER_MS):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=round(total_bytes / (BYTES_PER_MS * 1000), 1), unit="s", desc="audio",
-                leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio")
-
-
 def transcribe_file(
     path: Union[str, os.PathLike],
     *,
     realtime: bool = False,
-    progress: Any = None,
+    progress: Optional[bool] = None,
     timeout: Optional[float] = None,
     chunk_ms: int = 100,
     **options: Any,
@@ -1143,34 +1130,42 @@ def transcribe_file(
         path: a WAV file (any rate, 8–32 bit, mono or stereo), or any audio or video file
             PyAV decodes (MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv, ...; the ``audio`` extra).
         realtime: pace the audio in real time.
-        progress: a tqdm progress bar; None shows one on a terminal for files over 30 s; or
-            a bar of your own (anything with ``update(seconds)``; not closed here).
+        progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
         timeout: give up (``TimeoutError``) after this many seconds in all.
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
+    from ._progress import progress_bar
     from .audio import FileSource
 
     deadline = None if timeout is None else time.monotonic() + timeout
     source = FileSource(str(path), realtime=realtime)
     frames = 24 * chunk_ms
-    bar = None
+    # the bar shows audio transcribed (the end of each completed turn), in whole ms
+    bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)
+    user_final = options.pop("on_final", None)
+
+    def on_final(segment: Segment) -> None:
+        if bar is not None:
+            bar.to_ms(segment.end_ms)
+        if user_final is not None:
+            user_final(segment)
+
     try:
-        with Transcriber(**options) as tr:
-            total = int(float(getattr(source, "duration", 0.0) or 0.0) * 1000) * BYTES_PER_MS
-            bar = progress if hasattr(progress, "update") else _progress_bar(total, progress)
+        with Transcriber(on_final=on_final, **options) as tr:
             while True:
                 chunk = source.read(frames)
                 if not chunk:
                     break
                 tr.feed(chunk)
-                if bar is not None:
-                    bar.update(round(len(chunk) / (BYTES_PER_MS * 1000), 3))
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
             remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-            return tr.finish(timeout=remaining)
+            transcript = tr.finish(timeout=remaining)
+            if bar is not None:
+                bar.done()
+            return transcript
     finally:
-        if bar is not None and bar is not progress:
+        if bar is not None:
             bar.close()
         source.close()

@@ -69,15 +69,23 @@ class HalfDuplexGate:
 
 
 class _Printer:
-    """Console output of a chat (runs in handlers on the dispatcher thread)."""
+    """Console output of a chat (runs in handlers on the dispatcher thread).
 
-    def __init__(self, out: TextIO) -> None:
+    What the user said is printed before the reply to it: the transcription of a user turn
+    often completes after the model has started answering, so the reply's text is held back
+    while a committed user turn still waits for its transcript (at most ``hold_s``).
+    """
+
+    def __init__(self, out: TextIO, hold_s: float = 5.0) -> None:
         self.out = out
         self.open_item: Optional[str] = None
+        self.hold_s = hold_s
+        self._waiting: Dict[str, float] = {}  # user item id -> when it was committed
+        self._held: list = []  # assistant output held back until the user line is printed
 
     def _end_line(self) -> None:
         if self.open_item is not None:
-            self.out.write("\n")
+            self._emit("\n")
             self.open_item = None
 
     def write(self, text: str) -> None:
@@ -87,34 +95,72 @@ class _Printer:
         except (OSError, ValueError):  # closed console
             pass
 
+    def _emit(self, text: str) -> None:
+        """Assistant output: held while a user transcript is awaited, else written."""
+        self._expire()
+        if self._waiting:
+            self._held.append(text)
+        else:
+            self.write(text)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for item_id, since in list(self._waiting.items()):
+            if now - since > self.hold_s:
+                del self._waiting[item_id]
+        if not self._waiting:
+            self.release()
+
+    def release(self) -> None:
+        """Write what was held back (also when the chat stops)."""
+        held, self._held = "".join(self._held), []
+        if held:
+            self.write(held)
+
+    def committed(self, event: Any) -> None:
+        item_id = event.get("item_id")
+        if isinstance(item_id, str) and self.hold_s > 0:
+            self._waiting[item_id] = time.monotonic()
+
     def user(self, event: Any) -> None:
         said = str(event.get("transcript") or "").strip()
+        self._waiting.pop(str(event.get("item_id")), None)
         if said:
-            self._end_line()
-            self.write(f"you: {said}\n")
+            if self._held:  # the reply started first: the user line goes before it
+                self.write(f"you: {said}\n")
+            else:
+                self._end_line()
+                self.write(f"you: {said}\n")
+        if not self._waiting:
+            self.release()
+
+    def user_failed(self, event: Any) -> None:
+        self._waiting.pop(str(event.get("item_id")), None)
+        if not self._waiting:
+            self.release()
 
     def assistant_delta(self, event: Any) -> None:
         item_id = str(event.get("item_id") or "")
         if self.open_item != item_id:
             self._end_line()
-            self.write("assistant: ")
+            self._emit("assistant: ")
             self.open_item = item_id
-        self.write(str(event.get("delta") or ""))
+        self._emit(str(event.get("delta") or ""))
 
     def assistant_done(self, event: Any) -> None:
         if self.open_item is not None:
-            self.write("\n")
+            self._emit("\n")
             self.open_item = None
 
     def interrupted(self, event: Any) -> None:
         if self.open_item is not None:
-            self.write(" [interrupted]\n")
+            self._emit(" [interrupted]\n")
             self.open_item = None
 
     def tool(self, event: Any) -> None:
         self._end_line()
         result = event.get("error") or event.get("output") or ""
-        self.write(f"[tool {event.get('name')}({event.get('arguments')}) -> {result}]\n")
+        self._emit(f"[tool {event.get('name')}({event.get('arguments')}) -> {result}]\n")
 
     def error(self, event: Any) -> None:
         err = event.get("error") or {}
@@ -169,8 +215,14 @@ class VoiceChat:
 
         printer = self._printer
         if printer is not None:
+            config = getattr(self.client, "session_config", None) or {}
+            transcribed = (config.get("audio", {}).get("input", {}).get("transcription")
+                           if isinstance(config, dict) else None)
+            printer.hold_s = 5.0 if transcribed else 0.0  # no transcripts: nothing to await
             self._handlers = {
+                "input_audio_buffer.committed": printer.committed,
                 "conversation.item.input_audio_transcription.completed": printer.user,
+                "conversation.item.input_audio_transcription.failed": printer.user_failed,
                 "response.output_audio_transcript.delta": printer.assistant_delta,
                 "response.output_audio_transcript.done": printer.assistant_done,
                 "response.output_text.delta": printer.assistant_delta,
@@ -202,6 +254,8 @@ class VoiceChat:
         for type_, handler in self._handlers.items():
             self.client.off(type_, handler)
         self._handlers = {}
+        if self._printer is not None:
+            self._printer.release()
         if self.stream is not None:
             ok = self.stream.stop(timeout) and ok
         ok = self.speaker.stop(timeout) and ok

@@ -82,3 +82,31 @@ def test_cues_never_overlap_even_when_vad_padding_reaches_back():
               Segment("b", "two", start_ms=788, end_ms=3776)]  # prefix padding overlaps
     text = render(padded, "srt")
     assert "00:00:00,992 --> 00:00:03,776" in text
+
+
+def test_long_turns_become_several_cues_of_two_lines_of_42_characters_at_most():
+    long = ("So the first thing we need to talk about today is the quarterly budget which as "
+            "everyone knows is overspent by a considerable margin in the department of "
+            "extraordinarily-long-hyphenated-compound-words-that-never-end and more")
+    for fmt in ("srt", "vtt"):
+        text = render([Segment("a", long, start_ms=1000, end_ms=13000, final=True)], fmt)
+        blocks = [b.splitlines() for b in text.strip().split("\n\n") if " --> " in b]
+        assert len(blocks) >= 3
+        cue_lines = [line for b in blocks for line in b[2:]]
+        assert all(len(b[2:]) <= 2 for b in blocks)
+        # never inside a word: the words of the cues are the words of the turn
+        assert " ".join(cue_lines).split() == long.split()
+        assert all(len(line) <= 42 for line in cue_lines
+                   if " " in line)  # a single word longer than a line gets a line of its own
+        starts = [b[1].split(" --> ") for b in blocks]
+        assert starts[0][0].endswith("01,000" if fmt == "srt" else "01.000")
+        assert starts[-1][1].endswith("13,000" if fmt == "srt" else "13.000")
+        assert all(a[1] == b[0] for a, b in zip(starts, starts[1:]))  # back to back
+
+
+def test_turns_without_words_get_no_cue_and_no_jsonl_line():
+    segs = [Segment("a", "Hello.", final=True), Segment("b", "", final=True),
+            Segment("c", " ... ", final=True), Segment("d", "World", final=True)]
+    assert render(segs, "srt").count(" --> ") == 2
+    assert [json.loads(x)["text"] for x in render(segs, "jsonl").splitlines()] == \
+        ["Hello.", "World"]

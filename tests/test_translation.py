@@ -465,3 +465,37 @@ def test_offline_engine_refuses_targets_other_than_english_naming_what_works():
                            match="English only.*'en'.*gpt-realtime-translate"):
             tr.start()
         tr.close()
+
+
+@pytest.mark.local_engine
+@pytest.mark.timeout(300)
+def test_offline_translates_real_spanish_speech_into_english(tmp_path):
+    """Real human Spanish (two telephone prompts, tests/data/translation) through the local
+    server's Whisper translate task: English text, Spanish source text, cues in order."""
+    from realtime_sync.server import local_translator
+
+    try:
+        engine = local_translator(None, "en")
+    except rs.ConfigurationError as exc:
+        pytest.skip(f"no multilingual offline model in this install: {exc}")
+    import wave
+
+    data = Path(__file__).parent / "data" / "translation"
+    clip = tmp_path / "es.wav"
+    with wave.open(str(clip), "wb") as out:
+        for i, name in enumerate(("es_conf-getpin.wav", "es_vm-intro.wav")):
+            with wave.open(str(data / name), "rb") as w:
+                if i == 0:
+                    out.setparams(w.getparams())
+                out.writeframes(w.readframes(w.getnframes()))
+                out.writeframes(bytes(2 * w.getframerate()))  # a second of silence
+    with RealtimeServer(translator=engine) as srv:
+        result = rs.translate_file(clip, to="en", url=srv.url, api_key="sk-local",
+                                   source_transcript=True, timeout=240)
+    text = result.text.lower()
+    assert "conference" in text and "message" in text and "tone" in text, result.text
+    source = result.source_text.lower()
+    assert "conferencia" in source and "mensaje" in source, result.source_text
+    starts = [c.start_ms for c in result.cues]
+    assert len(starts) >= 2 and starts == sorted(starts)
+    assert starts[0] >= 1000  # sent when the first phrase ends, not before it

@@ -10,6 +10,14 @@ alone never imports it.
 
 from __future__ import annotations
 
+try:
+    import websockets  # noqa: F401
+except ImportError:  # one line naming the extra, not a traceback deep in the server
+    from .._extras import MissingDependencyError
+
+    raise MissingDependencyError(
+        "websockets", "the local server (realtime_sync.server, --local, serve)") from None
+
 from ._config import SessionError, apply_update, default_session
 from ._engine import SileroVad, WhisperRecognizer, local_engine
 from ._recognizer import (

@@ -356,6 +356,11 @@ class SileroVad:
         self._speaking = False
         self._silence_start_ms: Optional[int] = None
 
+    def close(self) -> None:
+        """Release the soxr resampler now (the session calls this when it ends), so no native
+        object is left for interpreter exit. Idempotent; later ``feed`` calls find nothing."""
+        self._resampler = None
+
     @property
     def speaking(self) -> bool:
         """True between a ``speech_started`` and the next ``speech_stopped``."""
@@ -375,6 +380,8 @@ class SileroVad:
             return []
         samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
         self._fed_samples += samples.size
+        if self._resampler is None:  # closed
+            return []
         resampled = self._resampler.resample_chunk(samples)
         buf = np.concatenate([self._pending, resampled]) if self._pending.size else resampled
         n_frames = buf.size // _FRAME

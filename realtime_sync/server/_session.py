@@ -106,6 +106,16 @@ class _Active:
         self.reason = "client_cancelled"
 
 
+
+def _close_vad(vad: Any) -> None:
+    """Release a VAD's native resources (e.g. SileroVad's soxr resampler), when it has any."""
+    close = getattr(vad, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing must not break the session's shutdown
+            log.exception("closing the VAD failed")
+
 class Session:
     """The state of one socket: session config, input buffer, items, VAD, responses."""
 
@@ -170,6 +180,8 @@ class Session:
             self._closed = True
             if self._active is not None:
                 self._active.cancelled.set()
+            vad, self._vad = self._vad, None
+        _close_vad(vad)  # its soxr resampler goes now, not at interpreter exit
         deadline = time.monotonic() + timeout
         self._responses.close(timeout / 2)
         self._asr.close(max(deadline - time.monotonic(), 0.1))
@@ -233,7 +245,9 @@ class Session:
         return self.config.get("audio", {}).get("input", {})  # type: ignore[no-any-return]
 
     def _reset_vad(self) -> None:
+        old = self._vad
         self._vad = self.options.vad_factory(self._input().get("turn_detection"))
+        _close_vad(old)
         self._vad_offset_ms = self._total_bytes // BYTES_PER_MS
 
     # ---- input audio buffer -------------------------------------------------------------
