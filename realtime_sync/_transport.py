@@ -366,11 +366,16 @@ class _ReadLoop:
         sel.register(t._wake_r, selectors.EVENT_READ)
         pending = getattr(sock, "pending", None)
         rx = t._rx
+        burst = 0
         try:
             while app.keep_running:
                 if rx is not None and rx.pending():
-                    # a burst: parse what is buffered; ticks run when the buffer drains
+                    # a burst: parse what is buffered; ticks run when the buffer drains, and
+                    # every 64 frames of an endless stream (close() and stall checks)
                     if not read_callback():
+                        return
+                    burst += 1
+                    if burst & 63 == 0 and self._teardown_due(time.monotonic(), read_callback):
                         return
                     continue
                 now = time.monotonic()
@@ -390,14 +395,23 @@ class _ReadLoop:
                     t._readable = False
                     if not alive:
                         return
-                reason = t._tick(time.monotonic())
-                if reason is not None:
-                    t._note(reason=reason)
-                    app.keep_running = False
-                    read_callback()  # runs websocket-client's teardown
+                if self._teardown_due(time.monotonic(), read_callback):
                     return
         finally:
             sel.close()
+
+    def _teardown_due(self, now: float, read_callback: Callable[[], bool]) -> bool:
+        """Run the transport's tick; when it says so, tear the connection down (True)."""
+        t = self.t
+        reason = t._tick(now)
+        if reason is None:
+            return False
+        t._note(reason=reason)
+        app = t._app
+        if app is not None:
+            app.keep_running = False
+        read_callback()  # runs websocket-client's teardown
+        return True
 
 
 class Transport:

@@ -662,7 +662,7 @@ class RealtimeClient:
         error_ids: Optional[set],
     ) -> Event:
         router = self._router
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         waiter = Waiter(types, bool(error_ids), router.lock)
         with router.lock:
             for seq, ev in router.recent:
@@ -687,6 +687,9 @@ class RealtimeClient:
                         self._local.mark = seq
                         return ev
                 with router.lock:
+                    wait_until(waiter.cond, lambda: waiter.items or router.finished
+                               or self._state in (CLOSED, DISCONNECTED), deadline,
+                               check=router.raise_strict)
                     if waiter.items:
                         continue
                     if self._state in (CLOSED, DISCONNECTED) or router.finished:
@@ -694,10 +697,7 @@ class RealtimeClient:
                             f"stopped waiting for {'/'.join(types)}: "
                             + self._not_connected_message()
                         )
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
-                    waiter.cond.wait(min(0.25, remaining))
+                    raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
         finally:
             with router.lock:
                 try:

@@ -31,15 +31,13 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._host import ClientHost
+from ._wire import BYTES_PER_MS, METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError, ServerError, TimeoutError
 
 __all__ = ["Conversation", "Item", "Response", "Session", "send_text", "ask"]
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # PCM16 mono 24 kHz
-METADATA_KEY = "realtime_sync"
-"""``response.metadata`` key the library uses to recognise its own responses."""
 
 _TEXT_PARTS = {"text", "output_text", "input_text"}
 _AUDIO_PARTS = {"audio", "output_audio", "input_audio"}

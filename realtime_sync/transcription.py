@@ -32,7 +32,9 @@ from typing import (
 )
 
 from ._dispatch import Marshal
+from ._feed import FeedSink as _FeedSink
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
@@ -41,7 +43,6 @@ __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_ses
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 DEFAULT_MODEL = "gpt-4o-transcribe"
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
@@ -165,47 +166,6 @@ def build_session(
     if include_logprobs:
         session["include"] = [LOGPROBS_INCLUDE]
     return session
-
-
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a transcriber listens: audio goes to
-    :meth:`Transcriber.feed`, which keeps it until it is transcribed (so it is always
-    "connected": the transcriber does the buffering across reconnects)."""
-
-    def __init__(self, transcriber: Transcriber) -> None:
-        self._tr = transcriber
-        self.input_audio_buffer = self
-
-    connected = True
-
-    def append(self, pcm16: bytes) -> str:
-        self._tr.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
-        go to the transcriber's client, the stream is owned by the transcriber."""
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.emit(event)
-
-    def adopt(self, resource: Any) -> None:
-        self._tr._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._tr._streams.remove(resource)
-        except ValueError:
-            pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.count(name, n)
 
 
 class Transcriber:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 from . import models as _models
 from ._dispatch import Marshal
 from ._endpoint import translation_url
+from ._feed import FeedSink as _FeedSink
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, new_event_id
@@ -217,45 +218,6 @@ class _Cues:
         if cue is not None:
             self.text = self.text[:len(self.text) - len(cue.text)]
             self.pending = None
-
-
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a translator listens."""
-
-    def __init__(self, translator: Translator) -> None:
-        self._tr = translator
-        self.input_audio_buffer = self
-
-    connected = True
-
-    def append(self, pcm16: bytes) -> str:
-        self._tr.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
-        go to the translator's client, the stream is owned by the translator."""
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.emit(event)
-
-    def adopt(self, resource: Any) -> None:
-        self._tr._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._tr._streams.remove(resource)
-        except ValueError:
-            pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.count(name, n)
 
 
 class Translator:

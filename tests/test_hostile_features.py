@@ -279,3 +279,63 @@ def test_committed_without_an_item_id_is_reported_and_finish_still_ends():
         assert len(transcript.segments) == 1
         assert transcript.segments[0].error["code"] == "untracked_turn"
         assert len(errors) == 1 and "item_id" in errors[0]["message"]
+
+
+def test_carry_over_recreates_the_previous_sessions_messages_in_the_new_session():
+    def script(ws, n, server):
+        created(ws, f"sess_{n + 1}")
+        if n == 0:
+            for i, (role, kind, text) in enumerate([("user", "input_text", "My name is Ada."),
+                                                    ("assistant", "output_text", "Hi Ada!")]):
+                send(ws, {"type": "conversation.item.added", "event_id": f"i{i}",
+                          "previous_item_id": None if i == 0 else "item_0",
+                          "item": {"id": f"item_{i}", "type": "message", "role": role,
+                                   "status": "completed",
+                                   "content": [{"type": kind, "text": text}]}})
+            server.until(ws, "response.cancel")  # the test's signal: drop now
+            ws.close(1011, "internal")
+            return
+        server.absorb(ws)
+
+    with HostileServer(script) as srv:
+        client = make_client(srv)
+        conv = Conversation(client)
+        with client:
+            conv.wait_until(lambda c: len(c) == 2, 5)
+            client.response.cancel()
+            client.wait_for("client.reconnected", timeout=10)
+            assert client.flush(5)
+            assert conv.carry_over() == 2
+            srv.wait(lambda: [e["type"] for e in srv.received].count(
+                "conversation.item.create") == 2)
+        carried = [e["item"] for e in srv.received if e["type"] == "conversation.item.create"]
+        assert [(i["role"], i["content"][0]["type"], i["content"][0]["text"]) for i in carried] \
+            == [("user", "input_text", "My name is Ada."), ("assistant", "output_text", "Hi Ada!")]
+        assert [s.id for s in conv.sessions] == ["sess_1", "sess_2"]
+
+
+def test_ask_while_reconnecting_is_asked_in_the_new_session():
+    reconnecting = threading.Event()
+
+    def script(ws, n, server):
+        if n == 0:
+            created(ws, "sess_1")
+            server.until(ws, "response.cancel")  # the test's signal: drop now
+            ws.close(1011, "internal")
+            return
+        reconnecting.wait(10)  # hold the new session back until ask() has queued its events
+        time.sleep(0.1)
+        created(ws, "sess_2")
+        answer_ask(server, ws, 2, "Paris")
+        server.absorb(ws)
+
+    with HostileServer(script) as srv:
+        client = make_client(srv)
+        with client:
+            client.response.cancel()
+            deadline = time.monotonic() + 10
+            while client.state != "reconnecting" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            threading.Timer(0.05, reconnecting.set).start()
+            answer = client.ask("Capital of France?", timeout=10)
+        assert answer.text == "Paris"

@@ -43,7 +43,7 @@ def test_an_unexpected_drop_reconnects_and_replays_the_session(make_client, serv
     else:
         server.close(fault, "going away")
     client.wait_for("client.reconnected", timeout=10)
-    wait_until(lambda: len(got) >= 3)
+    assert client.flush(5)
     kinds = [e.type for e in got]
     assert kinds[:3] == ["client.disconnected", "client.reconnecting", "client.reconnected"]
     disconnected, reconnecting = got[0], got[1]
@@ -51,6 +51,9 @@ def test_an_unexpected_drop_reconnects_and_replays_the_session(make_client, serv
     assert disconnected.code == (None if fault == "drop" else fault)
     assert disconnected.reason
     assert reconnecting.attempt == 1 and reconnecting.delay >= 0
+    assert disconnected.cause == reconnecting.cause == (
+        "connection_lost" if fault == "drop" else "server_closed")
+    assert disconnected.generation == 1 and client.session_generation == 2
     # the remembered session config was sent again on the new connection
     wait_until(lambda: len(server.received_on(-1)) >= 1)
     replayed = [e for e in server.received_on(-1) if e["type"] == "session.update"]

