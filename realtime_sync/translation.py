@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？", "؟", "।")
 MAX_CUE_CHARS = 84
 CUE_GAP_MS = 2000
+MS_PER_CHAR = 50
+MAX_READING_MS = 3000
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…。！？؟।])(?=\s)")
 
 
 @dataclass
@@ -153,43 +157,49 @@ class _Cues:
         self.pending: Optional[Cue] = None
         self.last_ms = 0  # monotonic clock of this stream
         self.closed_ms = 0  # time up to which every cue is final
+        self.pending_ms = 0  # time of the pending cue's last delta
         self.text = ""  # everything, final or not
 
     def add(self, delta: str, ms: int) -> List[Cue]:
-        """Add a delta at ``ms``; returns the cues that changed (final ones first)."""
+        """Add a delta at ``ms``; returns the cues that changed, in order. A delta holding
+        several sentences (an engine that sends a phrase at once) makes several cues."""
         ms = max(ms, self.last_ms)
         self.last_ms = ms
         changed: List[Cue] = []
         cue = self.pending
-        if cue is not None and ms - (cue.end_ms - FRAME_MS) >= CUE_GAP_MS:
+        if cue is not None and ms - self.pending_ms >= CUE_GAP_MS:
             changed.append(self._close())
-            cue = None
+        for piece in _SENTENCE_SPLIT.split(delta):
+            if piece:
+                self._add_piece(piece, ms, changed)
+        return changed
+
+    def _add_piece(self, piece: str, ms: int, changed: List[Cue]) -> None:
+        self.text += piece
+        cue = self.pending
         if cue is None:
-            if not delta.strip():  # spacing between cues: the text keeps it, no cue starts
-                self.text += delta
-                return changed
+            if not piece.strip():  # spacing between cues: the text keeps it, no cue starts
+                return
             cue = self.pending = Cue(text="", start_ms=ms, end_ms=ms + FRAME_MS,
                                      source=self.source, index=len(self.done))
-        cue.text += delta.lstrip() if not cue.text else delta
-        self.text += delta
+        cue.text += piece.lstrip() if not cue.text else piece
         cue.end_ms = ms + FRAME_MS
-        body = cue.text.rstrip()
-        if body.rstrip("\"'”»)]").endswith(SENTENCE_ENDS) and body.strip():
+        self.pending_ms = ms
+        while len(cue.text.strip()) > MAX_CUE_CHARS:
+            cut = cue.text.rstrip().rfind(" ", 0, MAX_CUE_CHARS + 1)
+            if cut <= 0:
+                break
+            rest = cue.text[cut:]
+            cue.text = cue.text[:cut]
             changed.append(self._close())
-        elif len(cue.text.strip()) > MAX_CUE_CHARS:
-            cut = cue.text.rstrip().rfind(" ")
-            if cut > 0:
-                rest = cue.text[cut:]
-                cue.text = cue.text[:cut]
-                changed.append(self._close())
-                self.pending = Cue(text=rest, start_ms=ms, end_ms=ms + FRAME_MS,
-                                   source=self.source, index=len(self.done))
-                changed.append(self._snapshot(self.pending))
-            else:
-                changed.append(self._snapshot(cue))
+            cue = self.pending = Cue(text=rest.lstrip(), start_ms=ms, end_ms=ms + FRAME_MS,
+                                     source=self.source, index=len(self.done))
+            self.pending_ms = ms
+        body = cue.text.rstrip().rstrip("\"'”»)]")
+        if body.endswith(SENTENCE_ENDS):
+            changed.append(self._close())
         else:
             changed.append(self._snapshot(cue))
-        return changed
 
     @staticmethod
     def _snapshot(cue: Cue) -> Cue:
@@ -203,7 +213,10 @@ class _Cues:
         if not cue.text.strip():
             return self._snapshot(cue)
         self.done.append(cue)
-        self.closed_ms = max(self.closed_ms, cue.end_ms - FRAME_MS)
+        self.closed_ms = max(self.closed_ms, self.pending_ms)
+        # a cue whose text came at once stays readable: at least its reading time (bounded)
+        reading = min(MAX_READING_MS, MS_PER_CHAR * len(cue.text.strip()))
+        cue.end_ms = max(cue.end_ms, cue.start_ms + reading)
         return self._snapshot(cue)
 
     def flush(self) -> List[Cue]:
