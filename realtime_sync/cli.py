@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, TextIO
 
-from . import __version__
+from . import __version__, models
 from ._g711 import FORMATS
 from .errors import RealtimeSyncError
 from .models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "gpt-transcribe, gpt-realtime-whisper; with --local: the offline "
                         "model directory or faster-whisper name)")
     t.add_argument("--language", default=None,
-                   help="ISO-639-1 language code, e.g. en (default: detect; models that "
-                        "take one language: gpt-realtime-whisper, ...)")
+                   help="ISO-639-1 language code, e.g. en (default: detect); sent as "
+                        "--languages for models that only take a list (gpt-live-transcribe, "
+                        "gpt-transcribe)")
     t.add_argument("--languages", default=None, type=_csv,
                    help="possible languages, comma-separated, e.g. en,de (gpt-live-transcribe,"
                         " gpt-transcribe)")
@@ -499,6 +500,10 @@ def _transcription_options(args: argparse.Namespace, audio_format: str,
         if noise is None:
             raise UsageError("--noise-strength needs --noise-reduction near_field|far_field")
         noise = {"type": noise, "strength": args.noise_strength}
+    model = _transcription_model(args)
+    if language is not None and languages is None and not models.takes_option(model, "language") \
+            and models.takes_option(model, "languages"):
+        language, languages = None, [language]  # --language en means languages=["en"] here
     return dict(language=language, languages=languages, keywords=args.keywords,
                 prompt=args.prompt, delay=args.delay, noise_reduction=noise,
                 include_logprobs=args.logprobs, audio_format=audio_format)

@@ -282,7 +282,7 @@ def test_cli_reads_a_g711_file_and_takes_every_option(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,code,words", [
-    (["--model", "gpt-live-transcribe", "--language", "en"], 1, ["languages"]),
+    (["--model", "gpt-realtime-whisper", "--languages", "en"], 1, ["language="]),
     (["--input-format", "pcmu", "--mic"], 2, ["G.711 WAV"]),
     (["--noise-strength", "0.5"], 2, ["--noise-reduction"]),
 ])
@@ -428,3 +428,15 @@ def test_noise_strength_and_a_custom_voice_are_accepted_and_echoed():
             "output": {"voice": {"id": "v", "name": "x"}}}}})
         assert p.expect("error")["error"]["code"] == "unknown_parameter"
         p.close()
+
+
+def test_cli_language_becomes_languages_for_models_that_take_a_list(tmp_path):
+    path = tmp_path / "a.wav"
+    write_g711_wav(path, g711_tone(300, ulaw), 7)
+    with FakeRealtimeServer(api_key=None) as srv:
+        assert main(["transcribe", "--url", srv.url, "--no-vad", "--language", "de",
+                     str(path)]) == 0
+        update = [e for e in srv.received if e["type"] == "session.update"][0]
+    transcription = update["session"]["audio"]["input"]["transcription"]
+    assert transcription["model"] == "gpt-live-transcribe"
+    assert transcription["languages"] == ["de"] and "language" not in transcription
