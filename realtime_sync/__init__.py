@@ -50,6 +50,8 @@ __all__ = [
     "Transcript",
     "Segment",
     "transcribe_file",
+    "transcribe_files",
+    "FileResult",
     "Translator",
     "Translation",
     "Cue",
@@ -67,6 +69,8 @@ _LAZY = {
     "Transcript": ("transcription", "Transcript"),
     "Segment": ("transcription", "Segment"),
     "transcribe_file": ("transcription", "transcribe_file"),
+    "transcribe_files": ("batch", "transcribe_files"),
+    "FileResult": ("batch", "FileResult"),
     "Translator": ("translation", "Translator"),
     "Translation": ("translation", "Translation"),
     "Cue": ("translation", "Cue"),
@@ -75,7 +79,7 @@ _LAZY = {
     "Response": ("conversation", "Response"),
 }
 _SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
-               "models", "translation"}
+               "models", "translation", "batch"}
 
 
 def __getattr__(name: str) -> Any:

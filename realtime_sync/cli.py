@@ -2,6 +2,7 @@
 
     realtime-sync transcribe FILE|--mic [--device D] [--model M] [--language L] [--local]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
@@ -45,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("transcribe", help="transcribe an audio/video file or the microphone")
-    t.add_argument("file", nargs="?",
-                   help="an audio or video file: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
+    t.add_argument("file", nargs="*",
+                   help="audio or video files: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
+    t.add_argument("--jobs", "-j", type=_positive_int, default=None,
+                   help="with several files: how many to transcribe at once (default 2); "
+                        "--format srt|vtt|jsonl or --output DIR writes one caption file each")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
@@ -66,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default=None,
                    help="output format (default: from the -o file's extension, else text)")
     t.add_argument("--output", "-o", default=None,
-                   help="write captions to this file (.srt, .vtt, .jsonl or .txt)")
+                   help="write captions to this file (.srt, .vtt, .jsonl or .txt); with several "
+                        "files: a folder for one caption file each")
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
@@ -242,6 +247,20 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
 
 
 # -- commands -----------------------------------------------------------------------------
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def _transcription_model(args: argparse.Namespace) -> str:
+    return args.model if (args.model and not args.local) else "gpt-4o-transcribe"
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ._cli_support import (
         GiveUpAfter,
@@ -255,6 +274,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .errors import NotConnectedError
     from .transcription import Transcriber
 
+    files = list(args.file or [])
+    if len(files) > 1 or (files and args.jobs is not None):
+        return _transcribe_many(args, files)
+    args.file = files[0] if files else None
     if bool(args.file) == bool(args.mic):
         raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
@@ -278,7 +301,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                               output_name=args.output)
         stack.callback(sink.close)
 
-        model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
+        model = _transcription_model(args)
         tr = Transcriber(
             model=model, language=language, prompt=args.prompt,
             turn_detection=None if args.no_vad else "auto",
@@ -309,6 +332,43 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if sink.pipe_closed:
         return 0
     return file_outcome(sink.segments, meter, args.file, sys.stderr)
+
+
+def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
+    """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
+    input order, one line per failed file on stderr; exit code 1 when any failed."""
+    from .batch import transcribe_files
+
+    if args.mic:
+        raise UsageError("--mic transcribes the microphone alone; give files or --mic")
+    language = _language(args.language)
+    captions = None
+    if args.output or (args.format and args.format != "text"):
+        captions = args.format or "text"
+    failed = []
+
+    def on_result(result: Any) -> None:
+        if not result.ok:
+            failed.append(result.path)
+            message = str(result.error).splitlines()[0] if str(result.error) else \
+                type(result.error).__name__
+            sys.stderr.write(f"realtime-sync: {result.path}: error: {message}\n")
+        elif captions is not None:
+            print(f"{result.path} -> {result.output}", flush=True)
+        else:
+            print(f"==> {result.path} <==", flush=True)
+            print(result.transcript.text, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        options = _endpoint_options(args, stack)
+        transcribe_files(
+            files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
+            on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
+            language=language, prompt=args.prompt,
+            turn_detection=None if args.no_vad else "auto", **options)
+    if failed:
+        sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
+    return 1 if failed else 0
 
 
 def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: Any) -> None:

@@ -27,11 +27,12 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Tuple,
     Union,
 )
 
 from ._dispatch import Marshal
+from ._drops import DropLedger
+from ._feed import FeedSink as _FeedSink
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
@@ -167,47 +168,6 @@ def build_session(
     return session
 
 
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a transcriber listens: audio goes to
-    :meth:`Transcriber.feed`, which keeps it until it is transcribed (so it is always
-    "connected": the transcriber does the buffering across reconnects)."""
-
-    def __init__(self, transcriber: Transcriber) -> None:
-        self._tr = transcriber
-        self.input_audio_buffer = self
-
-    connected = True
-
-    def append(self, pcm16: bytes) -> str:
-        self._tr.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
-        go to the transcriber's client, the stream is owned by the transcriber."""
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.emit(event)
-
-    def adopt(self, resource: Any) -> None:
-        self._tr._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._tr._streams.remove(resource)
-        except ValueError:
-            pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.count(name, n)
-
-
 class Transcriber:
     """A live transcription session: feed audio (or listen to a microphone), get ordered text.
 
@@ -319,10 +279,8 @@ class Transcriber:
         self._last_commit_pos = 0
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
-        self._dropped_bytes = 0
-        self._drop_episode = 0  # bytes lost in the current episode (one warning per episode)
-        # ranges sent to the current session, then pushed out of the ring (lost if replayed)
-        self._unreplayable: List[Tuple[int, int]] = []
+        self._drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
+                                 self._report_drop)
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -423,7 +381,7 @@ class Transcriber:
         self._streams.clear()
         with self._lock:
             self._closed = True
-            self._end_drop_episode()
+            self._drops.end_episode()
             self._changed.notify_all()
         client = self._client
         return client.close(timeout) if client is not None else True
@@ -586,12 +544,7 @@ class Transcriber:
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
         first = self._generation < 0
-        needed = self._replay_start()
-        lost = sum(max(0, end - max(start, needed)) for start, end in self._unreplayable)
-        self._unreplayable.clear()
-        if lost and not first:
-            self._count_drop(lost)
-        self._end_drop_episode()
+        self._drops.new_session(self._replay_start(), first)
         self._generation = gen
         self._session_index += 1
         self._session_base = self._ring_start
@@ -630,57 +583,30 @@ class Transcriber:
     def _trim_ring(self) -> None:
         """Forget audio whose turns have all completed; bound the rest (lock held).
 
-        Beyond ``max_buffer_s`` the oldest audio leaves the ring. Audio the current session
-        has not had yet is lost at once and counted then; audio it has had is only out of
-        reach of a replay, and counted as lost if a new session ever needs it
-        (:meth:`_start_new_session`). Nothing is counted twice."""
+        Beyond ``max_buffer_s`` the oldest audio leaves the ring; :class:`DropLedger` counts
+        what is really lost (audio not sent yet, or later needed by a replay), once."""
         needed = self._replay_start()
         keep_from = max(needed, self._ring_start)  # what is gone is gone
         overflow = (self._total - keep_from) - self._max_buffer
-        lost = 0
+        end = keep_from
         if overflow > 0:
-            overflow += overflow % 2
-            end = keep_from + overflow
-            sent_end = min(end, max(self._sent, keep_from))
-            if sent_end > keep_from:  # sent to this session: lost only if replayed
-                self._unreplayable.append((keep_from, sent_end))
-            lost = end - sent_end
+            end = keep_from + overflow + overflow % 2
+        self._drops.pushed_out(keep_from, end, self._sent, needed)
+        if end > keep_from:
+            self._sent = max(self._sent, end)
             keep_from = end
-            self._sent = max(self._sent, keep_from)
-        # forget unreplayable ranges no replay can need any more (their turns completed)
-        while self._unreplayable and self._unreplayable[0][1] <= needed:
-            self._unreplayable.pop(0)
-        if len(self._unreplayable) > 64:  # contiguous in practice; merge to stay bounded
-            self._unreplayable[:] = [(self._unreplayable[0][0], self._unreplayable[-1][1])]
-        if lost > 0:
-            self._count_drop(lost)
-        else:
-            self._end_drop_episode()
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
-        while self._vad_turns and self._vad_turns[0][1] <= self._ring_start:
-            del self._vad_turns[0]
 
-    def _count_drop(self, nbytes: int) -> None:
-        """Account ``nbytes`` of audio that will never be transcribed (lock held): the
-        counter, ``stats()["audio_dropped"]`` and one ``client.audio_dropped`` event each
-        time; the warning is logged once per episode (:meth:`_end_drop_episode`)."""
-        self._dropped_bytes += nbytes
-        self._drop_episode += nbytes
+    def _report_drop(self, nbytes: int) -> None:
+        """Audio that will never be transcribed (lock held): ``stats()["audio_dropped"]``
+        and one ``client.audio_dropped`` event each time."""
         client = self._client
         if client is not None:
             client.host.count("audio_dropped", nbytes)
             client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
-                          "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
-
-    def _end_drop_episode(self) -> None:
-        """Log one warning for the audio lost since the episode began (lock held)."""
-        if self._drop_episode:
-            logger.warning(
-                "transcriber buffer full: dropped %d ms of untranscribed audio (max_buffer_s=%g)",
-                self._drop_episode // BYTES_PER_MS, self._max_buffer / BYTES_PER_MS / 1000)
-            self._drop_episode = 0
+                              "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
@@ -764,7 +690,7 @@ class Transcriber:
         was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
         the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
         events."""
-        return self._dropped_bytes // BYTES_PER_MS
+        return self._drops.total // BYTES_PER_MS
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
         """A blocking iterator of final segments in commit order, from the first one.
@@ -817,7 +743,7 @@ class Transcriber:
                 uncommitted = self._sent - self._last_commit_pos
                 if settled and uncommitted < MIN_COMMIT_BYTES \
                         and self._final_cursor == len(self._order):
-                    self._end_drop_episode()
+                    self._drops.end_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= MIN_COMMIT_BYTES:
                 if self._detector is not None:

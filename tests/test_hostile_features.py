@@ -312,3 +312,30 @@ def test_carry_over_recreates_the_previous_sessions_messages_in_the_new_session(
         assert [(i["role"], i["content"][0]["type"], i["content"][0]["text"]) for i in carried] \
             == [("user", "input_text", "My name is Ada."), ("assistant", "output_text", "Hi Ada!")]
         assert [s.id for s in conv.sessions] == ["sess_1", "sess_2"]
+
+
+def test_ask_while_reconnecting_is_asked_in_the_new_session():
+    reconnecting = threading.Event()
+
+    def script(ws, n, server):
+        if n == 0:
+            created(ws, "sess_1")
+            server.until(ws, "response.cancel")  # the test's signal: drop now
+            ws.close(1011, "internal")
+            return
+        reconnecting.wait(10)  # hold the new session back until ask() has queued its events
+        time.sleep(0.1)
+        created(ws, "sess_2")
+        answer_ask(server, ws, 2, "Paris")
+        server.absorb(ws)
+
+    with HostileServer(script) as srv:
+        client = make_client(srv)
+        with client:
+            client.response.cancel()
+            deadline = time.monotonic() + 10
+            while client.state != "reconnecting" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            threading.Timer(0.05, reconnecting.set).start()
+            answer = client.ask("Capital of France?", timeout=10)
+        assert answer.text == "Paris"
