@@ -1167,6 +1167,10 @@ class _Host:
         self._client._disown(resource)
 
     @property
+    def session_ended(self) -> bool:
+        return self._client._session_ended
+
+    @property
     def session_number(self) -> int:
         return self._client.session_generation
 

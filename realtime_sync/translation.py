@@ -713,7 +713,7 @@ class Translator:
         """True once the network thread has read ``session.closed`` (the dispatcher may not
         have handled it yet: the socket's close can overtake the event's handler)."""
         client = self._client
-        return bool(client is not None and getattr(client, "_session_ended", False))
+        return client is not None and client.host.session_ended
 
     def _result(self) -> Translation:
         return Translation(cues=list(self._text.done), source_cues=list(self._source.done),
