@@ -516,3 +516,22 @@ def test_a_phrase_sent_at_once_becomes_readable_cues_per_sentence():
     assert all(len(c.text) <= MAX_CUE_CHARS for c in parts)
     assert " ".join(c.text.strip() for c in parts) == long
     assert cues.text == "Please leave your message after the tone. When done, hang up. " + long
+
+
+def test_a_drop_while_finishing_resumes_and_closes_the_new_session(srv):
+    """The socket dies right after session.close (before session.closed): finish() replays the
+    untranslated audio into a new session and closes that one instead."""
+    def before(conn: Any, event: Dict[str, Any]) -> bool:
+        if conn.number == 1 and event.get("type") == "session.close":
+            conn.session.wait_idle()
+            conn.drop()
+            return True
+        return False
+
+    srv.before = before
+    with translator(srv, to="es") as tr:
+        tr.feed(tone(600) + silence(400) + tone(600))  # the second phrase is still open
+        result = tr.finish(timeout=15)
+    assert srv.connection_count == 2
+    assert result.text == "Hola mundo. Adiós amigos."
+    assert [c.start_ms for c in result.cues] == [0, 1000]

@@ -39,7 +39,7 @@ from ._vad import Vad, default_vad_factory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServerOptions", "Session", "expiry_message", "new_id"]
+__all__ = ["ServerOptions", "Session", "expiry_message", "new_id", "parse_frame"]
 
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 MAX_EVENT_BYTES = 15 * 1024 * 1024
@@ -57,6 +57,29 @@ _COUNTER = itertools.count(1)
 def new_id(prefix: str) -> str:
     """A fresh, unique id such as ``item_1a2b3c4d000017`` (any thread)."""
     return f"{prefix}_{_SALT}{next(_COUNTER):06d}"
+
+
+def parse_frame(data: Any, max_bytes: int,
+                error: Callable[[str, str], None]) -> Optional[Dict[str, Any]]:
+    """Decode one client frame into an event; answer a bad frame with ``error(code, message)``
+    and return None (read loop)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        error("invalid_event",
+              "Expected a text WebSocket message; binary frames are not supported.")
+        return None
+    if len(data) > max_bytes:
+        error("event_too_large",
+              f"The event is {len(data)} bytes; the maximum is {max_bytes} bytes.")
+        return None
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        error("invalid_json", f"The server could not parse the JSON event: {exc}")
+        return None
+    if not isinstance(event, dict):
+        error("invalid_json", "Expected a JSON object as the event.")
+        return None
+    return event
 
 
 def expiry_message(seconds: float) -> str:
@@ -190,24 +213,7 @@ class Session:
 
     def parse(self, data: Any) -> Optional[Dict[str, Any]]:
         """Decode one frame; answer bad frames with an ``error`` and return None."""
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            self.error("invalid_event",
-                       "Expected a text WebSocket message; binary frames are not supported.")
-            return None
-        if len(data) > self.options.max_event_bytes:
-            self.error("event_too_large",
-                       f"The event is {len(data)} bytes; the maximum is "
-                       f"{self.options.max_event_bytes} bytes.")
-            return None
-        try:
-            event = json.loads(data)
-        except ValueError as exc:
-            self.error("invalid_json", f"The server could not parse the JSON event: {exc}")
-            return None
-        if not isinstance(event, dict):
-            self.error("invalid_json", "Expected a JSON object as the event.")
-            return None
-        return event
+        return parse_frame(data, self.options.max_event_bytes, self.error)
 
     def dispatch(self, event: Dict[str, Any]) -> None:
         """Handle one client event (read loop)."""
