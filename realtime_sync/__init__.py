@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backoff import Backoff
+from ._transport import CloseCause
 from .client import RealtimeClient
 from .errors import (
     AudioError,
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     "RealtimeClient",
     "Backoff",
+    "CloseCause",
     "Event",
     "RealtimeSyncError",
     "ConnectError",
