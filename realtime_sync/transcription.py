@@ -397,7 +397,9 @@ class Transcriber:
         """Feed PCM16 mono 24 kHz audio. Any thread; never blocks on the network for long.
 
         The audio is kept until transcribed: while disconnected it waits, and is sent (replayed)
-        once the session is back.
+        once the session is back. Under ``client_vad`` the VAD runs here, in the calling thread
+        (the audio thread with :meth:`listen`; about 25 ms of CPU per second of audio), one
+        feeder at a time; it commits each utterance at its end.
 
         Raises:
             TypeError, ValueError: not PCM16 bytes.
