@@ -503,7 +503,8 @@ def _transcription_options(args: argparse.Namespace, audio_format: str,
     model = _transcription_model(args)
     if language is not None and languages is None and not models.takes_option(model, "language") \
             and models.takes_option(model, "languages"):
-        language, languages = None, [language]  # --language en means languages=["en"] here
+        languages = [language]  # --language en means languages=["en"] here
+        language = None
     return dict(language=language, languages=languages, keywords=args.keywords,
                 prompt=args.prompt, delay=args.delay, noise_reduction=noise,
                 include_logprobs=args.logprobs, audio_format=audio_format)
