@@ -132,8 +132,9 @@ class RealtimeClient:
         url: WebSocket URL (default ``wss://api.openai.com/v1/realtime``).
         api_key: key or ephemeral secret (``ek_...``), or a callable returning one (evaluated on
             every connection attempt); defaults to ``$OPENAI_API_KEY``.
-        model: conversation model, sent as ``?model=`` (default ``gpt-realtime`` when neither
-            ``model`` nor ``intent`` is given).
+        model: conversation model, sent as ``?model=`` (default ``gpt-realtime-2.1`` when
+            neither ``model`` nor ``intent`` is given; see :mod:`realtime_sync.models`). A model
+            with an announced shutdown logs one warning per process naming the replacement.
         intent: ``"transcription"`` for a transcription session (no model in the URL).
         session: a session config sent as ``session.update`` once connected, remembered and
             re-sent after every reconnect.
