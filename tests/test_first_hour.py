@@ -270,7 +270,8 @@ def test_an_unknown_language_is_refused_with_a_hint(tmp_path, value, hint):
 def test_language_codes_are_normalised(tmp_path):
     wav = write_wav(tmp_path / "a.wav", 1.0)
     with FakeRealtimeServer(api_key=None) as srv:
-        out = cli("transcribe", "--url", srv.url, "--no-vad", "--language", "EN", str(wav))
+        out = cli("transcribe", "--url", srv.url, "--no-vad", "--model", "gpt-realtime-whisper",
+                  "--language", "EN", str(wav))
         update = next(e for e in srv.received if e.get("type") == "session.update")
     assert out.returncode == 0, out.stderr
     assert update["session"]["audio"]["input"]["transcription"]["language"] == "en"

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import models
 from ._audio import BYTES_PER_MS, to_pcm24k
 from ._config import LOGPROBS_INCLUDE, SessionError, apply_update, default_session
 from ._jobs import WorkerPool
@@ -256,6 +257,8 @@ class Session:
         self._vad = self.options.vad_factory(self._input().get("turn_detection"))
         _close_vad(old)
         self._vad_offset_ms = self._total_bytes // BYTES_PER_MS
+        self._speaking = False
+        self._idle_since_ms = self._vad_offset_ms
 
     # ---- input audio buffer -------------------------------------------------------------
 
@@ -283,7 +286,27 @@ class Session:
                         self._speech_started(ms)
                     elif kind == "speech_stopped":
                         self._speech_stopped(ms)
+                self._maybe_idle_timeout()
             self._maybe_partial()
+
+    def _maybe_idle_timeout(self) -> None:
+        """``turn_detection.idle_timeout_ms`` of audio without speech (on the audio clock):
+        ``input_audio_buffer.timeout_triggered``, the buffer is committed and, in a
+        conversation, a response starts (lock held)."""
+        idle = (self._input().get("turn_detection") or {}).get("idle_timeout_ms")
+        now_ms = self._total_bytes // BYTES_PER_MS
+        if not idle or self._speaking or now_ms - self._idle_since_ms < idle:
+            return
+        item_id = self._item_id()
+        self.emit({"type": "input_audio_buffer.timeout_triggered",
+                   "audio_start_ms": self._idle_since_ms, "audio_end_ms": now_ms,
+                   "item_id": item_id})
+        self._idle_since_ms = now_ms
+        audio = bytes(self._buffer)
+        self._drop_buffer()
+        self._commit_item(audio)
+        if self.kind == "realtime":
+            self._start_response({}, None)
 
     def _item_id(self) -> str:
         if self._pending_id is None:
@@ -291,6 +314,7 @@ class Session:
         return self._pending_id
 
     def _speech_started(self, ms: int) -> None:
+        self._speaking = True
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": ms,
                    "item_id": self._item_id()})
         td = self._input().get("turn_detection") or {}
@@ -299,6 +323,8 @@ class Session:
             self._active.cancelled.set()
 
     def _speech_stopped(self, ms: int) -> None:
+        self._speaking = False
+        self._idle_since_ms = ms
         item_id = self._item_id()
         self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": ms,
                    "item_id": item_id})
@@ -373,7 +399,7 @@ class Session:
         """Schedule a streaming hypothesis of the item being spoken (lock held)."""
         rec = self.options.recognizer
         tr = self._input().get("transcription")
-        if not tr or not getattr(rec, "streaming", False) or not self._buffer:
+        if not tr or not self._buffer or not _streams_partials(rec, tr.get("model")):
             return
         item_id = self._item_id()
         stream = self._streams.setdefault(item_id, _Stream())
@@ -469,9 +495,10 @@ class Session:
                     event: Dict[str, Any] = {
                         "type": "conversation.item.input_audio_transcription.completed",
                         "item_id": item_id, "content_index": 0, "transcript": text,
-                        "usage": {"type": "duration",
-                                  "seconds": int(math.ceil(len(audio) / (1000 * BYTES_PER_MS)))},
+                        "usage": _usage(tr.get("model"), audio, text),
                     }
+                    if models.reports_languages(tr.get("model")):
+                        event["languages"] = [{"code": _detected_language(tr)}]
                     if logprobs:
                         event["logprobs"] = _fake_logprobs(text)
                     if languages:
@@ -747,6 +774,35 @@ class Session:
                 return
             active.reason = "client_cancelled"
             active.cancelled.set()
+
+
+def _streams_partials(rec: Any, model: Any) -> bool:
+    """Does the recogniser send deltas before the commit for ``model``? A recogniser's
+    ``streaming`` of True/False decides; None (the scripted one's default) follows the
+    model catalogue (``gpt-live-transcribe``, ``gpt-realtime-whisper`` stream)."""
+    streaming = getattr(rec, "streaming", False)
+    if streaming is None:
+        return models.streams_before_commit(model) and hasattr(rec, "partial")
+    return bool(streaming)
+
+
+def _usage(model: Any, audio: bytes, text: str) -> Dict[str, Any]:
+    """``completed.usage``: tokens for the gpt-4o transcription family, else duration."""
+    ms = len(audio) // BYTES_PER_MS
+    if models.usage_type(model) == "tokens":
+        audio_tokens = max(1, math.ceil(ms / 100))  # ~10 audio tokens per second
+        out_tokens = max(1, math.ceil(len(text) / 4)) if text else 0
+        return {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": out_tokens,
+                "total_tokens": audio_tokens + out_tokens,
+                "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens}}
+    # billed in whole seconds, at least one (PROTOCOL.md 5.5: silence bills >= 1 s)
+    return {"type": "duration", "seconds": max(1, int(math.ceil(ms / 1000)))}
+
+
+def _detected_language(tr: Dict[str, Any]) -> str:
+    """What the local server "detects": the first configured language, else English."""
+    langs = tr.get("languages") or ([tr["language"]] if tr.get("language") else ["en"])
+    return str(langs[0])
 
 
 def _fake_logprobs(text: str) -> List[Dict[str, Any]]:
