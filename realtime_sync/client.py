@@ -244,9 +244,6 @@ class RealtimeClient:
         self._session_id: Optional[str] = None
         self._initial_update_id: Optional[str] = None
         self._session_created_seq = 0
-        # control events waiting for the next session: (type, event_id, data)
-        self._pending_sends: Deque[Tuple[str, str, Union[str, bytes]]] = deque()
-        self._pending_limit = 1000
         self._resources: List[Any] = []
         self._local = threading.local()
         self._counter_lock = threading.Lock()
@@ -388,7 +385,10 @@ class RealtimeClient:
                 wait_until(self._state_changed, lambda: self._state != CONNECTING, deadline)
                 if self._state == CONNECTING:
                     raise TimeoutError(f"no session.created from {self.url} within {timeout} s")
-                if self._state != CONNECTED:
+                # a session was created and already dropped: the client is reconnecting, as
+                # it would be had connect() returned a moment earlier
+                if self._state != CONNECTED and not (
+                        self._state == RECONNECTING and self._sessions_created > 0):
                     if self._connect_error is not None:
                         raise self._connect_error
                     if self._state == CLOSED:
@@ -439,7 +439,8 @@ class RealtimeClient:
             self._state = CLOSED
             self._state_changed.notify_all()
             resources, self._resources = self._resources, []
-            pending, self._pending_sends = len(self._pending_sends), deque()
+            transport_ = self._transport
+            pending = transport_.send_queue.discard() if transport_ is not None else 0
         if pending:
             logger.warning("close(): %d queued events were never sent (not connected)", pending)
         deadline = time.monotonic() + max(0.0, timeout)
@@ -568,13 +569,9 @@ class RealtimeClient:
                     if time.monotonic() < give_up:
                         continue
                     raise NotConnectedError("the connection is not usable; nothing was sent")
-                if queue_ok and self._backoff is not None and state == RECONNECTING:
-                    if len(self._pending_sends) >= self._pending_limit:
-                        raise NotConnectedError(
-                            f"reconnecting, and {self._pending_limit} events already wait to"
-                            f" be sent; {type_} was not sent"
-                        )
-                    self._pending_sends.append((type_, event_id, data))
+                if (queue_ok and self._backoff is not None and state == RECONNECTING
+                        and transport is not None):
+                    transport.send_queue.park(type_, event_id, data)
                     return
             raise NotConnectedError(self._not_connected_message())
 
@@ -829,7 +826,7 @@ class RealtimeClient:
             bytes_sent=t.bytes_sent if t else 0,
             reconnects=t.reconnects if t else 0,
             control_frames_dropped=t.control_frames_dropped if t else 0,
-            pending_sends=len(self._pending_sends),
+            pending_sends=len(t.send_queue) if t else 0,
         )
         return out
 
@@ -995,7 +992,7 @@ class RealtimeClient:
                 session = event.get("session")
                 sid = session.get("id") if isinstance(session, Mapping) else None
                 self._session_id = sid if isinstance(sid, str) else None
-                queued_ids = {eid for _, eid, _ in self._pending_sends}
+                queued_ids = transport.send_queue.event_ids()
                 unanswered = [u for u in self._pending_updates if u[0] not in queued_ids]
                 queued_updates = [u for u in self._pending_updates if u[0] in queued_ids]
                 self._pending_updates.clear()
@@ -1012,8 +1009,7 @@ class RealtimeClient:
                     self._pending_updates.append(update)
                     outgoing.append((False, update[2]))
                 self._pending_updates.extend(queued_updates)
-                outgoing.extend((True, item) for item in self._pending_sends)
-                self._pending_sends.clear()
+                outgoing.extend((True, item) for item in transport.send_queue.take())
                 self._state = CONNECTED
                 self._disconnect_reason = None
                 if first:
@@ -1026,7 +1022,7 @@ class RealtimeClient:
                     # lost again: queued events wait for the next session, in order
                     rest = [p for q, p in outgoing[index:] if q]
                     with self._state_lock:
-                        self._pending_sends.extendleft(reversed(rest))
+                        transport.send_queue.put_back(rest)
                     break
                 flushed += int(queued)
         self._router.deliver(event)

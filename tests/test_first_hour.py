@@ -416,3 +416,20 @@ def test_stream_converters_release_soxr_on_close():
     assert conv.process(b"\0" * 19200)
     conv.close()
     assert conv._resampler is None
+
+
+def test_the_local_server_answers_what_was_said_even_when_transcription_is_slow():
+    """``chat --local``: the local server's reply to a spoken turn waits for that turn's
+    transcript (like OpenAI's), so the echo says what the user said."""
+    import realtime_sync as rs
+    from realtime_sync.voice_chat import chat_session
+
+    rec = ScriptedRecognizer(["tell me the time"], delays=[1.0])
+    with RealtimeServer(api_key=None, recognizer=rec) as srv:
+        session = chat_session()
+        session["output_modalities"] = ["text"]
+        with rs.RealtimeClient(url=srv.url, api_key="sk-local", session=session) as client:
+            speech = array("h", (int(8000 * math.sin(i / 5)) for i in range(24000)))
+            client.input_audio_buffer.append(speech.tobytes() + bytes(48000))
+            done = client.wait_for("response.output_text.done", timeout=30)
+    assert done.text == "You said: tell me the time"
