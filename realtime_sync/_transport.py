@@ -256,6 +256,9 @@ class SendQueue:
         return n
 
 
+PING_RETRY = 0.1
+"""Seconds before retrying a keepalive ping that could not be written without waiting."""
+
 SEND_SLICE = 65536
 """Bytes written per ``send`` call: each slice written counts as progress (stall detection)."""
 
@@ -521,6 +524,7 @@ class Transport:
         self._wake_w.setblocking(False)
         self._last_ping = 0.0
         self._last_rx = 0.0
+        self._ping_retry = 0.0
         self._closed_info = Closed()
         self._restart = threading.Event()
         self._restart_deadline: Optional[float] = None
@@ -903,8 +907,9 @@ class Transport:
         if self.ping_interval and self.liveness_timeout:
             if self._last_ping > self._last_rx:  # a ping is out: wait for any byte
                 deadlines.append(self._last_rx + self.liveness_timeout)
-            else:
-                deadlines.append(self._last_rx + self.ping_interval)
+            else:  # (a ping that could not be written is retried a little later, no spin)
+                deadlines.append(max(self._last_rx + self.ping_interval, self._ping_retry))
+                deadlines.append(self._last_rx + self.liveness_timeout)
         if self._send_progress is not None:
             deadlines.append(self._send_progress + self.stall_timeout)
         return min(deadlines)
@@ -982,8 +987,11 @@ class Transport:
             ws = self._ws
             # never waits: skipped while a send is in progress or the socket is full (the
             # silence deadline still applies)
-            if ws is not None and ws.connected and self._write_control(ws.sock, _PING_FRAME()):
-                self._last_ping = now
+            if ws is not None and ws.connected and now >= self._ping_retry:
+                if self._write_control(ws.sock, _PING_FRAME()):
+                    self._last_ping = now
+                else:
+                    self._ping_retry = now + PING_RETRY
         return None
 
     def _abort_socket(self) -> None:

@@ -37,6 +37,7 @@ from ._feed import FeedSink as _FeedSink
 from ._g711 import WIRE_FORMATS, bytes_per_ms
 from ._g711 import decode as g711_decode
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._wait import Deadline, wait_until
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
@@ -818,20 +819,21 @@ class Transcriber:
         index = 0
         while True:
             with self._changed:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while index >= len(self._finals):
+
+                def ready(i: int = index) -> bool:
+                    if i < len(self._finals):
+                        return True
                     if self._error is not None:
                         raise self._error
-                    if self._closed or client.state == "closed":
-                        return
-                    if client.state == "disconnected":
+                    if client.state == "disconnected" and not self._closed:
                         raise NotConnectedError(
                             f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
-                        return
-                    self._changed.wait(min(0.25, remaining))
+                    return self._closed or client.state == "closed"
+
+                wait_until(self._changed, ready, Deadline(timeout))
+                if index >= len(self._finals):
+                    return  # closed, or no segment within ``timeout``
                 segment = self._finals[index]
             index += 1
             yield segment

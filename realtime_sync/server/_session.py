@@ -417,7 +417,7 @@ class Session:
                 return None
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
-                                  language=tr.get("language"), prompt=tr.get("prompt"),
+                                  language=_language_hint(tr), prompt=tr.get("prompt"),
                                   **self._context_kwargs(item_id))
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
@@ -468,7 +468,7 @@ class Session:
             if self._closed:
                 return None
             try:
-                result = rec.transcribe(audio, model=tr["model"], language=tr.get("language"),
+                result = rec.transcribe(audio, model=tr["model"], language=_language_hint(tr),
                                         prompt=tr.get("prompt"),
                                         **self._context_kwargs(item_id))
                 languages = list(getattr(result, "languages", None) or ())
@@ -797,6 +797,14 @@ def _usage(model: Any, audio: bytes, text: str) -> Dict[str, Any]:
                 "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens}}
     # billed in whole seconds, at least one (PROTOCOL.md 5.5: silence bills >= 1 s)
     return {"type": "duration", "seconds": max(1, int(math.ceil(ms / 1000)))}
+
+
+def _language_hint(tr: Dict[str, Any]) -> Optional[str]:
+    """The language a recogniser is told: ``language``, else the first of ``languages``."""
+    if tr.get("language"):
+        return str(tr["language"])
+    langs = tr.get("languages")
+    return str(langs[0]) if langs else None
 
 
 def _detected_language(tr: Dict[str, Any]) -> str:
