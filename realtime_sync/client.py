@@ -25,7 +25,7 @@ from typing import (
 
 from . import _json, _secrets
 from ._backoff import Backoff
-from ._dispatch import EventIterator, Handler, Marshal, Registry, Router, Waiter
+from ._dispatch import EventIterator, Handler, Marshal, Registry, Router
 from ._endpoint import Endpoint, HeaderSource, KeySource
 from ._host import ClientHost
 from ._resources import (
@@ -659,49 +659,19 @@ class RealtimeClient:
         after: int,
         error_ids: Optional[set],
     ) -> Event:
-        router = self._router
-        deadline = Deadline(timeout)
-        waiter = Waiter(types, bool(error_ids), router.lock)
-        with router.lock:
-            for seq, ev in router.recent:
-                if seq > after and waiter.wants(ev.get("type", "")):
-                    waiter.items.append((seq, ev))
-            router.waiters.append(waiter)
+        def ended() -> Optional[str]:
+            if self._state in (CLOSED, DISCONNECTED):
+                return self._not_connected_message()
+            return None
+
+        local = self._local
         try:
-            while True:
-                router.raise_strict()
-                with router.lock:
-                    items = list(waiter.items)
-                    waiter.items.clear()
-                for seq, ev in items:
-                    type_ = ev.get("type")
-                    if type_ == "error" and error_ids and "error" not in types:
-                        err = ev.get("error") or {}
-                        if isinstance(err, Mapping) and err.get("event_id") in error_ids:
-                            self._local.mark = seq
-                            raise ServerError(ev)
-                        continue
-                    if type_ in types and (where is None or where(ev)):
-                        self._local.mark = seq
-                        return ev
-                with router.lock:
-                    wait_until(waiter.cond, lambda: waiter.items or router.finished
-                               or self._state in (CLOSED, DISCONNECTED), deadline,
-                               check=router.raise_strict)
-                    if waiter.items:
-                        continue
-                    if self._state in (CLOSED, DISCONNECTED) or router.finished:
-                        raise NotConnectedError(
-                            f"stopped waiting for {'/'.join(types)}: "
-                            + self._not_connected_message()
-                        )
-                    raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
-        finally:
-            with router.lock:
-                try:
-                    router.waiters.remove(waiter)
-                except ValueError:
-                    pass
+            seq, event = self._router.wait(types, where, timeout, after, error_ids, ended)
+        except ServerError as exc:
+            local.mark = getattr(exc, "_seq", local.mark)
+            raise
+        local.mark = seq
+        return event
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Block until every event received so far has been through its handlers.

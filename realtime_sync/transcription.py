@@ -1111,7 +1111,7 @@ class Transcriber:
             seg.text = ""
             seg.final = True
             logger.warning("transcription of %s failed: %s", item_id,
-                           seg.error.get("message"))
+                           (str(seg.error.get("message") or "").strip().splitlines() or [""])[0])
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
