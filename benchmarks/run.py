@@ -174,6 +174,10 @@ def main() -> None:
                  "utterances, 500 ms pause setting)",
                  f"{vad['p50_ms']:.0f} / {vad['p95_ms']:.0f} ms", "p95 <= 750 ms",
                  vad["p95_ms"] <= 750 and vad["commits"] == vad["utterances"]))
+    rows.append(("client_vad on real human speech (beckett_16k.wav): turns per sentence",
+                 f"{vad['human_turns']} turns for {vad['human_sentences']} sentences "
+                 f"({vad['human_cpu_s_per_s'] * 1000:.1f} ms CPU per s)", "one per sentence",
+                 vad["human_turns"] == vad["human_sentences"]))
     lat_rows = [(name, v["p50"], v["p99"]) for name, v in lat.items()]
 
     width = max(len(r[0]) for r in rows)

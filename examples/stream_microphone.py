@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -25,7 +26,7 @@ from realtime_sync import audio
 from realtime_sync.transcription import build_session
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stream_wav import local_server  # noqa: E402
+from stream_wav import local_server, settle  # noqa: E402
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -35,7 +36,8 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--seconds", type=float, default=0, help="stop after N s (0: Ctrl-C)")
     parser.add_argument("--url", help="a Realtime endpoint (default: OpenAI or local)")
     parser.add_argument("--local", action="store_true", help="use an in-process local server")
-    parser.add_argument("--model", default="gpt-4o-transcribe")
+    parser.add_argument("--model", default="gpt-transcribe",
+                        help="a model that allows server VAD (this example uses it)")
     args = parser.parse_args(argv)
 
     if args.list:
@@ -60,16 +62,30 @@ def main(argv: Optional[list] = None) -> int:
     use_local = args.local or (not args.url and not os.environ.get("OPENAI_API_KEY"))
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(local_server()) if use_local else args.url
+        session = build_session(model=args.model, turn_detection="server_vad")
         client = rs.RealtimeClient(
             url=url,
             api_key=os.environ.get("OPENAI_API_KEY", "sk-local"),
             intent="transcription",
-            session=build_session(model=args.model, turn_detection="server_vad"),
+            session=session,
         )
-        client.on("conversation.item.input_audio_transcription.delta",
-                  lambda ev: print(ev.delta, end="", flush=True))
-        client.on("conversation.item.input_audio_transcription.completed",
-                  lambda ev: print())
+        done = threading.Condition()
+        committed, finished = set(), set()
+
+        def on_committed(ev: rs.Event) -> None:
+            with done:
+                committed.add(ev.item_id)
+
+        def on_finished(ev: rs.Event) -> None:
+            if ev.type.endswith("completed") and (ev.get("transcript") or "").strip():
+                print(ev.transcript.strip(), flush=True)
+            with done:
+                finished.add(ev.item_id)
+                done.notify_all()
+
+        client.on("input_audio_buffer.committed", on_committed)
+        for kind in ("completed", "failed"):
+            client.on(f"conversation.item.input_audio_transcription.{kind}", on_finished)
         client.on("client.audio_error", lambda ev: print(f"[{ev.message}]", file=sys.stderr))
         client.on("client.audio_dropped",
                   lambda ev: print(f"[dropped {ev.ms:.0f} ms of audio]", file=sys.stderr))
@@ -82,6 +98,8 @@ def main(argv: Optional[list] = None) -> int:
             except KeyboardInterrupt:
                 pass
             handle.stop()
+            if client.connected:  # what was said last still gets its transcript
+                settle(client, session, done, committed, finished)
             print(f"sent {handle.bytes_sent / 48000:.1f} s of audio; "
                   f"{mic.overflows} overflow(s)", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""Stream a WAV file into a transcription session and print the transcript as it arrives.
+"""Stream an audio file into a transcription session and print each turn as it completes.
 
     python examples/stream_wav.py                       # examples/audio/hello.wav
     python examples/stream_wav.py speech.wav --realtime # paced like a microphone
@@ -7,7 +7,8 @@
 With OPENAI_API_KEY set (and no --local/--url) it talks to OpenAI. Otherwise it starts the
 local server in this process: with the offline engine (pip install 'realtime-sync[local]')
 you get real transcripts, without it a placeholder ("<N> ms of audio") per turn.
-Any WAV works (8/16/24/32-bit, mono/stereo, any rate): it is converted to 24 kHz mono PCM16.
+Any WAV works (8/16/24/32-bit or float, mono/stereo, any rate), and with PyAV (the audio
+extra) MP3, M4A, FLAC, OGG/Opus and the sound of videos: all converted to 24 kHz mono PCM16.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import realtime_sync as rs
 from realtime_sync import audio
@@ -45,46 +47,79 @@ def local_server() -> Iterator[str]:
         yield srv.url
 
 
+def settle(client: rs.RealtimeClient, session: dict, done: threading.Condition,
+           committed: set, finished: set, timeout: float = 300) -> None:
+    """The file is sent: end the last turn and wait until every turn has its transcript.
+
+    The first transcript can take long (an offline model loads first), so this waits for the
+    events themselves, not for a fixed time. ``rs.transcribe_file`` does all of this for you.
+    """
+    client.input_audio_buffer.commit()  # what server VAD has not committed yet, if anything
+    client.session.update(session)  # a barrier: answered after the commit was handled
+    # an "error" for the commit only means nothing was left to commit
+    client.wait_for(("session.updated", "error"), timeout=60,
+                    where=lambda ev: ev.type == "session.updated")
+    with done:
+        done.wait_for(lambda: committed <= finished, timeout=timeout)
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("wav", nargs="?", default=str(HERE / "audio" / "hello.wav"))
     parser.add_argument("--realtime", action="store_true", help="pace like a microphone")
     parser.add_argument("--url", help="a Realtime endpoint (default: OpenAI or local)")
     parser.add_argument("--local", action="store_true", help="use an in-process local server")
-    parser.add_argument("--model", default="gpt-4o-transcribe")
+    parser.add_argument("--model", default="gpt-transcribe",
+                        help="a model that allows server VAD (this example uses it)")
     args = parser.parse_args(argv)
 
-    source = audio.WavSource(args.wav, realtime=args.realtime)
+    source = audio.FileSource(args.wav, realtime=args.realtime)  # WAV, MP3, M4A, video, ...
     print(f"{source!r}: {source.duration:.2f} s", file=sys.stderr)
     use_local = args.local or (not args.url and not os.environ.get("OPENAI_API_KEY"))
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(local_server()) if use_local else args.url
+        session = build_session(model=args.model, turn_detection="server_vad")
         client = rs.RealtimeClient(
             url=url,
             api_key=os.environ.get("OPENAI_API_KEY", "sk-local"),
             intent="transcription",
-            session=build_session(model=args.model, turn_detection="server_vad"),
+            session=session,
         )
+        done = threading.Condition()
+        order: List[str] = []  # committed turns, in commit order
+        texts: Dict[str, str] = {}  # finished turns' transcripts
         committed, finished = set(), set()
-        client.on("input_audio_buffer.committed", lambda ev: committed.add(ev.item_id))
-        client.on("conversation.item.input_audio_transcription.delta",
-                  lambda ev: print(ev.delta, end="", flush=True))
-        for done in ("completed", "failed"):
-            client.on(f"conversation.item.input_audio_transcription.{done}",
-                      lambda ev: (finished.add(ev.item_id), print()))
+
+        def on_committed(ev: rs.Event) -> None:
+            with done:
+                committed.add(ev.item_id)
+                order.append(ev.item_id)
+                print_ready()
+
+        def on_finished(ev: rs.Event) -> None:
+            with done:
+                finished.add(ev.item_id)
+                texts[ev.item_id] = ev.get("transcript") or ""
+                print_ready()
+                done.notify_all()
+
+        def print_ready() -> None:
+            # turns may complete out of order: print each one once all before it are done
+            while order and order[0] in texts:
+                text = texts.pop(order.pop(0)).strip()
+                if text:
+                    print(text, flush=True)
+
+        client.on("input_audio_buffer.committed", on_committed)
+        for kind in ("completed", "failed"):
+            client.on(f"conversation.item.input_audio_transcription.{kind}", on_finished)
         client.on("client.audio_dropped",
                   lambda ev: print(f"[dropped {ev.ms:.0f} ms of audio]", file=sys.stderr))
         with client:
             handle = audio.stream(client, source, chunk_ms=50)
             handle.join()
-            # the file is done: 1 s of silence lets server VAD end the last turn, then wait
-            # until every committed turn has its transcript (rs.transcribe_file does all this)
             if client.connected:
-                events = client.events(timeout=2.0)  # ends after 2 s without events
-                client.input_audio_buffer.append(b"\0\0" * 24000)
-                for _ in events:
-                    if committed and committed <= finished:
-                        break
+                settle(client, session, done, committed, finished)
             print(f"sent {handle.bytes_sent} bytes "
                   f"({handle.bytes_sent / 48000:.2f} s of audio)", file=sys.stderr)
     return 0

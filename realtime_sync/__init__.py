@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._backoff import Backoff
+from ._transport import CloseCause
 from .client import RealtimeClient
 from .errors import (
     AudioError,
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     "RealtimeClient",
     "Backoff",
+    "CloseCause",
     "Event",
     "RealtimeSyncError",
     "ConnectError",
@@ -48,6 +50,8 @@ __all__ = [
     "Transcript",
     "Segment",
     "transcribe_file",
+    "transcribe_files",
+    "FileResult",
     "Translator",
     "Translation",
     "Cue",
@@ -65,6 +69,8 @@ _LAZY = {
     "Transcript": ("transcription", "Transcript"),
     "Segment": ("transcription", "Segment"),
     "transcribe_file": ("transcription", "transcribe_file"),
+    "transcribe_files": ("batch", "transcribe_files"),
+    "FileResult": ("batch", "FileResult"),
     "Translator": ("translation", "Translator"),
     "Translation": ("translation", "Translation"),
     "Cue": ("translation", "Cue"),
@@ -73,7 +79,7 @@ _LAZY = {
     "Response": ("conversation", "Response"),
 }
 _SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
-               "models", "translation"}
+               "models", "translation", "batch"}
 
 
 def __getattr__(name: str) -> Any:

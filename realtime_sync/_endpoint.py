@@ -9,11 +9,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import _secrets
 from .errors import ConfigurationError
+from .models import DEFAULT_CONVERSATION_MODEL, warn_if_deprecated
 
 __all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL", "translation_url"]
 
 DEFAULT_URL = "wss://api.openai.com/v1/realtime"
-DEFAULT_MODEL = "gpt-realtime"
+DEFAULT_MODEL = DEFAULT_CONVERSATION_MODEL
 
 KeySource = Union[str, Callable[[], Optional[str]], None]
 HeaderSource = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
@@ -101,6 +102,8 @@ class Endpoint:
         self._headers = headers
         self.allow_insecure = allow_insecure
         self.url = self._build_url(url or DEFAULT_URL, model, intent)
+        if model and not self.azure:  # Azure deployment names are the user's own
+            warn_if_deprecated(model)
         parts = urlsplit(self.url)
         if parts.scheme not in ("ws", "wss"):
             raise ConfigurationError(f"url must start with ws:// or wss://, not {parts.scheme!r}")

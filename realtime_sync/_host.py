@@ -44,6 +44,11 @@ class ClientHost(AudioHost, Protocol):
         ``client.connected`` / ``client.reconnected`` events)."""
 
     @property
+    def session_ended(self) -> bool:
+        """True once the network thread has read ``session.closed`` (a translation session
+        ended on request); its handlers may not have run yet."""
+
+    @property
     def marshal(self) -> Optional[Callable[[Callable[[], None]], Any]]:
         """The client's ``marshal`` (handlers run through it), or ``None``."""
 

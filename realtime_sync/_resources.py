@@ -62,7 +62,8 @@ class InputAudioBufferResource(_Resource):
     """``input_audio_buffer.append`` / ``commit`` / ``clear``."""
 
     def append(self, pcm16: bytes) -> str:
-        """Append PCM16 mono little-endian 24 kHz audio (base64 is done here).
+        """Append PCM16 mono little-endian 24 kHz audio (base64 is done here), or G.711 bytes
+        when the session's ``audio.input.format`` is ``audio/pcmu``/``audio/pcma``.
 
         Audio over the 15 MiB event limit is split into several appends; the last
         ``event_id`` is returned. Never queued while reconnecting (raises
@@ -70,7 +71,7 @@ class InputAudioBufferResource(_Resource):
 
         Raises:
             TypeError: not bytes-like.
-            ValueError: an odd number of bytes (PCM16 samples are 2 bytes).
+            ValueError: PCM16 with an odd number of bytes (PCM16 samples are 2 bytes).
         """
         if isinstance(pcm16, memoryview):
             pcm16 = pcm16.tobytes()
@@ -78,7 +79,7 @@ class InputAudioBufferResource(_Resource):
             raise TypeError(
                 f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}"
             )
-        if len(pcm16) % 2:
+        if len(pcm16) % 2 and not self._g711():
             raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
         if not pcm16:
             raise ValueError("audio is empty")
@@ -88,6 +89,14 @@ class InputAudioBufferResource(_Resource):
             event_id = new_event_id()
             self._client._send_append(append_frame(chunk, event_id), event_id, len(chunk))
         return event_id
+
+    def _g711(self) -> bool:
+        """Is the session's input format G.711 (one byte per sample)?"""
+        config = self._client._session_config or {}
+        audio = config.get("audio") if isinstance(config, Mapping) else None
+        inp = audio.get("input") if isinstance(audio, Mapping) else None
+        fmt = inp.get("format") if isinstance(inp, Mapping) else None
+        return isinstance(fmt, Mapping) and fmt.get("type") in ("audio/pcmu", "audio/pcma")
 
     def commit(self) -> str:
         """Commit the buffer into a user item (needed when ``turn_detection`` is None)."""

@@ -197,7 +197,8 @@ class VttWriter(_CueWriter):
 
 class JsonlWriter(CaptionWriter):
     """JSON Lines: one object per turn (``item_id``, ``text``, ``start_ms``, ``end_ms``,
-    ``error``), failed turns included."""
+    ``error``; ``languages`` and ``logprobs`` when the server reported them), failed turns
+    included."""
 
     extension = ".jsonl"
 
@@ -213,6 +214,9 @@ class JsonlWriter(CaptionWriter):
             "end_ms": getattr(segment, "end_ms", None),
             "error": getattr(segment, "error", None),
         }
+        for extra in ("languages", "logprobs"):
+            if getattr(segment, extra, None):
+                record[extra] = getattr(segment, extra)
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

@@ -1,7 +1,11 @@
 """The ``realtime-sync`` command (also ``python -m realtime_sync``).
 
     realtime-sync transcribe FILE|--mic [--device D] [--model M] [--language L] [--local]
+                             [--languages L1,L2] [--keywords K1,K2] [--prompt P] [--delay D]
+                             [--noise-reduction near_field|far_field] [--noise-strength S]
+                             [--logprobs] [--input-format pcm|pcmu|pcma]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
@@ -22,8 +26,10 @@ import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, TextIO
 
-from . import __version__
+from . import __version__, models
+from ._g711 import FORMATS
 from .errors import RealtimeSyncError
+from .models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 
 __all__ = ["main", "build_parser"]
 
@@ -45,17 +51,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("transcribe", help="transcribe an audio/video file or the microphone")
-    t.add_argument("file", nargs="?",
-                   help="an audio or video file: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
+    t.add_argument("file", nargs="*",
+                   help="audio or video files: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
+    t.add_argument("--jobs", "-j", type=_positive_int, default=None,
+                   help="with several files: how many to transcribe at once (default 2); "
+                        "--format srt|vtt|jsonl or --output DIR writes one caption file each")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
-                   help="transcription model (default gpt-4o-transcribe; with --local: the "
-                        "offline model: base (default, 99 languages) or tiny.en (English, "
-                        "faster), a model directory, or a faster-whisper name)")
+                   help=f"transcription model (default {DEFAULT_TRANSCRIPTION_MODEL}; also "
+                        "gpt-transcribe, gpt-realtime-whisper; with --local: the offline "
+                        "model: base (default, 99 languages) or tiny.en (English, faster), "
+                        "a model directory, or a faster-whisper name)")
     t.add_argument("--language", default=None,
-                   help="ISO-639-1 language code, e.g. en (default: detect)")
+                   help="ISO-639-1 language code, e.g. en (default: detect); sent as "
+                        "--languages for models that only take a list (gpt-live-transcribe, "
+                        "gpt-transcribe)")
+    t.add_argument("--languages", default=None, type=_csv,
+                   help="possible languages, comma-separated, e.g. en,de (gpt-live-transcribe,"
+                        " gpt-transcribe)")
+    t.add_argument("--keywords", default=None, type=_csv,
+                   help="words or phrases to expect, comma-separated (gpt-live-transcribe, "
+                        "gpt-transcribe)")
     t.add_argument("--prompt", default=None, help="text that guides the model")
+    t.add_argument("--delay", default=None, choices=DELAYS,
+                   help="how early partial text appears vs accuracy (streaming models)")
+    t.add_argument("--noise-reduction", default=None, choices=("near_field", "far_field"),
+                   help="filter noise: near_field (headset) or far_field (laptop/room mic)")
+    t.add_argument("--noise-strength", default=None, type=float,
+                   help="noise reduction strength from 0 to 1 (with --noise-reduction)")
+    t.add_argument("--logprobs", action="store_true",
+                   help="ask for token log-probabilities (shown with --format jsonl)")
+    t.add_argument("--input-format", default="pcm", choices=FORMATS,
+                   help="audio sent: pcm (PCM16 24 kHz, resampled from the file or mic) or "
+                        "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
@@ -67,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default=None,
                    help="output format (default: from the -o file's extension, else text)")
     t.add_argument("--output", "-o", default=None,
-                   help="write captions to this file (.srt, .vtt, .jsonl or .txt)")
+                   help="write captions to this file (.srt, .vtt, .jsonl or .txt); with several "
+                        "files: a folder for one caption file each")
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
@@ -102,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_translate(sub, _add_common)  # realtime-sync translate (its own module)
 
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default="gpt-realtime")
+    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
+                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
     c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
     c.add_argument("--device", help="microphone index or name")
     c.add_argument("--output-device", help="speaker index or name")
@@ -121,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--events", action="store_true")
     _add_common(c)
     return parser
+
+
+def _csv(value: str) -> List[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, not {value!r}")
+    return items
 
 
 def _port(value: str) -> int:
@@ -202,10 +240,14 @@ def _event_logger(start: float) -> Callable[[Any], None]:
 @contextlib.contextmanager
 def _local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
-                  host: str = "127.0.0.1", port: int = 0) -> Iterator[Any]:
+                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False)."""
     from .server import RealtimeServer
 
+    if quiet and not logger.isEnabledFor(logging.DEBUG):
+        # the in-process server's own error logs (with tracebacks) would repeat what the
+        # client reports in one line (a failed turn, a refused event); --debug shows them
+        logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
     kwargs: dict = {}
     if engine:
         from .server import local_engine
@@ -244,6 +286,25 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
 
 
 # -- commands -----------------------------------------------------------------------------
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def _transcription_model(args: argparse.Namespace) -> str:
+    """``--model``, else the catalogue's default; with --local, --model names the offline
+    engine's model and the session asks for a model whose turns the local server's VAD may
+    end (the engine ignores the name)."""
+    if args.local:
+        return "gpt-transcribe"
+    return str(args.model or DEFAULT_TRANSCRIPTION_MODEL)
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ._cli_support import (
         GiveUpAfter,
@@ -257,15 +318,27 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .errors import NotConnectedError
     from .transcription import Transcriber
 
+    files = list(args.file or [])
+    if len(files) > 1 or (files and args.jobs is not None):
+        return _transcribe_many(args, files)
+    args.file = files[0] if files else None
     if bool(args.file) == bool(args.mic):
         raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
+    audio_format = args.input_format
     language = _language(args.language)
+    languages = [_language(v) or v for v in args.languages] if args.languages else None
     if args.file:
-        from .audio import FileSource
+        from .transcription import _open_audio
 
-        FileSource(args.file).close()  # an unreadable file fails here, before any session
+        # an unreadable file fails here, before any session; a G.711 file sets the format
+        probe = {"audio_format": audio_format}
+        _open_audio(args.file, False, 100, probe)[0].close()
+        audio_format = probe["audio_format"]
+    elif audio_format != "pcm":
+        raise UsageError("--input-format pcmu/pcma needs a G.711 WAV file (the microphone "
+                         "gives PCM16, sent as pcm)")
     fmt = resolve_format(args.format, args.output)
     console = _Console(sys.stdout)
     backoff = GiveUpAfter(args.reconnect_timeout)
@@ -280,10 +353,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                               output_name=args.output)
         stack.callback(sink.close)
 
-        model = args.model if (args.model and not args.local) else "gpt-4o-transcribe"
+        model = _transcription_model(args)
         tr = Transcriber(
-            model=model, language=language, prompt=args.prompt,
-            turn_detection=None if args.no_vad else "auto",
+            model=model, turn_detection=None if args.no_vad else "auto",
+            **_transcription_options(args, audio_format, language, languages),
             on_partial=sink.partial, on_final=sink.final, reconnect=backoff, **options,
         )
         if args.events:
@@ -291,10 +364,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         report_reconnects(tr, sys.stderr)
         stack.callback(tr.close)
         tr.start()
-        meter = LevelMeter() if args.file else None
+        meter = LevelMeter() if args.file and audio_format == "pcm" else None
         try:
             if args.file:
-                _feed_file(tr, args.file, args, sink, meter)
+                _feed_file(tr, args.file, args, sink, meter, audio_format)
                 if not sink.stop.is_set():
                     _finish(tr, sink)
             else:
@@ -313,29 +386,74 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return file_outcome(sink.segments, meter, args.file, sys.stderr)
 
 
-def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: Any) -> None:
+def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
+    """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
+    input order, one line per failed file on stderr; exit code 1 when any failed."""
+    from .batch import transcribe_files
+
+    if args.mic:
+        raise UsageError("--mic transcribes the microphone alone; give files or --mic")
+    language = _language(args.language)
+    languages = [_language(v) or v for v in args.languages] if args.languages else None
+    captions = None
+    if args.output or (args.format and args.format != "text"):
+        captions = args.format or "text"
+    failed = []
+
+    def on_result(result: Any) -> None:
+        if not result.ok:
+            failed.append(result.path)
+            message = str(result.error).splitlines()[0] if str(result.error) else \
+                type(result.error).__name__
+            sys.stderr.write(f"realtime-sync: {result.path}: error: {message}\n")
+        elif captions is not None:
+            print(f"{result.path} -> {result.output}", flush=True)
+        else:
+            print(f"==> {result.path} <==", flush=True)
+            print(result.transcript.text, flush=True)
+
+    with contextlib.ExitStack() as stack:
+        options = _endpoint_options(args, stack)
+        transcribe_files(
+            files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
+            on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
+            turn_detection=None if args.no_vad else "auto",
+            **_transcription_options(args, args.input_format, language, languages), **options)
+    if failed:
+        sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
+    return 1 if failed else 0
+
+
+def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: Any,
+               audio_format: str = "pcm") -> None:
     """Feed the file (paced with --realtime); --no-vad commits every --commit-every seconds at
-    a quiet moment. Stops early when the output failed (sink.stop)."""
+    a quiet moment (PCM; a G.711 file is committed at its end). Stops early when the output
+    failed (sink.stop)."""
     from ._cli_support import QuietCutter
     from ._progress import progress_bar
-    from .audio import FileSource
+    from .transcription import _open_audio
 
-    with FileSource(path, realtime=args.realtime) as source:
+    source, frames = _open_audio(path, args.realtime, 100, {"audio_format": audio_format})
+    try:
         sink.progress = progress_bar(source.duration * 1000)
-        cutter = QuietCutter(args.commit_every) if args.no_vad else None
+        cutter = QuietCutter(args.commit_every) if args.no_vad and audio_format == "pcm" \
+            else None
         while not sink.stop.is_set():
-            chunk = source.read(2400)
+            chunk = source.read(frames)
             pieces = [chunk] if cutter is None else (cutter.feed(chunk) if chunk
                                                      else cutter.flush())
             for piece in pieces:
                 if piece is None:
                     tr.commit()
                 elif piece:
-                    meter.feed(piece)
+                    if meter is not None:
+                        meter.feed(piece)
                     tr.feed(piece)
             if not chunk:
                 return
             _check_connection(tr)
+    finally:
+        source.close()
 
 
 def _finish(tr: Any, sink: Any) -> None:
@@ -380,6 +498,24 @@ def _listen(tr: Any, args: argparse.Namespace, sink: Any) -> None:
     tr.finish(timeout=30)
 
 
+def _transcription_options(args: argparse.Namespace, audio_format: str,
+                           language: Optional[str], languages: Optional[List[str]]) -> dict:
+    """The Transcriber's transcription options from the command line."""
+    noise: Any = args.noise_reduction
+    if args.noise_strength is not None:
+        if noise is None:
+            raise UsageError("--noise-strength needs --noise-reduction near_field|far_field")
+        noise = {"type": noise, "strength": args.noise_strength}
+    model = _transcription_model(args)
+    if language is not None and languages is None and not models.takes_option(model, "language") \
+            and models.takes_option(model, "languages"):
+        languages = [language]  # --language en means languages=["en"] here
+        language = None
+    return dict(language=language, languages=languages, keywords=args.keywords,
+                prompt=args.prompt, delay=args.delay, noise_reduction=noise,
+                include_logprobs=args.logprobs, audio_format=audio_format)
+
+
 def _device(value: Optional[str]) -> Any:
     if value is None:
         return None
@@ -412,7 +548,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port) as srv:
+                       host=args.host, port=args.port, quiet=False) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:

@@ -31,15 +31,14 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._host import ClientHost
+from ._wait import Deadline, wait_until
+from ._wire import BYTES_PER_MS, METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError, ServerError, TimeoutError
 
 __all__ = ["Conversation", "Item", "Response", "Session", "send_text", "ask"]
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # PCM16 mono 24 kHz
-METADATA_KEY = "realtime_sync"
-"""``response.metadata`` key the library uses to recognise its own responses."""
 
 _TEXT_PARTS = {"text", "output_text", "input_text"}
 _AUDIO_PARTS = {"audio", "output_audio", "input_audio"}
@@ -478,14 +477,8 @@ class Conversation:
         """Block until ``predicate(self)`` is true (checked after every applied event);
         returns its last truth value. Thread: any but the dispatcher's (the events that would
         make it true are applied there)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while not predicate(self):
-                remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
-                    return bool(predicate(self))
-                self._changed.wait(min(0.25, remaining))
-        return True
+            return bool(wait_until(self._changed, lambda: predicate(self), Deadline(timeout)))
 
     # -- applying events (dispatcher thread, or whoever feeds it) ----------------------------------
     def apply(self, event: Mapping[str, Any]) -> None:

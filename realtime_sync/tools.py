@@ -41,6 +41,7 @@ from collections import abc
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 from ._host import ClientHost
+from ._wire import METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError
 
 _UnionType = getattr(__import__("types"), "UnionType", None)  # ``X | Y`` (Python 3.10+)
@@ -52,7 +53,6 @@ __all__ = ["Tools", "Tool", "ToolCall", "function_schema", "parse_docstring", "t
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "realtime_sync"
 _NoneType = type(None)
 _SECTION = re.compile(
     r"^(Args|Arguments|Parameters|Params|Keyword Args|Returns?|Raises|Yields?|Examples?|"

@@ -27,12 +27,18 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Tuple,
     Union,
 )
 
+from . import models
 from ._dispatch import Marshal
+from ._drops import DropLedger
+from ._feed import FeedSink as _FeedSink
+from ._g711 import WIRE_FORMATS, bytes_per_ms
+from ._g711 import decode as g711_decode
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._wait import Deadline, wait_until
+from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
@@ -41,9 +47,8 @@ __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_ses
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
-DEFAULT_MODEL = "gpt-4o-transcribe"
+DEFAULT_MODEL = models.DEFAULT_TRANSCRIPTION_MODEL
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 LOGPROBS_INCLUDE = "item.input_audio_transcription.logprobs"
@@ -62,6 +67,8 @@ class Segment:
         logprobs: token log-probabilities when ``include_logprobs=True``.
         final: True once the turn completed or failed.
         usage: the server's usage object of the turn, when given.
+        languages: the languages the server detected (``completed.languages`` codes, e.g.
+            ``["en"]``), when it reports them (``gpt-transcribe``, ``gpt-live-transcribe``).
     """
 
     item_id: str
@@ -72,6 +79,7 @@ class Segment:
     logprobs: Optional[List[Dict[str, Any]]] = None
     final: bool = False
     usage: Optional[Dict[str, Any]] = None
+    languages: Optional[List[str]] = None
     committed: bool = field(default=False, repr=False)
     session: int = field(default=0, repr=False)
     start_pos: Optional[int] = field(default=None, repr=False)
@@ -93,6 +101,40 @@ class Transcript:
         return self.text
 
 
+def _string_list(name: str, value: Any) -> List[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list of strings, not {value!r}")
+    items = list(value)
+    if not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ConfigurationError(f"{name} must be a non-empty list of non-empty strings, "
+                                 f"not {value!r}")
+    return items
+
+
+def _noise_reduction(value: Union[str, Mapping[str, Any], None]) -> Optional[Dict[str, Any]]:
+    if value is None:
+        return None
+    nr = {"type": value} if isinstance(value, str) else value
+    if not isinstance(nr, Mapping):
+        raise TypeError("noise_reduction must be a string, a dict or None")
+    nr = dict(nr)
+    if nr.get("type") not in NOISE_REDUCTION_TYPES:
+        raise ConfigurationError(
+            "noise_reduction must be 'near_field', 'far_field' (or a dict with that 'type' "
+            f"and an optional 'strength' from 0 to 1) or None, not {value!r}"
+        )
+    unknown = set(nr) - {"type", "strength"}
+    if unknown:
+        raise ConfigurationError(f"noise_reduction takes 'type' and 'strength', not "
+                                 f"{sorted(unknown)}")
+    strength = nr.get("strength")
+    if "strength" in nr and (not isinstance(strength, (int, float)) or isinstance(strength, bool)
+                             or not 0.0 <= strength <= 1.0):
+        raise ConfigurationError(f"noise_reduction strength must be a number from 0 to 1, "
+                                 f"not {strength!r}")
+    return nr
+
+
 def build_session(
     *,
     model: str = DEFAULT_MODEL,
@@ -101,27 +143,82 @@ def build_session(
     turn_detection: Union[str, Mapping[str, Any], None] = "auto",
     noise_reduction: Union[str, Mapping[str, Any], None] = None,
     include_logprobs: bool = False,
+    languages: Optional[List[str]] = None,
+    keywords: Optional[List[str]] = None,
+    delay: Optional[str] = None,
+    audio_format: str = "pcm",
 ) -> Dict[str, Any]:
     """The GA ``session`` object of a transcription ``session.update``.
 
+    Options the model does not take (per :mod:`realtime_sync.models`) are refused here, before
+    anything connects; unknown model names pass every check. A model with an announced
+    shutdown logs one warning per process.
+
+    Args:
+        model: transcription model (default ``gpt-live-transcribe``).
+        language: one ISO-639-1 code (``whisper-1``, ``gpt-4o-*``, ``gpt-realtime-whisper``).
+        prompt: text that guides the model (not ``gpt-realtime-whisper``).
+        turn_detection: ``"auto"`` (server VAD when the model allows it, else the client's
+            turn detection), ``"server_vad"``, ``"semantic_vad"``, a dict, or None.
+        noise_reduction: ``"near_field"``, ``"far_field"``, a dict ``{"type": ..,
+            "strength": 0..1}``, or None.
+        include_logprobs: token log-probabilities on deltas and completions.
+        languages: possible languages (``gpt-transcribe``, ``gpt-live-transcribe``).
+        keywords: words or phrases to expect (``gpt-transcribe``, ``gpt-live-transcribe``);
+            none may contain ``<``, ``>``, CR or LF.
+        delay: ``"minimal"`` .. ``"xhigh"``: how early partial text appears (streaming models).
+        audio_format: ``"pcm"`` (PCM16 24 kHz), ``"pcmu"`` or ``"pcma"`` (G.711 8 kHz).
+
     Raises:
-        ConfigurationError: an unknown ``turn_detection`` or ``noise_reduction``.
+        ConfigurationError: an unknown value, or an option the model does not take (the
+            message names the model and the option).
         TypeError: a value of the wrong type.
     """
     if not isinstance(model, str) or not model:
-        raise TypeError("model must be a non-empty string such as 'gpt-4o-transcribe'")
+        raise TypeError("model must be a non-empty string such as 'gpt-live-transcribe'")
     transcription: Dict[str, Any] = {"model": model}
     if language is not None:
         if not isinstance(language, str) or not language:
             raise TypeError("language must be an ISO-639-1 code such as 'en'")
         transcription["language"] = language
+    if languages is not None:
+        transcription["languages"] = _string_list("languages", languages)
+    if language is not None and languages is not None:
+        raise ConfigurationError("pass either language or languages, not both")
+    if keywords is not None:
+        kw = _string_list("keywords", keywords)
+        for word in kw:
+            bad = sorted({c for c in word if c in "<>\r\n"})
+            if bad:
+                raise ConfigurationError(
+                    f"keyword {word!r} contains {', '.join(map(repr, bad))}: keywords must not "
+                    "contain '<', '>', CR or LF")
+        transcription["keywords"] = kw
     if prompt is not None:
         if not isinstance(prompt, str):
             raise TypeError("prompt must be a string")
         transcription["prompt"] = prompt
+    if delay is not None:
+        if delay not in models.DELAYS:
+            raise ConfigurationError(
+                f"delay must be one of {', '.join(models.DELAYS)}, not {delay!r}")
+        transcription["delay"] = delay
+    models.check_transcription_options(model, language=language, languages=languages,
+                                       keywords=keywords, prompt=prompt, delay=delay)
+    if audio_format not in WIRE_FORMATS:
+        raise ConfigurationError(
+            f"audio_format must be 'pcm', 'pcmu' or 'pcma', not {audio_format!r}")
     td: Optional[Dict[str, Any]]
+    if audio_format != "pcm" and turn_detection == "auto" \
+            and not models.server_vad_allowed(model):
+        turn_detection = None  # client_vad reads PCM16: with G.711 the caller commits
     turn_detection = resolve_turn_detection(model, turn_detection)
     if turn_detection is None or client_vad_options(turn_detection) is not None:
+        if turn_detection is not None and audio_format != "pcm":
+            raise ConfigurationError(
+                "client_vad reads PCM16 audio; with G.711 (audio_format="
+                f"{audio_format!r}) use a model with server VAD (gpt-transcribe) or "
+                "turn_detection=None and commit() yourself")
         td = None  # client_vad: the client commits; the server's VAD is switched off
     elif isinstance(turn_detection, str):
         if turn_detection not in TURN_DETECTION_TYPES:
@@ -140,22 +237,13 @@ def build_session(
             )
     else:
         raise TypeError("turn_detection must be a string, a dict or None")
-    nr: Optional[Dict[str, Any]]
-    if noise_reduction is None:
-        nr = None
-    elif isinstance(noise_reduction, str):
-        if noise_reduction not in NOISE_REDUCTION_TYPES:
-            raise ConfigurationError(
-                "noise_reduction must be 'near_field', 'far_field' or None, "
-                f"not {noise_reduction!r}"
-            )
-        nr = {"type": noise_reduction}
-    elif isinstance(noise_reduction, Mapping):
-        nr = dict(noise_reduction)
-    else:
-        raise TypeError("noise_reduction must be a string, a dict or None")
+    models.check_turn_detection(model, td)
+    nr = _noise_reduction(noise_reduction)
+    fmt: Dict[str, Any] = {"type": WIRE_FORMATS[audio_format]}
+    if audio_format == "pcm":
+        fmt["rate"] = 24000
     audio_input: Dict[str, Any] = {
-        "format": {"type": "audio/pcm", "rate": 24000},
+        "format": fmt,
         "transcription": transcription,
         "turn_detection": td,  # None is sent as null: it switches the default server VAD off
     }
@@ -164,48 +252,8 @@ def build_session(
     session: Dict[str, Any] = {"type": "transcription", "audio": {"input": audio_input}}
     if include_logprobs:
         session["include"] = [LOGPROBS_INCLUDE]
+    models.warn_if_deprecated(model)
     return session
-
-
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a transcriber listens: audio goes to
-    :meth:`Transcriber.feed`, which keeps it until it is transcribed (so it is always
-    "connected": the transcriber does the buffering across reconnects)."""
-
-    def __init__(self, transcriber: Transcriber) -> None:
-        self._tr = transcriber
-        self.input_audio_buffer = self
-
-    connected = True
-
-    def append(self, pcm16: bytes) -> str:
-        self._tr.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
-        go to the transcriber's client, the stream is owned by the transcriber."""
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.emit(event)
-
-    def adopt(self, resource: Any) -> None:
-        self._tr._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._tr._streams.remove(resource)
-        except ValueError:
-            pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.count(name, n)
 
 
 class Transcriber:
@@ -218,9 +266,9 @@ class Transcriber:
     properties may be called from any thread; ``segments()`` blocks (not on the dispatcher).
 
     Args:
-        model: transcription model (``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``,
-            ``whisper-1``, ``gpt-live-transcribe``, ...).
-        language: ISO-639-1 code, or None to detect.
+        model: transcription model (default ``gpt-live-transcribe``; ``gpt-transcribe``,
+            ``gpt-realtime-whisper``, ... see :mod:`realtime_sync.models`).
+        language: ISO-639-1 code, or None to detect (models that take one language).
         prompt: text that guides the model (vocabulary, style).
         turn_detection: ``"auto"`` (the default: ``"server_vad"`` when the model allows it,
             else ``"client_vad"``), ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
@@ -228,8 +276,14 @@ class Transcriber:
             ``{"type": "client_vad", "silence_duration_ms": 500, "max_turn_ms": 30000, ...}``
             tunes it, see :class:`realtime_sync._turns.ClientVadOptions`), a dict of server
             VAD parameters, or None (you commit turns).
-        noise_reduction: ``"near_field"``, ``"far_field"`` or None.
+            With G.711 audio, ``"auto"`` means None for models without server VAD.
+        noise_reduction: ``"near_field"``, ``"far_field"``, ``{"type": .., "strength": ..}``
+            or None.
         include_logprobs: ask for token log-probabilities.
+        languages, keywords, delay: more transcription options (see :func:`build_session`);
+            options the model does not take raise :class:`ConfigurationError` here.
+        audio_format: ``"pcm"`` (PCM16 24 kHz, the default), ``"pcmu"``/``"pcma"`` (G.711
+            8 kHz bytes, fed as they are).
         on_partial: ``on_partial(segment)`` on every delta with the text so far of a turn.
         on_final: ``on_final(segment)`` once per turn, in commit order.
         url, api_key: where to connect (see :class:`RealtimeClient`).
@@ -256,11 +310,17 @@ class Transcriber:
         marshal: Optional[Marshal] = None,
         rollover_margin: float = 60.0,
         max_buffer_s: float = 120.0,
+        *,
+        languages: Optional[List[str]] = None,
+        keywords: Optional[List[str]] = None,
+        delay: Optional[str] = None,
+        audio_format: str = "pcm",
         **client_options: Any,
     ) -> None:
         self._session = build_session(
             model=model, language=language, prompt=prompt, turn_detection=turn_detection,
             noise_reduction=noise_reduction, include_logprobs=include_logprobs,
+            languages=languages, keywords=keywords, delay=delay, audio_format=audio_format,
         )
         for name, cb in (("on_partial", on_partial), ("on_final", on_final)):
             if cb is not None and not callable(cb):
@@ -273,6 +333,11 @@ class Transcriber:
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
+        self.audio_format = audio_format
+        self._bpm = bytes_per_ms(audio_format)  # bytes per ms of what feed() takes
+        if audio_format != "pcm" and turn_detection == "auto" \
+                and not models.server_vad_allowed(model):
+            turn_detection = None  # as build_session: client_vad reads PCM16 only
         auto = turn_detection == "auto"
         turn_detection = resolve_turn_detection(model, turn_detection)
         client_vad = client_vad_options(turn_detection)
@@ -302,7 +367,7 @@ class Transcriber:
         self._client_options = dict(client_options)
         self._client_options.update(url=url, api_key=api_key)
         self._rollover_margin = rollover_margin
-        self._max_buffer = int(max_buffer_s * 1000) * BYTES_PER_MS
+        self._max_buffer = int(max_buffer_s * 1000) * self._bpm
         self._client: Optional[RealtimeClient] = None
         self._streams: List[Any] = []
         self._lock = threading.RLock()
@@ -319,10 +384,8 @@ class Transcriber:
         self._last_commit_pos = 0
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
-        self._dropped_bytes = 0
-        self._drop_episode = 0  # bytes lost in the current episode (one warning per episode)
-        # ranges sent to the current session, then pushed out of the ring (lost if replayed)
-        self._unreplayable: List[Tuple[int, int]] = []
+        self._drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
+                                 self._report_drop, self._bpm)
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -423,7 +486,7 @@ class Transcriber:
         self._streams.clear()
         with self._lock:
             self._closed = True
-            self._end_drop_episode()
+            self._drops.end_episode()
             self._changed.notify_all()
         client = self._client
         return client.close(timeout) if client is not None else True
@@ -436,20 +499,23 @@ class Transcriber:
 
     # -- audio in -----------------------------------------------------------------------------
     def feed(self, pcm16: bytes) -> None:
-        """Feed PCM16 mono 24 kHz audio. Any thread; never blocks on the network for long.
+        """Feed PCM16 mono 24 kHz audio (or G.711 bytes with ``audio_format="pcmu"/"pcma"``).
+        Any thread; never blocks on the network for long.
 
         The audio is kept until transcribed: while disconnected it waits, and is sent (replayed)
-        once the session is back.
+        once the session is back. Under ``client_vad`` the VAD runs here, in the calling thread
+        (the audio thread with :meth:`listen`; about 25 ms of CPU per second of audio), one
+        feeder at a time; it commits each utterance at its end.
 
         Raises:
-            TypeError, ValueError: not PCM16 bytes.
+            TypeError, ValueError: not bytes (PCM16: an odd number of bytes).
             NotConnectedError: the transcriber is closed or not started.
         """
         if isinstance(pcm16, memoryview):
             pcm16 = pcm16.tobytes()
         if not isinstance(pcm16, (bytes, bytearray)):
             raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
-        if len(pcm16) % 2:
+        if self.audio_format == "pcm" and len(pcm16) % 2:
             raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
         client = self.client
         if self._closed:
@@ -586,12 +652,7 @@ class Transcriber:
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
         first = self._generation < 0
-        needed = self._replay_start()
-        lost = sum(max(0, end - max(start, needed)) for start, end in self._unreplayable)
-        self._unreplayable.clear()
-        if lost and not first:
-            self._count_drop(lost)
-        self._end_drop_episode()
+        self._drops.new_session(self._replay_start(), first)
         self._generation = gen
         self._session_index += 1
         self._session_base = self._ring_start
@@ -612,7 +673,7 @@ class Transcriber:
             replay = self._total - self._ring_start
             if replay:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
-                            replay // BYTES_PER_MS)
+                            replay // self._bpm)
 
     def _replay_start(self) -> int:
         """Where a new session would have to start replaying: the first audio not yet
@@ -630,57 +691,30 @@ class Transcriber:
     def _trim_ring(self) -> None:
         """Forget audio whose turns have all completed; bound the rest (lock held).
 
-        Beyond ``max_buffer_s`` the oldest audio leaves the ring. Audio the current session
-        has not had yet is lost at once and counted then; audio it has had is only out of
-        reach of a replay, and counted as lost if a new session ever needs it
-        (:meth:`_start_new_session`). Nothing is counted twice."""
+        Beyond ``max_buffer_s`` the oldest audio leaves the ring; :class:`DropLedger` counts
+        what is really lost (audio not sent yet, or later needed by a replay), once."""
         needed = self._replay_start()
         keep_from = max(needed, self._ring_start)  # what is gone is gone
         overflow = (self._total - keep_from) - self._max_buffer
-        lost = 0
+        end = keep_from
         if overflow > 0:
-            overflow += overflow % 2
-            end = keep_from + overflow
-            sent_end = min(end, max(self._sent, keep_from))
-            if sent_end > keep_from:  # sent to this session: lost only if replayed
-                self._unreplayable.append((keep_from, sent_end))
-            lost = end - sent_end
+            end = keep_from + overflow + (overflow % 2 if self.audio_format == "pcm" else 0)
+        self._drops.pushed_out(keep_from, end, self._sent, needed)
+        if end > keep_from:
+            self._sent = max(self._sent, end)
             keep_from = end
-            self._sent = max(self._sent, keep_from)
-        # forget unreplayable ranges no replay can need any more (their turns completed)
-        while self._unreplayable and self._unreplayable[0][1] <= needed:
-            self._unreplayable.pop(0)
-        if len(self._unreplayable) > 64:  # contiguous in practice; merge to stay bounded
-            self._unreplayable[:] = [(self._unreplayable[0][0], self._unreplayable[-1][1])]
-        if lost > 0:
-            self._count_drop(lost)
-        else:
-            self._end_drop_episode()
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
-        while self._vad_turns and self._vad_turns[0][1] <= self._ring_start:
-            del self._vad_turns[0]
 
-    def _count_drop(self, nbytes: int) -> None:
-        """Account ``nbytes`` of audio that will never be transcribed (lock held): the
-        counter, ``stats()["audio_dropped"]`` and one ``client.audio_dropped`` event each
-        time; the warning is logged once per episode (:meth:`_end_drop_episode`)."""
-        self._dropped_bytes += nbytes
-        self._drop_episode += nbytes
+    def _report_drop(self, nbytes: int) -> None:
+        """Audio that will never be transcribed (lock held): ``stats()["audio_dropped"]``
+        and one ``client.audio_dropped`` event each time."""
         client = self._client
         if client is not None:
             client.host.count("audio_dropped", nbytes)
             client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
-                          "ms": nbytes // BYTES_PER_MS, "source": "transcriber"})
-
-    def _end_drop_episode(self) -> None:
-        """Log one warning for the audio lost since the episode began (lock held)."""
-        if self._drop_episode:
-            logger.warning(
-                "transcriber buffer full: dropped %d ms of untranscribed audio (max_buffer_s=%g)",
-                self._drop_episode // BYTES_PER_MS, self._max_buffer / BYTES_PER_MS / 1000)
-            self._drop_episode = 0
+                              "ms": nbytes // self._bpm, "source": "transcriber"})
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
@@ -698,7 +732,7 @@ class Transcriber:
         with self._send_lock:
             with self._lock:
                 if (not client.connected or self._sent < self._total
-                        or self._sent - self._last_commit_pos < MIN_COMMIT_BYTES):
+                        or self._sent - self._last_commit_pos < 100 * self._bpm):
                     return None
                 start, end = self._last_commit_pos, self._sent
                 event_id = new_event_id()
@@ -727,6 +761,7 @@ class Transcriber:
         from .audio import Microphone, stream
 
         self.client  # noqa: B018 - raises when not started
+        self._check_pcm_source("listen()")
         mic = Microphone(device=device, chunk_ms=chunk_ms)
         return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
 
@@ -735,7 +770,14 @@ class Transcriber:
         from .audio import stream
 
         self.client  # noqa: B018
+        self._check_pcm_source("stream_source()")
         return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+
+    def _check_pcm_source(self, what: str) -> None:
+        if self.audio_format != "pcm":
+            raise ConfigurationError(
+                f"{what} streams PCM16 audio sources; this transcriber takes "
+                f"{self.audio_format!r} (G.711) bytes: feed() them, or use audio_format='pcm'")
 
     # -- results ------------------------------------------------------------------------------
     @property
@@ -754,7 +796,7 @@ class Transcriber:
     def uncommitted_ms(self) -> int:
         """Audio sent to the current session and not yet committed, in ms."""
         with self._lock:
-            return (self._sent - self._last_commit_pos) // BYTES_PER_MS
+            return (self._sent - self._last_commit_pos) // self._bpm
 
     @property
     def dropped_ms(self) -> int:
@@ -764,7 +806,7 @@ class Transcriber:
         was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
         the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
         events."""
-        return self._dropped_bytes // BYTES_PER_MS
+        return self._drops.total // self._bpm
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
         """A blocking iterator of final segments in commit order, from the first one.
@@ -777,20 +819,21 @@ class Transcriber:
         index = 0
         while True:
             with self._changed:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while index >= len(self._finals):
+
+                def ready(i: int = index) -> bool:
+                    if i < len(self._finals):
+                        return True
                     if self._error is not None:
                         raise self._error
-                    if self._closed or client.state == "closed":
-                        return
-                    if client.state == "disconnected":
+                    if client.state == "disconnected" and not self._closed:
                         raise NotConnectedError(
                             f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
-                        return
-                    self._changed.wait(min(0.25, remaining))
+                    return self._closed or client.state == "closed"
+
+                wait_until(self._changed, ready, Deadline(timeout))
+                if index >= len(self._finals):
+                    return  # closed, or no segment within ``timeout``
                 segment = self._finals[index]
             index += 1
             yield segment
@@ -815,11 +858,11 @@ class Transcriber:
                     raise self._error
                 settled = client.connected and self._sent == self._total and not self._commit_fifo
                 uncommitted = self._sent - self._last_commit_pos
-                if settled and uncommitted < MIN_COMMIT_BYTES \
+                if settled and uncommitted < 100 * self._bpm \
                         and self._final_cursor == len(self._order):
-                    self._end_drop_episode()
+                    self._drops.end_episode()
                     return Transcript(list(self._finals))
-            if settled and uncommitted >= MIN_COMMIT_BYTES:
+            if settled and uncommitted >= 100 * self._bpm:
                 if self._detector is not None:
                     # client VAD: sent audio left uncommitted by a refused commit
                     self._end_client_turn()
@@ -858,12 +901,16 @@ class Transcriber:
         with self._lock:
             start = max(self._last_commit_pos, self._ring_start) - self._ring_start
             tail = bytes(self._ring[start:self._sent - self._ring_start])
-        samples = array("h")
-        samples.frombytes(tail[: len(tail) - len(tail) % 2])
-        if sys.byteorder == "big":
-            samples.byteswap()
+        if self.audio_format != "pcm":
+            samples = g711_decode(tail, self.audio_format)
+            window = 800  # 100 ms at 8 kHz
+        else:
+            samples = array("h")
+            samples.frombytes(tail[: len(tail) - len(tail) % 2])
+            if sys.byteorder == "big":
+                samples.byteswap()
+            window = 2400
         limit = (32768.0 * 10 ** (dbfs / 20)) ** 2
-        window = 2400
         for i in range(0, len(samples), window):
             part = samples[i:i + window]
             if part and sum(v * v for v in part) / len(part) > limit:
@@ -922,7 +969,7 @@ class Transcriber:
     def _ms_to_pos(self, ms: Any) -> Optional[int]:
         if not isinstance(ms, (int, float)):
             return None
-        return self._session_base + int(ms) * BYTES_PER_MS
+        return self._session_base + int(ms) * self._bpm
 
     def _on_speech_started(self, event: Event) -> None:
         item_id = event.get("item_id")
@@ -933,7 +980,7 @@ class Transcriber:
             seg = self._segment(item_id)
             pos = self._ms_to_pos(event.get("audio_start_ms"))
             if pos is not None:
-                seg.start_ms = pos // BYTES_PER_MS
+                seg.start_ms = pos // self._bpm
             self._vad_start_pos[item_id] = self._last_commit_pos
 
     def _on_speech_stopped(self, event: Event) -> None:
@@ -946,7 +993,7 @@ class Transcriber:
             seg = self._segment(item_id)
             pos = self._ms_to_pos(event.get("audio_end_ms"))
             if pos is not None:
-                seg.end_ms = pos // BYTES_PER_MS
+                seg.end_ms = pos // self._bpm
                 seg.end_pos = min(pos, self._sent)
 
     def _on_committed(self, event: Event) -> None:
@@ -971,8 +1018,8 @@ class Transcriber:
                 self._vad_start_pos.pop(item_id, None)
                 seg.start_pos, seg.end_pos = start, end
                 if seg.start_ms is None:
-                    seg.start_ms = start // BYTES_PER_MS
-                seg.end_ms = end // BYTES_PER_MS
+                    seg.start_ms = start // self._bpm
+                seg.end_ms = end // self._bpm
             else:
                 seg.start_pos = self._last_commit_pos
                 seg.end_pos = self._sent
@@ -1003,8 +1050,8 @@ class Transcriber:
             else:
                 seg.start_pos, seg.end_pos = self._last_commit_pos, self._sent
                 self._last_commit_pos = self._sent
-            seg.start_ms = seg.start_pos // BYTES_PER_MS
-            seg.end_ms = seg.end_pos // BYTES_PER_MS
+            seg.start_ms = seg.start_pos // self._bpm
+            seg.end_ms = seg.end_pos // self._bpm
             self._insert_in_order(item_id, event.get("previous_item_id"))
             ready = self._advance_finals()
             self._changed.notify_all()
@@ -1048,6 +1095,7 @@ class Transcriber:
                 seg.logprobs = list(event["logprobs"])
             usage = event.get("usage")
             seg.usage = dict(usage) if isinstance(usage, Mapping) else None
+            seg.languages = _languages(event.get("languages"))
             seg.final = True
             ready = self._advance_finals()
         self._deliver_finals(ready)
@@ -1063,7 +1111,7 @@ class Transcriber:
             seg.text = ""
             seg.final = True
             logger.warning("transcription of %s failed: %s", item_id,
-                           seg.error.get("message"))
+                           (str(seg.error.get("message") or "").strip().splitlines() or [""])[0])
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
@@ -1110,6 +1158,52 @@ class Transcriber:
             fn(segment)
 
 
+def _languages(value: Any) -> Optional[List[str]]:
+    """``completed.languages`` (``[{"code": "en"}, ...]``) as a list of codes, or None."""
+    if not isinstance(value, list):
+        return None
+    codes = [v.get("code") if isinstance(v, Mapping) else v for v in value]
+    return [c for c in codes if isinstance(c, str)]
+
+
+def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
+    """The ``audio_format`` a WAV file is sent in (set in ``options``): G.711 files as they
+    are, PCM files as PCM16 24 kHz.
+
+    Raises:
+        ConfigurationError: ``options["audio_format"]`` does not fit the file.
+    """
+    from ._g711 import FORMATS, sniff_wav
+
+    wanted = options.get("audio_format", "pcm")
+    g711 = sniff_wav(path)
+    if g711 is not None:
+        if wanted not in ("pcm", g711):
+            raise ConfigurationError(f"{path} holds {g711!r} (G.711) audio, not {wanted!r}")
+        options["audio_format"] = g711
+    elif wanted in FORMATS and wanted != "pcm":
+        raise ConfigurationError(
+            f"audio_format={wanted!r} needs a G.711 WAV file; {path} is PCM (omit audio_format "
+            "to send it as PCM16 24 kHz, or convert it, e.g. `sox in.wav -e u-law -r 8000 "
+            "out.wav`)")
+    return str(options.get("audio_format", "pcm"))
+
+
+def _open_audio(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
+              options: Dict[str, Any]) -> Any:
+    """The file's source and the frames per read (``options["audio_format"]`` set as by
+    :func:`_wav_format`)."""
+    from ._g711 import G711Wav
+    from .audio import FileSource
+
+    if _wav_format(path, options) != "pcm":
+        try:
+            return G711Wav(path, realtime=realtime), 8 * chunk_ms
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+    return FileSource(str(path), realtime=realtime), 24 * chunk_ms
+
+
 def transcribe_file(
     path: Union[str, os.PathLike],
     *,
@@ -1129,6 +1223,8 @@ def transcribe_file(
     Args:
         path: a WAV file (any rate, 8–32 bit, mono or stereo), or any audio or video file
             PyAV decodes (MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv, ...; the ``audio`` extra).
+            A mono 8 kHz G.711 WAV (μ-law/A-law) is sent as it is (``audio_format`` follows
+            the file).
         realtime: pace the audio in real time.
         progress: a tqdm progress bar; None shows one on a terminal for files over 30 s.
         timeout: give up (``TimeoutError``) after this many seconds in all.
@@ -1136,14 +1232,11 @@ def transcribe_file(
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
     from ._progress import progress_bar
-    from .audio import FileSource
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    source = FileSource(str(path), realtime=realtime)
-    frames = 24 * chunk_ms
-    # the bar shows audio transcribed (the end of each completed turn), in whole ms
-    bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)
+    _wav_format(path, options)
     user_final = options.pop("on_final", None)
+    bar: Any = None
 
     def on_final(segment: Segment) -> None:
         if bar is not None:
@@ -1151,8 +1244,13 @@ def transcribe_file(
         if user_final is not None:
             user_final(segment)
 
+    # bad options fail here, before the file is read
+    transcriber = Transcriber(on_final=on_final, **options)
+    source, frames = _open_audio(path, realtime, chunk_ms, options)
     try:
-        with Transcriber(on_final=on_final, **options) as tr:
+        # the bar shows audio transcribed (the end of each completed turn), in whole ms
+        bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)
+        with transcriber as tr:
             while True:
                 chunk = source.read(frames)
                 if not chunk:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
 from . import models as _models
 from ._dispatch import Marshal
+from ._drops import DropLedger
 from ._endpoint import translation_url
+from ._feed import FeedSink as _FeedSink
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, new_event_id
@@ -50,6 +53,9 @@ NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？", "؟", "।")
 MAX_CUE_CHARS = 84
 CUE_GAP_MS = 2000
+MS_PER_CHAR = 50
+MAX_READING_MS = 3000
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…。！？؟।])(?=\s)")
 
 
 @dataclass
@@ -151,43 +157,49 @@ class _Cues:
         self.pending: Optional[Cue] = None
         self.last_ms = 0  # monotonic clock of this stream
         self.closed_ms = 0  # time up to which every cue is final
+        self.pending_ms = 0  # time of the pending cue's last delta
         self.text = ""  # everything, final or not
 
     def add(self, delta: str, ms: int) -> List[Cue]:
-        """Add a delta at ``ms``; returns the cues that changed (final ones first)."""
+        """Add a delta at ``ms``; returns the cues that changed, in order. A delta holding
+        several sentences (an engine that sends a phrase at once) makes several cues."""
         ms = max(ms, self.last_ms)
         self.last_ms = ms
         changed: List[Cue] = []
         cue = self.pending
-        if cue is not None and ms - (cue.end_ms - FRAME_MS) >= CUE_GAP_MS:
+        if cue is not None and ms - self.pending_ms >= CUE_GAP_MS:
             changed.append(self._close())
-            cue = None
+        for piece in _SENTENCE_SPLIT.split(delta):
+            if piece:
+                self._add_piece(piece, ms, changed)
+        return changed
+
+    def _add_piece(self, piece: str, ms: int, changed: List[Cue]) -> None:
+        self.text += piece
+        cue = self.pending
         if cue is None:
-            if not delta.strip():  # spacing between cues: the text keeps it, no cue starts
-                self.text += delta
-                return changed
+            if not piece.strip():  # spacing between cues: the text keeps it, no cue starts
+                return
             cue = self.pending = Cue(text="", start_ms=ms, end_ms=ms + FRAME_MS,
                                      source=self.source, index=len(self.done))
-        cue.text += delta.lstrip() if not cue.text else delta
-        self.text += delta
+        cue.text += piece.lstrip() if not cue.text else piece
         cue.end_ms = ms + FRAME_MS
-        body = cue.text.rstrip()
-        if body.rstrip("\"'”»)]").endswith(SENTENCE_ENDS) and body.strip():
+        self.pending_ms = ms
+        while len(cue.text.strip()) > MAX_CUE_CHARS:
+            cut = cue.text.rstrip().rfind(" ", 0, MAX_CUE_CHARS + 1)
+            if cut <= 0:
+                break
+            rest = cue.text[cut:]
+            cue.text = cue.text[:cut]
             changed.append(self._close())
-        elif len(cue.text.strip()) > MAX_CUE_CHARS:
-            cut = cue.text.rstrip().rfind(" ")
-            if cut > 0:
-                rest = cue.text[cut:]
-                cue.text = cue.text[:cut]
-                changed.append(self._close())
-                self.pending = Cue(text=rest, start_ms=ms, end_ms=ms + FRAME_MS,
-                                   source=self.source, index=len(self.done))
-                changed.append(self._snapshot(self.pending))
-            else:
-                changed.append(self._snapshot(cue))
+            cue = self.pending = Cue(text=rest.lstrip(), start_ms=ms, end_ms=ms + FRAME_MS,
+                                     source=self.source, index=len(self.done))
+            self.pending_ms = ms
+        body = cue.text.rstrip().rstrip("\"'”»)]")
+        if body.endswith(SENTENCE_ENDS):
+            changed.append(self._close())
         else:
             changed.append(self._snapshot(cue))
-        return changed
 
     @staticmethod
     def _snapshot(cue: Cue) -> Cue:
@@ -201,7 +213,10 @@ class _Cues:
         if not cue.text.strip():
             return self._snapshot(cue)
         self.done.append(cue)
-        self.closed_ms = max(self.closed_ms, cue.end_ms - FRAME_MS)
+        self.closed_ms = max(self.closed_ms, self.pending_ms)
+        # a cue whose text came at once stays readable: at least its reading time (bounded)
+        reading = min(MAX_READING_MS, MS_PER_CHAR * len(cue.text.strip()))
+        cue.end_ms = max(cue.end_ms, cue.start_ms + reading)
         return self._snapshot(cue)
 
     def flush(self) -> List[Cue]:
@@ -217,45 +232,6 @@ class _Cues:
         if cue is not None:
             self.text = self.text[:len(self.text) - len(cue.text)]
             self.pending = None
-
-
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a translator listens."""
-
-    def __init__(self, translator: Translator) -> None:
-        self._tr = translator
-        self.input_audio_buffer = self
-
-    connected = True
-
-    def append(self, pcm16: bytes) -> str:
-        self._tr.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`): events and counts
-        go to the translator's client, the stream is owned by the translator."""
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.emit(event)
-
-    def adopt(self, resource: Any) -> None:
-        self._tr._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._tr._streams.remove(resource)
-        except ValueError:
-            pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        client = self._tr._client
-        if client is not None:
-            client.host.count(name, n)
 
 
 class Translator:
@@ -369,7 +345,8 @@ class Translator:
         self._total = 0
         self._sent = 0
         self._silence_bytes = 0
-        self._dropped_bytes = 0
+        self._drops = DropLedger(logger, "translator", "untranslated", max_buffer_s,
+                                 self._report_drop)
         self._generation = -1
         self._session_base = 0  # absolute position where the current session's audio starts
         self._sessions = 0
@@ -489,6 +466,7 @@ class Translator:
         self._streams.clear()
         with self._changed:
             self._closed = True
+            self._drops.end_episode()
             self._changed.notify_all()
         self._stop.set()
         ok = True
@@ -629,7 +607,12 @@ class Translator:
         client.host.restart()
 
     def _keep_from(self) -> int:
-        """Where the audio still needed for a replay starts (lock held)."""
+        """Where the audio still needed for a replay starts, within the ring (lock held)."""
+        return max(self._ring_start, self._replay_start())
+
+    def _replay_start(self) -> int:
+        """Where a new session would have to start replaying, even if the ring no longer
+        holds it (lock held)."""
         boundary_ms = min(self._text.closed_ms, self._source.closed_ms) \
             if self.source_transcript else self._text.closed_ms
         if self._text.pending is None and (not self.source_transcript
@@ -637,27 +620,33 @@ class Translator:
             # nothing unfinished: the server has translated what it showed us so far
             boundary_ms = max(boundary_ms, self._session_base // BYTES_PER_MS
                               + self._max_elapsed)
-        pos = boundary_ms * BYTES_PER_MS
-        return max(self._ring_start, min(pos, self._sent))
+        return min(boundary_ms * BYTES_PER_MS, self._sent)
 
     def _trim_ring(self) -> None:
-        """Forget audio already translated; bound the rest (lock held)."""
-        keep_from = self._keep_from()
+        """Forget audio already translated; bound the rest (lock held). Beyond
+        ``max_buffer_s`` the oldest audio leaves the ring; :class:`DropLedger` counts what is
+        really lost (audio not sent yet, or later needed by a replay), once."""
+        needed = self._replay_start()
+        keep_from = max(self._ring_start, needed)
         overflow = (self._total - keep_from) - self._max_buffer
+        end = keep_from
         if overflow > 0:
-            overflow += overflow % 2
-            keep_from += overflow
-            self._dropped_bytes += overflow
-            logger.warning("translator buffer full: dropped %d ms of untranslated audio",
-                           overflow // BYTES_PER_MS)
-            if self._client is not None:
-                self._client.host.count("audio_dropped", overflow)
-                self._client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": overflow,
-                                    "ms": overflow // BYTES_PER_MS, "source": "translator"})
-            self._sent = max(self._sent, keep_from)
+            end = keep_from + overflow + overflow % 2
+        self._drops.pushed_out(keep_from, end, self._sent, needed)
+        if end > keep_from:
+            self._sent = max(self._sent, end)
+            keep_from = end
         if keep_from > self._ring_start:
             del self._ring[:keep_from - self._ring_start]
             self._ring_start = keep_from
+
+    def _report_drop(self, nbytes: int) -> None:
+        """Audio that will never be translated (lock held): counted and reported."""
+        client = self._client
+        if client is not None:
+            client.host.count("audio_dropped", nbytes)
+            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+                              "ms": nbytes // BYTES_PER_MS, "source": "translator"})
 
     # -- finishing --------------------------------------------------------------------------
     def finish(self, timeout: Optional[float] = 30) -> Translation:
@@ -687,6 +676,7 @@ class Translator:
                 if self._ended:
                     flushed = self._text.flush() + self._source.flush()
                     result = self._result()
+                    self._drops.end_episode()
                     break
             self._pump(client)
             with self._changed:
@@ -723,7 +713,7 @@ class Translator:
         """True once the network thread has read ``session.closed`` (the dispatcher may not
         have handled it yet: the socket's close can overtake the event's handler)."""
         client = self._client
-        return bool(client is not None and getattr(client, "_session_ended", False))
+        return client is not None and client.host.session_ended
 
     def _result(self) -> Translation:
         return Translation(cues=list(self._text.done), source_cues=list(self._source.done),
@@ -761,8 +751,10 @@ class Translator:
 
     @property
     def dropped_ms(self) -> int:
-        """Untranslated audio dropped because the replay buffer overflowed."""
-        return self._dropped_bytes // BYTES_PER_MS
+        """Audio that will never be translated because the replay buffer (``max_buffer_s``)
+        overflowed: fed while the session could not take it, or needed by a replay and no
+        longer held. Counted once; equals the ``client.audio_dropped`` events' bytes."""
+        return self._drops.total // BYTES_PER_MS
 
     @property
     def errors(self) -> List[Dict[str, Any]]:
@@ -828,6 +820,7 @@ class Translator:
             gen = client.host.session_number
             if gen != self._generation:
                 first = self._generation < 0
+                self._drops.new_session(self._replay_start(), first)
                 keep_from = self._keep_from() if not first else 0
                 self._generation = gen
                 self._sessions += 1

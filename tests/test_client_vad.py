@@ -271,3 +271,56 @@ def test_a_streaming_model_gives_final_segments_without_any_commit_call():
         updates = [e for e in srv.received if e["type"] == "session.update"]
     assert finals == ["first words", "second words"]
     assert updates[0]["session"]["audio"]["input"]["turn_detection"] is None
+
+
+def test_a_dropped_connection_replays_the_turn_in_progress_and_commits_it_once():
+    rec = ScriptedRecognizer()
+    half = len(WEATHER) // 2 // 2 * 2
+    with FakeRealtimeServer(recognizer=rec) as srv, rs.Transcriber(
+        url=srv.url, api_key="sk-local", turn_detection="client_vad",
+        reconnect=rs.Backoff(initial=0.05, jitter=0),
+    ) as tr:
+        feed(tr, silence(300) + WEATHER + silence(900))
+        deadline = time.monotonic() + 10
+        while not tr.transcript.segments and time.monotonic() < deadline:
+            time.sleep(0.02)  # the first turn completes
+        assert len(tr.transcript.segments) == 1
+        feed(tr, WEATHER[:half])  # the second utterance, half sent...
+        srv.drop()
+        deadline = time.monotonic() + 10
+        while srv.connection_count < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        feed(tr, WEATHER[half:] + silence(900))  # ...the rest after the drop
+        deadline = time.monotonic() + 10
+        while not (tr.client.connected and srv.connection_count >= 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        transcript = tr.finish(timeout=30)
+    lengths = [len(a) // MS for a in rec.calls]
+    assert len(transcript.segments) == 2
+    assert len(lengths) == 2 and abs(lengths[0] - lengths[1]) <= 400  # the whole utterance
+
+
+def test_real_human_speech_is_cut_at_its_sentence_pauses(tmp_path):
+    """A human reading six short sentences, each followed by a pause (16 kHz file, resampled
+    by transcribe_file): one turn per sentence at the default 500 ms, fewer with a longer
+    pause setting; the turns never overlap and silence alone is never committed."""
+    path = DATA / "speech" / "beckett_16k.wav"
+    counts = {}
+    for pause in (500, 900):
+        rec = ScriptedRecognizer()
+        with FakeRealtimeServer(recognizer=rec) as srv:
+            transcript = rs.transcribe_file(
+                path, url=srv.url, api_key="sk-local",
+                turn_detection={"type": "client_vad", "silence_duration_ms": pause},
+                timeout=60)
+        segs = transcript.segments
+        counts[pause] = len(segs)
+        assert len(rec.calls) == len(segs)
+        for a, b in zip(segs, segs[1:]):
+            assert a.end_ms <= b.start_ms
+        assert all(s.end_ms - s.start_ms >= 700 for s in segs)
+        if pause == 500:  # one sentence each
+            assert all(s.end_ms - s.start_ms <= 2500 for s in segs), segs
+    assert counts[500] == 6
+    assert 2 <= counts[900] < 6

@@ -212,6 +212,7 @@ def test_a_huge_content_index_allocates_nothing():
             finally:
                 tracemalloc.stop()
             assert answer.text == "fine"
+            assert client.flush(5)  # close() drops events still queued for handlers
         print(f"peak traced memory during the attack: {peak / 1e6:.2f} MB")
         # 10 million parts would be gigabytes; the bound leaves room for whatever other
         # threads of the test process allocate meanwhile (tracemalloc sees them all)
@@ -248,7 +249,7 @@ def test_a_key_echoed_by_the_server_never_leaks_through_errors_or_events(caplog)
             deadline = time.monotonic() + 5
             while client.state != "disconnected" and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(0.1)
+            assert client.flush(5)  # close() drops events still queued for handlers
         assert any(e.get("type") == "error" for e in seen)
         assert any(e.get("type") == "client.disconnected" for e in seen)
         for event in seen:
@@ -312,3 +313,30 @@ def test_carry_over_recreates_the_previous_sessions_messages_in_the_new_session(
         assert [(i["role"], i["content"][0]["type"], i["content"][0]["text"]) for i in carried] \
             == [("user", "input_text", "My name is Ada."), ("assistant", "output_text", "Hi Ada!")]
         assert [s.id for s in conv.sessions] == ["sess_1", "sess_2"]
+
+
+def test_ask_while_reconnecting_is_asked_in_the_new_session():
+    reconnecting = threading.Event()
+
+    def script(ws, n, server):
+        if n == 0:
+            created(ws, "sess_1")
+            server.until(ws, "response.cancel")  # the test's signal: drop now
+            ws.close(1011, "internal")
+            return
+        reconnecting.wait(10)  # hold the new session back until ask() has queued its events
+        time.sleep(0.1)
+        created(ws, "sess_2")
+        answer_ask(server, ws, 2, "Paris")
+        server.absorb(ws)
+
+    with HostileServer(script) as srv:
+        client = make_client(srv)
+        with client:
+            client.response.cancel()
+            deadline = time.monotonic() + 10
+            while client.state != "reconnecting" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            threading.Timer(0.05, reconnecting.set).start()
+            answer = client.ask("Capital of France?", timeout=10)
+        assert answer.text == "Paris"

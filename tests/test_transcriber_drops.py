@@ -190,3 +190,70 @@ def test_a_long_file_that_really_loses_audio_says_how_much_in_one_line(long_wav,
         duration_ms = int(w.getnframes() / 24)
     lost = int(warnings[0].getMessage().split("dropped ")[1].split(" ms")[0])
     assert lost == pytest.approx(duration_ms - 20000, abs=200)
+
+
+# -- the translator keeps its replay buffer with the same ledger -------------------------------
+class TwoTranslationSessions(TwoSessions):
+    """Like TwoSessions, speaking the translation protocol (nothing is ever translated)."""
+
+    def __call__(self, ws, n, server):
+        if n == 0:
+            created(ws, "sess_1", "translation")
+            answer_update(server, ws)
+            while not self.down.is_set():
+                try:
+                    self.per_connection[0].append(server.recv(ws, 0.05))
+                except TimeoutError:
+                    pass
+            ws.close(1011, "internal error")
+            return
+        self.up.wait(30)
+        created(ws, "sess_2", "translation")
+        answer_update(server, ws)
+        while True:
+            self.per_connection[1].append(server.recv(ws, None))
+
+
+def translation_bytes(events):
+    return sum(len(base64.b64decode(e["audio"])) for e in events
+               if e.get("type") == "session.input_audio_buffer.append")
+
+
+def translator(srv):
+    return rs.Translator(url=srv.url, api_key="sk-test-key", to="es", max_buffer_s=1,
+                         keepalive=False, reconnect=rs.Backoff(initial=0.05))
+
+
+def test_translator_counts_audio_fed_while_reconnecting_beyond_its_buffer_once(caplog):
+    caplog.set_level(logging.INFO)
+    script = TwoTranslationSessions()
+    with HostileServer(script) as srv, translator(srv) as tr:
+        dropped = []
+        tr.client.on("client.audio_dropped", dropped.append)
+        script.down.set()
+        srv.wait(lambda: srv.connections == 2)
+        feed_ms(tr, 3000)
+        assert tr.dropped_ms == 2000
+        script.up.set()
+        replay_until(tr, srv, lambda: translation_bytes(script.per_connection[1]) >= 1000 * MS)
+        assert tr.client.flush(5)
+        assert tr.client.stats()["audio_dropped"] == 2000 * MS
+        assert sum(e["bytes"] for e in dropped) == 2000 * MS
+    warnings = [r.getMessage() for r in caplog.records if "buffer full" in r.getMessage()]
+    assert len(warnings) == 1 and "2000 ms" in warnings[0]
+
+
+def test_translator_counts_sent_audio_only_when_a_replay_needs_it(caplog):
+    caplog.set_level(logging.INFO)
+    script = TwoTranslationSessions()
+    with HostileServer(script) as srv, translator(srv) as tr:
+        feed_ms(tr, 3000)
+        srv.wait(lambda: translation_bytes(script.per_connection[0]) >= 3000 * MS)
+        assert tr.dropped_ms == 0
+        assert not [r for r in caplog.records if "buffer full" in r.getMessage()]
+        script.down.set()
+        script.up.set()
+        replay_until(tr, srv, lambda: translation_bytes(script.per_connection[1]) >= 1000 * MS)
+        assert tr.dropped_ms == 2000
+    warnings = [r.getMessage() for r in caplog.records if "buffer full" in r.getMessage()]
+    assert len(warnings) == 1 and "2000 ms" in warnings[0]

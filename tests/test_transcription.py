@@ -154,8 +154,9 @@ def test_server_vad_splits_speech_with_a_pause_into_two_turns(tmp_path):
     rec = ScriptedRecognizer(["hello there", "general kenobi"])
     path = tmp_path / "two.wav"
     write_wav(path, silence(300) + tone(700) + silence(800) + tone(600, 330) + silence(600))
-    with FakeRealtimeServer(recognizer=rec) as srv:
-        transcript = rs.transcribe_file(path, url=srv.url, api_key="sk-local", timeout=30)
+    with FakeRealtimeServer(recognizer=rec) as srv:  # a model that allows server VAD
+        transcript = rs.transcribe_file(path, url=srv.url, api_key="sk-local", timeout=30,
+                                        model="gpt-transcribe")
     assert transcript.text == "hello there general kenobi"
     first, second = transcript.segments
     assert first.start_ms is not None and first.end_ms is not None
@@ -168,8 +169,9 @@ def test_transcribe_file_commits_the_tail_under_server_vad(tmp_path):
     rec = ScriptedRecognizer(["cut off at the end"])
     path = tmp_path / "tail.wav"
     write_wav(path, silence(200) + tone(900))
-    with FakeRealtimeServer(recognizer=rec) as srv:
-        transcript = rs.transcribe_file(path, url=srv.url, api_key="sk-local", timeout=30)
+    with FakeRealtimeServer(recognizer=rec) as srv:  # a model that allows server VAD
+        transcript = rs.transcribe_file(path, url=srv.url, api_key="sk-local", timeout=30,
+                                        model="gpt-transcribe")
         commits = [e for e in srv.received if e["type"] == "input_audio_buffer.commit"]
     assert transcript.text == "cut off at the end"
     assert len(commits) == 1

@@ -499,3 +499,39 @@ def test_offline_translates_real_spanish_speech_into_english(tmp_path):
     starts = [c.start_ms for c in result.cues]
     assert len(starts) >= 2 and starts == sorted(starts)
     assert starts[0] >= 1000  # sent when the first phrase ends, not before it
+
+
+def test_a_phrase_sent_at_once_becomes_readable_cues_per_sentence():
+    from realtime_sync.translation import MAX_CUE_CHARS, _Cues
+
+    cues = _Cues(source=False)
+    changed = cues.add("Please leave your message after the tone. When done, hang up.", 4600)
+    assert [(c.text, c.final, c.start_ms) for c in changed] == [
+        ("Please leave your message after the tone.", True, 4600),
+        ("When done, hang up.", True, 4600)]
+    # text that came in one frame still gets its reading time (bounded), not 200 ms
+    assert changed[0].end_ms == 4600 + 50 * len("Please leave your message after the tone.")
+    long = " ".join(["word"] * 60)
+    parts = cues.add(" " + long, 9000)
+    assert all(len(c.text) <= MAX_CUE_CHARS for c in parts)
+    assert " ".join(c.text.strip() for c in parts) == long
+    assert cues.text == "Please leave your message after the tone. When done, hang up. " + long
+
+
+def test_a_drop_while_finishing_resumes_and_closes_the_new_session(srv):
+    """The socket dies right after session.close (before session.closed): finish() replays the
+    untranslated audio into a new session and closes that one instead."""
+    def before(conn: Any, event: Dict[str, Any]) -> bool:
+        if conn.number == 1 and event.get("type") == "session.close":
+            conn.session.wait_idle()
+            conn.drop()
+            return True
+        return False
+
+    srv.before = before
+    with translator(srv, to="es") as tr:
+        tr.feed(tone(600) + silence(400) + tone(600))  # the second phrase is still open
+        result = tr.finish(timeout=15)
+    assert srv.connection_count == 2
+    assert result.text == "Hola mundo. Adiós amigos."
+    assert [c.start_ms for c in result.cues] == [0, 1000]

@@ -53,7 +53,7 @@ def test_captions_are_written_cue_by_cue_with_times(srv, speech, tmp_path, capsy
                  "--format", "srt", "--output", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == (
         "1\n00:00:00,000 --> 00:00:00,800\nHola mundo.\n\n"
-        "2\n00:00:01,000 --> 00:00:01,600\nAdiós amigos.\n\n")
+        "2\n00:00:01,000 --> 00:00:01,650\nAdiós amigos.\n\n")  # reading time
     source = (tmp_path / "es.source.srt").read_text(encoding="utf-8")
     assert "Hello world." in source and "00:00:01,000" in source
     printed = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_translate_file_gives_what_the_command_prints(srv, speech):
                                source_transcript=True, speech=True)
     assert result.text == "Hola mundo. Adiós amigos."
     assert result.source_text == "Hello world. Goodbye friends."
-    assert [(c.start_ms, c.end_ms) for c in result.cues] == [(0, 800), (1000, 1600)]
+    assert [(c.start_ms, c.end_ms) for c in result.cues] == [(0, 800), (1000, 1650)]
     assert result.audio is not None and len(result.audio) == 48 * (200 * 5)  # a tone per frame
     assert result.language == "es"
 
@@ -156,3 +156,39 @@ def test_listen_translates_the_virtual_microphone(rig, srv):  # noqa: F811
         result = tr.finish(timeout=20)
     assert result.text == "Hola mundo."
     assert result.cues[0].start_ms >= 200  # after the leading silence, on the mic's clock
+
+
+@pytest.mark.audio_device
+def test_translate_the_virtual_microphone_until_ctrl_c(rig):  # noqa: F811
+    """`realtime-sync translate --mic` against `realtime-sync serve` (scripted translation):
+    speech played into the virtual microphone comes out as a line; Ctrl-C ends with 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "realtime_sync"]
+    env = dict(os.environ)
+    server = subprocess.Popen(cli + ["serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("ws://"), url
+        proc = subprocess.Popen(cli + ["translate", "--mic", "--to", "es", "--url", url],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            assert "listening" in line, line + proc.stderr.read()
+            play_into_mic(tone(800, amplitude=0.5) + bytes(48 * 800))
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert proc.returncode == 0, err
+    assert "ms translated." in out, out + err

@@ -88,7 +88,7 @@ def test_chat_session_is_a_valid_ga_session_and_the_server_applies_it(fake):
         assert config["audio"]["output"]["voice"] == "marin"
         assert config["audio"]["input"]["turn_detection"]["create_response"] is True
         assert config["audio"]["input"]["turn_detection"]["interrupt_response"] is True
-        assert config["audio"]["input"]["transcription"]["model"] == "gpt-4o-mini-transcribe"
+        assert config["audio"]["input"]["transcription"]["model"] == "gpt-transcribe"
         assert config["instructions"] == "Be brief."
         assert_valid_client_events(ClientSchema(), fake.received)
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Tuple
 
+from .. import _wire
 from ..errors import AudioError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,10 +32,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WIRE_RATE = 24000
+WIRE_RATE = _wire.SAMPLE_RATE
 """Sample rate of the Realtime API's ``pcm16`` audio."""
 WIRE_CHANNELS = 1
-WIRE_SAMPLE_WIDTH = 2
+WIRE_SAMPLE_WIDTH = _wire.SAMPLE_WIDTH
 _QUALITY = "HQ"
 _EXTRA_HINT = "install the audio extra: pip install 'realtime-sync[audio]'"
 

@@ -68,7 +68,52 @@ def import_pyaudio() -> Any:
         import pyaudio
     except ImportError:
         raise AudioError(EXTRA_HINT) from None
+    silence_library_messages()
     return pyaudio
+
+
+_silenced: List[Any] = []  # the installed no-op handlers (kept alive for the C libraries)
+
+
+def silence_library_messages() -> None:
+    """Route ALSA's and JACK's own error/info messages to nowhere, for the whole process
+    (``snd_lib_error_set_handler``, ``jack_set_error_function``): messages such as
+    ``ALSA lib pcm.c: underrun occurred`` come from audio threads at any time, which a
+    redirection of stderr around a call cannot catch. Once; ``REALTIME_SYNC_AUDIO_DEBUG=1``
+    (``--debug``) keeps them. Any thread."""
+    if _silenced or os.environ.get("REALTIME_SYNC_AUDIO_DEBUG") or not sys.platform.startswith(
+            "linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    with _quiet_lock:
+        if _silenced:
+            return
+        _silenced.append(True)
+        # the handlers are variadic in C; a callback that ignores its arguments is safe
+        alsa_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                        ctypes.c_int, ctypes.c_char_p)(_ignore)
+        jack_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(_ignore)
+        for lib_name, setters, handler in (
+            ("asound", ("snd_lib_error_set_handler",), alsa_handler),
+            ("jack", ("jack_set_error_function", "jack_set_info_function"), jack_handler),
+        ):
+            path = ctypes.util.find_library(lib_name)
+            if not path:
+                continue
+            try:
+                lib = ctypes.CDLL(path)
+                for setter in setters:
+                    getattr(lib, setter)(handler)
+            except (OSError, AttributeError) as exc:
+                log.debug("cannot silence %s messages: %s", lib_name, exc)
+                continue
+            _silenced.append((lib, handler))
+
+
+def _ignore(*args: Any) -> None:
+    """A message of ALSA or JACK: dropped (see :func:`silence_library_messages`)."""
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ import threading
 from typing import Any, Callable, Deque, Dict, Optional
 
 from .._host import AudioHost
+from .._wire import MAX_EVENT_BYTES
 from ..errors import AudioError, NotConnectedError
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, bytes_to_ms
 
@@ -32,7 +33,6 @@ __all__ = ["AudioStream", "stream", "MAX_APPEND_BYTES"]
 
 log = logging.getLogger(__name__)
 
-MAX_EVENT_BYTES = 15 * 1024 * 1024
 # base64 grows 3 -> 4; leave room for the JSON envelope; keep whole frames
 MAX_APPEND_BYTES = ((MAX_EVENT_BYTES - 1024) * 3 // 4) // WIRE_SAMPLE_WIDTH * WIRE_SAMPLE_WIDTH
 """Largest PCM16 payload of one ``input_audio_buffer.append`` (its JSON stays under 15 MiB)."""

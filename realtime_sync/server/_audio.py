@@ -7,44 +7,27 @@ from __future__ import annotations
 
 import array
 import sys
-from typing import List
+from typing import Callable, List
+
+from .._g711 import SAMPLES
 
 __all__ = ["to_pcm24k", "BYTES_PER_MS"]
 
 BYTES_PER_MS = 48  # PCM16 mono 24 kHz
 
 
-def _ulaw(byte: int) -> int:
-    u = ~byte & 0xFF
-    t = ((u & 0x0F) << 3) + 0x84
-    t <<= (u & 0x70) >> 4
-    return (0x84 - t) if (u & 0x80) else (t - 0x84)
-
-
-def _alaw(byte: int) -> int:
-    a = byte ^ 0x55
-    t = (a & 0x0F) << 4
-    seg = (a & 0x70) >> 4
-    if seg == 0:
-        t += 8
-    elif seg == 1:
-        t += 0x108
-    else:
-        t = (t + 0x108) << (seg - 1)
-    return t if (a & 0x80) else -t
-
-
-def _table(decode: object) -> List[bytes]:
+def _table(decode: Callable[[int], int]) -> List[bytes]:
     out = []
     for b in range(256):
-        sample = array.array("h", [decode(b)] * 3)  # type: ignore[operator]
+        sample = array.array("h", [decode(b)] * 3)
         if sys.byteorder == "big":
             sample.byteswap()
         out.append(sample.tobytes())
     return out
 
 
-_TABLES = {"audio/pcmu": _table(_ulaw), "audio/pcma": _table(_alaw)}
+_TABLES = {"audio/pcmu": _table(SAMPLES["pcmu"].__getitem__),
+           "audio/pcma": _table(SAMPLES["pcma"].__getitem__)}
 
 
 def to_pcm24k(data: bytes, fmt: str) -> bytes:

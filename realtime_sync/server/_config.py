@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, List, Mapping, Optional
 
+from .. import models
+
 __all__ = [
     "SessionError",
     "default_session",
@@ -80,7 +82,7 @@ def default_session(kind: str, session_id: str, expires_at: int,
         "type": "realtime",
         "object": "realtime.session",
         "id": session_id,
-        "model": model or "gpt-realtime",
+        "model": model or models.DEFAULT_CONVERSATION_MODEL,
         "output_modalities": ["audio"],
         "instructions": "You are a helpful assistant running on a local test server.",
         "tools": [],
@@ -256,8 +258,44 @@ def _noise_reduction(value: Any, path: str) -> Optional[Dict[str, Any]]:
     if value is None:
         return None
     nr = _object(value, path)
-    _unknown(nr, {"type"}, path)
-    return {"type": _enum(nr.get("type"), {"near_field", "far_field"}, path + ".type")}
+    _unknown(nr, {"type", "strength"}, path)
+    out: Dict[str, Any] = {"type": _enum(nr.get("type"), {"near_field", "far_field"},
+                                         path + ".type")}
+    if nr.get("strength") is not None:
+        out["strength"] = _number(nr["strength"], path + ".strength", 0.0, 1.0)
+    return out
+
+
+def _voice(value: Any, path: str) -> Any:
+    """A voice name, or a custom voice object ``{"id": "voice_..."}`` (VoiceIdsOrCustomVoice)."""
+    if isinstance(value, dict):
+        _unknown(value, {"id"}, path)
+        return {"id": _string(value.get("id"), path + ".id", nullable=False)}
+    return _string(value, path, nullable=False)
+
+
+def _check_model_rules(session: Mapping[str, Any]) -> None:
+    """Refuse what the transcription model of a transcription session does not allow, as
+    :mod:`realtime_sync.models` records it (unknown models pass)."""
+    inp = session.get("audio", {}).get("input", {})
+    tr = inp.get("transcription") or {}
+    model = tr.get("model")
+    if not model:
+        return
+    path = "session.audio.input"
+    for option in models.TRANSCRIPTION_OPTIONS:
+        if tr.get(option) is not None and not models.takes_option(model, option):
+            raise SessionError(
+                "invalid_value",
+                f"The '{option}' parameter is not supported with model '{model}'.",
+                f"{path}.transcription.{option}")
+    if session.get("type") == "transcription" and inp.get("turn_detection") is not None \
+            and not models.server_vad_allowed(model):
+        raise SessionError(
+            "invalid_value",
+            f"Turn detection is not supported with model '{model}'. Set "
+            f"'{path}.turn_detection' to null and commit the input audio buffer yourself.",
+            f"{path}.turn_detection")
 
 
 def _include(value: Any, path: str) -> Optional[List[str]]:
@@ -318,13 +356,14 @@ def apply_update(current: Mapping[str, Any], update: Any) -> Dict[str, Any]:
             if out.get("format") is not None:
                 cur_out["format"] = _format(out["format"], p + ".format")
             if out.get("voice") is not None:
-                cur_out["voice"] = _string(out["voice"], p + ".voice", nullable=False)
+                cur_out["voice"] = _voice(out["voice"], p + ".voice")
             if out.get("speed") is not None:
                 cur_out["speed"] = _number(out["speed"], p + ".speed", 0.25, 1.5)
     if "include" in upd:
         new["include"] = _include(upd["include"], "session.include")
     if realtime:
         _apply_realtime(new, upd)
+    _check_model_rules(new)
     return new
 
 

@@ -8,10 +8,12 @@ deltas. The server calls :meth:`Recognizer.transcribe` on one of the session's w
 
 Optional extras a recogniser may offer (looked up with ``getattr``):
 
-* ``streaming = True`` and ``partial(audio, *, model, language, prompt) -> str``: the server
-  then asks for a hypothesis of the item still being spoken every ``partial_interval_ms`` of
-  new audio and sends its new words as deltas before the item is committed, like
-  ``gpt-live-transcribe``;
+* ``partial(audio, *, model, language, prompt) -> str`` and ``streaming``: the server then
+  asks for a hypothesis of the item still being spoken every ``partial_interval_ms`` of new
+  audio and sends its new words as deltas before the item is committed, like
+  ``gpt-live-transcribe``. ``streaming = True`` does so for every model, ``None`` only for the
+  models that stream before commit in :mod:`realtime_sync.models` (``gpt-live-transcribe``,
+  ``gpt-realtime-whisper``), False never;
 * ``concurrency: int``: how many items of one session may be transcribed at the same time
   (default 4; set 1 for an engine that cannot run in parallel).
 """
@@ -118,8 +120,9 @@ class ScriptedRecognizer:
             ``{i: seconds}``; lets completions of different turns arrive out of order.
         failures: item indices that fail (``TranscriptionError``), or ``{index: message}``.
         delta_interval: seconds between two deltas of one item.
-        streaming: behave like ``gpt-live-transcribe``: deltas of the item being spoken are
-            sent before it is committed (see :meth:`partial`).
+        streaming: deltas of the item being spoken are sent before it is committed (see
+            :meth:`partial`): True for every model, None (default) for the models that do so
+            at OpenAI (``gpt-live-transcribe``, ``gpt-realtime-whisper``), False never.
         early_words: in streaming mode, how many words come before the commit (default: all
             but the last word).
 
@@ -135,7 +138,7 @@ class ScriptedRecognizer:
         delays: Union[Sequence[float], Mapping[int, float], None] = None,
         failures: Union[Sequence[int], Mapping[int, str], None] = None,
         delta_interval: float = 0.0,
-        streaming: bool = False,
+        streaming: Optional[bool] = None,
         early_words: Optional[int] = None,
     ) -> None:
         self._script = transcripts
@@ -196,13 +199,13 @@ class ScriptedRecognizer:
     ) -> str:
         """Hypothesis for the item being spoken: the first ``early_words`` words of its script.
 
-        Called on a server worker thread, only in streaming mode. The item is the one the next
-        :meth:`transcribe` call will claim.
+        Called on a server worker thread, only when the session streams (see ``streaming``).
+        The item is the one the next :meth:`transcribe` call will claim.
         """
         with self._lock:
             index = self._next
         text = self._text_for(index, audio)
-        if isinstance(text, BaseException) or not self.streaming:
+        if isinstance(text, BaseException) or self.streaming is False:
             return ""
         words = split_words(text)
         keep = self.early_words if self.early_words is not None else max(len(words) - 1, 0)

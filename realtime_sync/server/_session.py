@@ -20,8 +20,9 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import models
 from ._audio import BYTES_PER_MS, to_pcm24k
 from ._config import LOGPROBS_INCLUDE, SessionError, apply_update, default_session
 from ._jobs import WorkerPool
@@ -39,7 +40,7 @@ from ._vad import Vad, default_vad_factory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServerOptions", "Session", "expiry_message", "new_id"]
+__all__ = ["ServerOptions", "Session", "expiry_message", "new_id", "parse_frame"]
 
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 MAX_EVENT_BYTES = 15 * 1024 * 1024
@@ -57,6 +58,29 @@ _COUNTER = itertools.count(1)
 def new_id(prefix: str) -> str:
     """A fresh, unique id such as ``item_1a2b3c4d000017`` (any thread)."""
     return f"{prefix}_{_SALT}{next(_COUNTER):06d}"
+
+
+def parse_frame(data: Any, max_bytes: int,
+                error: Callable[[str, str], None]) -> Optional[Dict[str, Any]]:
+    """Decode one client frame into an event; answer a bad frame with ``error(code, message)``
+    and return None (read loop)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        error("invalid_event",
+              "Expected a text WebSocket message; binary frames are not supported.")
+        return None
+    if len(data) > max_bytes:
+        error("event_too_large",
+              f"The event is {len(data)} bytes; the maximum is {max_bytes} bytes.")
+        return None
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        error("invalid_json", f"The server could not parse the JSON event: {exc}")
+        return None
+    if not isinstance(event, dict):
+        error("invalid_json", "Expected a JSON object as the event.")
+        return None
+    return event
 
 
 def expiry_message(seconds: float) -> str:
@@ -139,6 +163,7 @@ class Session:
         self._order: List[str] = []
         self._audio: Dict[str, bytes] = {}
         self._streams: Dict[str, _Stream] = {}
+        self._transcribing: Dict[str, _Stream] = {}  # user items of a conversation (realtime)
         self._vad: Optional[Vad] = None
         self._vad_offset_ms = 0
         self._active: Optional[_Active] = None
@@ -190,24 +215,7 @@ class Session:
 
     def parse(self, data: Any) -> Optional[Dict[str, Any]]:
         """Decode one frame; answer bad frames with an ``error`` and return None."""
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            self.error("invalid_event",
-                       "Expected a text WebSocket message; binary frames are not supported.")
-            return None
-        if len(data) > self.options.max_event_bytes:
-            self.error("event_too_large",
-                       f"The event is {len(data)} bytes; the maximum is "
-                       f"{self.options.max_event_bytes} bytes.")
-            return None
-        try:
-            event = json.loads(data)
-        except ValueError as exc:
-            self.error("invalid_json", f"The server could not parse the JSON event: {exc}")
-            return None
-        if not isinstance(event, dict):
-            self.error("invalid_json", "Expected a JSON object as the event.")
-            return None
-        return event
+        return parse_frame(data, self.options.max_event_bytes, self.error)
 
     def dispatch(self, event: Dict[str, Any]) -> None:
         """Handle one client event (read loop)."""
@@ -249,6 +257,8 @@ class Session:
         self._vad = self.options.vad_factory(self._input().get("turn_detection"))
         _close_vad(old)
         self._vad_offset_ms = self._total_bytes // BYTES_PER_MS
+        self._speaking = False
+        self._idle_since_ms = self._vad_offset_ms
 
     # ---- input audio buffer -------------------------------------------------------------
 
@@ -276,7 +286,27 @@ class Session:
                         self._speech_started(ms)
                     elif kind == "speech_stopped":
                         self._speech_stopped(ms)
+                self._maybe_idle_timeout()
             self._maybe_partial()
+
+    def _maybe_idle_timeout(self) -> None:
+        """``turn_detection.idle_timeout_ms`` of audio without speech (on the audio clock):
+        ``input_audio_buffer.timeout_triggered``, the buffer is committed and, in a
+        conversation, a response starts (lock held)."""
+        idle = (self._input().get("turn_detection") or {}).get("idle_timeout_ms")
+        now_ms = self._total_bytes // BYTES_PER_MS
+        if not idle or self._speaking or now_ms - self._idle_since_ms < idle:
+            return
+        item_id = self._item_id()
+        self.emit({"type": "input_audio_buffer.timeout_triggered",
+                   "audio_start_ms": self._idle_since_ms, "audio_end_ms": now_ms,
+                   "item_id": item_id})
+        self._idle_since_ms = now_ms
+        audio = bytes(self._buffer)
+        self._drop_buffer()
+        self._commit_item(audio)
+        if self.kind == "realtime":
+            self._start_response({}, None)
 
     def _item_id(self) -> str:
         if self._pending_id is None:
@@ -284,6 +314,7 @@ class Session:
         return self._pending_id
 
     def _speech_started(self, ms: int) -> None:
+        self._speaking = True
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": ms,
                    "item_id": self._item_id()})
         td = self._input().get("turn_detection") or {}
@@ -292,6 +323,8 @@ class Session:
             self._active.cancelled.set()
 
     def _speech_stopped(self, ms: int) -> None:
+        self._speaking = False
+        self._idle_since_ms = ms
         item_id = self._item_id()
         self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": ms,
                    "item_id": item_id})
@@ -352,6 +385,8 @@ class Session:
         tr = self._input().get("transcription")
         if tr:
             stream = self._streams.pop(item_id, None) or _Stream()
+            if self.kind == "realtime":  # a response to this turn waits for its transcript
+                self._transcribing[item_id] = stream
             self._asr.submit(self._transcription_job(item_id, audio, dict(tr), stream,
                                                      self._logprobs()))
 
@@ -364,7 +399,7 @@ class Session:
         """Schedule a streaming hypothesis of the item being spoken (lock held)."""
         rec = self.options.recognizer
         tr = self._input().get("transcription")
-        if not tr or not getattr(rec, "streaming", False) or not self._buffer:
+        if not tr or not self._buffer or not _streams_partials(rec, tr.get("model")):
             return
         item_id = self._item_id()
         stream = self._streams.setdefault(item_id, _Stream())
@@ -382,7 +417,7 @@ class Session:
                 return None
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
-                                  language=tr.get("language"), prompt=tr.get("prompt"),
+                                  language=_language_hint(tr), prompt=tr.get("prompt"),
                                   **self._context_kwargs(item_id))
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
@@ -433,7 +468,7 @@ class Session:
             if self._closed:
                 return None
             try:
-                result = rec.transcribe(audio, model=tr["model"], language=tr.get("language"),
+                result = rec.transcribe(audio, model=tr["model"], language=_language_hint(tr),
                                         prompt=tr.get("prompt"),
                                         **self._context_kwargs(item_id))
                 languages = list(getattr(result, "languages", None) or ())
@@ -460,9 +495,10 @@ class Session:
                     event: Dict[str, Any] = {
                         "type": "conversation.item.input_audio_transcription.completed",
                         "item_id": item_id, "content_index": 0, "transcript": text,
-                        "usage": {"type": "duration",
-                                  "seconds": int(math.ceil(len(audio) / (1000 * BYTES_PER_MS)))},
+                        "usage": _usage(tr.get("model"), audio, text),
                     }
+                    if models.reports_languages(tr.get("model")):
+                        event["languages"] = [{"code": _detected_language(tr)}]
                     if logprobs:
                         event["logprobs"] = _fake_logprobs(text)
                     if languages:
@@ -675,6 +711,8 @@ class Session:
 
         def generate() -> None:
             try:
+                if in_conversation and "input" not in params:
+                    self._await_transcripts(request, active.cancelled)
                 outputs = list(responder.respond(request))
                 bad = [o for o in outputs if not isinstance(o, (Text, Audio, FunctionCall))]
                 if bad:
@@ -701,6 +739,31 @@ class Session:
         if not self._responses.submit(lambda: generate):
             finish_active()
 
+    def _await_transcripts(self, request: ResponseRequest, cancelled: threading.Event,
+                           timeout: float = 30.0) -> None:
+        """A response to speech answers what was said, as OpenAI's does: wait (at most
+        ``timeout``) until the user audio items of ``request`` are transcribed, then give the
+        request their transcripts (response worker thread)."""
+        waiting: List[Tuple[Dict[str, Any], _Stream]] = []
+        with self._lock:
+            for item in request.items:
+                stream = self._transcribing.get(str(item.get("id")))
+                if stream is not None and item.get("role") == "user":
+                    waiting.append((item, stream))
+        if not waiting:
+            return
+        deadline = time.monotonic() + timeout
+        while (not all(stream.done for _, stream in waiting) and not cancelled.is_set()
+               and not self._closed and time.monotonic() < deadline):
+            cancelled.wait(0.02)
+        with self._lock:
+            for item, stream in waiting:
+                live = self._items.get(str(item.get("id")))
+                if live is not None:
+                    item["content"] = copy.deepcopy(live.get("content"))
+                if stream.done:
+                    self._transcribing.pop(str(item.get("id")), None)
+
     def _on_response_cancel(self, event: Dict[str, Any], event_id: Optional[str]) -> None:
         with self._lock:
             active = self._active
@@ -711,6 +774,43 @@ class Session:
                 return
             active.reason = "client_cancelled"
             active.cancelled.set()
+
+
+def _streams_partials(rec: Any, model: Any) -> bool:
+    """Does the recogniser send deltas before the commit for ``model``? A recogniser's
+    ``streaming`` of True/False decides; None (the scripted one's default) follows the
+    model catalogue (``gpt-live-transcribe``, ``gpt-realtime-whisper`` stream)."""
+    streaming = getattr(rec, "streaming", False)
+    if streaming is None:
+        return models.streams_before_commit(model) and hasattr(rec, "partial")
+    return bool(streaming)
+
+
+def _usage(model: Any, audio: bytes, text: str) -> Dict[str, Any]:
+    """``completed.usage``: tokens for the gpt-4o transcription family, else duration."""
+    ms = len(audio) // BYTES_PER_MS
+    if models.usage_type(model) == "tokens":
+        audio_tokens = max(1, math.ceil(ms / 100))  # ~10 audio tokens per second
+        out_tokens = max(1, math.ceil(len(text) / 4)) if text else 0
+        return {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": out_tokens,
+                "total_tokens": audio_tokens + out_tokens,
+                "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens}}
+    # billed in whole seconds, at least one (PROTOCOL.md 5.5: silence bills >= 1 s)
+    return {"type": "duration", "seconds": max(1, int(math.ceil(ms / 1000)))}
+
+
+def _language_hint(tr: Dict[str, Any]) -> Optional[str]:
+    """The language a recogniser is told: ``language``, else the first of ``languages``."""
+    if tr.get("language"):
+        return str(tr["language"])
+    langs = tr.get("languages")
+    return str(langs[0]) if langs else None
+
+
+def _detected_language(tr: Dict[str, Any]) -> str:
+    """What the local server "detects": the first configured language, else English."""
+    langs = tr.get("languages") or ([tr["language"]] if tr.get("language") else ["en"])
+    return str(langs[0])
 
 
 def _fake_logprobs(text: str) -> List[Dict[str, Any]]:

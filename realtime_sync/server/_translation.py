@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 
 from ._jobs import WorkerPool
 from ._responses import tone
-from ._session import MAX_EVENT_BYTES, expiry_message, new_id
+from ._session import MAX_EVENT_BYTES, expiry_message, new_id, parse_frame
 
 log = logging.getLogger(__name__)
 
@@ -392,23 +392,8 @@ class TranslationSession:
     # ---- input ----------------------------------------------------------------------------
 
     def parse(self, data: Any) -> Optional[Dict[str, Any]]:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            self.error("invalid_event",
-                       "Expected a text WebSocket message; binary frames are not supported.")
-            return None
-        if len(data) > MAX_EVENT_BYTES:
-            self.error("event_too_large", f"The event is {len(data)} bytes; the maximum is "
-                       f"{MAX_EVENT_BYTES} bytes.")
-            return None
-        try:
-            event = json.loads(data)
-        except ValueError as exc:
-            self.error("invalid_json", f"The server could not parse the JSON event: {exc}")
-            return None
-        if not isinstance(event, dict):
-            self.error("invalid_json", "Expected a JSON object as the event.")
-            return None
-        return event
+        """Decode one frame; answer bad frames with an ``error`` and return None."""
+        return parse_frame(data, MAX_EVENT_BYTES, self.error)
 
     def dispatch(self, event: Dict[str, Any]) -> None:
         event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
