@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional
 import realtime_sync as rs
 from realtime_sync import audio
 
-OPENAI_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe", "whisper-1")
+OPENAI_MODELS = ("gpt-live-transcribe", "gpt-transcribe", "gpt-realtime-whisper")
 LANGUAGES = ("auto", "en", "de", "fr", "es", "it", "pt", "nl", "ja", "zh")
 TARGETS = ("off",) + LANGUAGES[1:]  # translation targets ("off": transcribe only)
 MAX_LOG_LINES = 500
@@ -175,8 +175,14 @@ class CaptionsApp:
         device: Any = None if ":" not in choice else choice.split(":", 1)[0]
         device = int(device) if device is not None and device.isdigit() else None
         language = self.language.get().strip()
-        options = dict(model=self.model.get().strip() or "gpt-4o-transcribe",
-                       language=None if language in ("", "auto") else language)
+        model = self.model.get().strip() or rs.models.DEFAULT_TRANSCRIPTION_MODEL
+        options: Dict[str, Any] = dict(model=model)
+        if language not in ("", "auto"):
+            # one language, or a list of one for the models that take a list
+            if rs.models.takes_option(model, "language"):
+                options["language"] = language
+            else:
+                options["languages"] = [language]
         target = self.target.get().strip()
         if target and target != "off":
             options = {"to": target}
@@ -196,7 +202,9 @@ class CaptionsApp:
                 self.server = start_local_server()
             url, key = self.server.url, "sk-local"
             if not translating:
-                options["model"] = "gpt-4o-transcribe"  # the local engine ignores the name
+                options["model"] = "gpt-transcribe"  # the local engine ignores the name
+                if "language" in options:  # gpt-transcribe takes a list
+                    options["languages"] = [options.pop("language")]
         elif url:
             key = "sk-local"
         tr: Any

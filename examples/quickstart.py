@@ -14,7 +14,7 @@ from realtime_sync.server import RealtimeServer
 WAV = Path(__file__).parent / "audio" / "hello.wav"
 
 session = {"type": "transcription", "audio": {"input": {
-    "transcription": {"model": "gpt-4o-transcribe"}, "turn_detection": None}}}
+    "transcription": {"model": "gpt-live-transcribe"}, "turn_detection": None}}}
 with RealtimeServer() as srv, rs.RealtimeClient(url=srv.url, api_key="sk-local",
                                                 intent="transcription", session=session) as client:
     client.on("conversation.item.input_audio_transcription.delta", lambda e: print(e.delta, end=""))

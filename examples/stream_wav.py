@@ -69,7 +69,8 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--realtime", action="store_true", help="pace like a microphone")
     parser.add_argument("--url", help="a Realtime endpoint (default: OpenAI or local)")
     parser.add_argument("--local", action="store_true", help="use an in-process local server")
-    parser.add_argument("--model", default="gpt-4o-transcribe")
+    parser.add_argument("--model", default="gpt-transcribe",
+                        help="a model that allows server VAD (this example uses it)")
     args = parser.parse_args(argv)
 
     source = audio.FileSource(args.wav, realtime=args.realtime)  # WAV, MP3, M4A, video, ...

@@ -75,7 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("question", nargs="?", default="What's the weather in Paris and Atlantis?")
     parser.add_argument("--openai", action="store_true", help="use OpenAI (needs OPENAI_API_KEY)")
-    parser.add_argument("--model", default="gpt-realtime")
+    parser.add_argument("--model", default=rs.models.DEFAULT_CONVERSATION_MODEL)
     args = parser.parse_args()
 
     session = {"type": "realtime", "output_modalities": ["text"],

@@ -21,6 +21,7 @@ import sys
 from datetime import datetime
 from typing import Any, Dict
 
+from realtime_sync.models import DEFAULT_CONVERSATION_MODEL
 from realtime_sync.voice_chat import run_chat
 
 
@@ -31,7 +32,7 @@ def what_time_is_it() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Voice chat with a realtime model.")
-    parser.add_argument("--model", default="gpt-realtime")
+    parser.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL)
     parser.add_argument("--voice", default=None, help="e.g. marin, cedar, alloy")
     parser.add_argument("--device", default=None, help="microphone index or name")
     parser.add_argument("--output-device", default=None, help="speaker index or name")

@@ -22,7 +22,7 @@ import threading
 import traceback
 import warnings
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 from ._wait import Deadline, wait_until
 from .events import BETA_TO_GA, Event, LibraryEvents
@@ -320,6 +320,65 @@ class Router:
                 self._drop_locked(n, closing=True)
             self._not_full.notify_all()
             self._not_empty.notify_all()
+
+    def wait(
+        self,
+        types: Tuple[str, ...],
+        where: Optional[Callable[[Event], bool]],
+        timeout: Optional[float],
+        after: int,
+        error_ids: Optional[Set[str]],
+        ended: Callable[[], Optional[str]],
+    ) -> Tuple[int, Event]:
+        """The first event numbered after ``after`` of one of ``types`` for which ``where``
+        holds (recent events included), with its number: ``wait_for``'s engine.
+
+        An ``error`` answering one of ``error_ids`` raises :class:`ServerError` (its number in
+        ``_seq``); ``ended()`` returning a reason raises :class:`NotConnectedError`.
+        """
+        from .errors import NotConnectedError, ServerError, TimeoutError
+
+        deadline = Deadline(timeout)
+        waiter = Waiter(types, bool(error_ids), self.lock)
+        with self.lock:
+            for seq, ev in self.recent:
+                if seq > after and waiter.wants(ev.get("type", "")):
+                    waiter.items.append((seq, ev))
+            self.waiters.append(waiter)
+        try:
+            while True:
+                self.raise_strict()
+                with self.lock:
+                    items = list(waiter.items)
+                    waiter.items.clear()
+                for seq, ev in items:
+                    type_ = ev.get("type")
+                    if type_ == "error" and error_ids and "error" not in types:
+                        err = ev.get("error") or {}
+                        if isinstance(err, Mapping) and err.get("event_id") in error_ids:
+                            exc = ServerError(ev)
+                            exc._seq = seq  # type: ignore[attr-defined]
+                            raise exc
+                        continue
+                    if type_ in types and (where is None or where(ev)):
+                        return seq, ev
+                with self.lock:
+                    wait_until(waiter.cond,
+                               lambda: waiter.items or self.finished or ended() is not None,
+                               deadline, check=self.raise_strict)
+                    if waiter.items:
+                        continue
+                    reason = ended()
+                    if reason is not None or self.finished:
+                        raise NotConnectedError(
+                            f"stopped waiting for {'/'.join(types)}: {reason or 'closed'}")
+                    raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
+        finally:
+            with self.lock:
+                try:
+                    self.waiters.remove(waiter)
+                except ValueError:
+                    pass
 
     def flush(self, timeout: Optional[float]) -> bool:
         """Wait until every event delivered before this call went through its handlers (or

@@ -37,8 +37,9 @@ import ssl
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 import websocket
 
@@ -46,8 +47,8 @@ from . import _secrets, _wire
 from ._backoff import Backoff
 from .errors import NotConnectedError
 
-__all__ = ["Transport", "Closed", "CloseCause", "NET_THREAD", "RECONNECT_CODES", "FATAL_CODES",
-           "TRANSIENT_HTTP_STATUSES"]
+__all__ = ["Transport", "Closed", "CloseCause", "SendQueue", "NET_THREAD", "RECONNECT_CODES",
+           "FATAL_CODES", "TRANSIENT_HTTP_STATUSES"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,56 @@ class _NoLock:
     def release(self) -> None:
         return None
 
+
+Parked = Tuple[str, str, Union[str, bytes]]
+"""A client event waiting for the next session: (type, event_id, JSON)."""
+
+
+class SendQueue:
+    """Client events sent while reconnecting, waiting (in order) for the next session.
+
+    The client decides when an event may be parked and when the queue is flushed (both under
+    its state lock, so a send can never slip between the flush and the state change); this
+    holds them, bounds them and keeps their order.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self._items: Deque[Parked] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def park(self, type_: str, event_id: str, data: Union[str, bytes]) -> None:
+        """Queue one event; raises :class:`NotConnectedError` when ``limit`` are waiting."""
+        if len(self._items) >= self.limit:
+            raise NotConnectedError(
+                f"reconnecting, and {self.limit} events already wait to be sent;"
+                f" {type_} was not sent")
+        self._items.append((type_, event_id, data))
+
+    def event_ids(self) -> Set[str]:
+        return {eid for _, eid, _ in self._items}
+
+    def take(self) -> List[Parked]:
+        """Everything waiting, oldest first; the queue is left empty."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def put_back(self, items: List[Parked]) -> None:
+        """Return events that could not be sent to the front, in their order."""
+        self._items.extendleft(reversed(items))
+
+    def discard(self) -> int:
+        """Drop everything (closing); returns how many were dropped."""
+        n = len(self._items)
+        self._items.clear()
+        return n
+
+
+PING_RETRY = 0.1
+"""Seconds before retrying a keepalive ping that could not be written without waiting."""
 
 SEND_SLICE = 65536
 """Bytes written per ``send`` call: each slice written counts as progress (stall detection)."""
@@ -458,6 +509,7 @@ class Transport:
         self.proxy = dict(proxy or {})
         self.open_timeout = open_timeout
         self.max_frame_size = int(max_frame_size)
+        self.send_queue = SendQueue()  # sends made while reconnecting (see SendQueue)
         # one writer at a time; re-entrant so that close()/restart can send websocket-client's
         # close frame (it comes back through buffwrite) while holding it
         self._send_lock = threading.RLock()
@@ -472,6 +524,7 @@ class Transport:
         self._wake_w.setblocking(False)
         self._last_ping = 0.0
         self._last_rx = 0.0
+        self._ping_retry = 0.0
         self._closed_info = Closed()
         self._restart = threading.Event()
         self._restart_deadline: Optional[float] = None
@@ -854,8 +907,9 @@ class Transport:
         if self.ping_interval and self.liveness_timeout:
             if self._last_ping > self._last_rx:  # a ping is out: wait for any byte
                 deadlines.append(self._last_rx + self.liveness_timeout)
-            else:
-                deadlines.append(self._last_rx + self.ping_interval)
+            else:  # (a ping that could not be written is retried a little later, no spin)
+                deadlines.append(max(self._last_rx + self.ping_interval, self._ping_retry))
+                deadlines.append(self._last_rx + self.liveness_timeout)
         if self._send_progress is not None:
             deadlines.append(self._send_progress + self.stall_timeout)
         return min(deadlines)
@@ -933,8 +987,11 @@ class Transport:
             ws = self._ws
             # never waits: skipped while a send is in progress or the socket is full (the
             # silence deadline still applies)
-            if ws is not None and ws.connected and self._write_control(ws.sock, _PING_FRAME()):
-                self._last_ping = now
+            if ws is not None and ws.connected and now >= self._ping_retry:
+                if self._write_control(ws.sock, _PING_FRAME()):
+                    self._last_ping = now
+                else:
+                    self._ping_retry = now + PING_RETRY
         return None
 
     def _abort_socket(self) -> None:

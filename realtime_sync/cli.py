@@ -238,10 +238,14 @@ def _event_logger(start: float) -> Callable[[Any], None]:
 @contextlib.contextmanager
 def _local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
-                  host: str = "127.0.0.1", port: int = 0) -> Iterator[Any]:
+                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False)."""
     from .server import RealtimeServer
 
+    if quiet and not logger.isEnabledFor(logging.DEBUG):
+        # the in-process server's own error logs (with tracebacks) would repeat what the
+        # client reports in one line (a failed turn, a refused event); --debug shows them
+        logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
     kwargs: dict = {}
     if engine:
         from .server import local_engine
@@ -542,7 +546,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port) as srv:
+                       host=args.host, port=args.port, quiet=False) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:

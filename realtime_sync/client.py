@@ -25,7 +25,7 @@ from typing import (
 
 from . import _json, _secrets
 from ._backoff import Backoff
-from ._dispatch import EventIterator, Handler, Marshal, Registry, Router, Waiter
+from ._dispatch import EventIterator, Handler, Marshal, Registry, Router
 from ._endpoint import Endpoint, HeaderSource, KeySource
 from ._host import ClientHost
 from ._resources import (
@@ -244,9 +244,6 @@ class RealtimeClient:
         self._session_id: Optional[str] = None
         self._initial_update_id: Optional[str] = None
         self._session_created_seq = 0
-        # control events waiting for the next session: (type, event_id, data)
-        self._pending_sends: Deque[Tuple[str, str, Union[str, bytes]]] = deque()
-        self._pending_limit = 1000
         self._resources: List[Any] = []
         self._local = threading.local()
         self._counter_lock = threading.Lock()
@@ -388,7 +385,10 @@ class RealtimeClient:
                 wait_until(self._state_changed, lambda: self._state != CONNECTING, deadline)
                 if self._state == CONNECTING:
                     raise TimeoutError(f"no session.created from {self.url} within {timeout} s")
-                if self._state != CONNECTED:
+                # a session was created and already dropped: the client is reconnecting, as
+                # it would be had connect() returned a moment earlier
+                if self._state != CONNECTED and not (
+                        self._state == RECONNECTING and self._sessions_created > 0):
                     if self._connect_error is not None:
                         raise self._connect_error
                     if self._state == CLOSED:
@@ -439,7 +439,8 @@ class RealtimeClient:
             self._state = CLOSED
             self._state_changed.notify_all()
             resources, self._resources = self._resources, []
-            pending, self._pending_sends = len(self._pending_sends), deque()
+            transport_ = self._transport
+            pending = transport_.send_queue.discard() if transport_ is not None else 0
         if pending:
             logger.warning("close(): %d queued events were never sent (not connected)", pending)
         deadline = time.monotonic() + max(0.0, timeout)
@@ -568,13 +569,9 @@ class RealtimeClient:
                     if time.monotonic() < give_up:
                         continue
                     raise NotConnectedError("the connection is not usable; nothing was sent")
-                if queue_ok and self._backoff is not None and state == RECONNECTING:
-                    if len(self._pending_sends) >= self._pending_limit:
-                        raise NotConnectedError(
-                            f"reconnecting, and {self._pending_limit} events already wait to"
-                            f" be sent; {type_} was not sent"
-                        )
-                    self._pending_sends.append((type_, event_id, data))
+                if (queue_ok and self._backoff is not None and state == RECONNECTING
+                        and transport is not None):
+                    transport.send_queue.park(type_, event_id, data)
                     return
             raise NotConnectedError(self._not_connected_message())
 
@@ -662,49 +659,19 @@ class RealtimeClient:
         after: int,
         error_ids: Optional[set],
     ) -> Event:
-        router = self._router
-        deadline = Deadline(timeout)
-        waiter = Waiter(types, bool(error_ids), router.lock)
-        with router.lock:
-            for seq, ev in router.recent:
-                if seq > after and waiter.wants(ev.get("type", "")):
-                    waiter.items.append((seq, ev))
-            router.waiters.append(waiter)
+        def ended() -> Optional[str]:
+            if self._state in (CLOSED, DISCONNECTED):
+                return self._not_connected_message()
+            return None
+
+        local = self._local
         try:
-            while True:
-                router.raise_strict()
-                with router.lock:
-                    items = list(waiter.items)
-                    waiter.items.clear()
-                for seq, ev in items:
-                    type_ = ev.get("type")
-                    if type_ == "error" and error_ids and "error" not in types:
-                        err = ev.get("error") or {}
-                        if isinstance(err, Mapping) and err.get("event_id") in error_ids:
-                            self._local.mark = seq
-                            raise ServerError(ev)
-                        continue
-                    if type_ in types and (where is None or where(ev)):
-                        self._local.mark = seq
-                        return ev
-                with router.lock:
-                    wait_until(waiter.cond, lambda: waiter.items or router.finished
-                               or self._state in (CLOSED, DISCONNECTED), deadline,
-                               check=router.raise_strict)
-                    if waiter.items:
-                        continue
-                    if self._state in (CLOSED, DISCONNECTED) or router.finished:
-                        raise NotConnectedError(
-                            f"stopped waiting for {'/'.join(types)}: "
-                            + self._not_connected_message()
-                        )
-                    raise TimeoutError(f"no {'/'.join(types)} within {timeout} s")
-        finally:
-            with router.lock:
-                try:
-                    router.waiters.remove(waiter)
-                except ValueError:
-                    pass
+            seq, event = self._router.wait(types, where, timeout, after, error_ids, ended)
+        except ServerError as exc:
+            local.mark = getattr(exc, "_seq", local.mark)
+            raise
+        local.mark = seq
+        return event
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Block until every event received so far has been through its handlers.
@@ -829,7 +796,7 @@ class RealtimeClient:
             bytes_sent=t.bytes_sent if t else 0,
             reconnects=t.reconnects if t else 0,
             control_frames_dropped=t.control_frames_dropped if t else 0,
-            pending_sends=len(self._pending_sends),
+            pending_sends=len(t.send_queue) if t else 0,
         )
         return out
 
@@ -995,7 +962,7 @@ class RealtimeClient:
                 session = event.get("session")
                 sid = session.get("id") if isinstance(session, Mapping) else None
                 self._session_id = sid if isinstance(sid, str) else None
-                queued_ids = {eid for _, eid, _ in self._pending_sends}
+                queued_ids = transport.send_queue.event_ids()
                 unanswered = [u for u in self._pending_updates if u[0] not in queued_ids]
                 queued_updates = [u for u in self._pending_updates if u[0] in queued_ids]
                 self._pending_updates.clear()
@@ -1012,8 +979,7 @@ class RealtimeClient:
                     self._pending_updates.append(update)
                     outgoing.append((False, update[2]))
                 self._pending_updates.extend(queued_updates)
-                outgoing.extend((True, item) for item in self._pending_sends)
-                self._pending_sends.clear()
+                outgoing.extend((True, item) for item in transport.send_queue.take())
                 self._state = CONNECTED
                 self._disconnect_reason = None
                 if first:
@@ -1026,7 +992,7 @@ class RealtimeClient:
                     # lost again: queued events wait for the next session, in order
                     rest = [p for q, p in outgoing[index:] if q]
                     with self._state_lock:
-                        self._pending_sends.extendleft(reversed(rest))
+                        transport.send_queue.put_back(rest)
                     break
                 flushed += int(queued)
         self._router.deliver(event)

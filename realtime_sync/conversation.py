@@ -31,6 +31,7 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._host import ClientHost
+from ._wait import Deadline, wait_until
 from ._wire import BYTES_PER_MS, METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError, ServerError, TimeoutError
 
@@ -476,14 +477,8 @@ class Conversation:
         """Block until ``predicate(self)`` is true (checked after every applied event);
         returns its last truth value. Thread: any but the dispatcher's (the events that would
         make it true are applied there)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while not predicate(self):
-                remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
-                    return bool(predicate(self))
-                self._changed.wait(min(0.25, remaining))
-        return True
+            return bool(wait_until(self._changed, lambda: predicate(self), Deadline(timeout)))
 
     # -- applying events (dispatcher thread, or whoever feeds it) ----------------------------------
     def apply(self, event: Mapping[str, Any]) -> None:

@@ -37,6 +37,7 @@ from ._feed import FeedSink as _FeedSink
 from ._g711 import WIRE_FORMATS, bytes_per_ms
 from ._g711 import decode as g711_decode
 from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._wait import Deadline, wait_until
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
@@ -384,7 +385,7 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
-                                 self._report_drop)
+                                 self._report_drop, self._bpm)
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -818,20 +819,21 @@ class Transcriber:
         index = 0
         while True:
             with self._changed:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while index >= len(self._finals):
+
+                def ready(i: int = index) -> bool:
+                    if i < len(self._finals):
+                        return True
                     if self._error is not None:
                         raise self._error
-                    if self._closed or client.state == "closed":
-                        return
-                    if client.state == "disconnected":
+                    if client.state == "disconnected" and not self._closed:
                         raise NotConnectedError(
                             f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
-                        return
-                    self._changed.wait(min(0.25, remaining))
+                    return self._closed or client.state == "closed"
+
+                wait_until(self._changed, ready, Deadline(timeout))
+                if index >= len(self._finals):
+                    return  # closed, or no segment within ``timeout``
                 segment = self._finals[index]
             index += 1
             yield segment
@@ -1109,7 +1111,7 @@ class Transcriber:
             seg.text = ""
             seg.final = True
             logger.warning("transcription of %s failed: %s", item_id,
-                           seg.error.get("message"))
+                           (str(seg.error.get("message") or "").strip().splitlines() or [""])[0])
             ready = self._advance_finals()
         self._deliver_finals(ready)
 

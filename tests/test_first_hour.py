@@ -59,7 +59,7 @@ def err_lines(proc: subprocess.CompletedProcess) -> List[str]:
 # -- item 4: exit codes -------------------------------------------------------------------------
 def test_any_failed_turn_exits_1_and_says_how_many(tmp_path):
     wav = write_wav(tmp_path / "talk.wav", 3.0)
-    rec = ScriptedRecognizer(failures={1: "the model could not decode this"})
+    rec = ScriptedRecognizer(failures={1: "the model could not decode this\ndetails: ..."})
     with RealtimeServer(api_key=None, recognizer=rec) as srv:
         out = cli("transcribe", "--url", srv.url, "--no-vad", "--commit-every", "1", str(wav))
     assert out.returncode == 1
@@ -68,7 +68,7 @@ def test_any_failed_turn_exits_1_and_says_how_many(tmp_path):
     failed = re.search(r"(\d+) of (\d+) turns failed", last)
     assert failed and failed.group(1) == "1" and int(failed.group(2)) >= 3, last
     assert "could not decode" in last
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr and "details:" not in out.stderr  # one line each
 
 
 def test_every_turn_failing_exits_1(tmp_path):
@@ -416,3 +416,20 @@ def test_stream_converters_release_soxr_on_close():
     assert conv.process(b"\0" * 19200)
     conv.close()
     assert conv._resampler is None
+
+
+def test_the_local_server_answers_what_was_said_even_when_transcription_is_slow():
+    """``chat --local``: the local server's reply to a spoken turn waits for that turn's
+    transcript (like OpenAI's), so the echo says what the user said."""
+    import realtime_sync as rs
+    from realtime_sync.voice_chat import chat_session
+
+    rec = ScriptedRecognizer(["tell me the time"], delays=[1.0])
+    with RealtimeServer(api_key=None, recognizer=rec) as srv:
+        session = chat_session()
+        session["output_modalities"] = ["text"]
+        with rs.RealtimeClient(url=srv.url, api_key="sk-local", session=session) as client:
+            speech = array("h", (int(8000 * math.sin(i / 5)) for i in range(24000)))
+            client.input_audio_buffer.append(speech.tobytes() + bytes(48000))
+            done = client.wait_for("response.output_text.done", timeout=30)
+    assert done.text == "You said: tell me the time"

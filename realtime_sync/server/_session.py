@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import models
 from ._audio import BYTES_PER_MS, to_pcm24k
@@ -163,6 +163,7 @@ class Session:
         self._order: List[str] = []
         self._audio: Dict[str, bytes] = {}
         self._streams: Dict[str, _Stream] = {}
+        self._transcribing: Dict[str, _Stream] = {}  # user items of a conversation (realtime)
         self._vad: Optional[Vad] = None
         self._vad_offset_ms = 0
         self._active: Optional[_Active] = None
@@ -384,6 +385,8 @@ class Session:
         tr = self._input().get("transcription")
         if tr:
             stream = self._streams.pop(item_id, None) or _Stream()
+            if self.kind == "realtime":  # a response to this turn waits for its transcript
+                self._transcribing[item_id] = stream
             self._asr.submit(self._transcription_job(item_id, audio, dict(tr), stream,
                                                      self._logprobs()))
 
@@ -414,7 +417,7 @@ class Session:
                 return None
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
-                                  language=tr.get("language"), prompt=tr.get("prompt"),
+                                  language=_language_hint(tr), prompt=tr.get("prompt"),
                                   **self._context_kwargs(item_id))
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
@@ -465,7 +468,7 @@ class Session:
             if self._closed:
                 return None
             try:
-                result = rec.transcribe(audio, model=tr["model"], language=tr.get("language"),
+                result = rec.transcribe(audio, model=tr["model"], language=_language_hint(tr),
                                         prompt=tr.get("prompt"),
                                         **self._context_kwargs(item_id))
                 languages = list(getattr(result, "languages", None) or ())
@@ -708,6 +711,8 @@ class Session:
 
         def generate() -> None:
             try:
+                if in_conversation and "input" not in params:
+                    self._await_transcripts(request, active.cancelled)
                 outputs = list(responder.respond(request))
                 bad = [o for o in outputs if not isinstance(o, (Text, Audio, FunctionCall))]
                 if bad:
@@ -733,6 +738,31 @@ class Session:
 
         if not self._responses.submit(lambda: generate):
             finish_active()
+
+    def _await_transcripts(self, request: ResponseRequest, cancelled: threading.Event,
+                           timeout: float = 30.0) -> None:
+        """A response to speech answers what was said, as OpenAI's does: wait (at most
+        ``timeout``) until the user audio items of ``request`` are transcribed, then give the
+        request their transcripts (response worker thread)."""
+        waiting: List[Tuple[Dict[str, Any], _Stream]] = []
+        with self._lock:
+            for item in request.items:
+                stream = self._transcribing.get(str(item.get("id")))
+                if stream is not None and item.get("role") == "user":
+                    waiting.append((item, stream))
+        if not waiting:
+            return
+        deadline = time.monotonic() + timeout
+        while (not all(stream.done for _, stream in waiting) and not cancelled.is_set()
+               and not self._closed and time.monotonic() < deadline):
+            cancelled.wait(0.02)
+        with self._lock:
+            for item, stream in waiting:
+                live = self._items.get(str(item.get("id")))
+                if live is not None:
+                    item["content"] = copy.deepcopy(live.get("content"))
+                if stream.done:
+                    self._transcribing.pop(str(item.get("id")), None)
 
     def _on_response_cancel(self, event: Dict[str, Any], event_id: Optional[str]) -> None:
         with self._lock:
@@ -767,6 +797,14 @@ def _usage(model: Any, audio: bytes, text: str) -> Dict[str, Any]:
                 "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens}}
     # billed in whole seconds, at least one (PROTOCOL.md 5.5: silence bills >= 1 s)
     return {"type": "duration", "seconds": max(1, int(math.ceil(ms / 1000)))}
+
+
+def _language_hint(tr: Dict[str, Any]) -> Optional[str]:
+    """The language a recogniser is told: ``language``, else the first of ``languages``."""
+    if tr.get("language"):
+        return str(tr["language"])
+    langs = tr.get("languages")
+    return str(langs[0]) if langs else None
 
 
 def _detected_language(tr: Dict[str, Any]) -> str:
