@@ -170,6 +170,7 @@ another language (measured on real prompts: English -0.2 to -0.3; Spanish, Frenc
 Russian read by tiny.en as English -1.0 to -1.5)."""
 _DETECT_MS = 1000  # audio a partial needs before the language is detected from it
 _CONTEXT_CHARS = 200  # previous text given to Whisper as its prompt (tail)
+_REUSE_BYTES = 300 * BYTES_PER_MS  # audio a final may have beyond the last partial decode
 _MATCH_SLACK = 100 * BYTES_PER_MS  # a commit may end up to 100 ms before the last partial
 
 
@@ -195,7 +196,7 @@ class _Item:
     """Partial-transcription state of one item being spoken (matched by its audio)."""
 
     __slots__ = ("audio", "emitted", "words", "language", "guess", "decoded_ms", "decoded_at",
-                 "cost_ms", "first_at", "first_ms")
+                 "cost_ms", "first_at", "first_ms", "hypothesis", "hypothesis_bytes")
 
     def __init__(self, audio: bytes) -> None:
         self.audio = audio  # the item's audio at the last partial() call
@@ -208,6 +209,8 @@ class _Item:
         self.cost_ms = 0.0  # wall time of the last decode
         self.first_at: Optional[float] = None  # time.monotonic() of the first partial() call
         self.first_ms = 0  # item audio length at the first partial() call
+        self.hypothesis = ""  # full text of the last partial decode (English-like enough)
+        self.hypothesis_bytes = 0  # item audio length that decode heard
 
 
 def _common_words(a: List[str], b: List[str]) -> int:
@@ -500,7 +503,11 @@ class WhisperRecognizer:
                 item.guess = guess
                 return item.emitted  # unsure of the language: wait for more audio
             item.language = guess
-        words = " ".join(s.text.strip() for s in segments).split()
+        elif item.language is None:
+            item.language = lang
+        item.hypothesis = " ".join(t for t in (s.text.strip() for s in segments) if t)
+        item.hypothesis_bytes = len(audio)
+        words = item.hypothesis.split()
         agreed = _common_words(words, item.words)
         if agreed == len(words):
             agreed -= 1  # the last word may still be growing
@@ -550,6 +557,12 @@ class WhisperRecognizer:
         lang = (self._language(wm, language) or (item.language if item else None)
                 or self._languages_by_text.get(context or ""))
         prefix = item.emitted if item is not None else ""
+        if (item is not None and item.hypothesis and item.language == lang
+                and len(audio) - item.hypothesis_bytes <= _REUSE_BYTES):
+            # The last partial decode already heard all of this item but its trailing
+            # silence: use it rather than decoding again (saves a whole decode of latency).
+            text = _continue(prefix, item.hypothesis) if prefix else item.hypothesis
+            return Transcript(iter(split_words_once(text)), [lang] if lang else [])
         log.debug("transcribing %.2f s (session model %r, language %r, already sent %r)",
                   samples.size / MODEL_RATE, model, lang, prefix)
         with self._lock:
@@ -620,6 +633,11 @@ def _continue(sent: str, text: str) -> str:
         cut = len(sent_words)
     rest = words[min(cut, len(words)):]
     return " ".join([sent] + rest) if rest else sent
+
+
+def split_words_once(text: str) -> List[str]:
+    """``text`` as a single delta (or none when empty)."""
+    return [text] if text else []
 
 
 def split_segments(text: str, segments: List[str]) -> List[str]:
