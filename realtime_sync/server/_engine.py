@@ -168,7 +168,7 @@ ENGLISH_ONLY_LOGPROB = -0.6
 """An English-only model's average token log-probability below which a turn is checked for
 another language (measured on real prompts: English -0.2 to -0.3; Spanish, French, Italian and
 Russian read by tiny.en as English -1.0 to -1.5)."""
-_DETECT_MS = 1000  # audio a partial needs before the language is detected from it
+_DETECT_MS = 1500  # audio a partial needs before the language is detected from it
 _CONTEXT_CHARS = 200  # previous text given to Whisper as its prompt (tail)
 _REUSE_BYTES = 300 * BYTES_PER_MS  # audio a final may have beyond the last partial decode
 _MATCH_SLACK = 100 * BYTES_PER_MS  # a commit may end up to 100 ms before the last partial
@@ -498,8 +498,7 @@ class WhisperRecognizer:
         if lang is None:
             # Trust a detection only when two successive decodes agree on it.
             guess = info.language if info.language_probability >= 0.5 else None
-            sure = info.language_probability >= 0.8
-            if guess is None or (guess != item.guess and not sure):
+            if guess is None or guess != item.guess:
                 item.guess = guess
                 return item.emitted  # unsure of the language: wait for more audio
             item.language = guess
@@ -511,9 +510,6 @@ class WhisperRecognizer:
         agreed = _common_words(words, item.words)
         if agreed == len(words):
             agreed -= 1  # the last word may still be growing
-        # Words followed by two more are stable in practice even before a second decode
-        # agrees (measured: this brings the first partial one decode earlier).
-        agreed = max(agreed, len(words) - 2)
         item.words = words
         emitted = item.emitted.split()
         if agreed > len(emitted) and words[:len(emitted)] == emitted:
@@ -554,8 +550,10 @@ class WhisperRecognizer:
         if samples is None:
             return Transcript(iter(()), [])
         wm = self.load()
-        lang = (self._language(wm, language) or (item.language if item else None)
-                or self._languages_by_text.get(context or ""))
+        # The whole item decides its language (a partial's guess heard only its start).
+        lang = self._language(wm, language) or self._languages_by_text.get(context or "")
+        if lang is None and not _is_multilingual(wm):
+            lang = "en"
         prefix = item.emitted if item is not None else ""
         if (item is not None and item.hypothesis and item.language == lang
                 and len(audio) - item.hypothesis_bytes <= _REUSE_BYTES):
