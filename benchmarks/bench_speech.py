@@ -15,11 +15,13 @@ Three ways of transcribing each file of ``benchmarks/.cache/speech`` are measure
   first delta after the onset of each prompt, end of the prompt to its ``completed``, and
   the CPU time of the whole process (client, server and engine) per second of audio.
 
-Text normalisation for WER (the same for every path): Unicode NFKC, lower case, apostrophes
-unified and contractions expanded (English), punctuation removed (Unicode categories P and
-S; hyphens split words), digits 0-20 spelled out in the file's language (English spelled out
-fully by :func:`realtime_sync.server._engine.normalize_transcript`). The reference is the
-prompt text shipped with the recordings. Prompts whose text contains a bracket are excluded.
+Text normalisation for WER (the same for every path): lower case, diacritics removed (the
+Spanish reference texts are written without accents; Russian й/ё become и/е likewise), Unicode
+NFKC, apostrophes unified and contractions expanded (English), punctuation removed (Unicode
+categories P and S; hyphens split words), digits 0-20 spelled out in the file's language
+(English spelled out fully by :func:`realtime_sync.server._engine.normalize_transcript`).
+The reference is the prompt text shipped with the recordings. Prompts whose text contains a
+bracket are excluded.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ _CONTRACTIONS = {"n't": " not", "'re": " are", "'ll": " will", "'ve": " have", "
 
 def normalize(text: str, lang: str) -> List[str]:
     """Words of ``text`` for scoring (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'").replace("ё", "е")
+    text = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    # diacritics dropped: the Spanish reference texts are written without accents
+    text = unicodedata.normalize("NFKC", "".join(ch for ch in text
+                                                  if unicodedata.category(ch) != "Mn"))
     if lang == "en":
         text = text.replace("can't", "can not").replace("won't", "will not")
         for short, full in _CONTRACTIONS.items():
@@ -271,11 +276,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         text, secs = direct(wm, pcm, ask)
                         row["direct_err"] = row.get("direct_err", 0) + edits(
                             ref, normalize(text, lang))
+                        row.setdefault("direct_text", []).append(text)
                         row["direct_s"] = row.get("direct_s", 0.0) + secs
                     if "file" in args.paths:
                         client, secs = served(srv.url, pcm, ask, live=False)
                         row["file_err"] = row.get("file_err", 0) + edits(
                             ref, normalize(client.transcript(), lang))
+                        row.setdefault("file_text", []).append(client.transcript())
                         row["file_s"] = row.get("file_s", 0.0) + secs
                         row["languages"] = sorted(
                             {c["code"] for _, e in client.of(
@@ -292,6 +299,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         final_all += final
                         row["live_err"] = row.get("live_err", 0) + edits(
                             ref, normalize(client.transcript(), lang))
+                        row.setdefault("live_text", []).append(client.transcript())
                         row["live_words"] = row.get("live_words", 0) + len(ref)
                         client.close()
                     print(f"  {model_name} {name} done", flush=True)
