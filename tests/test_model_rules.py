@@ -440,3 +440,15 @@ def test_cli_language_becomes_languages_for_models_that_take_a_list(tmp_path):
     transcription = update["session"]["audio"]["input"]["transcription"]
     assert transcription["model"] == "gpt-live-transcribe"
     assert transcription["languages"] == ["de"] and "language" not in transcription
+
+
+def test_g711_with_a_model_without_server_vad_leaves_the_commits_to_the_caller():
+    # client_vad reads PCM16: "auto" means None here, and an explicit client_vad says why not
+    tr = rs.Transcriber(model="gpt-live-transcribe", audio_format="pcmu", url=NOWHERE,
+                        api_key="sk-x")
+    assert not tr.vad and not tr.client_vad
+    assert build_session(audio_format="pcma")["audio"]["input"]["turn_detection"] is None
+    with pytest.raises(rs.ConfigurationError, match="client_vad reads PCM16"):
+        build_session(audio_format="pcmu", turn_detection="client_vad")
+    server = build_session(model="gpt-transcribe", audio_format="pcmu")
+    assert server["audio"]["input"]["turn_detection"] == {"type": "server_vad"}
