@@ -213,6 +213,7 @@ def file_outcome(segments: List[Any], meter: Optional[LevelMeter], name: Optiona
     if failed:
         first = failed[0].error or {}
         reason = first.get("message") if isinstance(first, dict) else str(first)
+        reason = str(reason or "").strip().splitlines()[0] if reason else ""
         stderr.write(f"realtime-sync: error: {len(failed)} of {len(segments)} turns failed "
                      f"(first: {reason or 'no reason given'})\n")
         return 1

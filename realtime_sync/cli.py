@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None,
                    help=f"transcription model (default {DEFAULT_TRANSCRIPTION_MODEL}; also "
                         "gpt-transcribe, gpt-realtime-whisper; with --local: the offline "
-                        "model directory or faster-whisper name)")
+                        "model: base (default, 99 languages) or tiny.en (English, faster), "
+                        "a model directory, or a faster-whisper name)")
     t.add_argument("--language", default=None,
                    help="ISO-639-1 language code, e.g. en (default: detect); sent as "
                         "--languages for models that only take a list (gpt-live-transcribe, "
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, default=8765, help="TCP port (0: any free one)")
     s.add_argument("--local", action="store_true",
                    help="transcribe with the embedded offline engine (else a scripted one)")
-    s.add_argument("--model", default=None, help="offline model directory or name (--local)")
+    s.add_argument("--model", default=None,
+                   help="offline model (--local): base (default), tiny.en, or a directory")
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 
@@ -238,10 +240,14 @@ def _event_logger(start: float) -> Callable[[Any], None]:
 @contextlib.contextmanager
 def _local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
-                  host: str = "127.0.0.1", port: int = 0) -> Iterator[Any]:
+                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False)."""
     from .server import RealtimeServer
 
+    if quiet and not logger.isEnabledFor(logging.DEBUG):
+        # the in-process server's own error logs (with tracebacks) would repeat what the
+        # client reports in one line (a failed turn, a refused event); --debug shows them
+        logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
     kwargs: dict = {}
     if engine:
         from .server import local_engine
@@ -542,7 +548,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port) as srv:
+                       host=args.host, port=args.port, quiet=False) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:

@@ -385,7 +385,7 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
-                                 self._report_drop)
+                                 self._report_drop, self._bpm)
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
@@ -1111,7 +1111,7 @@ class Transcriber:
             seg.text = ""
             seg.final = True
             logger.warning("transcription of %s failed: %s", item_id,
-                           seg.error.get("message"))
+                           (str(seg.error.get("message") or "").strip().splitlines() or [""])[0])
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
