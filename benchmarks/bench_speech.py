@@ -120,7 +120,7 @@ def direct(model: Any, pcm: bytes, lang: Optional[str]) -> Tuple[str, float]:
 class Client:
     """A raw WebSocket transcription session on the local server (events stamped)."""
 
-    def __init__(self, url: str, language: Optional[str]) -> None:
+    def __init__(self, url: str, language: Optional[str], silence_ms: int = 500) -> None:
         import websocket
 
         self.ws = websocket.create_connection(url + "?intent=transcription", timeout=120,
@@ -134,7 +134,8 @@ class Client:
         self.ws.send(json.dumps({"type": "session.update", "session": {
             "type": "transcription", "audio": {"input": {
                 "format": {"type": "audio/pcm", "rate": 24000}, "transcription": tr,
-                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}}}))
+                "turn_detection": {"type": "server_vad",
+                                   "silence_duration_ms": silence_ms}}}}}))
         self.reader = threading.Thread(target=self._read, name="bench-read", daemon=True)
         self.reader.start()
         self.wait(lambda: any(e["type"] == "session.updated" for _, e in self.events))
@@ -186,8 +187,11 @@ class Client:
         self.ws.close()
 
 
+SILENCE_MS = 500
+
+
 def served(url: str, pcm: bytes, lang: Optional[str], live: bool) -> Tuple[Client, float]:
-    client = Client(url, lang)
+    client = Client(url, lang, SILENCE_MS)
     step = 100 * BYTES_PER_MS
     t0 = time.monotonic()
     for n, i in enumerate(range(0, len(pcm), step)):
@@ -240,8 +244,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--live-langs", nargs="+", default=["en", "es"],
                         help="languages measured live (real time: slow)")
     parser.add_argument("--max-files", type=int, default=99, help="files per language")
+    parser.add_argument("--silence-ms", type=int, default=500,
+                        help="server VAD silence_duration_ms (the CLI's files: see README)")
     parser.add_argument("--out", type=Path, default=None, help="write results as JSON")
     args = parser.parse_args(argv)
+    global SILENCE_MS
+    SILENCE_MS = args.silence_ms
     manifest = json.loads((DATA / "manifest.json").read_text("utf-8"))
 
     from realtime_sync.server import RealtimeServer

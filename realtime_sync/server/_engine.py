@@ -71,6 +71,12 @@ SEMANTIC_EAGERNESS_SILENCE_MS: Dict[str, int] = {
 end-of-turn model, so eagerness only chooses how long a pause must last (the same mapping as
 the server's energy VAD)."""
 
+FILE_SILENCE_MS = 700
+"""Least pause that ends a turn when audio arrives faster than real time (a file): cutting
+files at the sessions' default 200 ms pauses split sentences and cost accuracy and time
+(real-speech benchmark, English: WER 5.3 % -> 1.7 % with tiny.en, 6.9 % -> 1.9 % with base;
+RTF 0.35 -> 0.10 and 0.63 -> 0.21). Live audio keeps the session's ``silence_duration_ms``."""
+
 _FRAME = 512  # Silero VAD frame at 16 kHz (32 ms)
 _CONTEXT = 64  # samples of the previous frame that Silero v6 expects before each frame
 _FRAME_MS = _FRAME * 1000 // MODEL_RATE
@@ -711,11 +717,17 @@ class SileroVad:
             ``threshold``, ``prefix_padding_ms``, ``silence_duration_ms``; or ``semantic_vad``
             whose ``eagerness`` picks a silence duration, see
             :data:`SEMANTIC_EAGERNESS_SILENCE_MS`). Other keys are ignored.
+        file_silence_ms: when set and audio arrives faster than real time (more than twice
+            the wall time since the first feed, plus 2 s), turns end only at pauses of at
+            least this length (see :data:`FILE_SILENCE_MS`).
     """
 
-    def __init__(self, turn_detection: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, turn_detection: Optional[Mapping[str, Any]] = None, *,
+                 file_silence_ms: Optional[int] = None) -> None:
         self.threshold, self.prefix_padding_ms, self.silence_duration_ms = _vad_params(
             turn_detection)
+        self.file_silence_ms = file_silence_ms
+        self._first_feed: Optional[float] = None
         self.neg_threshold = max(self.threshold - 0.15, 0.01)
         self._np = _import("numpy", "numpy")
         soxr = _import("soxr", "soxr")
@@ -749,6 +761,8 @@ class SileroVad:
         ``("speech_started", audio_start_ms)`` and ``("speech_stopped", audio_end_ms)`` in order.
         """
         np = self._np
+        if self._first_feed is None:
+            self._first_feed = time.monotonic()
         data = self._odd + pcm16
         usable = len(data) - (len(data) % 2)
         self._odd = data[usable:]
@@ -778,6 +792,11 @@ class SileroVad:
         """Run the turn state machine over newly scored frames."""
         events: List[Tuple[str, int]] = []
         fed_ms = self._fed_samples * 1000 // INPUT_RATE
+        silence_ms = self.silence_duration_ms
+        if self.file_silence_ms is not None and self._first_feed is not None:
+            wall_ms = (time.monotonic() - self._first_feed) * 1000
+            if fed_ms > 2 * wall_ms + 2000:  # audio arriving faster than real time: a file
+                silence_ms = max(silence_ms, self.file_silence_ms)
         for p in probs.tolist():
             start_ms = self._frames * _FRAME_MS
             end_ms = start_ms + _FRAME_MS
@@ -793,7 +812,7 @@ class SileroVad:
             elif p < self.neg_threshold and self._silence_start_ms is None:
                 self._silence_start_ms = start_ms
             if (self._silence_start_ms is not None
-                    and end_ms - self._silence_start_ms >= self.silence_duration_ms):
+                    and end_ms - self._silence_start_ms >= silence_ms):
                 self._speaking = False
                 self._silence_start_ms = None
                 events.append(("speech_stopped", min(end_ms, fed_ms)))
@@ -803,12 +822,15 @@ class SileroVad:
 def silero_vad_factory(turn_detection: Optional[Mapping[str, Any]]) -> Optional[SileroVad]:
     """The server's ``vad_factory`` for the offline engine: a :class:`SileroVad` per session.
 
+    Audio fed faster than real time (a file) ends turns only at pauses of at least
+    :data:`FILE_SILENCE_MS`.
+
     Called on the server's connection thread when a session's ``turn_detection`` changes;
     returns ``None`` when ``turn_detection`` is null (manual commits only).
     """
     if not turn_detection:
         return None
-    return SileroVad(turn_detection)
+    return SileroVad(turn_detection, file_silence_ms=FILE_SILENCE_MS)
 
 
 # --------------------------------------------------------------------------- evaluation
