@@ -433,3 +433,23 @@ def test_the_local_server_answers_what_was_said_even_when_transcription_is_slow(
             client.input_audio_buffer.append(speech.tobytes() + bytes(48000))
             done = client.wait_for("response.output_text.done", timeout=30)
     assert done.text == "You said: tell me the time"
+
+
+def test_the_progress_count_never_passes_its_total():
+    """The bar counts whole milliseconds and clamps: no ``TqdmWarning: clamping frac``."""
+    import io
+    import warnings
+
+    pytest.importorskip("tqdm")
+    from realtime_sync._progress import AudioProgress
+
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bar = AudioProgress(65_432, out)
+        for ms in (0, 10_000, 9_000, 65_000, 70_000, None):  # back, past the end, unknown
+            bar.to_ms(ms)
+        assert bar.n_ms == 65_432
+        bar.done()
+        bar.done()
+    assert "/65 s audio" in out.getvalue()  # seconds of audio, counted in ms
