@@ -65,7 +65,7 @@ def ask_drop_latency(rounds: int) -> list:
 
     out = []
     with HostileServer(script) as srv:
-        client = rs.RealtimeClient(url=srv.url, api_key=KEY, model="gpt-realtime",
+        client = rs.RealtimeClient(url=srv.url, api_key=KEY, model="gpt-realtime-2.1",
                                    reconnect=rs.Backoff(initial=0.01, maximum=0.05))
         with client:
             for _ in range(rounds):
@@ -93,7 +93,7 @@ def attack_peak(index) -> float:
         server.absorb(ws)
 
     with HostileServer(script) as srv, \
-            rs.RealtimeClient(url=srv.url, api_key=KEY, model="gpt-realtime") as client:
+            rs.RealtimeClient(url=srv.url, api_key=KEY, model="gpt-realtime-2.1") as client:
         conv = rs.Conversation(client)
         tracemalloc.start()
         try:

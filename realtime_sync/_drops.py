@@ -34,8 +34,9 @@ class DropLedger:
     """
 
     def __init__(self, logger: logging.Logger, what: str, pending: str, limit_s: float,
-                 report: Callable[[int], None]) -> None:
+                 report: Callable[[int], None], bytes_per_ms: int = BYTES_PER_MS) -> None:
         self._logger = logger
+        self._bytes_per_ms = bytes_per_ms  # 8 for G.711
         self._what = what
         self._pending = pending
         self._limit_s = limit_s
@@ -77,7 +78,7 @@ class DropLedger:
         if self._episode:
             self._logger.warning(
                 "%s buffer full: dropped %d ms of %s audio (max_buffer_s=%g)",
-                self._what, self._episode // BYTES_PER_MS, self._pending, self._limit_s)
+                self._what, self._episode // self._bytes_per_ms, self._pending, self._limit_s)
             self._episode = 0
 
     def _lose(self, nbytes: int) -> None:

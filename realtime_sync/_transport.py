@@ -525,6 +525,8 @@ class Transport:
         self._last_ping = 0.0
         self._last_rx = 0.0
         self._ping_retry = 0.0
+        self._pending_pong: Optional[bytes] = None
+        self._pong_retry = 0.0
         self._closed_info = Closed()
         self._restart = threading.Event()
         self._restart_deadline: Optional[float] = None
@@ -647,7 +649,7 @@ class Transport:
             True when the frame was written.
         """
         if not self._send_lock.acquire(blocking=False):
-            self._drop_control()
+            self._drop_control(data)
             return False
         try:
             if sock is None:
@@ -655,17 +657,33 @@ class Transport:
             if select.select([], [sock], [], 0)[1]:
                 sock.sendall(data)
                 return True
-            self._drop_control()
+            self._drop_control(data)
         except OSError:
             pass  # the read side notices a dead socket
         finally:
             self._send_lock.release()
         return False
 
-    def _drop_control(self) -> None:
+    def _drop_control(self, data: Union[str, bytes]) -> None:
+        if isinstance(data, bytes) and data and data[0] & 0x0F == websocket.ABNF.OPCODE_PONG:
+            # answered later, from the read loop, once the socket frees up (RFC 6455 5.5.3: a
+            # pong for the most recent ping is enough, so an older pending one is dropped)
+            replaced = self._pending_pong is not None
+            self._pending_pong = data
+            if not replaced:
+                return
         with self._counter_lock:
             self.control_frames_dropped += 1
         logger.debug("a control frame was dropped (a send is in progress or the socket is full)")
+
+    def _retry_pong(self, now: float) -> None:
+        """Send a pong that could not be written when its ping arrived (network thread)."""
+        pong, self._pending_pong = self._pending_pong, None
+        ws = self._ws
+        if pong is None or ws is None or not ws.connected:
+            return
+        if not self._write_control(ws.sock, pong):  # stored again when it still cannot go
+            self._pong_retry = now + PING_RETRY
 
     @property
     def send_lock(self) -> threading.RLock:
@@ -912,6 +930,8 @@ class Transport:
                 deadlines.append(self._last_rx + self.liveness_timeout)
         if self._send_progress is not None:
             deadlines.append(self._send_progress + self.stall_timeout)
+        if self._pending_pong is not None:
+            deadlines.append(self._pong_retry)
         return min(deadlines)
 
     def _await_bytes(self) -> None:
@@ -976,6 +996,8 @@ class Transport:
             return None
         if self._restart_deadline is not None and now >= self._restart_deadline:
             return "session rollover: reconnecting on purpose"
+        if self._pending_pong is not None and now >= self._pong_retry:
+            self._retry_pong(now)
         if not self.ping_interval or not self.liveness_timeout:
             return None
         silent = now - self._last_rx

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None,
                    help=f"transcription model (default {DEFAULT_TRANSCRIPTION_MODEL}; also "
                         "gpt-transcribe, gpt-realtime-whisper; with --local: the offline "
-                        "model directory or faster-whisper name)")
+                        "model: base (default, 99 languages) or tiny.en (English, faster), "
+                        "a model directory, or a faster-whisper name)")
     t.add_argument("--language", default=None,
                    help="ISO-639-1 language code, e.g. en (default: detect); sent as "
                         "--languages for models that only take a list (gpt-live-transcribe, "
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, default=8765, help="TCP port (0: any free one)")
     s.add_argument("--local", action="store_true",
                    help="transcribe with the embedded offline engine (else a scripted one)")
-    s.add_argument("--model", default=None, help="offline model directory or name (--local)")
+    s.add_argument("--model", default=None,
+                   help="offline model (--local): base (default), tiny.en, or a directory")
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 

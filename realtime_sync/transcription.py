@@ -385,7 +385,7 @@ class Transcriber:
         self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
         self._vad_start_pos: Dict[str, int] = {}
         self._drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
-                                 self._report_drop)
+                                 self._report_drop, self._bpm)
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []

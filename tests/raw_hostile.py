@@ -78,12 +78,19 @@ def session_created(n: int = 1) -> bytes:
 
 
 class RawServer:
-    """Listens on 127.0.0.1; every connection runs ``behave(conn, index)`` (index from 1)."""
+    """Listens on 127.0.0.1; every connection runs ``behave(conn, index)`` (index from 1).
 
-    def __init__(self, behave: Callable[[socket.socket, int], None]) -> None:
+    ``rcvbuf`` shrinks the receive buffer of every connection (set on the listening socket,
+    so the TCP window is small from the start; shrinking it later makes TCP drop and
+    retransmit with a growing backoff)."""
+
+    def __init__(self, behave: Callable[[socket.socket, int], None],
+                 rcvbuf: Optional[int] = None) -> None:
         self.behave = behave
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:  # before listen(): a small window from the start, as a slow reader has
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
@@ -154,3 +161,29 @@ class RawServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def read_exact(conn: socket.socket, n: int) -> bytes:
+    data = bytearray(n)
+    view = memoryview(data)
+    got = 0
+    while got < n:
+        k = conn.recv_into(view[got:], n - got)
+        if not k:
+            raise ConnectionError("closed")
+        got += k
+    return bytes(data)
+
+
+def read_frame(conn: socket.socket) -> tuple[int, bytes]:
+    """One client frame (masked, as clients must send): (opcode, unmasked payload)."""
+    b0, b1 = read_exact(conn, 2)
+    length = b1 & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", read_exact(conn, 2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", read_exact(conn, 8))[0]
+    key = read_exact(conn, 4) if b1 & 0x80 else b"\0\0\0\0"
+    payload = read_exact(conn, length)
+    return b0 & 0x0F, bytes(c ^ key[i % 4] for i, c in enumerate(payload)) if length < 256 \
+        else payload

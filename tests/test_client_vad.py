@@ -324,3 +324,38 @@ def test_real_human_speech_is_cut_at_its_sentence_pauses(tmp_path):
             assert all(s.end_ms - s.start_ms <= 2500 for s in segs), segs
     assert counts[500] == 6
     assert 2 <= counts[900] < 6
+
+
+def trimmed(pcm: bytes) -> bytes:
+    """The clip without its leading and trailing silence (10 ms frames under -50 dBFS)."""
+    from array import array
+
+    samples = array("h")
+    samples.frombytes(pcm)
+    frame = 240
+    loud = [i for i in range(0, len(samples) - frame, frame)
+            if max(abs(v) for v in samples[i:i + frame]) > 100]
+    return pcm[2 * loud[0]:2 * (loud[-1] + frame)]
+
+
+def test_the_default_maximum_turn_cuts_long_speech_near_30_s_at_a_quiet_point():
+    words = trimmed(FOX) + silence(150) + trimmed(WEATHER) + silence(150)  # short gaps only
+    speech = words * (40_000 // (len(words) // MS) + 1)  # ~40 s without a 500 ms pause
+    rec = ScriptedRecognizer()
+    with FakeRealtimeServer(recognizer=rec) as srv, rs.Transcriber(
+        url=srv.url, api_key="sk-local", turn_detection="client_vad",
+    ) as tr:
+        feed(tr, silence(300) + speech + silence(1000))
+        transcript = tr.finish(timeout=60)
+    first = transcript.segments[0]
+    assert 25_000 <= first.end_ms - first.start_ms <= 30_000  # cut in the last 5 s before 30
+    assert len(transcript.segments) == 2
+    # the cut is in a quiet stretch of the audio
+    cut = first.end_ms
+    fed = silence(300) + speech
+    around = fed[(cut - 40) * MS:(cut + 40) * MS]
+    from array import array
+
+    samples = array("h")
+    samples.frombytes(around)
+    assert max(abs(v) for v in samples) < 3000

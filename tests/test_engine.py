@@ -236,8 +236,12 @@ def test_language_and_prompt_are_passed_to_whisper(
     assert spy.calls[-1]["language"] == "en"
     assert spy.calls[-1]["initial_prompt"] == "Weather report."
     list(rec.transcribe(audio, model="m", language=None, prompt=""))
-    assert spy.calls[-1]["language"] is None  # faster-whisper picks (tiny.en: English)
+    assert spy.calls[-1]["language"] == "en"  # tiny.en: English
     assert spy.calls[-1]["initial_prompt"] is None
+    list(rec.transcribe(audio, model="m", language=None, prompt="Weather.",
+                        context="Good morning."))
+    assert spy.calls[-1]["initial_prompt"] == "Weather."  # context is off by default
+    rec.use_context = True
     list(rec.transcribe(audio, model="m", language=None, prompt="Weather.",
                         context="Good morning."))
     assert spy.calls[-1]["initial_prompt"] == "Weather. Good morning."  # previous turn

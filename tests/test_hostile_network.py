@@ -25,6 +25,7 @@ from raw_hostile import (
     close_frame,
     frame,
     header,
+    read_frame,
     refuse,
     session_created,
     text,
@@ -283,6 +284,36 @@ def test_close_is_bounded_while_a_send_is_stuck_and_pings_arrive():
         assert client.close(timeout=3) is True
         sender.join(5)
         assert not sender.is_alive() and errors
+
+
+def test_a_pong_delayed_by_a_stuck_send_is_sent_once_the_socket_frees_up():
+    pongs = []
+
+    def behave(conn, n):
+        upgrade(conn)
+        conn.sendall(session_created(n))
+        time.sleep(1.0)  # not reading: the client's big append blocks meanwhile
+        conn.sendall(frame(0x9, b"p1"))
+        time.sleep(0.5)
+        conn.settimeout(10)
+        while not srv.stopping:  # read again: the append, then the pong
+            opcode, payload = read_frame(conn)
+            if opcode == 0xA:
+                pongs.append(payload)
+                return
+
+    with RawServer(behave, rcvbuf=4096) as srv:
+        client = client_for(srv, ping_interval=20)
+        try:
+            client.connect(timeout=5)
+            client.input_audio_buffer.append(b"\x01\x00" * (2 * 1024 * 1024))  # 4 MiB
+            deadline = time.monotonic() + 10
+            while not pongs and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pongs == [b"p1"]
+            assert client.connected
+        finally:
+            client.close()
 
 
 CTRL_C_CHILD = textwrap.dedent("""

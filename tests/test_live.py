@@ -145,3 +145,31 @@ def test_a_g711_file_goes_to_a_transcript(tmp_path):
     write_g711_wav(path, bytes(ulaw(s) for s in samples), 7)
     transcript = rs.transcribe_file(path, model="gpt-transcribe", timeout=120)
     assert "hello" in transcript.text.lower()
+
+
+@pytest.mark.parametrize("model", ["gpt-live-transcribe", "gpt-realtime-whisper"])
+def test_client_vad_gives_one_final_per_utterance_on_the_real_service(model):
+    """The default turn detection of a model without server VAD is the client's: two
+    utterances with a pause become two completed turns, text streams before each commit under
+    the committed item's id, and nothing is refused (no commit of < 100 ms)."""
+    import wave
+
+    data = Path(__file__).resolve().parent / "data" / "engine"
+    with wave.open(str(data / "weather.wav"), "rb") as w:
+        speech = w.readframes(w.getnframes())
+    early = {}
+    errors = []
+    with rs.Transcriber(model=model, language="en" if model == "gpt-realtime-whisper" else None,
+                        on_partial=lambda s: early.setdefault(s.item_id, s.committed)) as tr:
+        assert tr.client_vad
+        tr.on("error", errors.append)
+        pause = bytes(48 * 1200)
+        for part in (pause, speech, pause, speech, pause):
+            for i in range(0, len(part), 4800):
+                tr.feed(part[i:i + 4800])
+                time.sleep(0.1)
+        transcript = tr.finish(timeout=60)
+    assert len(transcript.segments) == 2, transcript.segments
+    assert all("weather" in s.text.lower() for s in transcript.segments)
+    assert not errors
+    assert any(committed is False for committed in early.values())  # text before the commit

@@ -440,3 +440,47 @@ def test_cli_language_becomes_languages_for_models_that_take_a_list(tmp_path):
     transcription = update["session"]["audio"]["input"]["transcription"]
     assert transcription["model"] == "gpt-live-transcribe"
     assert transcription["languages"] == ["de"] and "language" not in transcription
+
+
+def test_g711_with_a_model_without_server_vad_leaves_the_commits_to_the_caller():
+    # client_vad reads PCM16: "auto" means None here, and an explicit client_vad says why not
+    tr = rs.Transcriber(model="gpt-live-transcribe", audio_format="pcmu", url=NOWHERE,
+                        api_key="sk-x")
+    assert not tr.vad and not tr.client_vad
+    assert build_session(audio_format="pcma")["audio"]["input"]["turn_detection"] is None
+    with pytest.raises(rs.ConfigurationError, match="client_vad reads PCM16"):
+        build_session(audio_format="pcmu", turn_detection="client_vad")
+    server = build_session(model="gpt-transcribe", audio_format="pcmu")
+    assert server["audio"]["input"]["turn_detection"] == {"type": "server_vad"}
+
+
+@pytest.mark.parametrize("languages,expected", [
+    ([{"code": "en"}, {"code": "de"}], ["en", "de"]),
+    ("en", None),                          # not a list: ignored
+    ([{"code": 5}, "fr", None, {}], ["fr"]),  # junk entries dropped, plain strings kept
+    (None, None),
+])
+def test_completed_languages_from_a_hostile_server_never_break_a_segment(languages, expected):
+    from hostile import HostileServer, answer_update, created, send
+
+    def script(ws, n, server):
+        created(ws, "sess_1", type_="transcription")
+        answer_update(server, ws)
+        server.until(ws, "input_audio_buffer.commit")
+        send(ws, {"type": "input_audio_buffer.committed", "event_id": "e1", "item_id": "it_1",
+                  "previous_item_id": None})
+        done = {"type": "conversation.item.input_audio_transcription.completed",
+                "event_id": "e2", "item_id": "it_1", "content_index": 0, "transcript": "hi",
+                "usage": {"type": "duration", "seconds": 1}}
+        if languages is not None:
+            done["languages"] = languages
+        send(ws, done)
+        server.absorb(ws)
+
+    with HostileServer(script) as srv, rs.Transcriber(
+            model="gpt-transcribe", turn_detection=None, url=srv.url, api_key="sk-x",
+            reconnect=False) as tr:
+        tr.feed(silence(200))
+        tr.commit()
+        seg = tr.finish(timeout=20).segments[0]
+    assert seg.text == "hi" and seg.languages == expected
