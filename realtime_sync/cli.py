@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="headphones: full duplex with barge-in; half-duplex: mute the "
                         "microphone while the model speaks (no echo from loudspeakers)")
     c.add_argument("--instructions", default=None, help="system instructions for the model")
+    c.add_argument("--reconnect-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="give up (exit 1) when the server stays unreachable this long "
+                        "(default 60)")
     c.add_argument("--local", action="store_true",
                    help="offline, no key: the local server with the embedded engine transcribes "
                         "you and answers with what it heard (no language model)")
@@ -572,7 +575,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local"}
         else:
             options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
-        return int(run_chat(args, **options) or 0)
+        from ._cli_support import GiveUpAfter
+
+        backoff = GiveUpAfter(args.reconnect_timeout)
+        code = int(run_chat(args, reconnect=backoff, **options) or 0)
+        if backoff.gave_up:
+            sys.stderr.write(f"realtime-sync: error: gave up: the server has been unreachable "
+                             f"for {args.reconnect_timeout:g} s (--reconnect-timeout)\n")
+            return 1
+        return code
 
 
 def _chat_endpoint(args: argparse.Namespace) -> dict:
