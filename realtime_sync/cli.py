@@ -5,13 +5,19 @@
                              [--noise-reduction near_field|far_field] [--noise-strength S]
                              [--logprobs] [--input-format pcm|pcmu|pcma]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+                             [--no-vad [--commit-every S]] [--reconnect-timeout S]
+                             [--allow-insecure] [--realtime]
     realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex]
+    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+                       [--reconnect-timeout S]
 
-Exit codes: 0 success, 1 error (one line, no traceback unless ``--debug``), 2 usage.
+FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
+what is not integer-PCM WAV). Exit codes: 0 success (a silent file: a note on stderr), 1 error
+(one line, no traceback unless ``--debug``; also any failed turn, no speech in a file with sound,
+giving up reconnecting), 2 usage.
 """
 
 from __future__ import annotations
