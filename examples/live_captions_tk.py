@@ -257,7 +257,7 @@ class CaptionsApp:
         if stream is not None:
             stream.stop(2)
         try:
-            tr.finish(timeout=5)
+            tr.finish(timeout=60 if self.args.wav else 5)  # a file: every turn gets its text
         except rs.RealtimeSyncError:  # best effort: closing is what matters
             pass
         tr.close()
@@ -330,6 +330,9 @@ class CaptionsApp:
         colour = "#3c3" if db < -12 else "#ec3" if db < -3 else "#e33"
         self.level.delete("all")
         self.level.create_rectangle(0, 0, width, 14, fill=colour, width=0)
+        if (self.args.wav and self.stream is not None and not self.busy
+                and not self.stream.is_alive()):
+            self.stop()  # the whole file was read: finish its last turn and stop
         self.root.after(50, self._meter)
 
     def in_background(self, work: Callable[[], Any],

@@ -5,13 +5,19 @@
                              [--noise-reduction near_field|far_field] [--noise-strength S]
                              [--logprobs] [--input-format pcm|pcmu|pcma]
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
+                             [--no-vad [--commit-every S]] [--reconnect-timeout S]
+                             [--allow-insecure] [--realtime]
     realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex]
+    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+                       [--reconnect-timeout S]
 
-Exit codes: 0 success, 1 error (one line, no traceback unless ``--debug``), 2 usage.
+FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
+what is not integer-PCM WAV). Exit codes: 0 success (a silent file: a note on stderr), 1 error
+(one line, no traceback unless ``--debug``; also any failed turn, no speech in a file with sound,
+giving up reconnecting), 2 usage.
 """
 
 from __future__ import annotations
@@ -141,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="headphones: full duplex with barge-in; half-duplex: mute the "
                         "microphone while the model speaks (no echo from loudspeakers)")
     c.add_argument("--instructions", default=None, help="system instructions for the model")
+    c.add_argument("--reconnect-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="give up (exit 1) when the server stays unreachable this long "
+                        "(default 60)")
     c.add_argument("--local", action="store_true",
                    help="offline, no key: the local server with the embedded engine transcribes "
                         "you and answers with what it heard (no language model)")
@@ -572,7 +581,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local"}
         else:
             options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
-        return int(run_chat(args, **options) or 0)
+        from ._cli_support import GiveUpAfter
+
+        backoff = GiveUpAfter(args.reconnect_timeout)
+        code = int(run_chat(args, reconnect=backoff, **options) or 0)
+        if backoff.gave_up:
+            sys.stderr.write(f"realtime-sync: error: gave up: the server has been unreachable "
+                             f"for {args.reconnect_timeout:g} s (--reconnect-timeout)\n")
+            return 1
+        return code
 
 
 def _chat_endpoint(args: argparse.Namespace) -> dict:

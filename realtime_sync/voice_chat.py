@@ -317,6 +317,9 @@ def run_chat(args: Any, *, source: Any = None, speaker: Any = None,
             client.tool(fn)
         client.on("client.disconnected", lambda e: stop.set()
                   if not e.get("will_reconnect") else None)
+        from ._cli_support import report_reconnects
+
+        report_reconnects(client, sys.stderr)  # one line per attempt, with its delay
         client.connect(timeout=15)
         spk = speaker if speaker is not None else Speaker(device=_device(opt("output_device")))
         try:
@@ -329,7 +332,8 @@ def run_chat(args: Any, *, source: Any = None, speaker: Any = None,
             f"voice chat with {client_options['model']} ({echo}); speak, Ctrl-C to stop\n")
         try:
             while not stop.wait(0.2):
-                pass
+                if client.state in ("disconnected", "closed"):
+                    break  # gave up reconnecting (no further event says so)
         except KeyboardInterrupt:
             sys.stderr.write("\n")
             return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from test_audio_device import rig  # noqa: F401 - the rig fixture
 
 from realtime_sync.server import RealtimeServer, ScriptedRecognizer
 from realtime_sync.testing import FakeRealtimeServer
@@ -433,3 +434,50 @@ def test_the_local_server_answers_what_was_said_even_when_transcription_is_slow(
             client.input_audio_buffer.append(speech.tobytes() + bytes(48000))
             done = client.wait_for("response.output_text.done", timeout=30)
     assert done.text == "You said: tell me the time"
+
+
+def test_the_progress_count_never_passes_its_total():
+    """The bar counts whole milliseconds and clamps: no ``TqdmWarning: clamping frac``."""
+    import io
+    import warnings
+
+    pytest.importorskip("tqdm")
+    from realtime_sync._progress import AudioProgress
+
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bar = AudioProgress(65_432, out)
+        for ms in (0, 10_000, 9_000, 65_000, 70_000, None):  # back, past the end, unknown
+            bar.to_ms(ms)
+        assert bar.n_ms == 65_432
+        bar.done()
+        bar.done()
+    assert "/65 s audio" in out.getvalue()  # seconds of audio, counted in ms
+
+
+@pytest.mark.audio_device
+def test_chat_shows_reconnects_and_gives_up_too(rig):  # noqa: F811
+    srv = RealtimeServer(api_key=None).start()
+    proc = subprocess.Popen(CLI + ["chat", "--url", srv.url, "--echo", "headphones",
+                                   "--reconnect-timeout", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: List[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()),
+                              name="test-stderr", daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("Ctrl-C to stop" in ln for ln in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        srv.stop()
+        proc.wait(timeout=60)
+    finally:
+        srv.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    assert proc.returncode == 1, lines
+    assert any("reconnecting in" in ln for ln in lines), lines
+    assert "gave up" in lines[-1]
