@@ -128,8 +128,15 @@ class SileroProbability:
         self._pending = bytearray()  # 24 kHz bytes not yet a whole window
         self._out = bytearray()  # 16 kHz bytes not yet a whole window
 
+    def close(self) -> None:
+        """Release the soxr resampler now, not at interpreter exit (where nanobind reports it
+        as leaked). Later calls return no probabilities."""
+        self._resampler = None
+
     def __call__(self, pcm16: bytes) -> List[float]:
         np = self._np
+        if self._resampler is None:  # closed
+            return []
         self._pending += pcm16
         whole = len(self._pending) - len(self._pending) % WINDOW_BYTES
         if not whole:
@@ -279,6 +286,12 @@ class TurnDetector:
         self._run = 0
         self._speech_seen = False
         self._recent.clear()
+
+    def close(self) -> None:
+        """Release the model's native resources, when it has a ``close()``."""
+        close = getattr(self._model, "close", None)
+        if callable(close):
+            close()
 
     def flush(self) -> Optional[Tuple[int, int]]:
         """End of the stream: end the turn in progress at the end of what was fed (when it has

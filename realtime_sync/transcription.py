@@ -488,6 +488,10 @@ class Transcriber:
             self._closed = True
             self._drops.end_episode()
             self._changed.notify_all()
+        detector = self._detector
+        if detector is not None:
+            with self._feed_lock:  # no feed() is inside the detector; later ones raise
+                detector.close()  # its soxr resampler goes now, not at interpreter exit
         client = self._client
         return client.close(timeout) if client is not None else True
 

