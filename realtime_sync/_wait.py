@@ -45,11 +45,13 @@ def wait_until(
     predicate: Callable[[], Optional[T]],
     deadline: Deadline,
     check: Optional[Callable[[], None]] = None,
+    longest: float = SLICE,
 ) -> Optional[T]:
     """Wait on ``cond`` (held by the caller) until ``predicate()`` is truthy or time runs out.
 
     Returns the predicate's last value (falsy on timeout). ``check()`` runs before every slice
     and may raise to end the wait (a closed client, a strict-mode handler error).
+    ``longest`` caps one slice (a shorter one polls a state that is not notified).
     """
     while True:
         if check is not None:
@@ -59,4 +61,4 @@ def wait_until(
             return value
         if deadline.expired():
             return value
-        cond.wait(deadline.slice())
+        cond.wait(deadline.slice(longest))

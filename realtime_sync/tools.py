@@ -41,6 +41,7 @@ from collections import abc
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 from ._host import ClientHost
+from ._wait import Deadline, wait_until
 from ._wire import METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError
 
@@ -567,9 +568,9 @@ class Tools:
         with self._lock:
             self._runners = [t for t in self._runners if t.is_alive()] + [runner]
         runner.start()
-        deadline = time.monotonic() + (tool.timeout or DEFAULT_TIMEOUT)
-        while runner.is_alive() and not self._stopped and time.monotonic() < deadline:
-            runner.join(min(0.1, max(0.0, deadline - time.monotonic())))
+        deadline = Deadline(tool.timeout or DEFAULT_TIMEOUT)
+        while runner.is_alive() and not self._stopped and not deadline.expired():
+            runner.join(deadline.slice(0.1))
         if runner.is_alive() and self._stopped:
             raise RuntimeError("the client closed while the tool was running")
         if runner.is_alive():
@@ -613,14 +614,8 @@ class Tools:
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Block until every queued call and result has been handled; True if so. Any
         thread but the dispatcher's."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._jobs:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(0.25 if remaining is None else min(0.25, remaining))
-        return True
+            return bool(wait_until(self._idle, lambda: self._jobs == 0, Deadline(timeout)))
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop the worker (queued calls are dropped; a running one finishes). Idempotent;
@@ -640,12 +635,12 @@ class Tools:
         self._queue.put(None)
         if thread is threading.current_thread():
             return True
-        deadline = time.monotonic() + max(0.0, timeout)
+        deadline = Deadline(timeout)
         thread.join(timeout)
         with self._lock:
             runners = list(self._runners)
         for runner in runners:  # a tool still running (the worker waits for it up to timeout)
-            runner.join(max(0.0, deadline - time.monotonic()))
+            runner.join(deadline.remaining())
         stuck = [t for t in runners if t.is_alive()]
         if stuck:
             logger.warning("%d tool call(s) still running at close: their threads are abandoned",

@@ -441,12 +441,12 @@ class Transcriber:
             client.connect(timeout=timeout)
             # the dispatcher switches the transcriber to the session (client.connected)
             # right after session.created: wait for it so the first feed() sends at once
-            deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
+            deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client.host.session_number and client.connected:
-                    if time.monotonic() >= deadline:
-                        break
-                    self._changed.wait(0.05)
+                wait_until(self._changed,
+                           lambda: (self._generation == client.host.session_number
+                                    or not client.connected),
+                           deadline, longest=0.05)
         except BaseException:
             self._client = None
             client.close()
@@ -852,8 +852,8 @@ class Transcriber:
         """
         client = self.client
         client.host.check_blocking_call("Transcriber.finish()")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        grace: Optional[float] = None
+        deadline = Deadline(timeout)
+        grace: Optional[Deadline] = None
         self._end_client_turn()
         while True:
             self._pump(client)
@@ -877,14 +877,14 @@ class Transcriber:
                 if self.vad:
                     # give the server's VAD a moment to finish the turn it may be in
                     if grace is None:
-                        grace = time.monotonic() + self.vad_grace
+                        grace = Deadline(self.vad_grace)
                     if self._in_speech is None and self._tail_is_silent():
                         # no speech in the tail: committing it would only transcribe (and
                         # bill) silence
                         with self._lock:
                             self._last_commit_pos = self._sent
                         continue
-                    if time.monotonic() < grace:
+                    if not grace.expired():
                         with self._changed:
                             self._changed.wait(0.05)
                         continue
@@ -895,10 +895,9 @@ class Transcriber:
                 if client.state in ("closed", "disconnected"):
                     raise NotConnectedError(
                         f"the session ended with {self.pending} turns pending")
-                remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
+                if deadline.expired():
                     raise TimeoutError(f"{self.pending} turns still pending after {timeout} s")
-                self._changed.wait(min(0.25, remaining))
+                self._changed.wait(deadline.slice())
 
     def _tail_is_silent(self, dbfs: float = -50.0) -> bool:
         """True when the uncommitted audio stays below ``dbfs`` RMS in every 100 ms window."""
@@ -1237,7 +1236,7 @@ def transcribe_file(
     """
     from ._progress import progress_bar
 
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline(timeout)
     _wav_format(path, options)
     user_final = options.pop("on_final", None)
     bar: Any = None
@@ -1260,9 +1259,10 @@ def transcribe_file(
                 if not chunk:
                     break
                 tr.feed(chunk)
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline.expired():
                     raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
-            remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+            left = deadline.remaining()
+            remaining = None if left is None else max(0.1, left)
             transcript = tr.finish(timeout=remaining)
             if bar is not None:
                 bar.done()

@@ -31,6 +31,7 @@ from ._dispatch import Marshal
 from ._drops import DropLedger
 from ._endpoint import translation_url
 from ._feed import FeedSink as _FeedSink
+from ._wait import Deadline, wait_until
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, new_event_id
@@ -420,12 +421,12 @@ class Translator:
         self._client = client
         try:
             client.connect(timeout=timeout)
-            deadline = time.monotonic() + (10.0 if timeout is None else max(timeout, 1.0))
+            deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
             with self._changed:
-                while self._generation != client.host.session_number and client.connected:
-                    if time.monotonic() >= deadline:
-                        break
-                    self._changed.wait(0.05)
+                wait_until(self._changed,
+                           lambda: (self._generation == client.host.session_number
+                                    or not client.connected),
+                           deadline, longest=0.05)
                 self._clock_start = time.monotonic()
             self._thread = threading.Thread(target=self._run_clock,
                                             name="realtime-sync-translate-clock", daemon=True)
@@ -663,7 +664,7 @@ class Translator:
         """
         client = self.client
         client.host.check_blocking_call("Translator.finish()")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         for s in list(self._streams):
             try:
                 s.stop(2)
@@ -702,10 +703,9 @@ class Translator:
                     raise NotConnectedError(
                         "the translation session ended before session.closed "
                         f"({client.host.not_connected_message()})")
-                remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
+                if deadline.expired():
                     raise TimeoutError(f"no session.closed within {timeout} s")
-                self._changed.wait(min(0.1, remaining))
+                self._changed.wait(deadline.slice(0.1))
         self._deliver(flushed)
         return result
 
@@ -782,7 +782,7 @@ class Translator:
         seen = 0
         while True:
             with self._changed:
-                deadline = None if timeout is None else time.monotonic() + timeout
+                deadline = Deadline(timeout)
                 while len(self._text.text) <= seen:
                     if len(self._text.text) < seen:  # an unfinished cue was dropped
                         seen = len(self._text.text)
@@ -791,10 +791,9 @@ class Translator:
                     if client.state == "disconnected" and not self._closed_on_wire():
                         raise NotConnectedError(
                             f"the session ended for good ({client.host.not_connected_message()})")
-                    remaining = 0.25 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
+                    if deadline.expired():
                         return
-                    self._changed.wait(min(0.25, remaining))
+                    self._changed.wait(deadline.slice())
                 piece = self._text.text[seen:]
                 seen = len(self._text.text)
             yield piece
@@ -953,7 +952,7 @@ def translate_file(
     """
     from .audio import FileSource
 
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline(timeout)
     source = FileSource(str(path), realtime=realtime)
     options.setdefault("keep_audio", speech)
     try:
@@ -963,9 +962,10 @@ def translate_file(
                 if not chunk:
                     break
                 tr.feed(chunk)
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline.expired():
                     raise TimeoutError(f"translate_file: {path} not done in {timeout} s")
-            remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+            left = deadline.remaining()
+            remaining = None if left is None else max(0.1, left)
             return tr.finish(timeout=remaining)
     finally:
         source.close()
