@@ -30,7 +30,7 @@ from typing import (
     Union,
 )
 
-from . import models
+from . import _live, models
 from ._dispatch import Marshal
 from ._drops import DropLedger
 from ._feed import FeedSink as _FeedSink
@@ -420,9 +420,7 @@ class Transcriber:
             return self
         client = RealtimeClient(intent="transcription", session=self._session,
                                 **self._client_options)
-        for type_, handler in self._user_handlers:
-            client.on(type_, handler)
-        for type_, handler in (
+        _live.open_session(self, client, (
             (ServerEvents.SESSION_CREATED, self._on_session_created),
             (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STARTED, self._on_speech_started),
             (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STOPPED, self._on_speech_stopped),
@@ -434,23 +432,7 @@ class Transcriber:
             (LibraryEvents.CONNECTED, self._on_reconnected),
             (LibraryEvents.RECONNECTED, self._on_reconnected),
             (LibraryEvents.DISCONNECTED, self._on_disconnected),
-        ):
-            client.on(type_, handler)
-        self._client = client
-        try:
-            client.connect(timeout=timeout)
-            # the dispatcher switches the transcriber to the session (client.connected)
-            # right after session.created: wait for it so the first feed() sends at once
-            deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
-            with self._changed:
-                wait_until(self._changed,
-                           lambda: (self._generation == client.host.session_number
-                                    or not client.connected),
-                           deadline, longest=0.05)
-        except BaseException:
-            self._client = None
-            client.close()
-            raise
+        ), timeout)
         return self
 
     def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
@@ -459,30 +441,14 @@ class Transcriber:
 
         The handler runs on the dispatcher thread, or through ``marshal`` when one was given.
         """
-        if not callable(handler):
-            raise TypeError("handler must be callable")
-        wrapped = handler
-        if self._marshal is not None:
-            marshal = self._marshal
-
-            def wrapped(event: Event) -> None:
-                marshal(lambda: handler(event))
-
-        self._user_handlers.append((type, wrapped))
-        if self._client is not None:
-            self._client.on(type, wrapped)
-        return handler
+        return _live.add_handler(self, type, handler)
 
     def close(self, timeout: float = 5) -> bool:
         """Stop listening, close the session and join every thread. Idempotent; any thread.
 
         Turns not yet completed are abandoned; use :meth:`finish` first to wait for them.
         """
-        for s in list(self._streams):
-            try:
-                s.stop(timeout / 2)
-            except Exception:  # noqa: BLE001
-                logger.exception("stopping the audio stream failed")
+        _live.stop_streams(self._streams, timeout / 2, logger)
         self._streams.clear()
         with self._lock:
             self._closed = True
@@ -943,14 +909,7 @@ class Transcriber:
         return seg
 
     def _on_session_created(self, event: Event) -> None:
-        session = event.get("session") or {}
-        expires = session.get("expires_at") if isinstance(session, Mapping) else None
-        with self._lock:
-            if isinstance(expires, (int, float)) and expires > 0:
-                self._expires_at = float(expires)
-                self._rollover_due = float(expires) - self._rollover_margin
-            else:
-                self._expires_at = self._rollover_due = None
+        _live.note_expiry(self, event)
 
     def _on_reconnected(self, event: Event) -> None:
         """``client.connected`` / ``client.reconnected`` (dispatcher thread): every event of

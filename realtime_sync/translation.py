@@ -26,12 +26,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
+from . import _live
 from . import models as _models
 from ._dispatch import Marshal
 from ._drops import DropLedger
 from ._endpoint import translation_url
 from ._feed import FeedSink as _FeedSink
-from ._wait import Deadline, wait_until
+from ._wait import Deadline
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
@@ -404,9 +405,7 @@ class Translator:
             raise NotConnectedError("the translator is closed; create a new one")
         client = RealtimeClient(url=self._url, model=self.model, session=self._session,
                                 **self._client_options)
-        for type_, handler in self._user_handlers:
-            client.on(type_, handler)
-        for type_, handler in (
+        _live.open_session(self, client, (
             ("session.created", self._on_session_created),
             ("session.output_transcript.delta", self._on_output_delta),
             ("session.input_transcript.delta", self._on_input_delta),
@@ -416,54 +415,29 @@ class Translator:
             (LibraryEvents.CONNECTED, self._on_new_session),
             (LibraryEvents.RECONNECTED, self._on_new_session),
             (LibraryEvents.DISCONNECTED, self._on_disconnected),
-        ):
-            client.on(type_, handler)
-        self._client = client
-        try:
-            client.connect(timeout=timeout)
-            deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
-            with self._changed:
-                wait_until(self._changed,
-                           lambda: (self._generation == client.host.session_number
-                                    or not client.connected),
-                           deadline, longest=0.05)
-                self._clock_start = time.monotonic()
-            self._thread = threading.Thread(target=self._run_clock,
-                                            name="realtime-sync-translate-clock", daemon=True)
-            self._thread.start()
-        except BaseException:
-            self._client = None
-            client.close()
-            raise
+        ), timeout, then=self._start_clock)
         return self
+
+    def _start_clock(self) -> None:
+        """Start the clock thread (paces the audio, keeps the session alive) once the
+        session is in use."""
+        with self._changed:
+            self._clock_start = time.monotonic()
+        self._thread = threading.Thread(target=self._run_clock,
+                                        name="realtime-sync-translate-clock", daemon=True)
+        self._thread.start()
 
     def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
         """Register ``handler(event)`` for raw events (``"*"``: all). Works before ``start()``.
         The handler runs on the dispatcher thread, or through ``marshal`` when given."""
-        if not callable(handler):
-            raise TypeError("handler must be callable")
-        wrapped = handler
-        if self._marshal is not None:
-            marshal = self._marshal
-
-            def wrapped(event: Event) -> None:
-                marshal(lambda: handler(event))
-
-        self._user_handlers.append((type, wrapped))
-        if self._client is not None:
-            self._client.on(type, wrapped)
-        return handler
+        return _live.add_handler(self, type, handler)
 
     def close(self, timeout: float = 5) -> bool:
         """Stop listening, close the session and join every thread. Idempotent; any thread.
 
         Audio not yet translated is abandoned; use :meth:`finish` first to flush it.
         """
-        for s in list(self._streams):
-            try:
-                s.stop(timeout / 2)
-            except Exception:  # noqa: BLE001
-                logger.exception("stopping the audio stream failed")
+        _live.stop_streams(self._streams, timeout / 2, logger)
         self._streams.clear()
         with self._changed:
             self._closed = True
@@ -665,11 +639,7 @@ class Translator:
         client = self.client
         client.host.check_blocking_call("Translator.finish()")
         deadline = Deadline(timeout)
-        for s in list(self._streams):
-            try:
-                s.stop(2)
-            except Exception:  # noqa: BLE001
-                logger.exception("stopping the audio stream failed")
+        _live.stop_streams(self._streams, 2, logger)
         with self._lock:
             self._flush_tail = True
         while True:
@@ -800,14 +770,7 @@ class Translator:
 
     # -- event handlers (dispatcher thread) ---------------------------------------------------
     def _on_session_created(self, event: Event) -> None:
-        session = event.get("session") or {}
-        expires = session.get("expires_at") if isinstance(session, Mapping) else None
-        with self._lock:
-            if isinstance(expires, (int, float)) and expires > 0:
-                self._expires_at = float(expires)
-                self._rollover_due = float(expires) - self._rollover_margin
-            else:
-                self._expires_at = self._rollover_due = None
+        _live.note_expiry(self, event)
 
     def _on_new_session(self, event: Event) -> None:
         """``client.connected`` / ``client.reconnected``: every event of the previous session

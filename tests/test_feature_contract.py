@@ -12,7 +12,7 @@ import realtime_sync as rs
 from realtime_sync._host import ClientHost
 
 PACKAGE = Path(rs.__file__).parent
-FEATURES = ["conversation.py", "tools.py", "transcription.py", "translation.py",
+FEATURES = ["conversation.py", "tools.py", "transcription.py", "translation.py", "_live.py",
             "voice_chat.py", "gui.py", "audio/_stream.py", "audio/_speaker.py"]
 CLIENT_NAMES = {"client", "_client", "target", "host", "_host"}
 STRING_ACCESSORS = {"getattr", "hasattr", "setattr", "delattr"}

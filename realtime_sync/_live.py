@@ -1,0 +1,97 @@
+"""What a live session object (a ``Transcriber`` or a ``Translator``) does the same way around
+its :class:`~realtime_sync.RealtimeClient`: raw-event handlers registered before or after
+``start()``, connecting and waiting until the dispatcher has switched the owner to the session,
+the session's expiry, and stopping the audio streams it owns.
+
+The owner keeps ``_client``, ``_marshal``, ``_user_handlers``, ``_changed`` (a Condition on
+``_lock``), ``_generation`` (the session number it works in), ``_rollover_margin``,
+``_expires_at`` and ``_rollover_due``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Tuple
+
+from ._wait import Deadline, wait_until
+from .events import Event
+
+if TYPE_CHECKING:
+    from .client import RealtimeClient
+
+__all__ = ["add_handler", "open_session", "note_expiry", "stop_streams"]
+
+Handler = Callable[[Event], Any]
+
+
+def add_handler(owner: Any, type_: str, handler: Handler) -> Handler:
+    """The owner's ``on()``: keep ``handler`` (through the owner's ``marshal``) for every
+    client it starts, and register it on the current one. Any thread."""
+    if not callable(handler):
+        raise TypeError("handler must be callable")
+    wrapped = handler
+    if owner._marshal is not None:
+        marshal = owner._marshal
+
+        def wrapped(event: Event) -> None:
+            marshal(lambda: handler(event))
+
+    owner._user_handlers.append((type_, wrapped))
+    if owner._client is not None:
+        owner._client.on(type_, wrapped)
+    return handler
+
+
+def open_session(owner: Any, client: RealtimeClient, handlers: Iterable[Tuple[str, Handler]],
+                 timeout: Optional[float], then: Optional[Callable[[], None]] = None) -> None:
+    """Register the user's handlers, then the owner's, connect, and wait (up to ``timeout``,
+    at least 1 s; 10 s without one) until the dispatcher has switched the owner to the
+    session, so that the first ``feed()`` sends at once. ``then()`` runs last.
+
+    On any failure (``then()`` included) the client is closed and the owner is left
+    unstarted (``_client`` None); the exception propagates.
+    """
+    for type_, handler in owner._user_handlers:
+        client.on(type_, handler)
+    for type_, handler in handlers:
+        client.on(type_, handler)
+    owner._client = client
+    try:
+        client.connect(timeout=timeout)
+        # the dispatcher switches the owner to the session (client.connected) right after
+        # session.created: wait for it
+        deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
+        with owner._changed:
+            wait_until(owner._changed,
+                       lambda: (owner._generation == client.host.session_number
+                                or not client.connected),
+                       deadline, longest=0.05)
+        if then is not None:
+            then()
+    except BaseException:
+        owner._client = None
+        client.close()
+        raise
+
+
+def note_expiry(owner: Any, event: Event) -> None:
+    """``session.created`` (dispatcher thread): when the session expires, and when the owner
+    rolls over to a new one (``_rollover_margin`` seconds before)."""
+    session = event.get("session") or {}
+    expires = session.get("expires_at") if isinstance(session, Mapping) else None
+    with owner._lock:
+        if isinstance(expires, (int, float)) and expires > 0:
+            owner._expires_at = float(expires)
+            owner._rollover_due = float(expires) - owner._rollover_margin
+        else:
+            owner._expires_at = owner._rollover_due = None
+
+
+def stop_streams(streams: Iterable[Any], timeout: float, log: logging.Logger) -> None:
+    """Stop every audio stream in ``streams`` (a copy is walked); a failure is logged on
+    ``log``, never raised."""
+    for s in list(streams):
+        try:
+            s.stop(timeout)
+        except Exception:  # noqa: BLE001
+            log.exception("stopping the audio stream failed")
