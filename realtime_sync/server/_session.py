@@ -140,40 +140,22 @@ def _close_vad(vad: Any) -> None:
         except Exception:  # noqa: BLE001 - closing must not break the session's shutdown
             log.exception("closing the VAD failed")
 
-class Session:
-    """The state of one socket: session config, input buffer, items, VAD, responses."""
+class BaseSession:
+    """What every session of the server (:class:`Session`, a translation session) does the
+    same way on its socket: its id and expiry, and sending events, errors,
+    ``session.created`` and ``session_expired``."""
 
-    def __init__(self, kind: str, model: Optional[str], options: ServerOptions,
-                 send_text: Callable[[str], None], close: Callable[[int, str], None]) -> None:
-        self.kind = kind
-        self.options = options
+    _obf: Optional[str] = None
+    """The ``obfuscation`` value put on every ``*.delta`` event (None: not put)."""
+    config: Dict[str, Any]
+
+    def __init__(self, duration: float, send_text: Callable[[str], None],
+                 close: Callable[[int, str], None]) -> None:
         self._send_text = send_text
         self._close = close
         self.id = new_id("sess")
-        self.duration = float(options.session_duration)
+        self.duration = float(duration)
         self.deadline = time.monotonic() + self.duration
-        self.config = default_session(kind, self.id, int(time.time() + self.duration), model)
-        self._lock = threading.RLock()
-        self._closed = False
-        self._buffer = bytearray()
-        self._total_bytes = 0  # audio ever appended (PCM16 24 kHz)
-        self._buffer_start_ms = 0
-        self._pending_id: Optional[str] = None
-        self._items: Dict[str, Dict[str, Any]] = {}
-        self._order: List[str] = []
-        self._audio: Dict[str, bytes] = {}
-        self._streams: Dict[str, _Stream] = {}
-        self._transcribing: Dict[str, _Stream] = {}  # user items of a conversation (realtime)
-        self._vad: Optional[Vad] = None
-        self._vad_offset_ms = 0
-        self._active: Optional[_Active] = None
-        self._obf = secrets.token_hex(3) if options.obfuscation else None
-        rec = options.recognizer
-        self._asr = WorkerPool("worker", getattr(rec, "concurrency", 4))
-        self._responses = WorkerPool("response", 1)
-        self._reset_vad()
-
-    # ---- output -------------------------------------------------------------------------
 
     def emit(self, event: Dict[str, Any]) -> None:
         """Send one server event, adding its ``event_id`` (any thread)."""
@@ -198,6 +180,38 @@ class Session:
         message = expiry_message(self.duration)
         self.error("session_expired", message)
         self._close(1001, message)
+
+
+class Session(BaseSession):
+    """The state of one socket: session config, input buffer, items, VAD, responses."""
+
+    def __init__(self, kind: str, model: Optional[str], options: ServerOptions,
+                 send_text: Callable[[str], None], close: Callable[[int, str], None]) -> None:
+        self.kind = kind
+        self.options = options
+        super().__init__(options.session_duration, send_text, close)
+        self.config = default_session(kind, self.id, int(time.time() + self.duration), model)
+        self._lock = threading.RLock()
+        self._closed = False
+        self._buffer = bytearray()
+        self._total_bytes = 0  # audio ever appended (PCM16 24 kHz)
+        self._buffer_start_ms = 0
+        self._pending_id: Optional[str] = None
+        self._items: Dict[str, Dict[str, Any]] = {}
+        self._order: List[str] = []
+        self._audio: Dict[str, bytes] = {}
+        self._streams: Dict[str, _Stream] = {}
+        self._transcribing: Dict[str, _Stream] = {}  # user items of a conversation (realtime)
+        self._vad: Optional[Vad] = None
+        self._vad_offset_ms = 0
+        self._active: Optional[_Active] = None
+        self._obf = secrets.token_hex(3) if options.obfuscation else None
+        rec = options.recognizer
+        self._asr = WorkerPool("worker", getattr(rec, "concurrency", 4))
+        self._responses = WorkerPool("response", 1)
+        self._reset_vad()
+
+    # ---- output (emit, error, start, expire: BaseSession) ---------------------------------
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop background work and join its threads (bounded by ``timeout``)."""

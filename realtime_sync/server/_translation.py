@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import json
 import logging
 import math
 import threading
@@ -30,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 from .._wire import BYTES_PER_MS
 from ._jobs import WorkerPool
 from ._responses import tone
-from ._session import MAX_EVENT_BYTES, expiry_message, new_id, parse_frame
+from ._session import MAX_EVENT_BYTES, BaseSession, parse_frame
 
 log = logging.getLogger(__name__)
 
@@ -328,21 +327,17 @@ class _ScriptedStream:
 
 # ---- the session ----------------------------------------------------------------------------
 
-class TranslationSession:
-    """The state of one translation socket (duck-typed like :class:`Session` for the read
-    loop: ``start``, ``parse``, ``dispatch``, ``expire``, ``close``, ``deadline``)."""
+class TranslationSession(BaseSession):
+    """The state of one translation socket (like :class:`Session` for the read loop:
+    ``start``, ``parse``, ``dispatch``, ``expire``, ``close``, ``deadline``)."""
 
     kind = "translation"
 
     def __init__(self, model: str, engine: TranslationEngine, duration: float,
                  send_text: Callable[[str], None], close: Callable[[int, str], None]) -> None:
         self.engine = engine
-        self._send_text = send_text
-        self._close = close
-        self.id = new_id("sess")
-        self.duration = float(duration)
-        self.deadline = time.monotonic() + self.duration
-        self.config: Dict[str, Any] = {
+        super().__init__(duration, send_text, close)
+        self.config = {
             "id": self.id, "type": "translation",
             "expires_at": int(time.time() + self.duration), "model": model,
             "audio": {"input": {"transcription": None, "noise_reduction": None},
@@ -357,25 +352,7 @@ class TranslationSession:
         self.frames_in = 0
         """Frames received (model time = frames_in x 200 ms)."""
 
-    # ---- output ---------------------------------------------------------------------------
-
-    def emit(self, event: Dict[str, Any]) -> None:
-        """Send one server event (any thread)."""
-        event.setdefault("event_id", new_id("event"))
-        self._send_text(json.dumps(event, separators=(",", ":")))
-
-    def error(self, code: Optional[str], message: str, param: Optional[str] = None,
-              event_id: Optional[str] = None, type_: str = "invalid_request_error") -> None:
-        self.emit({"type": "error", "error": {"type": type_, "code": code, "message": message,
-                                              "param": param, "event_id": event_id}})
-
-    def start(self) -> None:
-        self.emit({"type": "session.created", "session": copy.deepcopy(self.config)})
-
-    def expire(self) -> None:
-        message = expiry_message(self.duration)
-        self.error("session_expired", message)
-        self._close(1001, message)
+    # ---- output (emit, error, start, expire: BaseSession) -----------------------------------
 
     def close(self, timeout: float = 5.0) -> None:
         self._worker.close(timeout)
