@@ -17,14 +17,7 @@ from typing import Any, Dict, Optional, Union
 from ..errors import AudioError
 from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter
-from ._pyaudio import (
-    audio_error,
-    find_device,
-    import_pyaudio,
-    open_pyaudio,
-    open_stream,
-    quiet_stderr,
-)
+from ._pyaudio import audio_error, open_device, release_device
 
 __all__ = ["Microphone"]
 
@@ -77,15 +70,7 @@ class Microphone(Closing):
     # -- opening -----------------------------------------------------------------------
 
     def _open(self) -> None:
-        pyaudio = import_pyaudio()
-        pa = open_pyaudio()
-        try:
-            info = find_device(pa, self.device, "input")
-            stream, rate, channels = open_stream(pyaudio, pa, info, "input", self.chunk_ms)
-        except BaseException:
-            with quiet_stderr():
-                pa.terminate()
-            raise
+        _, pa, info, stream, rate, channels = open_device(self.device, "input", self.chunk_ms)
         self._pa, self._stream = pa, stream
         self.device_index, self.device_name = info["index"], info["name"]
         self.device_rate, self.device_channels = rate, channels
@@ -190,20 +175,7 @@ class Microphone(Closing):
         stream, pa = self._stream, self._pa
         self._stream = self._pa = None
         conv, self._conv = self._conv, None
-        if conv is not None:
-            conv.close()  # the soxr resampler goes now, not at interpreter exit
-        with quiet_stderr():
-            if stream is not None:
-                try:
-                    stream.stop_stream()
-                except OSError:
-                    pass
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-            if pa is not None:
-                pa.terminate()
+        release_device(stream, pa, conv)
 
     def close(self) -> None:
         """Stop recording and release the device. Idempotent; any thread.

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..errors import AudioError
 
@@ -293,6 +293,51 @@ def find_device(pa: Any, device: Union[int, str, None], kind: str) -> Dict[str, 
             "%r matches %d %s devices; using %r", device, len(matches), noun, matches[0]["name"]
         )
     return matches[0]
+
+
+def open_device(device: Union[int, str, None], kind: str,
+                block_ms: int) -> Tuple[Any, Any, Dict[str, Any], Any, int, int]:
+    """Open PyAudio and a ``kind`` ("input"/"output") stream on ``device`` (see
+    :func:`find_device`, :func:`open_stream`); PyAudio is terminated again when that fails.
+
+    Returns:
+        (the pyaudio module, the PyAudio instance, the device info, stream, rate, channels).
+
+    Raises:
+        AudioError: no such device, or it cannot be opened.
+    """
+    pyaudio = import_pyaudio()
+    pa = open_pyaudio()
+    try:
+        info = find_device(pa, device, kind)
+        stream, rate, channels = open_stream(pyaudio, pa, info, kind, block_ms)
+    except BaseException:
+        with quiet_stderr():
+            pa.terminate()
+        raise
+    return pyaudio, pa, info, stream, rate, channels
+
+
+def release_device(stream: Any, pa: Any, conv: Any, close_after_failed_stop: bool = True) -> None:
+    """Stop and close ``stream`` (None: none), close the resampler ``conv`` now (not at
+    interpreter exit) and terminate ``pa``; the device's ``OSError`` is ignored. With
+    ``close_after_failed_stop=False`` a stream whose stop failed is not closed either."""
+    if conv is not None:
+        conv.close()
+    with quiet_stderr():
+        if stream is not None:
+            try:
+                stream.stop_stream()
+            except OSError:
+                if not close_after_failed_stop:
+                    stream = None
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if pa is not None:
+            pa.terminate()
 
 
 def open_stream(pyaudio: Any, pa: Any, info: Dict[str, Any], kind: str,

@@ -24,14 +24,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from ..errors import AudioError, NotConnectedError
 from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter, bytes_to_ms
-from ._pyaudio import (
-    audio_error,
-    find_device,
-    import_pyaudio,
-    open_pyaudio,
-    open_stream,
-    quiet_stderr,
-)
+from ._pyaudio import audio_error, open_device, quiet_stderr, release_device
 
 __all__ = ["Speaker"]
 
@@ -123,15 +116,8 @@ class Speaker(Closing):
     # -- device ------------------------------------------------------------------------
 
     def _open(self) -> None:
-        pyaudio = import_pyaudio()
-        pa = open_pyaudio()
-        try:
-            info = find_device(pa, self.device, "output")
-            stream, rate, channels = open_stream(pyaudio, pa, info, "output", self.block_ms)
-        except BaseException:
-            with quiet_stderr():
-                pa.terminate()
-            raise
+        pyaudio, pa, info, stream, rate, channels = open_device(self.device, "output",
+                                                               self.block_ms)
         self._pyaudio, self._pa, self._stream = pyaudio, pa, stream
         self.device_index, self.device_name = info["index"], info["name"]
         self.device_rate, self.device_channels = rate, channels
@@ -493,17 +479,7 @@ class Speaker(Closing):
         stream, pa = self._stream, self._pa
         self._stream = self._pa = None
         conv, self._conv = self._conv, None
-        if conv is not None:
-            conv.close()  # the soxr resampler goes now, not at interpreter exit
-        with quiet_stderr():
-            if stream is not None:
-                try:
-                    stream.stop_stream()
-                    stream.close()
-                except OSError:
-                    pass
-            if pa is not None:
-                pa.terminate()
+        release_device(stream, pa, conv, close_after_failed_stop=False)
 
 
     def __repr__(self) -> str:
