@@ -1,7 +1,8 @@
 """What a live session object (a ``Transcriber`` or a ``Translator``) does the same way around
 its :class:`~realtime_sync.RealtimeClient`: raw-event handlers registered before or after
 ``start()``, connecting and waiting until the dispatcher has switched the owner to the session,
-the session's expiry, and stopping the audio streams it owns.
+the session's expiry, the bounded ring of audio kept for replays, and stopping the audio
+streams it owns.
 
 The owner keeps ``_client``, ``_marshal``, ``_user_handlers``, ``_changed`` (a Condition on
 ``_lock``), ``_generation`` (the session number it works in), ``_rollover_margin``,
@@ -19,7 +20,7 @@ from .events import Event
 if TYPE_CHECKING:
     from .client import RealtimeClient
 
-__all__ = ["add_handler", "open_session", "note_expiry", "stop_streams"]
+__all__ = ["add_handler", "open_session", "note_expiry", "stop_streams", "trim_ring"]
 
 Handler = Callable[[Event], Any]
 
@@ -85,6 +86,29 @@ def note_expiry(owner: Any, event: Event) -> None:
             owner._rollover_due = float(expires) - owner._rollover_margin
         else:
             owner._expires_at = owner._rollover_due = None
+
+
+def trim_ring(owner: Any, needed: int, whole_samples: bool) -> None:
+    """Forget the owner's audio before ``needed`` (absolute position of the oldest byte a
+    replay needs) and bound the rest to ``_max_buffer`` bytes; beyond it the oldest audio
+    leaves the ring (a whole number of PCM16 samples with ``whole_samples``, after the
+    ``_sent`` position moves past it) and ``_drops`` counts what is really lost. Lock held.
+
+    The owner keeps ``_ring`` (bytes from ``_ring_start`` on), ``_total``, ``_sent``,
+    ``_max_buffer`` and ``_drops`` (a :class:`realtime_sync._drops.DropLedger`).
+    """
+    keep_from = max(needed, owner._ring_start)  # what is gone is gone
+    overflow = (owner._total - keep_from) - owner._max_buffer
+    end = keep_from
+    if overflow > 0:
+        end = keep_from + overflow + (overflow % 2 if whole_samples else 0)
+    owner._drops.pushed_out(keep_from, end, owner._sent, needed)
+    if end > keep_from:
+        owner._sent = max(owner._sent, end)
+        keep_from = end
+    if keep_from > owner._ring_start:
+        del owner._ring[:keep_from - owner._ring_start]
+        owner._ring_start = keep_from
 
 
 def stop_streams(streams: Iterable[Any], timeout: float, log: logging.Logger) -> None:

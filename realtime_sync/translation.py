@@ -601,19 +601,7 @@ class Translator:
         """Forget audio already translated; bound the rest (lock held). Beyond
         ``max_buffer_s`` the oldest audio leaves the ring; :class:`DropLedger` counts what is
         really lost (audio not sent yet, or later needed by a replay), once."""
-        needed = self._replay_start()
-        keep_from = max(self._ring_start, needed)
-        overflow = (self._total - keep_from) - self._max_buffer
-        end = keep_from
-        if overflow > 0:
-            end = keep_from + overflow + overflow % 2
-        self._drops.pushed_out(keep_from, end, self._sent, needed)
-        if end > keep_from:
-            self._sent = max(self._sent, end)
-            keep_from = end
-        if keep_from > self._ring_start:
-            del self._ring[:keep_from - self._ring_start]
-            self._ring_start = keep_from
+        _live.trim_ring(self, self._replay_start(), whole_samples=True)
 
     def _report_drop(self, nbytes: int) -> None:
         """Audio that will never be translated (lock held): counted and reported."""
