@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Callable, List, Tuple
 
-__all__ = ["DropLedger"]
+from ._wire import BYTES_PER_MS
 
-BYTES_PER_MS = 48
+__all__ = ["DropLedger"]
 
 
 class DropLedger:

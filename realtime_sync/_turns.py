@@ -25,13 +25,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
+from ._wire import BYTES_PER_MS
 from .errors import AudioError, ConfigurationError
 
 __all__ = ["ClientVadOptions", "TurnDetector", "client_vad_options", "resolve_turn_detection"]
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_MS = 48  # 24 kHz PCM16 mono
 WINDOW_SAMPLES_16K = 512  # Silero's window at 16 kHz (32 ms)
 WINDOW_BYTES = WINDOW_SAMPLES_16K * 3 // 2 * 2  # the same 32 ms at 24 kHz PCM16 (1536 bytes)
 WINDOW_MS = 32

@@ -490,7 +490,7 @@ def _check_connection(tr: Any) -> None:
 
 
 def _listen(tr: Any, args: argparse.Namespace, sink: Any) -> None:
-    tr.listen(device=_device(args.device))
+    mic = tr.listen(device=_device(args.device))
     sys.stderr.write("listening… press Ctrl-C to stop\n")
     try:
         while not sink.stop.is_set():
@@ -502,8 +502,7 @@ def _listen(tr: Any, args: argparse.Namespace, sink: Any) -> None:
         sys.stderr.write("\nstopping…\n")
     if sink.stop.is_set():
         return
-    for stream in list(tr._streams):
-        stream.stop(2)
+    mic.stop(2)
     tr.finish(timeout=30)
 
 

@@ -32,6 +32,7 @@ from ._drops import DropLedger
 from ._endpoint import translation_url
 from ._feed import FeedSink as _FeedSink
 from ._wait import Deadline, wait_until
+from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, new_event_id
@@ -47,7 +48,6 @@ DEFAULT_MODEL = _models.DEFAULT_TRANSLATION_MODEL
 """The translation model (``gpt-realtime-translate``, from the model catalogue)."""
 DEFAULT_SOURCE_MODEL = "gpt-realtime-whisper"
 """The transcription model for the source-language text (``source_transcript=True``)."""
-BYTES_PER_MS = 48  # 24 kHz x 2 bytes, mono
 FRAME_MS = 200
 FRAME_BYTES = FRAME_MS * BYTES_PER_MS
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")

@@ -10,10 +10,9 @@ import sys
 from typing import Callable, List
 
 from .._g711 import SAMPLES
+from .._wire import BYTES_PER_MS
 
 __all__ = ["to_pcm24k", "BYTES_PER_MS"]
-
-BYTES_PER_MS = 48  # PCM16 mono 24 kHz
 
 
 def _table(decode: Callable[[int], int]) -> List[bytes]:

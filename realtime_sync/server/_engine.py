@@ -23,6 +23,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from .._wire import BYTES_PER_MS
+from .._wire import SAMPLE_RATE as INPUT_RATE  # the PCM16 audio on the wire (Hz)
 from ..errors import ConfigurationError
 from ._models import (
     BUILTIN_MODELS,
@@ -54,11 +56,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INPUT_RATE = 24000
-"""Sample rate of the PCM16 audio on the wire (Hz)."""
 MODEL_RATE = 16000
 """Sample rate both Whisper and Silero VAD expect (Hz)."""
-BYTES_PER_MS = INPUT_RATE * 2 // 1000
 INSTALL_HINT = "pip install realtime-sync[local]"
 
 SEMANTIC_EAGERNESS_SILENCE_MS: Dict[str, int] = {

@@ -39,6 +39,8 @@ from typing import (
     runtime_checkable,
 )
 
+from .._wire import BYTES_PER_MS
+
 __all__ = [
     "Recognizer",
     "StreamingRecognizer",
@@ -47,8 +49,6 @@ __all__ = [
     "describe_audio",
     "split_words",
 ]
-
-BYTES_PER_MS = 48  # PCM16 mono 24 kHz
 
 
 @runtime_checkable

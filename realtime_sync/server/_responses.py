@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Union
 
+from .._wire import BYTES_PER_MS
 from ._recognizer import split_words
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "run_response",
 ]
 
-BYTES_PER_MS = 48
 AUDIO_CHUNK_MS = 100
 
 

@@ -27,6 +27,7 @@ import time
 from array import array
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from .._wire import BYTES_PER_MS
 from ._jobs import WorkerPool
 from ._responses import tone
 from ._session import MAX_EVENT_BYTES, expiry_message, new_id, parse_frame
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 FRAME_MS = 200
-BYTES_PER_MS = 48
 FRAME_BYTES = FRAME_MS * BYTES_PER_MS
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 DEFAULT_LANGUAGE = "en"

@@ -13,9 +13,10 @@ import operator
 import sys
 from typing import Any, List, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
+from .._wire import SAMPLE_RATE
+
 __all__ = ["Vad", "EnergyVad", "default_vad_factory", "threshold_to_dbfs"]
 
-SAMPLE_RATE = 24000
 FRAME_MS = 10
 _SEMANTIC_SILENCE_MS = {"low": 800, "medium": 500, "auto": 500, "high": 250}
 
