@@ -246,6 +246,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--max-files", type=int, default=99, help="files per language")
     parser.add_argument("--silence-ms", type=int, default=500,
                         help="server VAD silence_duration_ms (the CLI's files: see README)")
+    parser.add_argument("--use-context", action="store_true",
+                        help="give Whisper the previous transcript (WhisperRecognizer option)")
     parser.add_argument("--out", type=Path, default=None, help="write results as JSON")
     args = parser.parse_args(argv)
     global SILENCE_MS
@@ -259,6 +261,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     for model_name in args.models:
         t0 = time.monotonic()
         rec, vad_factory = local_engine(model_name)
+        if args.use_context:
+            rec.use_context = True
         wm = rec.load()
         load_s = time.monotonic() - t0
         langs = args.langs or sorted({m["language"] for m in manifest.values()})

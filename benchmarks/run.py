@@ -102,6 +102,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--speech", action="store_true",
+                        help="also run the offline engine on real speech (bench_speech.py; "
+                             "fetches the recordings first; 20-40 min on 2 cores)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     t_start = time.monotonic()
@@ -122,6 +125,15 @@ def main() -> None:
     print("client_vad: CPU per second of audio, end of speech -> committed (real time)")
     vad = bench_vad.measure()
     print(f"  {vad}")
+
+    speech = None
+    if args.speech:
+        from benchmarks import bench_speech, fetch_speech
+
+        if not (bench_speech.DATA / "manifest.json").exists():
+            fetch_speech.main([])
+        print("offline engine on real speech (WER, RTF, partial and final latency)")
+        speech = bench_speech.table(bench_speech.main(["--silence-ms", "200"]))
 
     med = {k: {c: statistics.median(v) for c, v in per.items()} for k, per in recv.items()}
     send_med = {c: statistics.median(v) for c, v in send.items()}
@@ -281,6 +293,11 @@ def main() -> None:
         "measured side by side in one run, are what the targets are about.",
         "",
     ]
+    if speech is not None:
+        lines += ["## Offline engine on real speech", "",
+                  "`python benchmarks/bench_speech.py` (see its docstring for the paths and the "
+                  "text normalisation); recordings from `benchmarks/fetch_speech.py`.", "",
+                  speech, ""]
     (DOCS / "benchmarks.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {DOCS / 'benchmarks.md'} and {DOCS / 'benchmarks.png'}")
 

@@ -61,6 +61,9 @@ if [ "${RS_OTHER_PYTHONS:-1}" = 1 ] && [ $# = 0 ]; then
       tests/test_client.py tests/test_exits.py tests/test_reliability.py \
       tests/test_conformance.py tests/test_transcription.py tests/test_captions.py \
       tests/test_server.py tests/test_audio_convert.py tests/test_audio_sources.py \
-      tests/test_audio_stream.py tests/test_conversation.py tests/test_tools.py
+      tests/test_audio_stream.py tests/test_conversation.py tests/test_tools.py \
+      tests/test_hostile_network.py tests/test_hostile_features.py tests/test_feature_contract.py \
+      tests/test_models.py tests/test_model_rules.py tests/test_client_vad.py \
+      tests/test_transcriber_drops.py tests/test_batch.py tests/test_translation.py
   done
 fi

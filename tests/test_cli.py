@@ -137,7 +137,11 @@ def test_transcribe_the_virtual_microphone_offline(engine):
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert "hello" in words(out) and "world" in words(out), out
+    # "Hello world, this is a test on the real-time sync library." through a real PortAudio
+    # capture: under CPU load the small model sometimes mishears one word ("the low world"),
+    # so the check is on the sentence, not on its first word
+    heard = set(words(out)) & {"hello", "world", "this", "test", "real", "time", "sync", "library"}
+    assert len(heard) >= 5, out + err
 
 
 def test_serve_prints_its_url_and_stops_on_ctrl_c():

@@ -15,7 +15,11 @@ Optional extras a recogniser may offer (looked up with ``getattr``):
   models that stream before commit in :mod:`realtime_sync.models` (``gpt-live-transcribe``,
   ``gpt-realtime-whisper``), False never;
 * ``concurrency: int``: how many items of one session may be transcribed at the same time
-  (default 4; set 1 for an engine that cannot run in parallel).
+  (default 4; set 1 for an engine that cannot run in parallel);
+* ``context = True``: ``transcribe`` and ``partial`` also get ``context=``, the transcript of
+  the session's previous user item (or None);
+* the iterator ``transcribe`` returns may carry ``languages`` (ISO-639-1 codes): the server
+  reports them on ``.completed`` as ``languages: [{"code": ...}]``.
 """
 
 from __future__ import annotations
