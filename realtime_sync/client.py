@@ -499,6 +499,33 @@ class RealtimeClient:
             NotConnectedError: not connected (and not reconnecting).
         """
         self._router.raise_strict()
+        type_, event_id, event, data = self._encode(event)
+        if type_ == "session.update":
+            session = event.get("session")
+            if not isinstance(session, Mapping):
+                raise ValueError("session.update needs a 'session' object")
+            # recorded before sending (the answer may come first); remembered for the
+            # reconnect replay only once the server applied it (session.updated)
+            entry = (event_id, copy.deepcopy(dict(session)), data)
+            with self._state_lock:
+                self._pending_updates.append(entry)
+            try:
+                self._send_data(type_, event_id, data, queue_ok=True)
+            except BaseException:
+                with self._state_lock:
+                    try:
+                        self._pending_updates.remove(entry)
+                    except ValueError:
+                        pass
+                raise
+            return event_id
+        self._send_data(type_, event_id, data, queue_ok=True)
+        return event_id
+
+    @staticmethod
+    def _encode(event: Mapping[str, Any]) -> Tuple[str, str, Mapping[str, Any], Union[str, bytes]]:
+        """Check a client event and serialise it: (type, event_id, the event with its id,
+        JSON). Raises what :meth:`send` documents (TypeError, ValueError). Any thread."""
         if not isinstance(event, Mapping):
             raise TypeError(f"event must be a dict, not {type(event).__name__}")
         type_ = event.get("type")
@@ -523,27 +550,7 @@ class RealtimeClient:
                 f"{type_} is {len(data)} bytes; the server accepts at most {MAX_EVENT_BYTES}"
                 " per event (split audio into smaller appends)"
             )
-        if type_ == "session.update":
-            session = event.get("session")
-            if not isinstance(session, Mapping):
-                raise ValueError("session.update needs a 'session' object")
-            # recorded before sending (the answer may come first); remembered for the
-            # reconnect replay only once the server applied it (session.updated)
-            entry = (event_id, copy.deepcopy(dict(session)), data)
-            with self._state_lock:
-                self._pending_updates.append(entry)
-            try:
-                self._send_data(type_, event_id, data, queue_ok=True)
-            except BaseException:
-                with self._state_lock:
-                    try:
-                        self._pending_updates.remove(entry)
-                    except ValueError:
-                        pass
-                raise
-            return event_id
-        self._send_data(type_, event_id, data, queue_ok=True)
-        return event_id
+        return type_, event_id, event, data
 
     def _send_data(self, type_: str, event_id: str, data: Union[str, bytes],
                    queue_ok: bool) -> None:
@@ -1155,26 +1162,21 @@ class _Host:
 
     def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
         client = self._client
-        out = dict(event)
-        event_id = out.setdefault("event_id", new_event_id())
-        data = _json.dumps(out)
-        if len(data) > MAX_EVENT_BYTES:
-            raise ValueError(f"{out.get('type')} is {len(data)} bytes; the server accepts at"
-                             f" most {MAX_EVENT_BYTES} per event")
+        type_, event_id, _, data = client._encode(event)  # the checks send() makes
         transport = client._transport
         if transport is not None:
             with transport.send_lock:  # a new session starts under this lock: no race
                 if client._state == CONNECTED and client._sessions_created == session_number:
-                    client._mark_sent(str(event_id))
+                    client._mark_sent(event_id)
                     try:
                         transport.send_locked(data)
                     except NotConnectedError as exc:
                         raise ConnectionLostError(
-                            f"the session ended; {out.get('type')} was not sent") from exc
+                            f"the session ended; {type_} was not sent") from exc
                     self.count("events_sent")
-                    return str(event_id)
+                    return event_id
         raise ConnectionLostError(
-            f"session {session_number} has ended; {out.get('type')} was not sent into "
+            f"session {session_number} has ended; {type_} was not sent into "
             "another session")
 
     def send_prebuilt(self, type_: str, event_id: str, frame: bytes) -> None:

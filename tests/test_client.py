@@ -448,3 +448,15 @@ def test_importing_realtime_sync_stays_light():
             " 'openai', 'tkinter', 'PySide6') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_send_in_session_checks_and_stamps_events_as_send_does(make_client):
+    client = make_client()
+    client.connect(timeout=10)
+    host = client.host
+    event_id = host.send_in_session({"type": "input_audio_buffer.clear", "event_id": None},
+                                    host.session_number)
+    assert isinstance(event_id, str) and event_id != "None"  # stamped, never sent as null
+    with pytest.raises(ValueError, match="library event"):
+        host.send_in_session({"type": "client.connected"}, host.session_number)
+    client.close()
