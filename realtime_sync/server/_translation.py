@@ -27,6 +27,7 @@ from array import array
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .._wire import BYTES_PER_MS
+from ._config import SessionError
 from ._jobs import WorkerPool
 from ._responses import tone
 from ._session import MAX_EVENT_BYTES, BaseSession, parse_frame
@@ -78,14 +79,9 @@ class TranslationEngine(Protocol):
 
 # ---- validation (mirrors realtime-translation.schema.json) ----------------------------------
 
-class EventError(Exception):
-    """A client event the protocol refuses (becomes an ``error`` event)."""
-
-    def __init__(self, code: str, message: str, param: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
+class EventError(SessionError):
+    """A client event the protocol refuses (becomes an ``error`` event); the same
+    ``code``/``message``/``param`` as the realtime sessions' :class:`SessionError`."""
 
 
 def _only(obj: Dict[str, Any], allowed: Sequence[str], where: str) -> None:
