@@ -20,9 +20,25 @@ from .events import Event
 if TYPE_CHECKING:
     from .client import RealtimeClient
 
-__all__ = ["add_handler", "open_session", "note_expiry", "stop_streams", "trim_ring"]
+__all__ = ["add_handler", "check_options", "open_session", "note_expiry", "stop_streams",
+           "trim_ring"]
 
 Handler = Callable[[Event], Any]
+
+
+def check_options(callbacks: Mapping[str, Any], marshal: Any, rollover_margin: Any,
+                  max_buffer_s: Any) -> None:
+    """The owner's constructor checks: each of ``callbacks`` (by parameter name) and
+    ``marshal`` is None or callable (else TypeError); ``rollover_margin`` and
+    ``max_buffer_s`` are numbers of seconds >= 0 (else ValueError)."""
+    for name, cb in callbacks.items():
+        if cb is not None and not callable(cb):
+            raise TypeError(f"{name} must be callable")
+    if marshal is not None and not callable(marshal):
+        raise TypeError("marshal must be callable")
+    for name, value in (("rollover_margin", rollover_margin), ("max_buffer_s", max_buffer_s)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
 
 
 def add_handler(owner: Any, type_: str, handler: Handler) -> Handler:

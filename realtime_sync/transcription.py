@@ -322,14 +322,8 @@ class Transcriber:
             noise_reduction=noise_reduction, include_logprobs=include_logprobs,
             languages=languages, keywords=keywords, delay=delay, audio_format=audio_format,
         )
-        for name, cb in (("on_partial", on_partial), ("on_final", on_final)):
-            if cb is not None and not callable(cb):
-                raise TypeError(f"{name} must be callable")
-        if marshal is not None and not callable(marshal):
-            raise TypeError("marshal must be callable")
-        for name, value in (("rollover_margin", rollover_margin), ("max_buffer_s", max_buffer_s)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        _live.check_options({"on_partial": on_partial, "on_final": on_final}, marshal,
+                            rollover_margin, max_buffer_s)
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model

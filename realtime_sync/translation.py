@@ -310,15 +310,8 @@ class Translator:
                     f"transcription model such as {DEFAULT_SOURCE_MODEL}")
             _models.warn_if_deprecated(source_model["model"])
         _models.warn_if_deprecated(model)
-        for name, cb in (("on_text", on_text), ("on_source_text", on_source_text),
-                         ("on_audio", on_audio)):
-            if cb is not None and not callable(cb):
-                raise TypeError(f"{name} must be callable")
-        if marshal is not None and not callable(marshal):
-            raise TypeError("marshal must be callable")
-        for name, value in (("rollover_margin", rollover_margin), ("max_buffer_s", max_buffer_s)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        _live.check_options({"on_text": on_text, "on_source_text": on_source_text,
+                             "on_audio": on_audio}, marshal, rollover_margin, max_buffer_s)
         for bad in ("session", "intent", "model_url"):
             if bad in client_options:
                 raise TypeError("Translator builds the session itself; pass its options instead")
