@@ -554,6 +554,19 @@ class Conversation:
             self._loose[item_id] = item
         return item
 
+    def _part_for(self, event: Mapping[str, Any],
+                  kind: str) -> Optional[Tuple[Item, Dict[str, Any]]]:
+        """The message item an event names and its content part at the event's
+        ``content_index`` (created as ``kind`` if new), or None when the event cannot be used
+        (a bad index is reported)."""
+        item = self._item(event.get("item_id"))
+        if item is None:
+            return None
+        index = self._content_index(event, item)
+        if index is None:
+            return None
+        return item, item._part(index, kind)
+
     def _merged_item(self, event: Mapping[str, Any]) -> Optional[Item]:
         """The item an ``item``-carrying event is about, updated with the event's copy."""
         raw = event.get("item")
@@ -638,13 +651,10 @@ class Conversation:
                 del item.audio[int(end) * BYTES_PER_MS:]
 
     def _on_transcription(self, event: Mapping[str, Any]) -> None:
-        item = self._item(event.get("item_id"))
-        if item is None:
+        found = self._part_for(event, "input_audio")
+        if found is None:
             return
-        index = self._content_index(event, item)
-        if index is None:
-            return
-        part = item._part(index, "input_audio")
+        item, part = found
         type_ = event.get("type", "")
         if type_.endswith(".delta"):
             part["transcript"] = str(part.get("transcript") or "") + str(event.get("delta") or "")
@@ -765,26 +775,20 @@ class Conversation:
 
     def _accumulate(self, event: Mapping[str, Any], kind: str, key: str) -> None:
         """Append a ``.delta`` to a content part's ``key``, or set it from the ``.done``."""
-        item = self._item(event.get("item_id"))
-        if item is None:
+        found = self._part_for(event, kind)
+        if found is None:
             return
-        index = self._content_index(event, item)
-        if index is None:
-            return
-        part = item._part(index, kind)
+        part = found[1]
         if event.get("type", "").endswith(".delta"):
             part[key] = str(part.get(key) or "") + str(event.get("delta") or "")
         elif event.get(key) is not None:
             part[key] = str(event.get(key))
 
     def _on_audio(self, event: Mapping[str, Any]) -> None:
-        item = self._item(event.get("item_id"))
-        if item is None:
+        found = self._part_for(event, "output_audio")
+        if found is None:
             return
-        index = self._content_index(event, item)
-        if index is None:
-            return
-        item._part(index, "output_audio")
+        item = found[0]
         if not event.get("type", "").endswith(".delta"):
             return
         delta = event.get("delta")
@@ -934,13 +938,14 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
     host: ClientHost = client.host
     host.check_blocking_call("ask()")
     token = f"ask-{os.getpid()}-{next(_ask_ids)}-{time.monotonic_ns() % 1000000007}"
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline(timeout)
     # one ask() at a time per client (one response at a time); the lock is this module's
     lock = host.feature("ask_lock", threading.Lock)
-    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+    left = deadline.remaining()
+    if not lock.acquire(timeout=-1 if left is None else left):
         raise TimeoutError(f"another ask() on this client did not finish within {timeout} s")
     try:
-        return _ask_locked(client, host, text, token, deadline, timeout, follow_tools)
+        return _ask_locked(client, host, text, token, deadline, follow_tools)
     finally:
         lock.release()
 
@@ -960,8 +965,8 @@ class _Asker:
 
 
 def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
-                deadline: Optional[float], timeout: Optional[float],
-                follow_tools: bool) -> Response:
+                deadline: Deadline, follow_tools: bool) -> Response:
+    timeout = deadline.timeout
     state = Conversation(None)
     state._host = host
     events = client.events(types=EVENT_TYPES + (
@@ -1008,12 +1013,12 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
         retry_create = False  # a response (server VAD's, say) was active: ask again after it
         wanted: Optional[str] = token
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"no response.done within {timeout} s")
             event = _next(events, remaining)
             if event is None:
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline.expired():
                     raise TimeoutError(f"no response.done within {timeout} s")
                 raise NotConnectedError("the client closed while waiting for the response")
             type_ = event.get("type")
@@ -1072,8 +1077,7 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
                 if sync:
                     with handled_lock:
                         seen = handled.setdefault(str(current), threading.Event())
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    seen.wait(left)
+                    seen.wait(deadline.remaining())
                 return resp
     finally:
         events.close()
