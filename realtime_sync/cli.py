@@ -249,8 +249,10 @@ def _event_logger(start: float) -> Callable[[Any], None]:
 @contextlib.contextmanager
 def _local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
-                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> Iterator[Any]:
-    """The local server in-process (with the offline engine unless ``engine`` is False)."""
+                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
+                  translate: bool = False) -> Iterator[Any]:
+    """The local server in-process (with the offline engine unless ``engine`` is False; with
+    ``translate`` also the offline translator, which loads the multilingual model)."""
     from .server import RealtimeServer
 
     if quiet and not logger.isEnabledFor(logging.DEBUG):
@@ -260,11 +262,13 @@ def _local_server(model: Optional[str], engine: bool = True,
     kwargs: dict = {}
     if engine:
         from .server import local_engine
-        from .server._translation import offline_translator
 
         recognizer, vad_factory = local_engine(model)
-        kwargs.update(recognizer=recognizer, vad_factory=vad_factory,
-                      translator=offline_translator(None))  # Whisper's translate task
+        kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
+        if translate:  # only `serve` offers translation sessions
+            from .server._translation import offline_translator
+
+            kwargs["translator"] = offline_translator(None)  # Whisper's translate task
     with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
         yield srv
 
@@ -556,7 +560,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port, quiet=False) as srv:
+                       host=args.host, port=args.port, quiet=False, translate=True) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:

@@ -930,23 +930,25 @@ class RealtimeClient:
                     break
 
     def _protocol_error(self, problem: str, data: Union[str, bytes]) -> None:
-        self._count("protocol_errors")
         sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
         if isinstance(sample, (bytes, bytearray)):
             sample = sample.decode("utf-8", "replace")
         sample = _secrets.redact(sample)
         problem = _secrets.redact(problem)
         logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
-        self._router.deliver(Event(
-            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
-            frame_length=len(data),
-        ))
+        self._report_protocol_error(problem, sample, len(data))
 
     def _on_frame_refused(self, problem: str, length: int) -> None:
-        """The transport refused a frame (network thread): one ``client.protocol_error``."""
+        """The transport refused a frame (network thread; it logged it already): one
+        ``client.protocol_error``."""
+        self._report_protocol_error(problem, "", length)
+
+    def _report_protocol_error(self, problem: str, sample: str, length: int) -> None:
+        """Count one protocol error and deliver its ``client.protocol_error`` event."""
         self._count("protocol_errors")
         self._router.deliver(Event(
-            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame="", frame_length=length,
+            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
+            frame_length=length,
         ))
 
     def _on_session_created(self, event: Event) -> None:

@@ -934,13 +934,14 @@ def ask(client: Any, text: str, timeout: Optional[float] = 60, *,
     host: ClientHost = client.host
     host.check_blocking_call("ask()")
     token = f"ask-{os.getpid()}-{next(_ask_ids)}-{time.monotonic_ns() % 1000000007}"
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline(timeout)
     # one ask() at a time per client (one response at a time); the lock is this module's
     lock = host.feature("ask_lock", threading.Lock)
-    if not lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+    left = deadline.remaining()
+    if not lock.acquire(timeout=-1 if left is None else left):
         raise TimeoutError(f"another ask() on this client did not finish within {timeout} s")
     try:
-        return _ask_locked(client, host, text, token, deadline, timeout, follow_tools)
+        return _ask_locked(client, host, text, token, deadline, follow_tools)
     finally:
         lock.release()
 
@@ -960,8 +961,8 @@ class _Asker:
 
 
 def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
-                deadline: Optional[float], timeout: Optional[float],
-                follow_tools: bool) -> Response:
+                deadline: Deadline, follow_tools: bool) -> Response:
+    timeout = deadline.timeout
     state = Conversation(None)
     state._host = host
     events = client.events(types=EVENT_TYPES + (
@@ -1008,12 +1009,12 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
         retry_create = False  # a response (server VAD's, say) was active: ask again after it
         wanted: Optional[str] = token
         while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"no response.done within {timeout} s")
             event = _next(events, remaining)
             if event is None:
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline.expired():
                     raise TimeoutError(f"no response.done within {timeout} s")
                 raise NotConnectedError("the client closed while waiting for the response")
             type_ = event.get("type")
@@ -1072,8 +1073,7 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
                 if sync:
                     with handled_lock:
                         seen = handled.setdefault(str(current), threading.Event())
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    seen.wait(left)
+                    seen.wait(deadline.remaining())
                 return resp
     finally:
         events.close()

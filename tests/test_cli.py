@@ -164,3 +164,38 @@ def test_devices_lists_or_says_none(capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert out.strip()
+
+
+def test_only_serve_gives_its_local_server_the_offline_translator(monkeypatch):
+    # transcribe/chat --local never open translation sessions: they must not load the
+    # multilingual model the offline translator needs (a second model with --model tiny.en)
+    import realtime_sync.server as server_pkg
+    import realtime_sync.server._translation as translation
+    from realtime_sync import cli as rs_cli
+
+    made: list = []
+    servers: list = []
+
+    class FakeServer:
+        url = "ws://127.0.0.1:1/v1/realtime"
+
+        def __init__(self, **kwargs):
+            servers.append(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(server_pkg, "RealtimeServer", FakeServer)
+    monkeypatch.setattr(server_pkg, "local_engine", lambda model: ("recognizer", "vad"))
+    monkeypatch.setattr(translation, "offline_translator",
+                        lambda model=None: made.append(model) or "translator")
+    with rs_cli._local_server("tiny.en"):
+        pass
+    assert made == [] and "translator" not in servers[-1]
+    assert servers[-1]["recognizer"] == "recognizer"
+    with rs_cli._local_server("tiny.en", translate=True):
+        pass
+    assert made == [None] and servers[-1]["translator"] == "translator"
