@@ -554,6 +554,19 @@ class Conversation:
             self._loose[item_id] = item
         return item
 
+    def _part_for(self, event: Mapping[str, Any],
+                  kind: str) -> Optional[Tuple[Item, Dict[str, Any]]]:
+        """The message item an event names and its content part at the event's
+        ``content_index`` (created as ``kind`` if new), or None when the event cannot be used
+        (a bad index is reported)."""
+        item = self._item(event.get("item_id"))
+        if item is None:
+            return None
+        index = self._content_index(event, item)
+        if index is None:
+            return None
+        return item, item._part(index, kind)
+
     def _merged_item(self, event: Mapping[str, Any]) -> Optional[Item]:
         """The item an ``item``-carrying event is about, updated with the event's copy."""
         raw = event.get("item")
@@ -638,13 +651,10 @@ class Conversation:
                 del item.audio[int(end) * BYTES_PER_MS:]
 
     def _on_transcription(self, event: Mapping[str, Any]) -> None:
-        item = self._item(event.get("item_id"))
-        if item is None:
+        found = self._part_for(event, "input_audio")
+        if found is None:
             return
-        index = self._content_index(event, item)
-        if index is None:
-            return
-        part = item._part(index, "input_audio")
+        item, part = found
         type_ = event.get("type", "")
         if type_.endswith(".delta"):
             part["transcript"] = str(part.get("transcript") or "") + str(event.get("delta") or "")
@@ -765,26 +775,20 @@ class Conversation:
 
     def _accumulate(self, event: Mapping[str, Any], kind: str, key: str) -> None:
         """Append a ``.delta`` to a content part's ``key``, or set it from the ``.done``."""
-        item = self._item(event.get("item_id"))
-        if item is None:
+        found = self._part_for(event, kind)
+        if found is None:
             return
-        index = self._content_index(event, item)
-        if index is None:
-            return
-        part = item._part(index, kind)
+        part = found[1]
         if event.get("type", "").endswith(".delta"):
             part[key] = str(part.get(key) or "") + str(event.get("delta") or "")
         elif event.get(key) is not None:
             part[key] = str(event.get(key))
 
     def _on_audio(self, event: Mapping[str, Any]) -> None:
-        item = self._item(event.get("item_id"))
-        if item is None:
+        found = self._part_for(event, "output_audio")
+        if found is None:
             return
-        index = self._content_index(event, item)
-        if index is None:
-            return
-        item._part(index, "output_audio")
+        item = found[0]
         if not event.get("type", "").endswith(".delta"):
             return
         delta = event.get("delta")
