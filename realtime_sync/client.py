@@ -1027,7 +1027,7 @@ class RealtimeClient:
         err_obj = err.get("error") if err is not None else None
         err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
         err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
-        reason = _secrets.redact(info.describe())
+        reason = info.describe()  # already redacted
         if status is not None:
             reason = _http_reason(status, info.retry_after)
         if err_msg and not info.by_client and code in FATAL_CODES | {1001, None}:

@@ -133,12 +133,15 @@ def new_event_id() -> str:
     return f"{_prefix}{next(_counter)}"
 
 
-def append_frame(pcm16: bytes, event_id: str) -> bytes:
-    """The JSON of an ``input_audio_buffer.append`` event as UTF-8 bytes, built without
-    ``json.dumps``: base64 output and our event ids are JSON-safe, so concatenation is exact.
+def append_frame(pcm16: bytes, event_id: str,
+                 type_: str = "input_audio_buffer.append") -> bytes:
+    """The JSON of an ``input_audio_buffer.append`` event (or of ``type_``, e.g. the
+    translation session's ``session.input_audio_buffer.append``) as UTF-8 bytes, built
+    without ``json.dumps``: base64 output, our event ids and event type names are JSON-safe,
+    so concatenation is exact.
     """
     return b"".join((
-        b'{"type":"input_audio_buffer.append","event_id":"',
+        b'{"type":"', type_.encode("ascii"), b'","event_id":"',
         event_id.encode("ascii"),
         b'","audio":"',
         base64.b64encode(pcm16),

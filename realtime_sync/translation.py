@@ -36,7 +36,7 @@ from ._wait import Deadline
 from ._wire import BYTES_PER_MS
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
-from .events import Event, LibraryEvents, new_event_id
+from .events import Event, LibraryEvents, append_frame, new_event_id
 
 __all__ = [
     "Cue", "Translation", "Translator", "translate_file", "build_translation_session",
@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_APPEND = "session.input_audio_buffer.append"  # the translation session's append event
 
 DEFAULT_MODEL = _models.DEFAULT_TRANSLATION_MODEL
 """The translation model (``gpt-realtime-translate``, from the model catalogue)."""
@@ -519,13 +520,9 @@ class Translator:
                     chunk = bytes(self._ring[start:start + size])
                     pos = self._sent
                 event_id = new_event_id()
-                frame = b"".join((
-                    b'{"type":"session.input_audio_buffer.append","event_id":"',
-                    event_id.encode("ascii"), b'","audio":"', base64.b64encode(chunk), b'"}',
-                ))
+                frame = append_frame(chunk, event_id, _APPEND)
                 try:
-                    client.host.send_prebuilt("session.input_audio_buffer.append", event_id,
-                                              frame)
+                    client.host.send_prebuilt(_APPEND, event_id, frame)
                 except NotConnectedError:
                     return
                 client.host.count("audio_bytes_sent", len(chunk))
