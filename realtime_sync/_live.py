@@ -12,6 +12,7 @@ The owner keeps ``_client``, ``_marshal``, ``_user_handlers``, ``_changed`` (a C
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Tuple
 
 from ._wait import Deadline, wait_until
@@ -20,8 +21,8 @@ from .events import Event
 if TYPE_CHECKING:
     from .client import RealtimeClient
 
-__all__ = ["add_handler", "check_options", "open_session", "note_expiry", "stop_streams",
-           "trim_ring"]
+__all__ = ["add_handler", "check_options", "open_session", "note_expiry", "maybe_rollover",
+           "stop_streams", "trim_ring"]
 
 Handler = Callable[[Event], Any]
 
@@ -102,6 +103,24 @@ def note_expiry(owner: Any, event: Event) -> None:
             owner._rollover_due = float(expires) - owner._rollover_margin
         else:
             owner._expires_at = owner._rollover_due = None
+
+
+def maybe_rollover(owner: Any, client: RealtimeClient, quiet: Callable[[], bool],
+                   log: logging.Logger, message: str) -> None:
+    """Once ``_rollover_due`` has passed, move ``client`` to a new session when the owner is
+    ``quiet()`` (called with the lock held) or its session expires within 5 s; ``message``
+    is logged (info) first. Any thread but the dispatcher."""
+    due = owner._rollover_due
+    if due is None or time.time() < due:
+        return
+    with owner._lock:
+        quiet_now = quiet()
+        hard = owner._expires_at is not None and time.time() >= owner._expires_at - 5
+        if not (quiet_now or hard):
+            return
+        owner._rollover_due = None
+    log.info(message)
+    client.host.restart()
 
 
 def trim_ring(owner: Any, needed: int, whole_samples: bool) -> None:

@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from array import array
 from dataclasses import dataclass, field
 from typing import (
@@ -870,18 +869,13 @@ class Transcriber:
 
     # -- rollover -----------------------------------------------------------------------------
     def _maybe_rollover(self, client: RealtimeClient) -> None:
-        due = self._rollover_due
-        if due is None or time.time() < due:
-            return
-        with self._lock:
-            quiet = (self._in_speech is None and self._vad_open is None and not self._commit_fifo
-                     and self._final_cursor == len(self._order))
-            hard = self._expires_at is not None and time.time() >= self._expires_at - 5
-            if not (quiet or hard):
-                return
-            self._rollover_due = None
-        logger.info("session expires soon: rolling over to a new session")
-        client.host.restart()
+        _live.maybe_rollover(self, client, self._quiet, logger,
+                             "session expires soon: rolling over to a new session")
+
+    def _quiet(self) -> bool:
+        """No speech, turn or commit in progress: a good moment to roll over (lock held)."""
+        return (self._in_speech is None and self._vad_open is None and not self._commit_fifo
+                and self._final_cursor == len(self._order))
 
     # -- event handlers (dispatcher thread) -----------------------------------------------------
     def _segment(self, item_id: str) -> Segment:

@@ -559,17 +559,12 @@ class Translator:
         self._maybe_rollover(client)
 
     def _maybe_rollover(self, client: RealtimeClient) -> None:
-        due = self._rollover_due
-        if due is None or time.time() < due:
-            return
-        with self._lock:
-            quiet = self._text.pending is None and self._source.pending is None
-            hard = self._expires_at is not None and time.time() >= self._expires_at - 5
-            if not (quiet or hard):
-                return
-            self._rollover_due = None
-        logger.info("translation session expires soon: moving to a new session")
-        client.host.restart()
+        _live.maybe_rollover(self, client, self._quiet, logger,
+                             "translation session expires soon: moving to a new session")
+
+    def _quiet(self) -> bool:
+        """No cue in progress: a good moment to move to a new session (lock held)."""
+        return self._text.pending is None and self._source.pending is None
 
     def _keep_from(self) -> int:
         """Where the audio still needed for a replay starts, within the ring (lock held)."""
