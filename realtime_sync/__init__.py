@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backoff import Backoff
-from ._transport import CloseCause
+from ._core.backoff import Backoff
+from ._core.transport import CloseCause
 from .client import RealtimeClient
 from .errors import (
     AudioError,

@@ -203,7 +203,7 @@ def transcribe_files(
             results[i].error = d
         todo.put(i)
     cancel = threading.Event()
-    from ._progress import progress_bar
+    from ._features.progress import progress_bar
 
     bar = progress_bar(sum(d for d in durations if isinstance(d, float)) * 1000, progress)
     shared = _BatchProgress(bar, len(names))

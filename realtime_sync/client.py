@@ -23,19 +23,20 @@ from typing import (
     Union,
 )
 
-from . import _json, _secrets
-from ._backoff import Backoff
-from ._dispatch import EventIterator, Handler, Marshal, Registry, Router
-from ._endpoint import Endpoint, HeaderSource, KeySource
-from ._host import ClientHost
-from ._resources import (
+from ._core import credentials as _secrets
+from ._core import json_codec as _json
+from ._core.backoff import Backoff
+from ._core.dispatch import EventIterator, Handler, Marshal, Registry, Router
+from ._core.endpoint import Endpoint, HeaderSource, KeySource
+from ._core.host import ClientHost
+from ._core.resources import (
     ConversationResource,
     InputAudioBufferResource,
     OutputAudioBufferResource,
     ResponseResource,
     SessionResource,
 )
-from ._transport import (
+from ._core.transport import (
     AUTH_HTTP_STATUSES,
     FATAL_CODES,
     RECONNECT_CODES,
@@ -44,8 +45,8 @@ from ._transport import (
     Closed,
     Transport,
 )
-from ._wait import Deadline, wait_until
-from ._wire import MAX_FRAME_BYTES
+from ._core.wait import Deadline, wait_until
+from ._core.wire import MAX_FRAME_BYTES
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -767,7 +768,7 @@ class RealtimeClient:
     @property
     def host(self) -> ClientHost:
         """The contract the library's features (audio, transcription, conversation, tools)
-        use to talk to this client (see :mod:`realtime_sync._host`); for extensions. Any
+        use to talk to this client (see :mod:`realtime_sync._core.host`); for extensions. Any
         thread."""
         return self._host
 
@@ -1114,12 +1115,12 @@ class RealtimeClient:
         self._router.wake_waiters()
 
 
-# -- the feature contract (realtime_sync._host.ClientHost) ----------------------------------
+# -- the feature contract (realtime_sync._core.host.ClientHost) ----------------------------------
 _T = TypeVar("_T")
 
 
 class _Host:
-    """The client's side of :class:`realtime_sync._host.ClientHost`: what features may use.
+    """The client's side of :class:`realtime_sync._core.host.ClientHost`: what features may use.
 
     Lives here because it reads the client's own state; features only see the protocol."""
 

@@ -30,9 +30,9 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from ._host import ClientHost
-from ._wait import Deadline, wait_until
-from ._wire import BYTES_PER_MS, METADATA_KEY
+from ._core.host import ClientHost
+from ._core.wait import Deadline, wait_until
+from ._core.wire import BYTES_PER_MS, METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError, ServerError, TimeoutError
 
 __all__ = ["Conversation", "Item", "Response", "Session", "send_text", "ask"]

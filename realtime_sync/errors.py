@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Mapping, Optional
 
-from . import _secrets
+from ._core import credentials as _secrets
 
 __all__ = [
     "RealtimeSyncError",

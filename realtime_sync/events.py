@@ -13,7 +13,7 @@ import os
 import warnings
 from typing import Any, Dict, Mapping
 
-from ._wire import MAX_EVENT_BYTES, MAX_EVENT_ID_LENGTH
+from ._core.wire import MAX_EVENT_BYTES, MAX_EVENT_ID_LENGTH
 
 __all__ = [
     "Event",

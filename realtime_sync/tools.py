@@ -40,9 +40,9 @@ import typing
 from collections import abc
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
-from ._host import ClientHost
-from ._wait import Deadline, wait_until
-from ._wire import METADATA_KEY
+from ._core.host import ClientHost
+from ._core.wait import Deadline, wait_until
+from ._core.wire import METADATA_KEY
 from .errors import ConnectionLostError, NotConnectedError
 
 _UnionType = getattr(__import__("types"), "UnionType", None)  # ``X | Y`` (Python 3.10+)

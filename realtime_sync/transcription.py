@@ -29,15 +29,16 @@ from typing import (
     Union,
 )
 
-from . import _live, models
-from ._dispatch import Marshal
-from ._drops import DropLedger
-from ._feed import FeedSink as _FeedSink
-from ._g711 import WIRE_FORMATS, bytes_per_ms
-from ._g711 import decode as g711_decode
-from ._turns import TurnDetector, client_vad_options, resolve_turn_detection
-from ._wait import Deadline, wait_until
-from ._wire import BYTES_PER_MS
+from . import models
+from ._core.dispatch import Marshal
+from ._core.wait import Deadline, wait_until
+from ._core.wire import BYTES_PER_MS
+from ._features import live_session as _live
+from ._features.drops import DropLedger
+from ._features.feed import FeedSink as _FeedSink
+from ._features.turns import TurnDetector, client_vad_options, resolve_turn_detection
+from .audio._g711 import WIRE_FORMATS, bytes_per_ms
+from .audio._g711 import decode as g711_decode
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, ServerEvents, new_event_id
@@ -273,7 +274,7 @@ class Transcriber:
             else ``"client_vad"``), ``"server_vad"``, ``"semantic_vad"``, ``"client_vad"`` (a VAD in
             this process commits each utterance: ``feed()`` runs it; a dict
             ``{"type": "client_vad", "silence_duration_ms": 500, "max_turn_ms": 30000, ...}``
-            tunes it, see :class:`realtime_sync._turns.ClientVadOptions`), a dict of server
+            tunes it, see :class:`realtime_sync._features.turns.ClientVadOptions`), a dict of server
             VAD parameters, or None (you commit turns).
             With G.711 audio, ``"auto"`` means None for models without server VAD.
         noise_reduction: ``"near_field"``, ``"far_field"``, ``{"type": .., "strength": ..}``
@@ -1111,7 +1112,7 @@ def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
     Raises:
         ConfigurationError: ``options["audio_format"]`` does not fit the file.
     """
-    from ._g711 import FORMATS, sniff_wav
+    from .audio._g711 import FORMATS, sniff_wav
 
     wanted = options.get("audio_format", "pcm")
     g711 = sniff_wav(path)
@@ -1131,8 +1132,8 @@ def _open_audio(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
               options: Dict[str, Any]) -> Any:
     """The file's source and the frames per read (``options["audio_format"]`` set as by
     :func:`_wav_format`)."""
-    from ._g711 import G711Wav
     from .audio import FileSource
+    from .audio._g711 import G711Wav
 
     if _wav_format(path, options) != "pcm":
         try:
@@ -1169,7 +1170,7 @@ def transcribe_file(
         chunk_ms: audio per append.
         **options: :class:`Transcriber` options (``model``, ``language``, ``url``, ...).
     """
-    from ._progress import progress_bar
+    from ._features.progress import progress_bar
 
     deadline = Deadline(timeout)
     _wav_format(path, options)

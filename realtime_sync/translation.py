@@ -26,14 +26,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
-from . import _live
 from . import models as _models
-from ._dispatch import Marshal
-from ._drops import DropLedger
-from ._endpoint import translation_url
-from ._feed import FeedSink as _FeedSink
-from ._wait import Deadline
-from ._wire import BYTES_PER_MS
+from ._core.dispatch import Marshal
+from ._core.endpoint import translation_url
+from ._core.wait import Deadline
+from ._core.wire import BYTES_PER_MS
+from ._features import live_session as _live
+from ._features.drops import DropLedger
+from ._features.feed import FeedSink as _FeedSink
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, append_frame, new_event_id

@@ -79,7 +79,7 @@ class ContractClient:
 
     @property
     def host(self) -> ContractClient:
-        """The fake is its own feature contract (realtime_sync._host.AudioHost)."""
+        """The fake is its own feature contract (realtime_sync._core.host.AudioHost)."""
         return self
 
     def emit(self, event: Dict[str, Any]) -> None:

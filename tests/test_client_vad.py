@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 import realtime_sync as rs
-from realtime_sync._turns import (
+from realtime_sync._features.turns import (
     WINDOW_BYTES,
     ClientVadOptions,
     TurnDetector,

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 import realtime_sync as rs
-from realtime_sync import _json
+from realtime_sync._core import json_codec as _json
 from realtime_sync.events import BETA_CLIENT_TO_GA, BETA_TO_GA, append_frame
 from realtime_sync.server import FunctionCall, ScriptedRecognizer, ScriptedResponder, Text
 from realtime_sync.testing import FakeRealtimeServer

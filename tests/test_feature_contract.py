@@ -1,4 +1,4 @@
-"""Features talk to the client only through ``client.host`` (realtime_sync._host.ClientHost)
+"""Features talk to the client only through ``client.host`` (realtime_sync._core.host.ClientHost)
 and its public API: no feature module touches a private attribute of a client."""
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 import realtime_sync as rs
-from realtime_sync._host import ClientHost
+from realtime_sync._core.host import ClientHost
 
 PACKAGE = Path(rs.__file__).parent
-FEATURES = ["conversation.py", "tools.py", "transcription.py", "translation.py", "_live.py",
-            "voice_chat.py", "gui.py", "audio/_stream.py", "audio/_speaker.py"]
+FEATURES = ["conversation.py", "tools.py", "transcription.py", "translation.py",
+            "_features/live_session.py", "voice_chat.py", "gui.py", "audio/_stream.py",
+            "audio/_speaker.py"]
 CLIENT_NAMES = {"client", "_client", "target", "host", "_host"}
 STRING_ACCESSORS = {"getattr", "hasattr", "setattr", "delattr"}
 # the command-line front ends use the Transcriber / Translator / client through their public API
-CLI_MODULES = ["cli.py", "_cli_translate.py", "_cli_support.py"]
+CLI_MODULES = ["cli/__init__.py", "cli/_translate.py", "cli/_support.py"]
 CLI_NAMES = CLIENT_NAMES | {"tr", "transcriber", "translator", "conversation", "chat"}
 
 

@@ -442,7 +442,7 @@ def test_the_progress_count_never_passes_its_total():
     import warnings
 
     pytest.importorskip("tqdm")
-    from realtime_sync._progress import AudioProgress
+    from realtime_sync._features.progress import AudioProgress
 
     out = io.StringIO()
     with warnings.catch_warnings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import websocket
 
-from realtime_sync import _transport
+from realtime_sync._core import transport as _transport
 
 SIZES = [0, 1, 2, 3, 4, 5, 125, 126, 127, 6413, 65535, 65536, 70001]
 KEY = b"\x12\xab\x7f\x01"

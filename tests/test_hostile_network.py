@@ -33,7 +33,7 @@ from raw_hostile import (
 )
 
 import realtime_sync as rs
-from realtime_sync._transport import CloseCause, parse_retry_after
+from realtime_sync._core.transport import CloseCause, parse_retry_after
 
 pytestmark = pytest.mark.timeout(60)
 

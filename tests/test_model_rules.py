@@ -80,7 +80,8 @@ def write_g711_wav(path: Path, data: bytes, tag: int, rate: int = 8000,
 
 # -- item 2: defaults and deprecation ---------------------------------------------------------
 def test_every_default_has_no_announced_shutdown():
-    from realtime_sync import _endpoint, transcription
+    from realtime_sync import transcription
+    from realtime_sync._core import endpoint as _endpoint
 
     defaults = {
         "RealtimeClient": _endpoint.DEFAULT_MODEL,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Tuple
 
-from .. import _wire
+from .._core import wire as _wire
 from ..errors import AudioError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -24,8 +24,8 @@ import logging
 import threading
 from typing import Any, Callable, Deque, Dict, Optional
 
-from .._host import AudioHost
-from .._wire import MAX_EVENT_BYTES
+from .._core.host import AudioHost
+from .._core.wire import MAX_EVENT_BYTES
 from ..errors import AudioError, NotConnectedError
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, bytes_to_ms
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 try:
     import websockets  # noqa: F401
 except ImportError:  # one line naming the extra, not a traceback deep in the server
-    from .._extras import MissingDependencyError
+    from .._core.extras import MissingDependencyError
 
     raise MissingDependencyError(
         "websockets", "the local server (realtime_sync.server, --local, serve)") from None

@@ -9,8 +9,8 @@ import array
 import sys
 from typing import Callable, List
 
-from .._g711 import SAMPLES
-from .._wire import BYTES_PER_MS
+from .._core.wire import BYTES_PER_MS
+from ..audio._g711 import SAMPLES
 
 __all__ = ["to_pcm24k", "BYTES_PER_MS"]
 

@@ -23,8 +23,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from .._wire import BYTES_PER_MS
-from .._wire import SAMPLE_RATE as INPUT_RATE  # the PCM16 audio on the wire (Hz)
+from .._core.wire import BYTES_PER_MS
+from .._core.wire import SAMPLE_RATE as INPUT_RATE  # the PCM16 audio on the wire (Hz)
 from ..errors import ConfigurationError
 from ._models import (
     BUILTIN_MODELS,

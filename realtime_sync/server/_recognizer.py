@@ -39,7 +39,7 @@ from typing import (
     runtime_checkable,
 )
 
-from .._wire import BYTES_PER_MS
+from .._core.wire import BYTES_PER_MS
 
 __all__ = [
     "Recognizer",

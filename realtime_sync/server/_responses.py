@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Union
 
-from .._wire import BYTES_PER_MS
+from .._core.wire import BYTES_PER_MS
 from ._recognizer import split_words
 
 __all__ = [

@@ -26,7 +26,7 @@ import time
 from array import array
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-from .._wire import BYTES_PER_MS
+from .._core.wire import BYTES_PER_MS
 from ._config import SessionError
 from ._jobs import WorkerPool
 from ._responses import tone

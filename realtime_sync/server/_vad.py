@@ -13,7 +13,7 @@ import operator
 import sys
 from typing import Any, List, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
-from .._wire import SAMPLE_RATE
+from .._core.wire import SAMPLE_RATE
 
 __all__ = ["Vad", "EnergyVad", "default_vad_factory", "threshold_to_dbfs"]
 

@@ -32,10 +32,10 @@ import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, TextIO
 
-from . import __version__, models
-from ._g711 import FORMATS
-from .errors import RealtimeSyncError
-from .models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
+from .. import __version__, models
+from ..audio._g711 import FORMATS
+from ..errors import RealtimeSyncError
+from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 
 __all__ = ["main", "build_parser"]
 
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 
-    from ._cli_translate import add_parser as add_translate
+    from ._translate import add_parser as add_translate
 
     add_translate(sub, _add_common)  # realtime-sync translate (its own module)
 
@@ -194,7 +194,7 @@ def _language(value: Optional[str]) -> Optional[str]:
     """``--language`` checked against the known codes (``EN`` -> ``en``)."""
     if value is None:
         return None
-    from ._languages import normalize_language
+    from .._features.languages import normalize_language
 
     try:
         return normalize_language(value)
@@ -253,7 +253,7 @@ def _local_server(model: Optional[str], engine: bool = True,
                   translate: bool = False) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False; with
     ``translate`` also the offline translator, which loads the multilingual model)."""
-    from .server import RealtimeServer
+    from ..server import RealtimeServer
 
     if quiet and not logger.isEnabledFor(logging.DEBUG):
         # the in-process server's own error logs (with tracebacks) would repeat what the
@@ -261,12 +261,12 @@ def _local_server(model: Optional[str], engine: bool = True,
         logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
     kwargs: dict = {}
     if engine:
-        from .server import local_engine
+        from ..server import local_engine
 
         recognizer, vad_factory = local_engine(model)
         kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
         if translate:  # only `serve` offers translation sessions
-            from .server._translation import offline_translator
+            from ..server._translation import offline_translator
 
             kwargs["translator"] = offline_translator(None)  # Whisper's translate task
     with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
@@ -280,7 +280,7 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
     if args.url:
         from urllib.parse import urlsplit
 
-        from ._endpoint import is_loopback
+        from .._core.endpoint import is_loopback
 
         key = getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY")
         parts = urlsplit(args.url)
@@ -319,7 +319,10 @@ def _transcription_model(args: argparse.Namespace) -> str:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from ._cli_support import (
+    from ..captions import open_writer
+    from ..errors import NotConnectedError
+    from ..transcription import Transcriber
+    from ._support import (
         GiveUpAfter,
         LevelMeter,
         TranscriptSink,
@@ -327,9 +330,6 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         report_reconnects,
         resolve_format,
     )
-    from .captions import open_writer
-    from .errors import NotConnectedError
-    from .transcription import Transcriber
 
     files = list(args.file or [])
     if len(files) > 1 or (files and args.jobs is not None):
@@ -343,7 +343,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
     if args.file:
-        from .transcription import _open_audio
+        from ..transcription import _open_audio
 
         # an unreadable file fails here, before any session; a G.711 file sets the format
         probe = {"audio_format": audio_format}
@@ -402,7 +402,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
     input order, one line per failed file on stderr; exit code 1 when any failed."""
-    from .batch import transcribe_files
+    from ..batch import transcribe_files
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
@@ -442,9 +442,9 @@ def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: A
     """Feed the file (paced with --realtime); --no-vad commits every --commit-every seconds at
     a quiet moment (PCM; a G.711 file is committed at its end). Stops early when the output
     failed (sink.stop)."""
-    from ._cli_support import QuietCutter
-    from ._progress import progress_bar
-    from .transcription import _open_audio
+    from .._features.progress import progress_bar
+    from ..transcription import _open_audio
+    from ._support import QuietCutter
 
     source, frames = _open_audio(path, args.realtime, 100, {"audio_format": audio_format})
     try:
@@ -471,7 +471,7 @@ def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: A
 
 def _finish(tr: Any, sink: Any) -> None:
     """Wait for every turn; stops early (abandoning them) when the output failed."""
-    from .errors import TimeoutError as RsTimeout
+    from ..errors import TimeoutError as RsTimeout
 
     while True:
         try:
@@ -487,7 +487,7 @@ def _finish(tr: Any, sink: Any) -> None:
 
 
 def _check_connection(tr: Any) -> None:
-    from .errors import NotConnectedError
+    from ..errors import NotConnectedError
 
     if tr.client.state in ("disconnected", "closed"):
         raise NotConnectedError("the connection ended")
@@ -535,7 +535,7 @@ def _device(value: Optional[str]) -> Any:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .audio import list_devices
+    from ..audio import list_devices
 
     devices = list_devices()
     if args.json:
@@ -573,7 +573,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     try:
-        from .voice_chat import run_chat
+        from ..voice_chat import run_chat
     except ImportError as exc:  # pragma: no cover - module missing in a broken install
         raise RealtimeSyncError(f"voice chat is not available: {exc}") from exc
     with contextlib.ExitStack() as stack:
@@ -584,7 +584,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local"}
         else:
             options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
-        from ._cli_support import GiveUpAfter
+        from ._support import GiveUpAfter
 
         backoff = GiveUpAfter(args.reconnect_timeout)
         code = int(run_chat(args, reconnect=backoff, **options) or 0)
@@ -603,7 +603,7 @@ def _chat_endpoint(args: argparse.Namespace) -> dict:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from ._cli_translate import cmd_translate as run
+    from ._translate import cmd_translate as run
 
     return run(args)
 
@@ -647,7 +647,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError as exc:  # an optional package is missing: name the extra
         if debug:
             raise
-        from ._extras import MissingDependencyError, missing_message
+        from .._core.extras import MissingDependencyError, missing_message
 
         message = str(exc) if isinstance(exc, MissingDependencyError) else \
             missing_message(exc.name, f"realtime-sync {args.command}")

@@ -59,8 +59,8 @@ def _source_path(path: str) -> str:
 
 @contextlib.contextmanager
 def _local_translation_server(model: Optional[str], to: str) -> Any:
-    from .server import RealtimeServer
-    from .server._translation import local_translator
+    from ..server import RealtimeServer
+    from ..server._translation import local_translator
 
     engine = local_translator(model, to)  # refuses an impossible target before any work
     with RealtimeServer(translator=engine) as srv:
@@ -69,9 +69,9 @@ def _local_translation_server(model: Optional[str], to: str) -> Any:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     """Run ``realtime-sync translate`` (main thread)."""
-    from . import cli
-    from .captions import open_writer
-    from .translation import Translator
+    from .. import cli
+    from ..captions import open_writer
+    from ..translation import Translator
 
     if bool(args.file) == bool(args.mic):
         raise cli.UsageError("give an audio FILE or --mic (one of them)")
@@ -80,7 +80,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if not args.to.strip():
         raise cli.UsageError("--to needs a language code such as es")
     if args.file:
-        from .audio import FileSource
+        from ..audio import FileSource
 
         FileSource(args.file).close()  # an unreadable file fails here, before any session
     console = cli._Console(sys.stdout)
@@ -133,7 +133,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
         speaker = None
         if args.speak:
-            from .audio import Speaker
+            from ..audio import Speaker
 
             speaker = Speaker(device=cli._device(args.output_device))
             stack.callback(speaker.close)
@@ -166,7 +166,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def _feed_file(tr: Any, path: str, realtime: bool) -> None:
-    from .audio import FileSource
+    from ..audio import FileSource
 
     with FileSource(path, realtime=realtime) as source:
         while True:

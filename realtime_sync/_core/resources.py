@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
-from .events import MAX_EVENT_BYTES, append_frame, new_event_id
+from ..events import MAX_EVENT_BYTES, append_frame, new_event_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import RealtimeClient
+    from ..client import RealtimeClient
 
 __all__ = [
     "SessionResource",

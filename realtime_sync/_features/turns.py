@@ -25,8 +25,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
-from ._wire import BYTES_PER_MS
-from .errors import AudioError, ConfigurationError
+from .._core.wire import BYTES_PER_MS
+from ..errors import AudioError, ConfigurationError
 
 __all__ = ["ClientVadOptions", "TurnDetector", "client_vad_options", "resolve_turn_detection"]
 
@@ -106,7 +106,7 @@ def resolve_turn_detection(model: str, spec: Any) -> Any:
     VAD (unknown models do), else ``"client_vad"``; other values pass unchanged."""
     if not (isinstance(spec, str) and spec == "auto"):
         return spec
-    from .models import server_vad_allowed
+    from ..models import server_vad_allowed
 
     return "server_vad" if server_vad_allowed(model) else "client_vad"
 

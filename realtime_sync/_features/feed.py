@@ -23,7 +23,7 @@ class Feeder(Protocol):
 
 
 class FeedSink:
-    """An :class:`realtime_sync._host.AudioHost` in front of a :class:`Feeder` (any thread)."""
+    """An :class:`realtime_sync._core.host.AudioHost` in front of a :class:`Feeder` (any thread)."""
 
     def __init__(self, owner: Feeder) -> None:
         self._owner = owner
@@ -37,7 +37,7 @@ class FeedSink:
 
     @property
     def host(self) -> FeedSink:
-        """The stream's contract (:class:`realtime_sync._host.AudioHost`)."""
+        """The stream's contract (:class:`realtime_sync._core.host.AudioHost`)."""
         return self
 
     def emit(self, event: Mapping[str, Any]) -> None:

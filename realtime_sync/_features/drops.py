@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, List, Tuple
 
-from ._wire import BYTES_PER_MS
+from .._core.wire import BYTES_PER_MS
 
 __all__ = ["DropLedger"]
 

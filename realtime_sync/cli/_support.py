@@ -15,8 +15,8 @@ import time
 from array import array
 from typing import IO, Any, Callable, List, Optional, TextIO
 
-from ._backoff import Backoff
-from .errors import RealtimeSyncError
+from .._core.backoff import Backoff
+from ..errors import RealtimeSyncError
 
 __all__ = [
     "resolve_format",
@@ -43,7 +43,7 @@ def resolve_format(fmt: Optional[str], output: Optional[str]) -> str:
     if fmt:
         return fmt
     if output:
-        from .captions import format_for_path
+        from ..captions import format_for_path
 
         return format_for_path(output) or "text"
     return "text"

@@ -7,9 +7,9 @@ import os
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import _secrets
-from .errors import ConfigurationError
-from .models import DEFAULT_CONVERSATION_MODEL, warn_if_deprecated
+from ..errors import ConfigurationError
+from ..models import DEFAULT_CONVERSATION_MODEL, warn_if_deprecated
+from . import credentials as _secrets
 
 __all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL", "translation_url"]
 

@@ -15,11 +15,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Tuple
 
-from ._wait import Deadline, wait_until
-from .events import Event
+from .._core.wait import Deadline, wait_until
+from ..events import Event
 
 if TYPE_CHECKING:
-    from .client import RealtimeClient
+    from ..client import RealtimeClient
 
 __all__ = ["add_handler", "check_options", "open_session", "note_expiry", "maybe_rollover",
            "stop_streams", "trim_ring"]
@@ -130,7 +130,7 @@ def trim_ring(owner: Any, needed: int, whole_samples: bool) -> None:
     ``_sent`` position moves past it) and ``_drops`` counts what is really lost. Lock held.
 
     The owner keeps ``_ring`` (bytes from ``_ring_start`` on), ``_total``, ``_sent``,
-    ``_max_buffer`` and ``_drops`` (a :class:`realtime_sync._drops.DropLedger`).
+    ``_max_buffer`` and ``_drops`` (a :class:`realtime_sync._features.drops.DropLedger`).
     """
     keep_from = max(needed, owner._ring_start)  # what is gone is gone
     overflow = (owner._total - keep_from) - owner._max_buffer

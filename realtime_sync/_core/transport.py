@@ -43,9 +43,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 import websocket
 
-from . import _secrets, _wire
-from ._backoff import Backoff
-from .errors import NotConnectedError
+from ..errors import NotConnectedError
+from . import credentials as _secrets
+from . import wire as _wire
+from .backoff import Backoff
 
 __all__ = ["Transport", "Closed", "CloseCause", "SendQueue", "NET_THREAD", "RECONNECT_CODES",
            "FATAL_CODES", "TRANSIENT_HTTP_STATUSES"]

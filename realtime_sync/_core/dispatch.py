@@ -24,8 +24,8 @@ import warnings
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
-from ._wait import Deadline, wait_until
-from .events import BETA_TO_GA, Event, LibraryEvents
+from ..events import BETA_TO_GA, Event, LibraryEvents
+from .wait import Deadline, wait_until
 
 __all__ = ["Registry", "Router", "Waiter", "EventIterator", "Handler"]
 
@@ -336,7 +336,7 @@ class Router:
         An ``error`` answering one of ``error_ids`` raises :class:`ServerError` (its number in
         ``_seq``); ``ended()`` returning a reason raises :class:`NotConnectedError`.
         """
-        from .errors import NotConnectedError, ServerError, TimeoutError
+        from ..errors import NotConnectedError, ServerError, TimeoutError
 
         deadline = Deadline(timeout)
         waiter = Waiter(types, bool(error_ids), self.lock)
@@ -531,7 +531,7 @@ class Router:
 
     def check_blocking_call(self, what: str) -> None:
         """Raise :class:`DeadlockError` when a blocking helper runs on the dispatcher thread."""
-        from .errors import DeadlockError
+        from ..errors import DeadlockError
 
         if threading.get_ident() == self._dispatcher_ident():
             raise DeadlockError(
