@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
+    _add_engine_options(t)
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     t.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcribe with the embedded offline engine (else a scripted one)")
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
+    _add_engine_options(s)
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 
@@ -250,9 +252,11 @@ def _event_logger(start: float) -> Callable[[Any], None]:
 def _local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
                   host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
-                  translate: bool = False) -> Iterator[Any]:
+                  translate: bool = False,
+                  engine_options: Optional[dict] = None) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False; with
-    ``translate`` also the offline translator, which loads the multilingual model)."""
+    ``translate`` also the offline translator, which loads the multilingual model;
+    ``engine_options``: more ``local_engine`` keywords)."""
     from ..server import RealtimeServer
 
     if quiet and not logger.isEnabledFor(logging.DEBUG):
@@ -263,7 +267,7 @@ def _local_server(model: Optional[str], engine: bool = True,
     if engine:
         from ..server import local_engine
 
-        recognizer, vad_factory = local_engine(model)
+        recognizer, vad_factory = local_engine(model, **(engine_options or {}))
         kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
         if translate:  # only `serve` offers translation sessions
             from ..server._translation import offline_translator
@@ -273,9 +277,11 @@ def _local_server(model: Optional[str], engine: bool = True,
         yield srv
 
 
-def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
+def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack,
+                      jobs: Optional[int] = None) -> dict:
     if getattr(args, "local", False):
-        srv = stack.enter_context(_local_server(getattr(args, "model", None)))
+        srv = stack.enter_context(_local_server(getattr(args, "model", None),
+                                                engine_options=_engine_options(args, jobs)))
         return {"url": srv.url, "api_key": "sk-local"}
     if args.url:
         from urllib.parse import urlsplit
@@ -296,6 +302,42 @@ def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
         raise UsageError("no OPENAI_API_KEY set: export it, or add --local to transcribe "
                          "offline with the embedded engine")
     return {}
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--partial-model`` and ``--threads`` of the offline engine (with --local)."""
+    p.add_argument("--partial-model", default=None, metavar="NAME",
+                   help="with --local: the small model for live partial text (drafts; the "
+                        "final text of each turn comes from --model and replaces them): auto "
+                        "(default: tiny.en for English, --model otherwise), tiny.en, base, a "
+                        "model directory, or none (no partial text)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="with --local: decoder threads per decode (per job with --jobs; "
+                        "default: the CPUs divided among the jobs)")
+
+
+def _engine_options(args: argparse.Namespace, jobs: Optional[int] = None) -> dict:
+    """``local_engine`` keywords from --partial-model, --threads and --jobs (checked here,
+    before any audio is read: a bad value is a usage error)."""
+    options: dict = {}
+    partial = getattr(args, "partial_model", None)
+    if partial is not None:
+        from ..errors import ConfigurationError
+        from ..server._engine import _check_partial_model
+
+        try:
+            _check_partial_model(partial)
+        except ConfigurationError as exc:
+            raise UsageError(f"--partial-model: {exc}") from None
+        options["partial_model"] = partial
+    threads = getattr(args, "threads", None)
+    if threads:
+        options["cpu_threads"] = threads
+    if jobs and jobs > 1:
+        from ..server._models import default_threads
+
+        options["workers"] = min(jobs, default_threads())  # N decodes at once, up to the cores
+    return options
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -426,7 +468,7 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             print(result.transcript.text, flush=True)
 
     with contextlib.ExitStack() as stack:
-        options = _endpoint_options(args, stack)
+        options = _endpoint_options(args, stack, jobs=args.jobs or 2)
         transcribe_files(
             files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
             on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
@@ -560,7 +602,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port, quiet=False, translate=True) as srv:
+                       host=args.host, port=args.port, quiet=False, translate=True,
+                       engine_options=_engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:
