@@ -148,19 +148,19 @@ def _draft(text: str, probs: List[float]) -> Draft:
 
 
 def test_a_restart_of_the_text_is_cut() -> None:
-    words = "Please check the number. Please check the".split()
-    assert words[:cut_repetition(words)] == "Please check the number.".split()
-    assert cut_repetition("Agent login Agent login Agent".split()) == 2
-    assert cut_repetition("one two three".split()) == 3
-    assert cut_repetition("that that is".split()) == 3  # a doubled word is not a restart
+    words = ["Please", "check", "the", "number.", "Please", "check", "the"]
+    assert words[:cut_repetition(words)] == ["Please", "check", "the", "number."]
+    assert cut_repetition(["Agent", "login", "Agent", "login", "Agent"]) == 2
+    assert cut_repetition(["one", "two", "three"]) == 3
+    assert cut_repetition(["that", "that", "is"]) == 3  # a doubled word is not a restart
 
 
 def test_confident_words_are_stable_on_one_decode_unsure_ones_need_agreement() -> None:
     d = _draft("please enter your pin", [0.9, 0.95, 0.3, 0.9])
     assert stable_words("confidence", d, []) == 2  # "your" is unsure and new
-    assert stable_words("confidence", d, "please enter your".split()) == 3  # agreed
+    assert stable_words("confidence", d, ["please", "enter", "your"]) == 3  # agreed
     assert stable_words("agreement", d, []) == 0
-    assert stable_words("agreement", d, "please enter your pin".split()) == 3
+    assert stable_words("agreement", d, ["please", "enter", "your", "pin"]) == 3
     # the last word of a decode is never stable: it may still be growing
     assert stable_words("confidence", _draft("hello world", [1.0, 1.0]), []) == 1
 
@@ -361,23 +361,23 @@ def test_transcriber_partials_only_grow_and_the_final_text_replaces_them() -> No
     pcm = _long_turn()
     partials: List[str] = []
     finals: List[Any] = []
-    with RealtimeServer(api_key="sk-local", recognizer=rec, vad_factory=vad_factory) as srv:
-        with rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection=None,
-                            on_partial=lambda s: partials.append(s.text),
-                            on_final=finals.append) as tr:
-            step = 100 * BYTES_PER_MS
-            t0 = time.monotonic()
-            chunks = [pcm[i:i + step] for i in range(0, len(pcm), step)]
-            chunks += [bytes(step)] * 150  # then a pause, until text came (at most 15 s)
-            for n, chunk in enumerate(chunks):
-                if n * step >= len(pcm) and partials:
-                    break
-                tr.feed(chunk)
-                time.sleep(max(0.0, t0 + (n + 1) * 0.1 - time.monotonic()))
-            tr.commit()
-            result = tr.finish(timeout=120)
+    with RealtimeServer(api_key="sk-local", recognizer=rec, vad_factory=vad_factory) as srv, \
+            rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection=None,
+                           on_partial=lambda s: partials.append(s.text),
+                           on_final=finals.append) as tr:
+        step = 100 * BYTES_PER_MS
+        t0 = time.monotonic()
+        chunks = [pcm[i:i + step] for i in range(0, len(pcm), step)]
+        chunks += [bytes(step)] * 150  # then a pause, until text came (at most 15 s)
+        for n, chunk in enumerate(chunks):
+            if n * step >= len(pcm) and partials:
+                break
+            tr.feed(chunk)
+            time.sleep(max(0.0, t0 + (n + 1) * 0.1 - time.monotonic()))
+        tr.commit()
+        result = tr.finish(timeout=120)
     assert partials, "no partial text while the turn was spoken"
-    drafts = [p for p in partials]
+    drafts = list(partials)
     for before, after in zip(drafts, drafts[1:]):
         assert after.startswith(before), (before, after)  # deltas only append
     assert len(finals) == 1
