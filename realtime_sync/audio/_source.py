@@ -10,6 +10,7 @@ audio "has been captured", on a monotonic-clock schedule that does not drift.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import threading
 import time
@@ -324,13 +325,18 @@ class FileSource(_PacedSource):
     @staticmethod
     def _open(path: str) -> Any:
         try:
-            size = os.path.getsize(path)
+            info = os.stat(path)
         except FileNotFoundError:
             raise AudioError(f"audio file not found: {path}") from None
         except OSError as exc:
             raise AudioError(f"cannot open {path}: {exc.strerror or exc}") from None
-        if os.path.isdir(path):
+        if stat.S_ISDIR(info.st_mode):
             raise AudioError(f"{path} is a directory, not an audio file")
+        if not stat.S_ISREG(info.st_mode):
+            # opening a FIFO blocks until a writer comes, and its size says nothing
+            raise AudioError(f"{path} is not a regular file (a FIFO, socket or device): "
+                             "give the path of an audio file")
+        size = info.st_size
         if size == 0:
             raise AudioError(f"the file is empty: {path}")
         try:
