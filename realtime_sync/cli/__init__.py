@@ -367,8 +367,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
         # an unreadable file fails here, before any session; a G.711 file sets the format
         probe = {"audio_format": audio_format}
-        _open_audio(args.file, False, 100, probe)[0].close()
+        source = _open_audio(args.file, False, 100, probe)[0]
+        source.close()
         audio_format = probe["audio_format"]
+        truncated = truncation_note(args.file, source)
+        if truncated:
+            sys.stderr.write(f"realtime-sync: warning: {truncated}\n")
     elif audio_format != "pcm":
         raise UsageError("--input-format pcmu/pcma needs a G.711 WAV file (the microphone "
                          "gives PCM16, sent as pcm)")
@@ -439,7 +443,8 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             failed.append(result.path)
             message = str(result.error).splitlines()[0] if str(result.error) else \
                 type(result.error).__name__
-            sys.stderr.write(f"realtime-sync: {result.path}: error: {message}\n")
+            sys.stderr.write(f"realtime-sync: {result.path}: error: "
+                             f"{without_name(message, result.path)}\n")
         elif captions is not None:
             print(f"{result.path} -> {result.output}", flush=True)
         else:
@@ -456,6 +461,25 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     if failed:
         sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
     return 1 if failed else 0
+
+
+def truncation_note(name: str, source: Any) -> Optional[str]:
+    """One line when ``source`` (a file source) is shorter than its header says, else None."""
+    declared = getattr(source, "declared_duration", None)
+    if not declared:
+        return None
+    held = float(getattr(source, "duration", 0.0) or 0.0)
+    return (f"{name} is truncated: its header says {declared:.1f} s of audio but it holds "
+            f"{held:.1f} s; transcribing what is there")
+
+
+def without_name(message: str, path: str) -> str:
+    """An error message about ``path`` without repeating its name (the batch line starts
+    with it): ``cannot read a.mp3: not audio ...`` -> ``not audio ...``."""
+    for prefix in (f"cannot read {path}: ", f"{path}: ", f"cannot open {path}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message.replace(f" {path}", " it")
 
 
 def _check_output_folder(output: str, fmt: Optional[str]) -> None:
