@@ -948,6 +948,10 @@ def transcribe_file(
     # bad options fail here, before the file is read
     transcriber = Transcriber(on_final=on_final, **options)
     source, frames = _open_audio(path, realtime, chunk_ms, options)
+    declared = getattr(source, "declared_duration", None)
+    if declared:
+        logger.warning("%s is truncated: its header says %.1f s of audio but it holds %.1f s",
+                       path, declared, float(getattr(source, "duration", 0.0) or 0.0))
     try:
         # the bar shows audio transcribed (the end of each completed turn), in whole ms
         bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)
