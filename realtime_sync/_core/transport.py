@@ -20,8 +20,10 @@ reported as a :class:`CloseCause`.
 
 websocket-client internals relied on (checked by ``tests/test_hostile_network.py``): the
 ``dispatcher`` hook of ``run_forever`` (``read``/``buffwrite``), ``WebSocket.lock``,
-``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``, and
-``WebSocketBadStatusException.status_code``/``resp_headers``.
+``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``,
+``WebSocketBadStatusException.status_code``/``resp_headers``, and the handshake reading the
+``header`` option by iteration once per request it writes, redirects included, after setting
+``WebSocket.handshake_response`` (checked by ``tests/test_hostile_secrets.py``).
 """
 
 from __future__ import annotations
