@@ -507,9 +507,14 @@ class LiveSession:
                 self._speaker = Speaker(device, truncate=False).start()
             after = conn.seq
             start_id = conn.send({"type": "session.start", "session": self.config})
-            event = conn.wait(("session.started", "error"),
-                              lambda e: e.get("type") == "session.started"
-                              or _answers(e, start_id), deadline.remaining(), after)
+            try:
+                event = conn.wait(("session.started", "error"),
+                                  lambda e: e.get("type") == "session.started"
+                                  or _answers(e, start_id), deadline.remaining(), after)
+            except NotConnectedError:
+                if conn.end_exception is not None:  # refused key or configuration
+                    raise conn.end_exception from None
+                raise
             if event.get("type") == "error":
                 raise _server_error(event)
             with self._changed:  # the handler may not have run yet
@@ -594,6 +599,9 @@ class LiveSession:
         deadline = Deadline(timeout)
         for s in list(self._streams):
             s.stop(2.0)
+        if self._lost and self._closed_event is None:
+            raise ConnectionLostError(f"the Live session ended before session.closed: "
+                                      f"{self._lost}")
         self._flush_audio(conn)
         self._request_close()
         with self._changed:

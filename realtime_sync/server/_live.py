@@ -277,6 +277,8 @@ class LiveServerSession(BaseSession):
         self._pending: Dict[str, threading.Event] = {}
         self._commentary: Dict[str, str] = {}
         self._converter: Any = None
+        self._last_start = 0  # transcript starts never go back (the timeline is monotonic)
+        self._last_end = 0
         self.frames: List[int] = []
         """Bytes of every input audio frame received (tests check the framing)."""
 
@@ -518,13 +520,16 @@ class LiveServerSession(BaseSession):
                             "transcribed.", None, None, "server_error")
             return
         words = text.split()
-        if not words or self._closing:
+        if not words:
             return
         step = max((end - start) // len(words), 1)
+        start = max(start, self._last_start)
         for i, word in enumerate(words):
-            self.emit({"type": "session.input_transcript.delta",
-                       "delta": word if i == 0 else " " + word,
-                       "start_ms": start + i * step, "end_ms": start + (i + 1) * step})
+            self._timed({"type": "session.input_transcript.delta",
+                         "delta": word if i == 0 else " " + word},
+                        start + i * step, start + (i + 1) * step)
+        if self._closing:  # finalizing: the user's words are kept, nobody answers
+            return
         delegation = self.config.get("delegation") or {}
         if delegation.get("type") == "client" and self.script.delegates(text):
             self._delegate(text)
@@ -533,13 +538,20 @@ class LiveServerSession(BaseSession):
         self.emit({"type": "session.usage.updated",
                    "usage": {"seconds": float(self.now_ms // 1000)}})
 
+    def _timed(self, event: Dict[str, Any], start: int, end: int) -> None:
+        with self._lock:
+            self._last_start = max(self._last_start, start)
+            self._last_end = max(self._last_end, end)
+        event.update(start_ms=start, end_ms=end)
+        self.emit(event)
+
     def _delegate(self, text: str) -> None:
         did = new_id("deleg")
         waiter = threading.Event()
         with self._lock:
             self._pending[did] = waiter
         self._say(self.script.acknowledgement)
-        self.emit({"type": "session.delegation.created", "offset_ms": self.now_ms,
+        self.emit({"type": "session.delegation.created", "offset_ms": self._last_end,
                    "delegation": {"id": did, "target": "client", "type": "delegation"}})
         waiter.wait(30.0)
         with self._lock:
@@ -554,14 +566,14 @@ class LiveServerSession(BaseSession):
         with self._lock:
             self._speaking = cut
         try:
-            at = self.now_ms
+            at = max(self.now_ms, self._last_end)
             ms = self.script.ms_per_word
             for i, word in enumerate(text.split()):
                 if cut.is_set() or self._closing:
                     return False
-                self.emit({"type": "session.output_transcript.delta",
-                           "delta": word if i == 0 else " " + word,
-                           "start_ms": at + i * ms, "end_ms": at + (i + 1) * ms})
+                self._timed({"type": "session.output_transcript.delta",
+                             "delta": word if i == 0 else " " + word},
+                            at + i * ms, at + (i + 1) * ms)
                 audio = self._from_24k(tone(ms, 330.0 + 40 * (i % 3), 0.2))
                 self.emit({"type": "session.output_audio.delta",
                            "delta": base64.b64encode(audio).decode("ascii")})
