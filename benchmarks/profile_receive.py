@@ -45,7 +45,7 @@ def report(prof: cProfile.Profile, n: int, title: str, top: int) -> None:
     stats = pstats.Stats(prof, stream=out)
     rows = []
     total = 0.0
-    for (file, line, name), (cc, nc, tt, ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for (file, line, name), (_cc, nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         total += tt
         rows.append((tt, nc, f"{Path(file).name}:{line}({name})"))
     rows.sort(reverse=True)
@@ -64,9 +64,8 @@ def main() -> None:
     if args.core:
         core_install()
     import realtime_sync as rs
-    from realtime_sync._core import dispatch, transport
-
     from benchmarks._servers import BenchServer
+    from realtime_sync._core import dispatch, transport
 
     net: List[cProfile.Profile] = []
     disp: List[cProfile.Profile] = []

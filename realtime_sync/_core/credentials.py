@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from typing import Any, Optional, Set, Tuple
+from typing import Any, Optional, Set, Tuple, Union
 
 __all__ = ["register", "redact", "redact_frame", "redact_obj", "mask", "protect_loggers",
            "is_secret_header", "contains_secret"]
@@ -91,13 +91,10 @@ def redact(text: str) -> str:
     return text
 
 
-def contains_secret(data: bytes) -> bool:
+def contains_secret(data: Union[bytes, bytearray]) -> bool:
     """True when a registered secret occurs in ``data`` (received bytes: a whole read buffer
     is searched once, so the frames inside a clean buffer need no search of their own)."""
-    for anchor, raw in _encoded:
-        if (not anchor or anchor in data) and raw in data:
-            return True
-    return False
+    return any((not anchor or anchor in data) and raw in data for anchor, raw in _encoded)
 
 
 def redact_frame(data: Any) -> Any:

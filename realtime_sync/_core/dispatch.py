@@ -271,10 +271,10 @@ class Router:
             if self._shut:
                 self._drop_locked(1, closing=True)
                 return
-            queue = self._queue
-            if len(queue) >= self._queue_size and not self._wait_for_room(block):
+            if len(self._queue) >= self._queue_size and not self._wait_for_room(block):
                 self._drop_locked(1, closing=self._releasing or self._stopping)
                 return
+            queue = self._queue  # (the dispatcher swaps in a new one while we wait for room)
             queue.append(event)
             size = len(queue)
             if size > self.high_water:

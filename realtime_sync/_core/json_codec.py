@@ -38,7 +38,7 @@ try:  # pragma: no cover - depends on the environment
 
     BACKEND = "orjson"
 except ImportError:  # pragma: no cover
-    _scan = json.JSONDecoder().scan_once  # the C scanner behind json.loads
+    _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's scanner
 
     def _loads(data: Union[str, bytes]) -> Any:
         """``json.loads`` without its wrappers for the common case (a UTF-8 object with no

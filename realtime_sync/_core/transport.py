@@ -26,7 +26,6 @@ websocket-client internals relied on (checked by ``tests/test_hostile_network.py
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import logging
 import os
@@ -177,6 +176,8 @@ def parse_retry_after(value: Any) -> Optional[float]:
     except ValueError:
         pass
     try:
+        import email.utils  # on first use: keeps ``import realtime_sync`` light
+
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
