@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -144,6 +145,20 @@ def measure(srv: BenchServer, rounds: int = 3, n: Dict[str, int] = DEFAULT_N,
                 out[kind][name].append(rate)
                 log(f"  receive {kind:5s} round {r + 1} {name:13s} {rate:10,.0f} events/s")
     return out
+
+
+def run_isolated(rounds: int = 3, core: bool = True, tree: Optional[Path] = None,
+                 scale: float = 1.0) -> Dict[str, Dict[str, List[float]]]:
+    """:func:`measure` in a fresh interpreter (``--core``: the core install; ``tree``: another
+    checkout's ``realtime_sync``), against its own benchmark server."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--json", "--rounds", str(rounds),
+           "--scale", str(scale)]
+    if core:
+        cmd.append("--core")
+    if tree is not None:
+        cmd += ["--tree", str(tree)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(out.stdout.strip().splitlines()[-1])["rates"]  # type: ignore[no-any-return]
 
 
 def main() -> None:
