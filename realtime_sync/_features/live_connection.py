@@ -70,14 +70,6 @@ def live_url(url: Optional[str] = None) -> str:
     return urlunsplit(parts._replace(path=path, query=urlencode(query)))
 
 
-class _LiveEndpoint(Endpoint):
-    """The shared endpoint (key, headers, cleartext checks) with the URL left as given."""
-
-    @staticmethod
-    def _build_url(url: str, model: Optional[str], intent: Optional[str]) -> str:
-        return url
-
-
 class LiveConnection:
     """The socket of one Live session with its threads, handlers and waits (no reconnect).
 
@@ -105,8 +97,10 @@ class LiveConnection:
     ) -> None:
         if marshal is not None and not callable(marshal):
             raise TypeError("marshal must be callable: marshal(fn) runs fn on another thread")
-        self._endpoint = _LiveEndpoint(url=live_url(url), api_key=api_key, headers=headers,
-                                       allow_insecure=allow_insecure)
+        url = live_url(url)
+        self._endpoint = Endpoint(url=url, api_key=api_key, headers=headers,
+                                  allow_insecure=allow_insecure)
+        self._endpoint.url = url  # the shared key, header and cleartext rules; no ?model=
         self._transport_options: Dict[str, Any] = dict(
             backoff=None, ping_interval=ping_interval, ping_timeout=ping_timeout,
             sslopt=sslopt, open_timeout=open_timeout, max_frame_size=max_frame_size)
