@@ -5,18 +5,11 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-<<<<<<< HEAD
-from typing import Any, Optional, Set
+from typing import Any, Optional, Set, Tuple, Union
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = ["register", "redact", "redact_frame", "redact_obj", "mask", "mask_url",
-           "protect_loggers", "is_secret_header"]
-=======
-from typing import Any, Optional, Set, Tuple, Union
-
-__all__ = ["register", "redact", "redact_frame", "redact_obj", "mask", "protect_loggers",
-           "is_secret_header", "contains_secret"]
->>>>>>> main
+           "protect_loggers", "is_secret_header", "contains_secret"]
 
 _lock = threading.Lock()
 _secrets: Set[str] = set()
@@ -91,8 +84,9 @@ def is_secret_header(name: str) -> bool:
 
 def mask_url(url: str) -> str:
     """``url`` for display: user info (``user:KEY@``) and the values of query parameters
-    named like credentials (``api_key=``, ``token=``...) become ``***``; each of them is
-    registered as a secret too, so that :func:`redact` hides it wherever else it appears.
+    named like credentials (``api_key=``, ``token=``...) become ``***``; the password (or a
+    lone user name) and those values are registered as secrets too, so that :func:`redact`
+    hides them wherever else they appear.
     Any thread."""
     try:
         parts = urlsplit(url)
@@ -101,9 +95,10 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
-        for piece in (userinfo, *userinfo.split(":", 1)):
-            register(piece)
-            register(unquote(piece))
+        user, colon, password = userinfo.partition(":")
+        secret = password if colon else user  # a user name alone may be a token
+        register(secret)
+        register(unquote(secret))
         netloc = f"***@{hostport}"
     query = parts.query
     if query:
