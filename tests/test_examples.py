@@ -88,6 +88,8 @@ def test_stream_wav_offline():
     out = run(str(EXAMPLES / "stream_wav.py"), "--local", timeout=300)
     assert out.returncode == 0, out.stderr
     assert words(out.stdout)[:2] == ["hello", "world"], out.stdout
+    # the example lets the engine import CTranslate2 itself (issue 22, item 9)
+    assert "ctranslate2" not in out.stderr and "WARNING" not in out.stderr, out.stderr
 
 
 @pytest.mark.audio_device
