@@ -234,7 +234,7 @@ def _join_prompt(prompt: Optional[str], context: Optional[str]) -> Optional[str]
     return " ".join(parts) or None
 
 
-def _check_partial_model(name: Any) -> Optional[str]:
+def check_partial_model(name: Any) -> Optional[str]:
     """Validate ``partial_model``; return the model to load (None: partials off)."""
     if name is None:
         return None
@@ -342,7 +342,7 @@ class WhisperRecognizer:
         if stable_rule not in STABLE_RULES:
             raise ConfigurationError(
                 f"stable_rule must be one of {', '.join(STABLE_RULES)}, not {stable_rule!r}")
-        draft = _check_partial_model(partial_model)
+        draft = check_partial_model(partial_model)
         if not partials and partial_model not in (PARTIAL_MODEL_AUTO, None) \
                 and draft is not None:
             raise ConfigurationError(
@@ -998,7 +998,7 @@ def local_engine(
         resolve_builtin(name)
     elif not os.path.isdir(name) and (os.sep in name or name.startswith(".")):
         raise ConfigurationError(f"model directory {name!r} does not exist")
-    draft = _check_partial_model(partial_model)
+    draft = check_partial_model(partial_model)
     if draft in BUILTIN_MODELS:
         resolve_builtin(draft)
     recognizer = WhisperRecognizer(name, partial_model=partial_model, **recognizer_options)
