@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Type
 
 from .errors import ConfigurationError, RealtimeSyncError
 
@@ -69,18 +69,28 @@ def connect(cluster: str) -> Tuple[Any, bool]:
     """
     if not isinstance(cluster, str) or not cluster.strip():
         raise ValueError(f"cluster must be a Ray address, 'auto' or 'local', not {cluster!r}")
-    if cluster == "local":
+    hostport = _host_port(cluster)
+    loopback = cluster == "local" or (hostport is not None and _is_loopback(hostport[0]))
+    if loopback:
         # before Ray is imported: its node address then stays on the loopback interface
-        # (else it picks the machine's external one) and nothing reports usage
+        # (else Ray swaps 127.0.0.1 for the machine's external address) and nothing reports
+        # usage
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = _import_ray()
     if ray.is_initialized():
         return ray, False
+    if loopback:
+        with contextlib.suppress(AttributeError):  # Ray imported before the variable was set
+            ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
+    if hostport is not None:  # Ray itself would retry for minutes
+        try:
+            socket.create_connection(hostport, timeout=10).close()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot reach the Ray cluster at {cluster}: "
+                                     f"{exc.strerror or exc}") from None
     try:
         if cluster == "local":
-            with contextlib.suppress(AttributeError):  # Ray imported before the variable
-                ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING)
         else:
@@ -90,6 +100,29 @@ def connect(cluster: str) -> Tuple[Any, bool]:
         raise ConfigurationError(
             f"cannot reach the Ray cluster at {cluster}: {first}") from None
     return ray, True
+
+
+def _host_port(address: str) -> Optional[Tuple[str, int]]:
+    """``(host, port)`` of ``ray://host:port`` or ``host:port``; None for auto/local."""
+    if address in ("auto", "local"):
+        return None
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigurationError(f"cannot reach the Ray cluster at {address}: give "
+                                 "host:port, ray://host:port, auto or local")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -171,8 +204,18 @@ def run_on_cluster(cluster: str, todo: List[int], names: List[str], results: Lis
     """Transcribe the files ``todo`` (indices into ``names``) on Ray actors, calling
     ``finish(index, transcript, error)`` once per file on the calling thread. Ctrl-C kills
     the actors and is raised again."""
+    callbacks = sorted(k for k, v in options.items() if callable(v))
+    if callbacks:
+        raise ValueError(f"{', '.join(callbacks)} would run inside the Ray actors, not here: "
+                         "with cluster, use on_result")
     ray, started = connect(cluster)
     try:
+        try:
+            ray.cloudpickle.dumps((server, options))
+        except Exception as exc:  # noqa: BLE001 - TypeError, PicklingError, ...
+            raise TypeError(f"server= cannot be sent to the Ray actors ({_first_line(exc)}): "
+                            "pass a recipe such as OfflineEngine(...) or a function that "
+                            "builds the server inside the actor") from None
         if todo:
             _Run(ray, todo, names, results, finish, jobs, server, upload, retries, timeout,
                  realtime, options).run()
@@ -260,7 +303,7 @@ class _Run:
                 return
         self.busy[actor.transcribe.remote(path, data)] = (actor, index)
 
-    def _started(self, ref: Any, ray_error: type) -> None:
+    def _started(self, ref: Any, ray_error: Type[BaseException]) -> None:
         actor = self.starting.pop(ref)
         try:
             why = self.ray.get(ref)
@@ -275,7 +318,8 @@ class _Run:
             return
         self.idle.append(actor)
 
-    def _returned(self, ref: Any, ray_error: type, task_error: type) -> None:
+    def _returned(self, ref: Any, ray_error: Type[BaseException],
+                  task_error: Type[BaseException]) -> None:
         actor, index = self.busy.pop(ref)
         try:
             status, value = self.ray.get(ref)

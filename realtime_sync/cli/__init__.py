@@ -7,7 +7,8 @@
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
                              [--no-vad [--commit-every S]] [--reconnect-timeout S]
                              [--allow-insecure] [--realtime]
-    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
+    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR] [--resume]
+                             [--cluster ADDRESS|auto|local [--cluster-upload]]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync serve [--host H] [--port P] [--local]
@@ -62,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--jobs", "-j", type=_positive_int, default=None,
                    help="with several files: how many to transcribe at once (default 2); "
                         "--format srt|vtt|jsonl or --output DIR writes one caption file each")
+    t.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="transcribe the files on Ray actors: a Ray address (ray://head:10001),"
+                        " auto (the cluster this machine belongs to) or local (a Ray instance "
+                        "here); needs pip install \"realtime-sync[ray]\"")
+    t.add_argument("--cluster-upload", action="store_true",
+                   help="with --cluster: send the files' bytes to the workers (else they open "
+                        "the paths, which must be on storage every node shares)")
+    t.add_argument("--resume", action="store_true",
+                   help="with several files and --format/--output: skip the files whose "
+                        "caption file already exists (caption files are written whole)")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
@@ -332,8 +343,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     )
 
     files = list(args.file or [])
-    if len(files) > 1 or (files and args.jobs is not None):
+    if len(files) > 1 or (files and (args.jobs is not None or args.cluster or args.resume)):
         return _transcribe_many(args, files)
+    if args.cluster_upload:
+        raise UsageError("--cluster-upload goes with --cluster")
     args.file = files[0] if files else None
     if bool(args.file) == bool(args.mic):
         raise UsageError("give an audio FILE or --mic (one of them)")
@@ -402,19 +415,28 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
     input order, one line per failed file on stderr; exit code 1 when any failed."""
-    from ..batch import transcribe_files
+    from ..batch import BatchInterrupted, OfflineEngine, transcribe_files
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
+    if args.cluster_upload and not args.cluster:
+        raise UsageError("--cluster-upload goes with --cluster")
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
     captions = None
     if args.output or (args.format and args.format != "text"):
         captions = args.format or "text"
+    if args.resume and captions is None:
+        raise UsageError("--resume needs caption files: add --format srt|vtt|jsonl|text or "
+                         "--output DIR")
     failed = []
 
     def on_result(result: Any) -> None:
-        if not result.ok:
+        if isinstance(result.error, KeyboardInterrupt):
+            return  # not started or stopped by Ctrl-C: counted in the summary
+        if result.skipped:
+            print(f"{result.path} -> {result.output} (already done)", flush=True)
+        elif not result.ok:
             failed.append(result.path)
             message = str(result.error).splitlines()[0] if str(result.error) else \
                 type(result.error).__name__
@@ -426,12 +448,26 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             print(result.transcript.text, flush=True)
 
     with contextlib.ExitStack() as stack:
-        options = _endpoint_options(args, stack)
-        transcribe_files(
-            files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
-            on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
-            turn_detection=None if args.no_vad else "auto",
-            **_transcription_options(args, args.input_format, language, languages), **options)
+        # --local: the offline engine in this process, or in every actor with --cluster
+        server = OfflineEngine(args.model) if args.local else None
+        if server is not None and not logger.isEnabledFor(logging.DEBUG):
+            # as _local_server: the client reports failed turns in one line
+            logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
+        options = {} if args.local else _endpoint_options(args, stack)
+        try:
+            transcribe_files(
+                files, jobs=args.jobs or (None if args.cluster else 2), captions=captions,
+                output_dir=args.output, on_result=on_result, realtime=args.realtime,
+                server=server, cluster=args.cluster, upload=args.cluster_upload,
+                resume=args.resume, model=_transcription_model(args),
+                turn_detection=None if args.no_vad else "auto",
+                **_transcription_options(args, args.input_format, language, languages),
+                **options)
+        except BatchInterrupted as exc:
+            done = sum(1 for r in exc.results if r.ok)
+            sys.stderr.write(f"\nrealtime-sync: interrupted: {done} of {len(files)} files "
+                             "finished\n")
+            return 130
     if failed:
         sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
     return 1 if failed else 0
