@@ -64,6 +64,7 @@ from .events import (
     LibraryEvents,
     new_event_id,
 )
+from .models import warn_if_retired_options
 
 __all__ = ["RealtimeClient"]
 
@@ -137,6 +138,9 @@ class RealtimeClient:
             neither ``model`` nor ``intent`` is given; see :mod:`realtime_sync.models`). A model
             with an announced shutdown logs one warning per process naming the replacement.
         intent: ``"transcription"`` for a transcription session (no model in the URL).
+        call_id: join the session of an incoming SIP call that was accepted with the
+            ``openai`` SDK's ``client.realtime.calls.accept(call_id, ...)`` (sent as
+            ``?call_id=``; no model in the URL unless ``model`` is given).
         session: a session config sent as ``session.update`` once connected, remembered and
             re-sent after every reconnect.
         headers: extra handshake headers, or a callable returning them (per attempt).
@@ -185,9 +189,11 @@ class RealtimeClient:
         proxy_type: Optional[str] = None,
         open_timeout: float = 10.0,
         max_frame_size: int = MAX_FRAME_BYTES,
+        call_id: Optional[str] = None,
     ) -> None:
         if session is not None and not isinstance(session, Mapping):
             raise TypeError("session must be a dict (the session object of session.update)")
+        warn_if_retired_options(session)
         if marshal is not None and not callable(marshal):
             raise TypeError("marshal must be callable: marshal(fn) runs fn on another thread")
         if isinstance(reconnect, Backoff):
@@ -211,7 +217,7 @@ class RealtimeClient:
         self._endpoint = Endpoint(
             url=url, api_key=api_key, model=model, intent=intent, headers=headers,
             azure_endpoint=azure_endpoint, azure_deployment=azure_deployment,
-            allow_insecure=allow_insecure,
+            allow_insecure=allow_insecure, call_id=call_id,
         )
         proxy: Dict[str, Any] = {}
         if http_proxy_host:
@@ -371,7 +377,7 @@ class RealtimeClient:
             self._transport = Transport(
                 resolve=self._endpoint.resolve,
                 on_open=self._on_open,
-                on_frame=self._on_frame,
+                on_frame=self._on_redacted_frame,
                 on_closed=self._on_closed,
                 on_reconnecting=self._on_reconnecting,
                 on_stopped=self._on_stopped,
@@ -501,10 +507,13 @@ class RealtimeClient:
         """
         self._router.raise_strict()
         type_, event_id, event, data = self._encode(event)
-        if type_ == "session.update":
+        if type_ == "response.create":
+            warn_if_retired_options(event.get("response"))
+        elif type_ == "session.update":
             session = event.get("session")
             if not isinstance(session, Mapping):
                 raise ValueError("session.update needs a 'session' object")
+            warn_if_retired_options(session)
             # recorded before sending (the answer may come first); remembered for the
             # reconnect replay only once the server applied it (session.updated)
             entry = (event_id, copy.deepcopy(dict(session)), data)
@@ -878,7 +887,12 @@ class RealtimeClient:
         logger.debug("upgraded: %s", self.url)
 
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        data = _secrets.redact_frame(data)  # a key the server echoes never reaches anyone
+        """One received frame (network thread): its secrets masked, then parsed and routed."""
+        self._on_redacted_frame(_secrets.redact_frame(data), binary)
+
+    def _on_redacted_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        """A frame in which the transport already masked every registered secret (a key the
+        server echoes never reaches anyone): parse and route it (network thread)."""
         if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return

@@ -20,13 +20,14 @@ reported as a :class:`CloseCause`.
 
 websocket-client internals relied on (checked by ``tests/test_hostile_network.py``): the
 ``dispatcher`` hook of ``run_forever`` (``read``/``buffwrite``), ``WebSocket.lock``,
-``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``, and
-``WebSocketBadStatusException.status_code``/``resp_headers``.
+``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``,
+``WebSocketBadStatusException.status_code``/``resp_headers``, and the handshake reading the
+``header`` option by iteration once per request it writes, redirects included, after setting
+``WebSocket.handshake_response`` (checked by ``tests/test_hostile_secrets.py``).
 """
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import logging
 import os
@@ -47,6 +48,7 @@ from ..errors import NotConnectedError
 from . import credentials as _secrets
 from . import wire as _wire
 from .backoff import Backoff
+from .endpoint import same_origin
 
 __all__ = ["Transport", "Closed", "CloseCause", "SendQueue", "NET_THREAD", "RECONNECT_CODES",
            "FATAL_CODES", "TRANSIENT_HTTP_STATUSES"]
@@ -177,6 +179,8 @@ def parse_retry_after(value: Any) -> Optional[float]:
     except ValueError:
         pass
     try:
+        import email.utils  # on first use: keeps ``import realtime_sync`` light
+
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
@@ -191,6 +195,48 @@ def parse_retry_after(value: Any) -> Optional[float]:
 
 class FrameTooLarge(websocket.WebSocketProtocolException):
     """A frame (or a fragmented message) announced more bytes than ``max_frame_size``."""
+
+
+class RedirectRefused(websocket.WebSocketException):
+    """The server redirected the handshake to another origin (fatal: never followed)."""
+
+
+class _HandshakeHeaders:
+    """The header lines of one connection attempt, as websocket-client reads them for each
+    request it makes: the first request, and each redirect it follows (3xx + ``Location``).
+
+    A redirect is followed only to the same origin (scheme, host and port), where the
+    cleartext and host rules already checked still hold; one to any other origin raises
+    :class:`RedirectRefused` before the request is written, so the key never goes there.
+    Costs nothing per frame: it is read during the handshake only.
+    """
+
+    def __init__(self, lines: List[str], same_origin: Callable[[str], bool],
+                 response: Callable[[], Any]) -> None:
+        self._lines = lines
+        self._same_origin = same_origin
+        self._response = response  # the WebSocket's last handshake response (the 3xx)
+        self._requests = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._lines)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._lines
+
+    def __iter__(self) -> Any:
+        self._requests += 1
+        if self._requests > 1:  # websocket-client is following a redirect
+            response = self._response()
+            status = getattr(response, "status", None)
+            location = str((getattr(response, "headers", None) or {}).get("location", ""))
+            if not self._same_origin(location):
+                raise RedirectRefused(
+                    f"the server redirected the handshake (HTTP {status}) to "
+                    f"{_secrets.mask_url(location) or 'nowhere'}, another origin: redirects "
+                    "are followed only within the same scheme, host and port, so that the "
+                    "key never goes elsewhere (connect to that URL directly if you trust it)")
+        return iter(self._lines)
 
 
 class _NoLock:
@@ -347,20 +393,24 @@ _handshake_timeout = _HandshakeTimeout()
 
 
 class _RxBuffer:
-    """Buffered reads for websocket-client's frame parser (installed as ``frame_buffer.recv``).
+    """Buffered reads for websocket-client's frame parser (installed as ``frame_buffer.recv``),
+    and the fast path that parses whole text frames out of the buffer itself.
 
     websocket-client reads each frame with two or three ``recv`` calls sized to the header and
     payload; this reads up to :data:`RX_CHUNK` bytes at once and serves those calls from memory,
     so a burst of events costs one system call (and one GIL release) per chunk, not per frame.
+    Each chunk is searched once for a registered secret (``clean``): frames that lie inside a
+    clean chunk need no search of their own.
     """
 
-    __slots__ = ("_recv", "_buf", "_pos", "_t")
+    __slots__ = ("_recv", "_buf", "_pos", "_t", "clean")
 
     def __init__(self, recv: Callable[[int], bytes], transport: Transport) -> None:
         self._recv = recv
         self._buf = b""
         self._pos = 0
         self._t = transport
+        self.clean = True
 
     def pending(self) -> bool:
         """True when bytes are buffered (the next frame may be parsed without waiting)."""
@@ -379,11 +429,42 @@ class _RxBuffer:
             if len(buf) <= bufsize:
                 self._buf, self._pos = b"", 0
                 return buf
+            self.clean = not _secrets.contains_secret(buf)
             self._buf, self._pos = buf, bufsize
             return buf[:bufsize]
         end = pos + bufsize
         self._pos = end
         return buf[pos:end]
+
+    def take_text_frames(self, deliver: Callable[[bytes, bool], None], limit: int) -> None:
+        """Hand each whole, unfragmented, unmasked text frame at the head of the buffer to
+        ``deliver(payload, clean)``, oldest first; stop at anything else (a control frame, a
+        fragment, a frame over ``limit`` or one that is not complete yet), which is left for
+        websocket-client's parser. Network thread, between frames only."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        clean = self.clean
+        while pos + 2 <= end and buf[pos] == 0x81:  # FIN, no RSV bits, text
+            n = buf[pos + 1]
+            if n < 126:
+                start = pos + 2
+            elif n == 126:
+                start = pos + 4
+                if start > end:
+                    return
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+            elif n == 127:
+                start = pos + 10
+                if start > end:
+                    return
+                n = int.from_bytes(buf[pos + 2:start], "big")
+            else:  # masked: a protocol error websocket-client reports
+                return
+            stop = start + n
+            if stop > end or n > limit:
+                return
+            self._pos = pos = stop
+            deliver(buf[start:stop], clean)
 
 
 class _ReadLoop:
@@ -418,13 +499,18 @@ class _ReadLoop:
         sel.register(t._wake_r, selectors.EVENT_READ)
         pending = getattr(sock, "pending", None)
         rx = t._rx
+        deliver = t._deliver_text
+        limit = t.max_frame_size
         burst = 0
         try:
             while app.keep_running:
                 if rx is not None and rx.pending():
-                    # a burst: parse what is buffered; ticks run when the buffer drains, and
-                    # every 64 frames of an endless stream (close() and stall checks)
-                    if not read_callback():
+                    # a burst: whole text frames straight from the buffer, anything else through
+                    # websocket-client's parser; ticks run when the buffer drains, and every 64
+                    # passes of an endless stream (close() and stall checks)
+                    if not t._in_message:
+                        rx.take_text_frames(deliver, limit)
+                    if rx.pending() and not read_callback():
                         return
                     burst += 1
                     if burst & 63 == 0 and self._teardown_due(time.monotonic(), read_callback):
@@ -470,7 +556,8 @@ class Transport:
     """Runs the connection on ``realtime-sync-net``; reconnects by the given policy.
 
     Callbacks (all run on the network thread): ``resolve()`` → (url, header lines) per attempt;
-    ``on_open()``; ``on_frame(data, is_binary)`` for every data frame; ``on_closed(Closed) ->
+    ``on_open()``; ``on_frame(data, is_binary)`` for every data frame (every registered secret
+    already masked in it); ``on_closed(Closed) ->
     bool`` after each connection (return False to stop reconnecting);
     ``on_reconnecting(attempt, delay, Closed)``; ``on_stopped(Closed)`` once at the end;
     ``on_protocol_error(message, length)`` when the server broke the framing rules.
@@ -533,6 +620,7 @@ class Transport:
         self._restart_deadline: Optional[float] = None
         self._send_progress: Optional[float] = None
         self._message_bytes = 0
+        self._in_message = False
         self._handshake_timeout_set = False
         # silence allowed before the connection counts as dead (a ping goes out half-way)
         self.liveness_timeout: Optional[float] = (
@@ -753,9 +841,13 @@ class Transport:
             info.extra["fatal"] = True
             info.cause = CloseCause.HANDSHAKE_FAILED
             return info
+        app: websocket.WebSocketApp
+        guarded = _HandshakeHeaders(
+            headers, lambda location: same_origin(location, url),
+            lambda: getattr(getattr(app, "sock", None), "handshake_response", None))
         app = websocket.WebSocketApp(
             url,
-            header=headers,
+            header=guarded,  # type: ignore[arg-type]  # an iterable of lines, read per request
             on_open=self._cb_open,
             on_data=self._cb_data,
             on_error=self._cb_error,
@@ -767,6 +859,7 @@ class Transport:
         now = time.monotonic()
         self._last_ping = self._last_rx = now
         self._message_bytes = 0
+        self._in_message = False
         kwargs: Dict[str, Any] = dict(
             sslopt=self.sslopt or None,
             skip_utf8_validation=True,  # json parsing validates the text anyway
@@ -837,6 +930,7 @@ class Transport:
                 self._too_large(f"a frame announcing {total} bytes (max_frame_size is {limit})",
                                 total)
             self._message_bytes = 0 if fin else total
+            self._in_message = not fin  # a fragmented message: no fast path until its end
 
         return guarded
 
@@ -862,8 +956,14 @@ class Transport:
 
     def _cb_data(self, app: websocket.WebSocketApp, data: Union[str, bytes], opcode: int,
                  fin: Any) -> None:
-        self._last_rx = time.monotonic()
-        self._on_frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
+        """A frame websocket-client parsed (the slow path: control frames around it, a
+        fragmented message, a frame split over two reads)."""
+        self._on_frame(_secrets.redact_frame(data), opcode == websocket.ABNF.OPCODE_BINARY)
+
+    def _deliver_text(self, payload: bytes, clean: bool) -> None:
+        """A text frame from the fast path (network thread); ``clean``: its read buffer holds
+        no registered secret."""
+        self._on_frame(payload if clean else _secrets.redact_frame(payload), False)
 
     def _cb_error(self, app: websocket.WebSocketApp, error: Any) -> None:
         info = self._closed_info
@@ -884,6 +984,10 @@ class Transport:
             info.code = code
         if isinstance(error, (ssl.SSLError, ssl.CertificateError)):
             info.extra["fatal"] = True
+        if isinstance(error, RedirectRefused):  # following it again would redirect again
+            info.extra["fatal"] = True
+            info.cause = CloseCause.HANDSHAKE_REFUSED
+            info.reason = str(error)
         if isinstance(error, websocket.WebSocketBadStatusException):
             status = error.status_code
             info.http_status = status

@@ -20,6 +20,7 @@ except ImportError:  # one line naming the extra, not a traceback deep in the se
 
 from ._config import SessionError, apply_update, default_session
 from ._engine import SileroVad, WhisperRecognizer, local_engine
+from ._live import LiveScript, LiveServerSession
 from ._recognizer import (
     Recognizer,
     ScriptedRecognizer,
@@ -32,6 +33,7 @@ from ._responses import (
     Audio,
     EchoResponder,
     FunctionCall,
+    McpCall,
     Output,
     Responder,
     ResponseRequest,
@@ -73,6 +75,7 @@ __all__ = [
     "Text",
     "Audio",
     "FunctionCall",
+    "McpCall",
     "Output",
     "SessionError",
     "apply_update",
@@ -88,4 +91,6 @@ __all__ = [
     "WhisperTranslator",
     "local_translator",
     "offline_translator",
+    "LiveScript",
+    "LiveServerSession",
 ]

@@ -22,8 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 from websockets.sync.server import Server, ServerConnection, serve
 
+from ._live import LiveScript, LiveServerSession
 from ._recognizer import Recognizer, ScriptedRecognizer
 from ._responses import EchoResponder, Responder
+from ._rest import RestApi, RestFront
 from ._session import ServerOptions, Session, new_id
 from ._translation import ScriptedTranslator, TranslationEngine, TranslationSession
 from ._vad import Vad, default_vad_factory
@@ -160,6 +162,10 @@ class RealtimeServer:
         after: ``hook(connection, event)`` run after the default handling.
         translator: the engine of the translation protocol at ``/v1/realtime/translations``
             (default :class:`ScriptedTranslator`).
+        live: the scripted model of the Live API at ``/v1/live/sessions`` (default
+            :class:`LiveScript`; user transcripts come from ``recognizer``).
+        rest: also serve the REST endpoints the ``openai`` SDK calls for client secrets and
+            SIP calls, on :attr:`http_url` (a second port); :meth:`ring` makes a SIP call ring.
 
     ``start()``/``stop()`` may be called from any thread; use it as a context manager.
     """
@@ -182,6 +188,8 @@ class RealtimeServer:
         before: Optional[Hook] = None,
         after: Optional[Hook] = None,
         translator: Optional[TranslationEngine] = None,
+        live: Optional[LiveScript] = None,
+        rest: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -196,6 +204,7 @@ class RealtimeServer:
         self.after = after
         self.translator: TranslationEngine = (translator if translator is not None
                                               else ScriptedTranslator())
+        self.live: LiveScript = live if live is not None else LiveScript()
         self._ws_args: Dict[str, Any] = dict(ping_interval=ping_interval,
                                              ping_timeout=ping_timeout,
                                              close_timeout=close_timeout, max_size=max_size,
@@ -209,6 +218,8 @@ class RealtimeServer:
         self._stalls: List[threading.Thread] = []
         self._handlers: List[threading.Thread] = []  # connection threads, joined by stop()
         self._stopping = threading.Event()
+        self.rest: Optional[RestApi] = RestApi(api_key) if rest else None
+        self._rest_front: Optional[RestFront] = None
 
     def __repr__(self) -> str:
         return f"<RealtimeServer {self.url if self._server else 'stopped'}>"
@@ -231,8 +242,25 @@ class RealtimeServer:
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name=f"rs-server-accept-{self.port}", daemon=True)
         self._thread.start()
+        if self.rest is not None:
+            self._rest_front = RestFront(self.rest, self.host)
         log.info("local realtime server listening on %s", self.url)
         return self
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port/v1``, the REST base URL for ``openai.OpenAI(base_url=...)``
+        (a server made with ``rest=True``, after :meth:`start`)."""
+        if self._rest_front is None:
+            raise RuntimeError("no REST endpoints on this server: use RealtimeServer(rest=True)")
+        return self._rest_front.url
+
+    def ring(self) -> str:
+        """An incoming SIP call, as OpenAI's ``realtime.call.incoming`` webhook announces one;
+        returns its ``call_id`` for ``calls.accept`` (``rest=True`` servers; any thread)."""
+        if self.rest is None:
+            raise RuntimeError("SIP calls need RealtimeServer(rest=True)")
+        return self.rest.ring()
 
     @property
     def url(self) -> str:
@@ -246,6 +274,9 @@ class RealtimeServer:
             return
         self._stopping.set()
         deadline = time.monotonic() + timeout
+        front, self._rest_front = self._rest_front, None
+        if front is not None:
+            front.stop(timeout)
         with self._lock:
             stalls = list(self._stalls)
         for thread in stalls:
@@ -299,7 +330,7 @@ class RealtimeServer:
 
     def _process_request(self, ws: ServerConnection, request: Any) -> Any:
         path = urlsplit(request.path).path.rstrip("/")
-        if not path.endswith(("/realtime", "/realtime/translations")):
+        if not path.endswith(("/realtime", "/realtime/translations", "/live/sessions")):
             return ws.respond(404, "Not Found: the Realtime API lives at /v1/realtime\n")
         return None
 
@@ -382,7 +413,8 @@ class RealtimeServer:
                          "Authorization header using Bearer auth (i.e. Authorization: Bearer "
                          "YOUR_KEY).")
             return None
-        if self.api_key is not None and key != self.api_key:
+        secret = self.rest.secret(key) if self.rest is not None else None
+        if self.api_key is not None and key != self.api_key and secret is None:
             self._refuse(ws, 3000, "invalid_api_key", "Incorrect API key provided.")
             return None
         if "realtime=v1" in headers.get("OpenAI-Beta", "") or any(
@@ -391,8 +423,27 @@ class RealtimeServer:
                          "The Realtime Beta API is no longer supported. Please use /v1/realtime "
                          "for the GA API.")
             return None
+        if urlsplit(request.path).path.rstrip("/").endswith("/live/sessions"):
+            live = LiveServerSession(self.live, self.options.recognizer,
+                                     self.options.vad_factory, self.options.session_duration,
+                                     conn._send_text, conn.close)
+            conn.session = live
+            return live  # type: ignore[return-value]
         intent = query.get("intent")
         model = query.get("model") or query.get("deployment")
+        preset = secret.update if secret is not None else None
+        if secret is not None:
+            model = model or secret.session.get("model")
+            intent = intent or ("transcription" if secret.session.get("type") == "transcription"
+                                else None)
+        if "call_id" in query:
+            call = self.rest.call(query["call_id"]) if self.rest is not None else None
+            if call is None or call.status != "accepted" or call.session is None:
+                self._refuse(ws, 4000, "call_not_active",
+                             f"Call '{query['call_id'][:128]}' is not an accepted call.")
+                return None
+            preset, model, intent = call.session, model or call.session.get("model"), None
+            call.on_end.append(lambda: conn.close(1000, "call ended"))
         if urlsplit(request.path).path.rstrip("/").endswith("/translations"):
             if not model:
                 self._refuse(ws, 4000, "missing_model", "Missing required parameter: 'model'.")
@@ -401,6 +452,9 @@ class RealtimeServer:
                                              self.options.session_duration,
                                              conn._send_text, conn.close)
             conn.session = translation
+            if preset is not None and secret is not None \
+                    and secret.session.get("type") == "translation":
+                translation.preset(preset)
             translation.start()
             return translation  # type: ignore[return-value]
         if intent not in (None, "realtime", "transcription"):
@@ -417,6 +471,8 @@ class RealtimeServer:
             return None
         session = Session(kind, model, self.options, conn._send_text, conn.close)
         conn.session = session
+        if preset is not None and preset.get("type", kind) == kind:
+            session.preset(preset)
         session.start()
         return session
 
