@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import TimeoutError
 from .transcription import Transcript
@@ -139,6 +139,37 @@ def _durations(paths: Sequence[str]) -> List[Union[float, BaseException]]:
     return out
 
 
+def _check_batch(paths: Sequence[Union[str, os.PathLike[str]]], jobs: Any,
+                 captions: Optional[str], output_dir: Optional[Union[str, os.PathLike[str]]],
+                 on_result: Any) -> Tuple[List[str], Optional[str]]:
+    """:func:`transcribe_files`' checks, before anything starts: the paths as strings and
+    the caption folder (made).
+
+    Raises:
+        ValueError: ``jobs`` < 1, an unknown caption format, two inputs that would write
+            the same caption file.
+        TypeError: ``on_result`` is not callable.
+    """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, not {jobs!r}")
+    if captions is not None and captions not in _EXTENSIONS:
+        raise ValueError(f"unknown caption format {captions!r}; choose one of "
+                         f"{', '.join(_EXTENSIONS)}")
+    if on_result is not None and not callable(on_result):
+        raise TypeError("on_result must be callable")
+    names = [os.fspath(p) for p in paths]
+    folder = os.fspath(output_dir) if output_dir is not None else None
+    if captions is not None:
+        targets = [os.path.abspath(caption_path(p, captions, folder)) for p in names]
+        clash = next((t for t in targets if targets.count(t) > 1), None)
+        if clash is not None:
+            raise ValueError(f"two inputs would write the same caption file {clash}; "
+                             "give them different names or folders")
+    if folder is not None and captions is not None:
+        os.makedirs(folder, exist_ok=True)
+    return names, folder
+
+
 def transcribe_files(
     paths: Sequence[Union[str, os.PathLike[str]]],
     *,
@@ -178,23 +209,7 @@ def transcribe_files(
     Raises:
         ValueError: ``jobs`` < 1 or an unknown caption format (before anything starts).
     """
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, not {jobs!r}")
-    if captions is not None and captions not in _EXTENSIONS:
-        raise ValueError(f"unknown caption format {captions!r}; choose one of "
-                         f"{', '.join(_EXTENSIONS)}")
-    if on_result is not None and not callable(on_result):
-        raise TypeError("on_result must be callable")
-    names = [os.fspath(p) for p in paths]
-    folder = os.fspath(output_dir) if output_dir is not None else None
-    if captions is not None:
-        targets = [os.path.abspath(caption_path(p, captions, folder)) for p in names]
-        clash = next((t for t in targets if targets.count(t) > 1), None)
-        if clash is not None:
-            raise ValueError(f"two inputs would write the same caption file {clash}; "
-                             "give them different names or folders")
-    if folder is not None and captions is not None:
-        os.makedirs(folder, exist_ok=True)
+    names, folder = _check_batch(paths, jobs, captions, output_dir, on_result)
     results = [FileResult(path=p) for p in names]
     durations = _durations(names)
     todo: queue.Queue[int] = queue.Queue()
