@@ -12,7 +12,7 @@
     realtime-sync devices
     realtime-sync models
     realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+    realtime-sync chat [--live] [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
 FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
@@ -143,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_translate(sub, _add_common)  # realtime-sync translate (its own module)
 
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
-                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
+    c.add_argument("--model", default=None,
+                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL}; with "
+                        "--live gpt-live-1.1)")
+    c.add_argument("--live", action="store_true",
+                   help="OpenAI's Live API (/v1/live/sessions, gpt-live-1.1): full duplex, the "
+                        "grouped transcript printed as it grows")
     c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
     c.add_argument("--device", help="microphone index or name")
     c.add_argument("--output-device", help="speaker index or name")
@@ -672,6 +676,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         else:
             options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        if getattr(args, "live", False):
+            from ._live import run_live_chat
+
+            return run_live_chat(args, **options)
+        args.model = args.model or DEFAULT_CONVERSATION_MODEL
         from ._support import GiveUpAfter
 
         backoff = GiveUpAfter(args.reconnect_timeout)
