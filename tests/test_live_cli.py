@@ -52,7 +52,8 @@ def test_chat_live_needs_a_key_or_local(monkeypatch, capsys):
 
 
 @pytest.mark.audio_device
-def test_live_chat_hears_the_microphone_and_plays_the_answer(rig):
+@pytest.mark.usefixtures("rig")
+def test_live_chat_hears_the_microphone_and_plays_the_answer():
     out = io.StringIO()
     stop = threading.Event()
     codes = []
@@ -83,7 +84,8 @@ def test_live_chat_hears_the_microphone_and_plays_the_answer(rig):
 @pytest.mark.local_engine
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_chat_live_local_runs_offline_end_to_end(rig):
+@pytest.mark.usefixtures("rig")
+def test_chat_live_local_runs_offline_end_to_end():
     pytest.importorskip("faster_whisper")
     proc = subprocess.Popen([sys.executable, "-m", "realtime_sync", "chat", "--live", "--local",
                              "--echo", "headphones"], stdout=subprocess.PIPE,
