@@ -962,9 +962,10 @@ class LiveSession:
                 self._usage = dict(usage)
             changed = self._grouping.finish(time.monotonic() * 1000, "session_closed")
             self._record(changed)
+        self._deliver(changed)  # the last segments reach the callbacks before finish() returns
+        with self._changed:
             self._closed_event = event
             self._changed.notify_all()
-        self._deliver(changed)
         logger.info("Live session closed: %s", event.get("reason"))
         self._call(self._on_closed, self._result())
 
