@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
 from . import models as _models
+from ._core import credentials as _secrets
 from ._core.dispatch import Marshal
 from ._core.endpoint import translation_url
 from ._core.wait import Deadline
@@ -364,7 +365,8 @@ class Translator:
     @property
     def url(self) -> str:
         """The translation URL (never contains the key)."""
-        return self._link.client.url if self._link.client is not None else self._url
+        return self._link.client.url if self._link.client is not None else \
+            _secrets.mask_url(self._url)
 
     def start(self, timeout: Optional[float] = 15) -> Translator:
         """Connect and configure the session; blocks until ``session.updated``.
