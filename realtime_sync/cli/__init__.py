@@ -33,7 +33,7 @@ from typing import Any, List, Optional
 
 from .. import models
 from ..errors import RealtimeSyncError
-from ..models import DEFAULT_TRANSCRIPTION_MODEL
+from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL
 from ._common import (
     Console,
     UsageError,
