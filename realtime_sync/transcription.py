@@ -29,6 +29,7 @@ from typing import (
 from . import models
 from ._core.dispatch import Marshal
 from ._core.wait import Deadline, wait_until
+from ._features.audio_files import open_audio, wav_format
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
 from ._features.ring import AudioRing
@@ -403,6 +404,7 @@ class Transcriber:
             (ServerEvents.TRANSCRIPTION_COMPLETED, self._on_completed),
             (ServerEvents.TRANSCRIPTION_FAILED, self._on_failed),
             (ServerEvents.ERROR, self._on_error),
+            (LibraryEvents.PROTOCOL_ERROR, self._on_protocol_error),
             (LibraryEvents.CONNECTED, self._on_reconnected),
             (LibraryEvents.RECONNECTED, self._on_reconnected),
             (LibraryEvents.DISCONNECTED, self._link.wake),
@@ -821,6 +823,25 @@ class Transcriber:
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
+    def _on_protocol_error(self, event: Event) -> None:
+        """A frame that did not parse, about a turn (``client.protocol_error`` with the
+        ``event_type`` and ``item_id`` read from it): an unreadable ``completed`` or
+        ``failed`` ends the turn as failed and an unreadable ``committed`` commits it, so
+        that the turns after it are not held back (they are delivered in order)."""
+        item_id, type_ = event.get("item_id"), event.get("event_type")
+        if not isinstance(item_id, str) or not item_id:
+            return
+        if type_ == ServerEvents.INPUT_AUDIO_BUFFER_COMMITTED:
+            self._on_committed(Event(type=type_, item_id=item_id))
+        elif type_ in (ServerEvents.TRANSCRIPTION_COMPLETED, ServerEvents.TRANSCRIPTION_FAILED):
+            seg = self._segments.get(item_id)
+            if seg is not None and seg.final:
+                return
+            self._on_failed(Event(type=ServerEvents.TRANSCRIPTION_FAILED, item_id=item_id, error={
+                "type": "protocol_error", "code": "unparsable_event",
+                "message": f"the server's {type_} event could not be read: "
+                           f"{event.get('message')}"}))
+
     def _on_error(self, event: Event) -> None:
         err = event.get("error")
         if not isinstance(err, Mapping):
@@ -867,44 +888,6 @@ def _languages(value: Any) -> Optional[List[str]]:
     return [c for c in codes if isinstance(c, str)]
 
 
-def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
-    """The ``audio_format`` a WAV file is sent in (set in ``options``): G.711 files as they
-    are, PCM files as PCM16 24 kHz.
-
-    Raises:
-        ConfigurationError: ``options["audio_format"]`` does not fit the file.
-    """
-    from .audio._g711 import FORMATS, sniff_wav
-
-    wanted = options.get("audio_format", "pcm")
-    g711 = sniff_wav(path)
-    if g711 is not None:
-        if wanted not in ("pcm", g711):
-            raise ConfigurationError(f"{path} holds {g711!r} (G.711) audio, not {wanted!r}")
-        options["audio_format"] = g711
-    elif wanted in FORMATS and wanted != "pcm":
-        raise ConfigurationError(
-            f"audio_format={wanted!r} needs a G.711 WAV file; {path} is PCM (omit audio_format "
-            "to send it as PCM16 24 kHz, or convert it, e.g. `sox in.wav -e u-law -r 8000 "
-            "out.wav`)")
-    return str(options.get("audio_format", "pcm"))
-
-
-def _open_audio(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
-              options: Dict[str, Any]) -> Any:
-    """The file's source and the frames per read (``options["audio_format"]`` set as by
-    :func:`_wav_format`)."""
-    from .audio import FileSource
-    from .audio._g711 import G711Wav
-
-    if _wav_format(path, options) != "pcm":
-        try:
-            return G711Wav(path, realtime=realtime), 8 * chunk_ms
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-    return FileSource(str(path), realtime=realtime), 24 * chunk_ms
-
-
 def transcribe_file(
     path: Union[str, os.PathLike],
     *,
@@ -935,7 +918,7 @@ def transcribe_file(
     from ._features.progress import progress_bar
 
     deadline = Deadline(timeout)
-    _wav_format(path, options)
+    wav_format(path, options)
     user_final = options.pop("on_final", None)
     bar: Any = None
 
@@ -947,7 +930,7 @@ def transcribe_file(
 
     # bad options fail here, before the file is read
     transcriber = Transcriber(on_final=on_final, **options)
-    source, frames = _open_audio(path, realtime, chunk_ms, options)
+    source, frames = open_audio(path, realtime, chunk_ms, options)
     declared = getattr(source, "declared_duration", None)
     if declared:
         logger.warning("%s is truncated: its header says %.1f s of audio but it holds %.1f s",

@@ -83,6 +83,9 @@ class Closed:
     """The endpoint could not be resolved (a bad key callable or header source): never retried."""
     tls_failed: bool = False
     """The TLS handshake or certificate check failed: never retried."""
+    redirect_refused: bool = False
+    """The server redirected the upgrade to another origin (the key never follows): never
+    retried."""
     gave_up: bool = False
     """The reconnect policy ran out of attempts after this connection."""
 
@@ -95,7 +98,7 @@ class Closed:
     def fatal(self) -> bool:
         """Retrying cannot help: bad credentials, a refused configuration, TLS, or options."""
         return (self.code in FATAL_CODES or self.auth_failed or self.unresolvable
-                or self.tls_failed)
+                or self.tls_failed or self.redirect_refused)
 
     def final_cause(self) -> CloseCause:
         """The cause, inferred from what was seen when nothing set it explicitly."""
