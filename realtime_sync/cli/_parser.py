@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcribe with the embedded offline engine (else a scripted one)")
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
+    _add_engine_options(s)
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 
@@ -59,6 +60,16 @@ def _add_transcribe(sub: Any) -> None:
     t.add_argument("--jobs", "-j", type=_positive_int, default=None,
                    help="with several files: how many to transcribe at once (default 2); "
                         "--format srt|vtt|jsonl or --output DIR writes one caption file each")
+    t.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="transcribe the files on Ray actors: a Ray address (ray://head:10001),"
+                        " auto (the cluster this machine belongs to) or local (a Ray instance "
+                        "here); needs pip install \"realtime-sync[ray]\"")
+    t.add_argument("--cluster-upload", action="store_true",
+                   help="with --cluster: send the files' bytes to the workers (else they open "
+                        "the paths, which must be on storage every node shares)")
+    t.add_argument("--resume", action="store_true",
+                   help="with several files and --format/--output: skip the files whose "
+                        "caption file already exists (caption files are written whole)")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,
@@ -90,6 +101,7 @@ def _add_transcribe(sub: Any) -> None:
                         "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
+    _add_engine_options(t)
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     t.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
@@ -173,6 +185,18 @@ def _seconds(value: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
     return seconds
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--partial-model`` and ``--threads`` of the offline engine (with --local)."""
+    p.add_argument("--partial-model", default=None, metavar="NAME",
+                   help="with --local: the small model for live partial text (drafts; the "
+                        "final text of each turn comes from --model and replaces them): auto "
+                        "(default: tiny.en for English, --model otherwise), tiny.en, base, a "
+                        "model directory, or none (no partial text)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="with --local: decoder threads per decode (per job with --jobs; "
+                        "default: the CPUs divided among the jobs)")
 
 
 def _positive_int(value: str) -> int:
