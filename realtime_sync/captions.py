@@ -32,6 +32,7 @@ __all__ = [
     "format_for_path",
     "split_cues",
     "FORMATS",
+    "FORMAT_EXTENSIONS",
 ]
 
 FORMATS = ("text", "srt", "vtt", "jsonl")
@@ -248,6 +249,10 @@ def open_writer(
     if format not in _WRITERS:
         raise ValueError(f"unknown caption format {format!r}; choose one of {', '.join(FORMATS)}")
     return _WRITERS[format](target)
+
+
+FORMAT_EXTENSIONS = (".txt", ".srt", ".vtt", ".jsonl")
+"""The usual extension of each format (:func:`format_for_path` knows a few more)."""
 
 
 def format_for_path(path: Union[str, os.PathLike[str]]) -> Optional[str]:

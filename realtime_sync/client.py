@@ -64,6 +64,7 @@ from .events import (
     LibraryEvents,
     new_event_id,
 )
+from .models import warn_if_retired_options
 
 __all__ = ["RealtimeClient"]
 
@@ -188,6 +189,7 @@ class RealtimeClient:
     ) -> None:
         if session is not None and not isinstance(session, Mapping):
             raise TypeError("session must be a dict (the session object of session.update)")
+        warn_if_retired_options(session)
         if marshal is not None and not callable(marshal):
             raise TypeError("marshal must be callable: marshal(fn) runs fn on another thread")
         if isinstance(reconnect, Backoff):
@@ -501,10 +503,13 @@ class RealtimeClient:
         """
         self._router.raise_strict()
         type_, event_id, event, data = self._encode(event)
-        if type_ == "session.update":
+        if type_ == "response.create":
+            warn_if_retired_options(event.get("response"))
+        elif type_ == "session.update":
             session = event.get("session")
             if not isinstance(session, Mapping):
                 raise ValueError("session.update needs a 'session' object")
+            warn_if_retired_options(session)
             # recorded before sending (the answer may come first); remembered for the
             # reconnect replay only once the server applied it (session.updated)
             entry = (event_id, copy.deepcopy(dict(session)), data)

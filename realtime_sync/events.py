@@ -112,12 +112,14 @@ BETA_TO_GA: Mapping[str, str] = {
     "response.audio.done": "response.output_audio.done",
     "response.audio_transcript.delta": "response.output_audio_transcript.delta",
     "response.audio_transcript.done": "response.output_audio_transcript.done",
-    "conversation.item.created": "conversation.item.added",
-    "conversation.created": "session.created",
     "transcription_session.created": "session.created",
     "transcription_session.updated": "session.updated",
 }
-"""Retired beta server event names and their GA replacements (drift guard)."""
+"""Retired beta server event names and their GA replacements (drift guard).
+
+``conversation.created`` and ``conversation.item.created`` are not here: they are still in the
+GA server-event union of OpenAI's SDK (a GA server may send them), so a handler for them is
+no mistake."""
 
 BETA_CLIENT_TO_GA: Mapping[str, str] = {
     "transcription_session.update": 'session.update with session.type "transcription"',

@@ -308,3 +308,47 @@ def warn_if_deprecated(name: Any) -> bool:
     )
     return True
 
+
+
+PROMPT_REFERENCES_SHUTDOWN = "2026-11-30"
+"""OpenAI shut down saved prompt references (``prompt`` objects in a session or response)."""
+
+CONNECTOR_ID_DEPRECATED_AFTER = "2026-09-01"
+"""MCP ``connector_id`` is deprecated for models released after this date."""
+
+
+def _warn_once(key: str, message: str, *args: Any) -> bool:
+    with _warned_lock:
+        if key in _warned:
+            return False
+        _warned.add(key)
+    logger.warning(message, *args)
+    return True
+
+
+def warn_if_retired_options(config: Any) -> bool:
+    """Log one warning per process for retired options in a session or response config.
+
+    ``config`` is the ``session`` object of ``session.update`` or the ``response`` object of
+    ``response.create``. Looks for a saved prompt reference (``prompt``) and MCP tools with a
+    ``connector_id``. Nothing is changed or refused: the server decides. Any thread.
+
+    Returns True when this call logged a warning.
+    """
+    if not isinstance(config, Mapping):
+        return False
+    warned = False
+    if isinstance(config.get("prompt"), Mapping):
+        warned |= _warn_once(
+            "option:prompt",
+            "saved prompt references ('prompt') were shut down by OpenAI on %s; put the"
+            " instructions in 'instructions' instead", PROMPT_REFERENCES_SHUTDOWN)
+    tools = config.get("tools")
+    if isinstance(tools, (list, tuple)) and any(
+            isinstance(t, Mapping) and t.get("type") == "mcp" and t.get("connector_id")
+            for t in tools):
+        warned |= _warn_once(
+            "option:connector_id",
+            "MCP 'connector_id' is deprecated for models released after %s; use"
+            " 'server_url' for a remote MCP server", CONNECTOR_ID_DEPRECATED_AFTER)
+    return warned

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
-from array import array
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -32,22 +29,26 @@ from typing import (
 from . import models
 from ._core.dispatch import Marshal
 from ._core.wait import Deadline, wait_until
-from ._core.wire import BYTES_PER_MS
-from ._features import live_session as _live
 from ._features.drops import DropLedger
-from ._features.feed import FeedSink as _FeedSink
-from ._features.turns import TurnDetector, client_vad_options, resolve_turn_detection
+from ._features.live_session import SessionLink, check_options
+from ._features.ring import AudioRing
+from ._features.turn_modes import MIN_COMMIT_BYTES as MIN_COMMIT_BYTES
+from ._features.turn_modes import (
+    ClientVadTurns,
+    ManualTurns,
+    ServerVadTurns,
+    TurnState,
+)
+from ._features.turns import TurnDetector, choose_turn_detection, client_vad_options
 from .audio._g711 import WIRE_FORMATS, bytes_per_ms
-from .audio._g711 import decode as g711_decode
 from .client import RealtimeClient
 from .errors import AudioError, ConfigurationError, NotConnectedError, TimeoutError
-from .events import Event, LibraryEvents, ServerEvents, new_event_id
+from .events import Event, LibraryEvents, ServerEvents
 
 __all__ = ["Segment", "Transcript", "Transcriber", "transcribe_file", "build_session"]
 
 logger = logging.getLogger(__name__)
 
-MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 DEFAULT_MODEL = models.DEFAULT_TRANSCRIPTION_MODEL
 TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
@@ -209,10 +210,7 @@ def build_session(
         raise ConfigurationError(
             f"audio_format must be 'pcm', 'pcmu' or 'pcma', not {audio_format!r}")
     td: Optional[Dict[str, Any]]
-    if audio_format != "pcm" and turn_detection == "auto" \
-            and not models.server_vad_allowed(model):
-        turn_detection = None  # client_vad reads PCM16: with G.711 the caller commits
-    turn_detection = resolve_turn_detection(model, turn_detection)
+    turn_detection = choose_turn_detection(model, turn_detection, audio_format)
     if turn_detection is None or client_vad_options(turn_detection) is not None:
         if turn_detection is not None and audio_format != "pcm":
             raise ConfigurationError(
@@ -322,84 +320,66 @@ class Transcriber:
             noise_reduction=noise_reduction, include_logprobs=include_logprobs,
             languages=languages, keywords=keywords, delay=delay, audio_format=audio_format,
         )
-        _live.check_options({"on_partial": on_partial, "on_final": on_final}, marshal,
-                            rollover_margin, max_buffer_s)
+        check_options({"on_partial": on_partial, "on_final": on_final}, marshal,
+                      rollover_margin, max_buffer_s)
         if "session" in client_options or "intent" in client_options:
             raise TypeError("Transcriber builds the session itself; pass its options instead")
         self.model = model
         self.audio_format = audio_format
         self._bpm = bytes_per_ms(audio_format)  # bytes per ms of what feed() takes
-        if audio_format != "pcm" and turn_detection == "auto" \
-                and not models.server_vad_allowed(model):
-            turn_detection = None  # as build_session: client_vad reads PCM16 only
-        auto = turn_detection == "auto"
-        turn_detection = resolve_turn_detection(model, turn_detection)
-        client_vad = client_vad_options(turn_detection)
-        self.vad = turn_detection is not None and client_vad is None
-        """True under server VAD."""
-        self.client_vad = client_vad is not None
-        """True when this process detects the turns (``turn_detection="client_vad"``)."""
-        self._detector: Optional[TurnDetector] = None
-        if client_vad is not None:
-            try:
-                self._detector = TurnDetector(client_vad)
-            except AudioError as exc:
-                why = (f"{model!r} does not allow server VAD, so the client ends turns; "
-                       if auto else "")
-                raise AudioError(f"{why}{exc} (or pass turn_detection=None and call "
-                                 "commit() yourself)") from None
-        self._feed_lock = threading.Lock()  # one feeder at a time through the detector
-        self._vad_turns: List[List[int]] = []  # [start, end, generation committed in]
-        self._vad_open: Optional[int] = None
-        self._vad_limit = 0
-        self._vad_dead = 0
-        self.vad_grace = 1.5
-        """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._on_partial = on_partial
         self._on_final = on_final
-        self._marshal = marshal
         self._client_options = dict(client_options)
         self._client_options.update(url=url, api_key=api_key)
-        self._rollover_margin = rollover_margin
-        self._max_buffer = int(max_buffer_s * 1000) * self._bpm
-        self._client: Optional[RealtimeClient] = None
-        self._streams: List[Any] = []
-        self._lock = threading.RLock()
-        self._send_lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._link = SessionLink("transcriber", marshal, rollover_margin, logger)
+        drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
+                           lambda n: self._link.report_drop(n, self._bpm), self._bpm)
         # audio bookkeeping (absolute byte positions in everything fed)
-        self._ring = bytearray()
-        self._ring_start = 0
-        self._total = 0
-        self._sent = 0
-        self._generation = -1
+        self._ring = AudioRing(int(max_buffer_s * 1000) * self._bpm, drops,
+                               whole_samples=audio_format == "pcm")
+        self._turn = TurnState()
+        self._turns = self._turn_mode(model, turn_detection)
+        self.vad = self._turns.vad
+        """True under server VAD."""
+        self.client_vad = self._turns.client_vad
+        """True when this process detects the turns (``turn_detection="client_vad"``)."""
+        self.vad_grace = 1.5
+        """Seconds :meth:`finish` lets server VAD end a turn before committing the tail."""
         self._session_base = 0
         self._session_index = 0
-        self._last_commit_pos = 0
-        self._commit_fifo: List[Any] = []  # (event_id, start_pos, end_pos) of our commits
-        self._vad_start_pos: Dict[str, int] = {}
-        self._drops = DropLedger(logger, "transcriber", "untranscribed", max_buffer_s,
-                                 self._report_drop, self._bpm)
         # segments
         self._segments: Dict[str, Segment] = {}
         self._order: List[str] = []
         self._final_cursor = 0
         self._finals: List[Segment] = []
-        self._in_speech: Optional[str] = None
-        self._expires_at: Optional[float] = None
-        self._rollover_due: Optional[float] = None
-        self._closed = False
         self._untracked = 0  # turns committed without an item_id
         self._error: Optional[BaseException] = None
-        self._user_handlers: List[Any] = []
+
+    def _turn_mode(self, model: str, turn_detection: Any) -> ManualTurns:
+        """The turn strategy, chosen once (see :mod:`realtime_sync._features.turn_modes`)."""
+        auto = turn_detection == "auto"
+        resolved = choose_turn_detection(model, turn_detection, self.audio_format)
+        parts = (self._link, self._ring, self._turn, self._trim_ring, self.audio_format,
+                 self._bpm)
+        client_vad = client_vad_options(resolved)
+        if client_vad is not None:
+            try:
+                detector = TurnDetector(client_vad)
+            except AudioError as exc:
+                why = (f"{model!r} does not allow server VAD, so the client ends turns; "
+                       if auto else "")
+                raise AudioError(f"{why}{exc} (or pass turn_detection=None and call "
+                                 "commit() yourself)") from None
+            return ClientVadTurns(*parts, detector=detector)
+        if resolved is None:
+            return ManualTurns(*parts)
+        return ServerVadTurns(*parts)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def client(self) -> RealtimeClient:
         """The underlying :class:`RealtimeClient` (after ``start()``)."""
-        if self._client is None:
-            raise NotConnectedError("the transcriber is not started: call start() or use `with`")
-        return self._client
+        return self._link.require()
 
     def start(self, timeout: Optional[float] = 15) -> Transcriber:
         """Connect and configure the session; blocks until ``session.updated``.
@@ -410,12 +390,12 @@ class Transcriber:
             ConfigurationError: the server rejected the configuration (its message included).
             AuthenticationError, ConnectError, TimeoutError: as :meth:`RealtimeClient.connect`.
         """
-        if self._client is not None:
+        if self._link.client is not None:
             return self
         client = RealtimeClient(intent="transcription", session=self._session,
                                 **self._client_options)
-        _live.open_session(self, client, (
-            (ServerEvents.SESSION_CREATED, self._on_session_created),
+        self._link.open(client, (
+            (ServerEvents.SESSION_CREATED, self._link.note_expiry),
             (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STARTED, self._on_speech_started),
             (ServerEvents.INPUT_AUDIO_BUFFER_SPEECH_STOPPED, self._on_speech_stopped),
             (ServerEvents.INPUT_AUDIO_BUFFER_COMMITTED, self._on_committed),
@@ -425,7 +405,7 @@ class Transcriber:
             (ServerEvents.ERROR, self._on_error),
             (LibraryEvents.CONNECTED, self._on_reconnected),
             (LibraryEvents.RECONNECTED, self._on_reconnected),
-            (LibraryEvents.DISCONNECTED, self._on_disconnected),
+            (LibraryEvents.DISCONNECTED, self._link.wake),
         ), timeout)
         return self
 
@@ -435,24 +415,22 @@ class Transcriber:
 
         The handler runs on the dispatcher thread, or through ``marshal`` when one was given.
         """
-        return _live.add_handler(self, type, handler)
+        return self._link.on(type, handler)
 
     def close(self, timeout: float = 5) -> bool:
         """Stop listening, close the session and join every thread. Idempotent; any thread.
 
         Turns not yet completed are abandoned; use :meth:`finish` first to wait for them.
         """
-        _live.stop_streams(self._streams, timeout / 2, logger)
-        self._streams.clear()
-        with self._lock:
-            self._closed = True
-            self._drops.end_episode()
-            self._changed.notify_all()
-        detector = self._detector
-        if detector is not None:
-            with self._feed_lock:  # no feed() is inside the detector; later ones raise
-                detector.close()  # its soxr resampler goes now, not at interpreter exit
-        client = self._client
+        link = self._link
+        link.stop_streams(timeout / 2)
+        link.streams.clear()
+        with link.lock:
+            link.closed = True
+            self._ring.drops.end_episode()
+            link.changed.notify_all()
+        self._turns.close()
+        client = link.client
         return client.close(timeout) if client is not None else True
 
     def __enter__(self) -> Transcriber:
@@ -482,149 +460,23 @@ class Transcriber:
         if self.audio_format == "pcm" and len(pcm16) % 2:
             raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
         client = self.client
-        if self._closed:
+        if self._link.closed:
             raise NotConnectedError("the transcriber is closed")
-        if self._detector is not None:
-            with self._feed_lock:
-                turns = self._detector.feed(pcm16)
-                with self._lock:
-                    self._ring += pcm16
-                    self._total += len(pcm16)
-                    self._note_turns(turns)
-                    self._trim_ring()
-        else:
-            with self._lock:
-                self._ring += pcm16
-                self._total += len(pcm16)
-                self._trim_ring()
-        self._pump(client)
-        self._maybe_rollover(client)
-
-    def _note_turns(self, turns: List[Any]) -> None:
-        """Take the client VAD's new turns and state (feed lock and lock held)."""
-        det = self._detector
-        assert det is not None
-        for start, end in turns:
-            self._vad_turns.append([start, end, -1])
-        self._vad_open = det.open_start
-        self._vad_limit = det.send_limit
-        self._vad_dead = det.dead_until
-
-    def _end_client_turn(self) -> None:
-        """Client VAD: end the turn in progress now (at the end of what was fed)."""
-        det = self._detector
-        if det is None:
-            return
-        with self._feed_lock:
-            turn = det.flush()
-            with self._lock:
-                self._note_turns([turn] if turn is not None else [])
-
-    def _pump(self, client: RealtimeClient) -> None:
-        """Send what the current session has not had yet; replays after a new session.
-
-        Sending happens outside the state lock (handlers never wait for the network), under
-        ``_send_lock`` so appends and commits keep their order.
-        """
-        if self._detector is not None:
-            self._pump_turns(client)
-            return
-        with self._send_lock:
-            while True:
-                with self._lock:
-                    if not client.connected:
-                        return
-                    gen = client.host.session_number
-                    if gen != self._generation:
-                        # a new session the dispatcher has not switched to yet: it first
-                        # handles every event of the old one, then client.(re)connected
-                        return
-                    if self._sent >= self._total:
-                        return
-                    start = self._sent - self._ring_start
-                    chunk = bytes(self._ring[start:start + 480_000])  # 10 s per append at most
-                    pos = self._sent
-                try:
-                    client.input_audio_buffer.append(chunk)
-                except NotConnectedError:
-                    return
-                with self._lock:
-                    if self._generation == gen and self._sent == pos:
-                        self._sent = pos + len(chunk)
-
-    def _pump_turns(self, client: RealtimeClient) -> Optional[str]:
-        """Client VAD: send the audio of each turn and commit at its end; audio between turns
-        is never sent. Replays after a new session commit at the same places. Returns the
-        last commit's ``event_id``."""
-        last_id: Optional[str] = None
-        with self._send_lock:
-            while True:
-                entry = None
-                chunk = b""
-                with self._lock:
-                    if not client.connected:
-                        return last_id
-                    gen = client.host.session_number
-                    if gen != self._generation:
-                        return last_id
-                    turn = next((t for t in self._vad_turns if t[2] != gen), None)
-                    if turn is not None:
-                        start, end = turn[0], turn[1]
-                    elif self._vad_open is not None:
-                        start, end = self._vad_open, self._vad_limit
-                    else:  # between turns: skip what belongs to no turn
-                        dead = min(max(self._vad_dead, self._ring_start), self._total)
-                        if self._sent == self._last_commit_pos and dead > self._sent:
-                            self._sent = self._last_commit_pos = dead
-                            self._trim_ring()
-                        return last_id
-                    start = max(start, self._ring_start)
-                    if self._sent < start and self._sent == self._last_commit_pos:
-                        self._sent = self._last_commit_pos = start
-                    pos = self._sent
-                    if pos < end:
-                        offset = pos - self._ring_start
-                        chunk = bytes(self._ring[offset:offset + min(end - pos, 480_000)])
-                    elif turn is None:
-                        return last_id  # the turn in progress: all sent that may be
-                    else:
-                        turn[2] = gen
-                        if pos - self._last_commit_pos < MIN_COMMIT_BYTES:
-                            continue  # too short to commit: it joins the next turn
-                        entry = (new_event_id(), self._last_commit_pos, pos)
-                        self._commit_fifo.append(entry)
-                        self._last_commit_pos = pos
-                if entry is None:
-                    try:
-                        client.input_audio_buffer.append(chunk)
-                    except NotConnectedError:
-                        return last_id
-                    with self._lock:
-                        if self._generation == gen and self._sent == pos:
-                            self._sent = pos + len(chunk)
-                    continue
-                try:
-                    client.send({"type": "input_audio_buffer.commit", "event_id": entry[0]})
-                except NotConnectedError:
-                    with self._lock:
-                        if entry in self._commit_fifo:
-                            self._commit_fifo.remove(entry)
-                            self._last_commit_pos = entry[1]
-                    return last_id
-                last_id = entry[0]
+        self._turns.feed(pcm16)
+        self._turns.pump(client)
+        self._link.maybe_rollover(client, self._quiet,
+                                  "session expires soon: rolling over to a new session")
 
     def _start_new_session(self, gen: int) -> None:
         """A new server session: replay everything not yet transcribed (lock held)."""
-        first = self._generation < 0
-        self._drops.new_session(self._replay_start(), first)
-        self._generation = gen
+        ring = self._ring
+        first = self._link.generation < 0
+        ring.drops.new_session(self._replay_start(), first)
+        self._link.generation = gen
         self._session_index += 1
-        self._session_base = self._ring_start
-        self._last_commit_pos = self._ring_start
-        self._sent = self._ring_start
-        self._commit_fifo.clear()
-        self._vad_start_pos.clear()
-        self._in_speech = None
+        self._session_base = ring.start
+        self._turn.reset(ring.start)
+        ring.rewind(ring.start)
         if not first:
             # every turn not yet delivered is transcribed again from the replayed audio:
             # the ring starts at the first of them, so a turn that completed out of order
@@ -634,7 +486,7 @@ class Transcriber:
             for item_id in superseded:
                 self._order.remove(item_id)
                 self._segments.pop(item_id, None)
-            replay = self._total - self._ring_start
+            replay = ring.total - ring.start
             if replay:
                 logger.info("new session: replaying %d ms of audio not yet transcribed",
                             replay // self._bpm)
@@ -642,14 +494,14 @@ class Transcriber:
     def _replay_start(self) -> int:
         """Where a new session would have to start replaying: the first audio not yet
         transcribed for sure (lock held)."""
-        start = min(self._last_commit_pos, self._sent)
+        start = min(self._turn.last_commit, self._ring.sent)
         for item_id in self._order[self._final_cursor:]:
             seg = self._segments.get(item_id)
             if seg is not None and seg.start_pos is not None:
                 start = min(start, seg.start_pos)
                 break
-        if self._commit_fifo:  # commits in flight: their audio is not transcribed yet
-            start = min(start, self._commit_fifo[0][1])
+        if self._turn.fifo:  # commits in flight: their audio is not transcribed yet
+            start = min(start, self._turn.fifo[0][1])
         return start
 
     def _trim_ring(self) -> None:
@@ -657,16 +509,7 @@ class Transcriber:
 
         Beyond ``max_buffer_s`` the oldest audio leaves the ring; :class:`DropLedger` counts
         what is really lost (audio not sent yet, or later needed by a replay), once."""
-        _live.trim_ring(self, self._replay_start(), whole_samples=self.audio_format == "pcm")
-
-    def _report_drop(self, nbytes: int) -> None:
-        """Audio that will never be transcribed (lock held): ``stats()["audio_dropped"]``
-        and one ``client.audio_dropped`` event each time."""
-        client = self._client
-        if client is not None:
-            client.host.count("audio_dropped", nbytes)
-            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
-                              "ms": nbytes // self._bpm, "source": "transcriber"})
+        self._ring.trim(self._replay_start())
 
     def commit(self) -> Optional[str]:
         """Commit the audio fed since the last commit as one turn. Any thread.
@@ -676,31 +519,7 @@ class Transcriber:
         replayed; commit again later). Under ``client_vad`` it ends the turn in progress now
         (None when no speech is pending: silence is never committed).
         """
-        client = self.client
-        if self._detector is not None:
-            self._end_client_turn()
-            return self._pump_turns(client)
-        self._pump(client)
-        with self._send_lock:
-            with self._lock:
-                if (not client.connected or self._sent < self._total
-                        or self._sent - self._last_commit_pos < 100 * self._bpm):
-                    return None
-                start, end = self._last_commit_pos, self._sent
-                event_id = new_event_id()
-                # recorded before sending: the committed event may be handled before send returns
-                entry = (event_id, start, end)
-                self._commit_fifo.append(entry)
-                self._last_commit_pos = max(self._last_commit_pos, end)
-            try:
-                client.send({"type": "input_audio_buffer.commit", "event_id": event_id})
-            except NotConnectedError:
-                with self._lock:
-                    if entry in self._commit_fifo:
-                        self._commit_fifo.remove(entry)
-                        self._last_commit_pos = start
-                return None
-            return event_id
+        return self._turns.commit(self.client)
 
     def listen(self, device: Union[int, str, None] = None, chunk_ms: int = 50) -> Any:
         """Stream a microphone into this transcriber on the ``realtime-sync-audio`` thread.
@@ -715,7 +534,7 @@ class Transcriber:
         self.client  # noqa: B018 - raises when not started
         self._check_pcm_source("listen()")
         mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
+        return stream(self._link.sink(self.feed), mic, chunk_ms=chunk_ms)
 
     def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` into this transcriber."""
@@ -723,7 +542,7 @@ class Transcriber:
 
         self.client  # noqa: B018
         self._check_pcm_source("stream_source()")
-        return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+        return stream(self._link.sink(self.feed), source, chunk_ms=chunk_ms)
 
     def _check_pcm_source(self, what: str) -> None:
         if self.audio_format != "pcm":
@@ -735,20 +554,20 @@ class Transcriber:
     @property
     def transcript(self) -> Transcript:
         """The final segments so far, in commit order (a snapshot; any thread)."""
-        with self._lock:
+        with self._link.lock:
             return Transcript(list(self._finals))
 
     @property
     def pending(self) -> int:
         """Turns committed (or being committed) and not yet completed or failed."""
-        with self._lock:
-            return len(self._order) - self._final_cursor + len(self._commit_fifo)
+        with self._link.lock:
+            return len(self._order) - self._final_cursor + len(self._turn.fifo)
 
     @property
     def uncommitted_ms(self) -> int:
         """Audio sent to the current session and not yet committed, in ms."""
-        with self._lock:
-            return (self._sent - self._last_commit_pos) // self._bpm
+        with self._link.lock:
+            return (self._ring.sent - self._turn.last_commit) // self._bpm
 
     @property
     def dropped_ms(self) -> int:
@@ -758,7 +577,7 @@ class Transcriber:
         was then transcribed is never counted. Equals ``client.stats()["audio_dropped"]`` of
         the transcriber's client (in bytes) and the sum of its ``client.audio_dropped``
         events."""
-        return self._drops.total // self._bpm
+        return self._ring.drops.total // self._bpm
 
     def segments(self, timeout: Optional[float] = None) -> Iterator[Segment]:
         """A blocking iterator of final segments in commit order, from the first one.
@@ -768,22 +587,23 @@ class Transcriber:
         """
         client = self.client
         client.host.check_blocking_call("Transcriber.segments()")
+        link = self._link
         index = 0
         while True:
-            with self._changed:
+            with link.changed:
 
                 def ready(i: int = index) -> bool:
                     if i < len(self._finals):
                         return True
                     if self._error is not None:
                         raise self._error
-                    if client.state == "disconnected" and not self._closed:
+                    if client.state == "disconnected" and not link.closed:
                         raise NotConnectedError(
                             f"the session ended for good ({client.host.not_connected_message()});"
                             f" {self.pending} turns were not transcribed")
-                    return self._closed or client.state == "closed"
+                    return link.closed or client.state == "closed"
 
-                wait_until(self._changed, ready, Deadline(timeout))
+                wait_until(link.changed, ready, Deadline(timeout))
                 if index >= len(self._finals):
                     return  # closed, or no segment within ``timeout``
                 segment = self._finals[index]
@@ -800,82 +620,36 @@ class Transcriber:
         """
         client = self.client
         client.host.check_blocking_call("Transcriber.finish()")
+        link, ring, turn = self._link, self._ring, self._turn
         deadline = Deadline(timeout)
         grace: Optional[Deadline] = None
-        self._end_client_turn()
+        self._turns.end_turn()
         while True:
-            self._pump(client)
-            with self._changed:
+            self._turns.pump(client)
+            with link.changed:
                 if self._error is not None:
                     raise self._error
-                settled = client.connected and self._sent == self._total and not self._commit_fifo
-                uncommitted = self._sent - self._last_commit_pos
+                settled = client.connected and ring.sent == ring.total and not turn.fifo
+                uncommitted = ring.sent - turn.last_commit
                 if settled and uncommitted < 100 * self._bpm \
                         and self._final_cursor == len(self._order):
-                    self._drops.end_episode()
+                    ring.drops.end_episode()
                     return Transcript(list(self._finals))
             if settled and uncommitted >= 100 * self._bpm:
-                if self._detector is not None:
-                    # client VAD: sent audio left uncommitted by a refused commit
-                    self._end_client_turn()
-                    with self._lock:
-                        self._vad_turns.append([self._last_commit_pos, self._sent, -1])
-                    self._pump_turns(client)
-                    continue
-                if self.vad:
-                    # give the server's VAD a moment to finish the turn it may be in
-                    if grace is None:
-                        grace = Deadline(self.vad_grace)
-                    if self._in_speech is None and self._tail_is_silent():
-                        # no speech in the tail: committing it would only transcribe (and
-                        # bill) silence
-                        with self._lock:
-                            self._last_commit_pos = self._sent
-                        continue
-                    if not grace.expired():
-                        with self._changed:
-                            self._changed.wait(0.05)
-                        continue
-                self.commit()
-                grace = None
+                grace = self._turns.settle(client, grace, self.vad_grace)
                 continue
-            with self._changed:
+            with link.changed:
                 if client.state in ("closed", "disconnected"):
                     raise NotConnectedError(
                         f"the session ended with {self.pending} turns pending")
                 if deadline.expired():
                     raise TimeoutError(f"{self.pending} turns still pending after {timeout} s")
-                self._changed.wait(deadline.slice())
-
-    def _tail_is_silent(self, dbfs: float = -50.0) -> bool:
-        """True when the uncommitted audio stays below ``dbfs`` RMS in every 100 ms window."""
-        with self._lock:
-            start = max(self._last_commit_pos, self._ring_start) - self._ring_start
-            tail = bytes(self._ring[start:self._sent - self._ring_start])
-        if self.audio_format != "pcm":
-            samples = g711_decode(tail, self.audio_format)
-            window = 800  # 100 ms at 8 kHz
-        else:
-            samples = array("h")
-            samples.frombytes(tail[: len(tail) - len(tail) % 2])
-            if sys.byteorder == "big":
-                samples.byteswap()
-            window = 2400
-        limit = (32768.0 * 10 ** (dbfs / 20)) ** 2
-        for i in range(0, len(samples), window):
-            part = samples[i:i + window]
-            if part and sum(v * v for v in part) / len(part) > limit:
-                return False
-        return True
+                link.changed.wait(deadline.slice())
 
     # -- rollover -----------------------------------------------------------------------------
-    def _maybe_rollover(self, client: RealtimeClient) -> None:
-        _live.maybe_rollover(self, client, self._quiet, logger,
-                             "session expires soon: rolling over to a new session")
-
     def _quiet(self) -> bool:
         """No speech, turn or commit in progress: a good moment to roll over (lock held)."""
-        return (self._in_speech is None and self._vad_open is None and not self._commit_fifo
+        return (self._turn.in_speech is None and not self._turns.in_turn and not self._turn.fifo
                 and self._final_cursor == len(self._order))
 
     # -- event handlers (dispatcher thread) -----------------------------------------------------
@@ -885,25 +659,15 @@ class Transcriber:
             seg = self._segments[item_id] = Segment(item_id=item_id, session=self._session_index)
         return seg
 
-    def _on_session_created(self, event: Event) -> None:
-        _live.note_expiry(self, event)
-
     def _on_reconnected(self, event: Event) -> None:
         """``client.connected`` / ``client.reconnected`` (dispatcher thread): every event of
         the previous session has been handled by now, so switch to the new one here. The
         next ``feed()`` / ``finish()`` replays (handlers never wait on the network)."""
-        client = self._client
-        if client is None:
-            return
-        with self._changed:
-            gen = client.host.session_number
-            if gen != self._generation:
+        with self._link.changed:
+            gen = self._link.new_session()
+            if gen is not None:
                 self._start_new_session(gen)
-            self._changed.notify_all()
-
-    def _on_disconnected(self, event: Event) -> None:
-        with self._changed:
-            self._changed.notify_all()
+            self._link.changed.notify_all()
 
     def _ms_to_pos(self, ms: Any) -> Optional[int]:
         if not isinstance(ms, (int, float)):
@@ -914,26 +678,26 @@ class Transcriber:
         item_id = event.get("item_id")
         if not isinstance(item_id, str):
             return
-        with self._lock:
-            self._in_speech = item_id
+        with self._link.lock:
+            self._turn.in_speech = item_id
             seg = self._segment(item_id)
             pos = self._ms_to_pos(event.get("audio_start_ms"))
             if pos is not None:
                 seg.start_ms = pos // self._bpm
-            self._vad_start_pos[item_id] = self._last_commit_pos
+            self._turn.vad_start[item_id] = self._turn.last_commit
 
     def _on_speech_stopped(self, event: Event) -> None:
         item_id = event.get("item_id")
         if not isinstance(item_id, str):
             return
-        with self._lock:
-            if self._in_speech == item_id:
-                self._in_speech = None
+        with self._link.lock:
+            if self._turn.in_speech == item_id:
+                self._turn.in_speech = None
             seg = self._segment(item_id)
             pos = self._ms_to_pos(event.get("audio_end_ms"))
             if pos is not None:
                 seg.end_ms = pos // self._bpm
-                seg.end_pos = min(pos, self._sent)
+                seg.end_pos = min(pos, self._ring.sent)
 
     def _on_committed(self, event: Event) -> None:
         item_id = event.get("item_id")
@@ -941,28 +705,30 @@ class Transcriber:
             self._untracked_turn(event)
             return
         prev = event.get("previous_item_id")
-        with self._changed:
+        turn = self._turn
+        with self._link.changed:
             seg = self._segment(item_id)
             if seg.committed:
                 return
             seg.committed = True
-            if self._in_speech == item_id:
-                self._in_speech = None
-            if seg.end_pos is not None and item_id in self._vad_start_pos:
+            if turn.in_speech == item_id:
+                turn.in_speech = None
+            if seg.end_pos is not None and item_id in turn.vad_start:
                 # committed by server VAD at speech_stopped
-                seg.start_pos = self._vad_start_pos.pop(item_id)
-                self._last_commit_pos = max(self._last_commit_pos, seg.end_pos)
-            elif self._commit_fifo:
-                _, start, end = self._commit_fifo.pop(0)
-                self._vad_start_pos.pop(item_id, None)
+                seg.start_pos = turn.vad_start.pop(item_id)
+                turn.last_commit = max(turn.last_commit, seg.end_pos)
+            elif turn.fifo:
+                _, start, end = turn.fifo.pop(0)
+                turn.vad_start.pop(item_id, None)
                 seg.start_pos, seg.end_pos = start, end
                 if seg.start_ms is None:
                     seg.start_ms = start // self._bpm
                 seg.end_ms = end // self._bpm
             else:
-                seg.start_pos = self._last_commit_pos
-                seg.end_pos = self._sent
-                self._last_commit_pos = self._sent
+                sent = self._ring.sent
+                seg.start_pos = turn.last_commit
+                seg.end_pos = sent
+                turn.last_commit = sent
             self._insert_in_order(item_id, prev)
             ready = self._advance_finals()
         self._deliver_finals(ready)
@@ -971,12 +737,13 @@ class Transcriber:
         """``committed`` without a usable ``item_id``: no transcript can ever be matched to
         the turn. Report it, and end the turn as failed (in its place in the order) so that
         :meth:`finish` does not wait for it."""
-        client = self._client
+        client = self._link.client
         if client is not None:
             client.host.protocol_error(
                 f"item_id {event.get('item_id')!r} is not an item id: the turn cannot be"
                 " tracked (reported as a failed segment)", event)
-        with self._changed:
+        turn = self._turn
+        with self._link.changed:
             self._untracked += 1
             item_id = f"untracked_{self._untracked}"
             seg = self._segment(item_id)
@@ -984,16 +751,16 @@ class Transcriber:
             seg.final = True
             seg.error = {"type": "protocol_error", "code": "untracked_turn",
                          "message": "the server committed the turn without an item_id"}
-            if self._commit_fifo:
-                _, seg.start_pos, seg.end_pos = self._commit_fifo.pop(0)
+            if turn.fifo:
+                _, seg.start_pos, seg.end_pos = turn.fifo.pop(0)
             else:
-                seg.start_pos, seg.end_pos = self._last_commit_pos, self._sent
-                self._last_commit_pos = self._sent
+                seg.start_pos, seg.end_pos = turn.last_commit, self._ring.sent
+                turn.last_commit = self._ring.sent
             seg.start_ms = seg.start_pos // self._bpm
             seg.end_ms = seg.end_pos // self._bpm
             self._insert_in_order(item_id, event.get("previous_item_id"))
             ready = self._advance_finals()
-            self._changed.notify_all()
+            self._link.changed.notify_all()
         self._deliver_finals(ready)
 
     def _insert_in_order(self, item_id: str, prev: Any) -> None:
@@ -1010,7 +777,7 @@ class Transcriber:
         delta = event.get("delta")
         if not isinstance(item_id, str) or not isinstance(delta, str):
             return
-        with self._lock:
+        with self._link.lock:
             seg = self._segment(item_id)
             if seg.final:
                 return
@@ -1019,13 +786,13 @@ class Transcriber:
                 seg.logprobs = (seg.logprobs or []) + list(event["logprobs"])
             snapshot = Segment(**{**seg.__dict__})
         if self._on_partial is not None:
-            self._call_user(self._on_partial, snapshot)
+            self._link.call(self._on_partial, snapshot)
 
     def _on_completed(self, event: Event) -> None:
         item_id = event.get("item_id")
         if not isinstance(item_id, str):
             return
-        with self._changed:
+        with self._link.changed:
             seg = self._segment(item_id)
             transcript = event.get("transcript")
             if isinstance(transcript, str):
@@ -1043,7 +810,7 @@ class Transcriber:
         item_id = event.get("item_id")
         if not isinstance(item_id, str):
             return
-        with self._changed:
+        with self._link.changed:
             seg = self._segment(item_id)
             err = event.get("error")
             seg.error = dict(err) if isinstance(err, Mapping) else {"message": str(err)}
@@ -1059,13 +826,14 @@ class Transcriber:
         if not isinstance(err, Mapping):
             return
         event_id = err.get("event_id")
-        with self._changed:
-            for i, (eid, _start, _end) in enumerate(self._commit_fifo):
+        fifo = self._turn.fifo
+        with self._link.changed:
+            for i, (eid, _start, _end) in enumerate(fifo):
                 if eid == event_id:
                     # the server refused our commit (e.g. its VAD had committed it already)
-                    del self._commit_fifo[i]
+                    del fifo[i]
                     break
-            self._changed.notify_all()
+            self._link.changed.notify_all()
 
     def _advance_finals(self) -> List[Segment]:
         """Move final segments to the transcript in commit order (lock held); returns them
@@ -1080,7 +848,7 @@ class Transcriber:
             ready.append(seg)
         if ready:
             self._trim_ring()
-            self._changed.notify_all()
+            self._link.changed.notify_all()
         return ready
 
     def _deliver_finals(self, ready: List[Segment]) -> None:
@@ -1088,13 +856,7 @@ class Transcriber:
         ``feed()``); handlers run one at a time, so the order is kept."""
         if self._on_final is not None:
             for seg in ready:
-                self._call_user(self._on_final, seg)
-
-    def _call_user(self, fn: Callable[[Segment], Any], segment: Segment) -> None:
-        if self._marshal is not None:
-            self._marshal(lambda: fn(segment))
-        else:
-            fn(segment)
+                self._link.call(self._on_final, seg)
 
 
 def _languages(value: Any) -> Optional[List[str]]:
@@ -1186,6 +948,10 @@ def transcribe_file(
     # bad options fail here, before the file is read
     transcriber = Transcriber(on_final=on_final, **options)
     source, frames = _open_audio(path, realtime, chunk_ms, options)
+    declared = getattr(source, "declared_duration", None)
+    if declared:
+        logger.warning("%s is truncated: its header says %.1f s of audio but it holds %.1f s",
+                       path, declared, float(getattr(source, "duration", 0.0) or 0.0))
     try:
         # the bar shows audio transcribed (the end of each completed turn), in whole ms
         bar = progress_bar(float(getattr(source, "duration", 0.0) or 0.0) * 1000, progress)

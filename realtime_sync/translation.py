@@ -31,9 +31,9 @@ from ._core.dispatch import Marshal
 from ._core.endpoint import translation_url
 from ._core.wait import Deadline
 from ._core.wire import BYTES_PER_MS
-from ._features import live_session as _live
 from ._features.drops import DropLedger
-from ._features.feed import FeedSink as _FeedSink
+from ._features.live_session import SessionLink, check_options
+from ._features.ring import AudioRing
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, append_frame, new_event_id
@@ -311,8 +311,8 @@ class Translator:
                     f"transcription model such as {DEFAULT_SOURCE_MODEL}")
             _models.warn_if_deprecated(source_model["model"])
         _models.warn_if_deprecated(model)
-        _live.check_options({"on_text": on_text, "on_source_text": on_source_text,
-                             "on_audio": on_audio}, marshal, rollover_margin, max_buffer_s)
+        check_options({"on_text": on_text, "on_source_text": on_source_text,
+                       "on_audio": on_audio}, marshal, rollover_margin, max_buffer_s)
         for bad in ("session", "intent", "model_url"):
             if bad in client_options:
                 raise TypeError("Translator builds the session itself; pass its options instead")
@@ -323,27 +323,16 @@ class Translator:
         self._on_text = on_text
         self._on_source_text = on_source_text
         self._on_audio = on_audio
-        self._marshal = marshal
         self._keepalive = bool(keepalive)
         self._keep_audio = bool(keep_audio)
         self._client_options = dict(client_options)
         self._client_options.update(api_key=api_key)
-        self._rollover_margin = float(rollover_margin)
-        self._max_buffer = int(max_buffer_s * 1000) * BYTES_PER_MS
-        self._client: Optional[RealtimeClient] = None
-        self._streams: List[Any] = []
-        self._lock = threading.RLock()
-        self._send_lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._link = SessionLink("translator", marshal, float(rollover_margin), logger)
         # audio bookkeeping: absolute byte positions in everything fed (silence included)
-        self._ring = bytearray()
-        self._ring_start = 0
-        self._total = 0
-        self._sent = 0
+        drops = DropLedger(logger, "translator", "untranslated", max_buffer_s,
+                           lambda n: self._link.report_drop(n, BYTES_PER_MS))
+        self._ring = AudioRing(int(max_buffer_s * 1000) * BYTES_PER_MS, drops)
         self._silence_bytes = 0
-        self._drops = DropLedger(logger, "translator", "untranslated", max_buffer_s,
-                                 self._report_drop)
-        self._generation = -1
         self._session_base = 0  # absolute position where the current session's audio starts
         self._sessions = 0
         self._clock_start: Optional[float] = None
@@ -358,30 +347,24 @@ class Translator:
         self._closing = False  # session.close sent (finish)
         self._close_generation = -1
         self._ended = False  # session.closed received
-        self._closed = False
-        self._expires_at: Optional[float] = None
-        self._rollover_due: Optional[float] = None
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
-        self._user_handlers: List[Any] = []
         self._errors: List[Dict[str, Any]] = []
 
     def __repr__(self) -> str:
-        state = self._client.state if self._client is not None else "idle"
+        state = self._link.client.state if self._link.client is not None else "idle"
         return f"<Translator to={self.to!r} model={self.model!r} {state}>"
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def client(self) -> RealtimeClient:
         """The underlying :class:`RealtimeClient` (after ``start()``)."""
-        if self._client is None:
-            raise NotConnectedError("the translator is not started: call start() or use `with`")
-        return self._client
+        return self._link.require()
 
     @property
     def url(self) -> str:
         """The translation URL (never contains the key)."""
-        return self._client.url if self._client is not None else self._url
+        return self._link.client.url if self._link.client is not None else self._url
 
     def start(self, timeout: Optional[float] = 15) -> Translator:
         """Connect and configure the session; blocks until ``session.updated``.
@@ -393,14 +376,14 @@ class Translator:
                 e.g. a target language it cannot produce.
             AuthenticationError, ConnectError, TimeoutError: as :meth:`RealtimeClient.connect`.
         """
-        if self._client is not None:
+        if self._link.client is not None:
             return self
-        if self._closed:
+        if self._link.closed:
             raise NotConnectedError("the translator is closed; create a new one")
         client = RealtimeClient(url=self._url, model=self.model, session=self._session,
                                 **self._client_options)
-        _live.open_session(self, client, (
-            ("session.created", self._on_session_created),
+        self._link.open(client, (
+            ("session.created", self._link.note_expiry),
             ("session.output_transcript.delta", self._on_output_delta),
             ("session.input_transcript.delta", self._on_input_delta),
             ("session.output_audio.delta", self._on_audio_delta),
@@ -408,14 +391,14 @@ class Translator:
             ("error", self._on_error),
             (LibraryEvents.CONNECTED, self._on_new_session),
             (LibraryEvents.RECONNECTED, self._on_new_session),
-            (LibraryEvents.DISCONNECTED, self._on_disconnected),
+            (LibraryEvents.DISCONNECTED, self._link.wake),
         ), timeout, then=self._start_clock)
         return self
 
     def _start_clock(self) -> None:
         """Start the clock thread (paces the audio, keeps the session alive) once the
         session is in use."""
-        with self._changed:
+        with self._link.changed:
             self._clock_start = time.monotonic()
         self._thread = threading.Thread(target=self._run_clock,
                                         name="realtime-sync-translate-clock", daemon=True)
@@ -424,26 +407,26 @@ class Translator:
     def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
         """Register ``handler(event)`` for raw events (``"*"``: all). Works before ``start()``.
         The handler runs on the dispatcher thread, or through ``marshal`` when given."""
-        return _live.add_handler(self, type, handler)
+        return self._link.on(type, handler)
 
     def close(self, timeout: float = 5) -> bool:
         """Stop listening, close the session and join every thread. Idempotent; any thread.
 
         Audio not yet translated is abandoned; use :meth:`finish` first to flush it.
         """
-        _live.stop_streams(self._streams, timeout / 2, logger)
-        self._streams.clear()
-        with self._changed:
-            self._closed = True
-            self._drops.end_episode()
-            self._changed.notify_all()
+        self._link.stop_streams(timeout / 2)
+        self._link.streams.clear()
+        with self._link.changed:
+            self._link.closed = True
+            self._ring.drops.end_episode()
+            self._link.changed.notify_all()
         self._stop.set()
         ok = True
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout / 2)
             ok = not thread.is_alive()
-        client = self._client
+        client = self._link.client
         return (client.close(timeout) if client is not None else True) and ok
 
     def __enter__(self) -> Translator:
@@ -470,13 +453,12 @@ class Translator:
         if len(pcm16) % 2:
             raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
         client = self.client
-        if self._closed:
+        if self._link.closed:
             raise NotConnectedError("the translator is closed")
         if self._closing:
             raise NotConnectedError("the translation session is finishing; nothing more is sent")
-        with self._lock:
-            self._ring += pcm16
-            self._total += len(pcm16)
+        with self._link.lock:
+            self._ring.add(pcm16)
             self._trim_ring()
         self._pump(client)
 
@@ -492,48 +474,25 @@ class Translator:
 
         self.client  # noqa: B018 - raises when not started
         mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
+        return stream(self._link.sink(self.feed), mic, chunk_ms=chunk_ms)
 
     def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` into this translator."""
         from .audio import stream
 
         self.client  # noqa: B018
-        return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+        return stream(self._link.sink(self.feed), source, chunk_ms=chunk_ms)
 
     def _pump(self, client: RealtimeClient) -> None:
         """Send whole 200 ms frames the current session has not had yet (the remainder too
         when finishing); replays after a new session. Any thread but the dispatcher."""
-        with self._send_lock:
-            while True:
-                with self._lock:
-                    if not client.connected:
-                        return
-                    gen = client.host.session_number
-                    if gen != self._generation:
-                        return  # the dispatcher switches to the new session first
-                    available = self._total - self._sent
-                    if available <= 0 or (available < FRAME_BYTES and not self._flush_tail):
-                        return
-                    start = self._sent - self._ring_start
-                    size = min(available, FRAME_BYTES)
-                    chunk = bytes(self._ring[start:start + size])
-                    pos = self._sent
-                event_id = new_event_id()
-                frame = append_frame(chunk, event_id, _APPEND)
-                try:
-                    client.host.send_prebuilt(_APPEND, event_id, frame)
-                except NotConnectedError:
-                    return
-                client.host.count("audio_bytes_sent", len(chunk))
-                with self._lock:
-                    if self._generation == gen and self._sent == pos:
-                        self._sent = pos + len(chunk)
+        self._link.pump(client, self._ring, _send_frame, FRAME_BYTES,
+                        lambda: 1 if self._flush_tail else FRAME_BYTES)
 
     def _run_clock(self) -> None:
         """``realtime-sync-translate-clock``: silence while idle, sending, rollover."""
         while not self._stop.wait(0.1):
-            client = self._client
+            client = self._link.client
             if client is None:
                 return
             try:
@@ -542,25 +501,21 @@ class Translator:
                 logger.exception("translation clock failed")
 
     def _tick(self, client: RealtimeClient) -> None:
-        with self._changed:
-            if self._closed or self._closing or self._flush_tail or self._clock_start is None:
+        with self._link.changed:
+            if self._link.closed or self._closing or self._flush_tail or self._clock_start is None:
                 return  # finishing: the rest goes out with session.close, no more silence
             if self._keepalive:
                 wall = int((time.monotonic() - self._clock_start) * 1000) * BYTES_PER_MS
-                lag = wall - self._total
+                lag = wall - self._ring.total
                 if lag > self.idle_slack_ms * BYTES_PER_MS:
                     add = lag - lag % FRAME_BYTES
                     # silence keeps the stream alive and the model's clock on the wall's
-                    self._ring += bytes(add)
-                    self._total += add
+                    self._ring.add(bytes(add))
                     self._silence_bytes += add
                     self._trim_ring()
         self._pump(client)
-        self._maybe_rollover(client)
-
-    def _maybe_rollover(self, client: RealtimeClient) -> None:
-        _live.maybe_rollover(self, client, self._quiet, logger,
-                             "translation session expires soon: moving to a new session")
+        self._link.maybe_rollover(client, self._quiet,
+                                  "translation session expires soon: moving to a new session")
 
     def _quiet(self) -> bool:
         """No cue in progress: a good moment to move to a new session (lock held)."""
@@ -568,7 +523,7 @@ class Translator:
 
     def _keep_from(self) -> int:
         """Where the audio still needed for a replay starts, within the ring (lock held)."""
-        return max(self._ring_start, self._replay_start())
+        return max(self._ring.start, self._replay_start())
 
     def _replay_start(self) -> int:
         """Where a new session would have to start replaying, even if the ring no longer
@@ -580,21 +535,13 @@ class Translator:
             # nothing unfinished: the server has translated what it showed us so far
             boundary_ms = max(boundary_ms, self._session_base // BYTES_PER_MS
                               + self._max_elapsed)
-        return min(boundary_ms * BYTES_PER_MS, self._sent)
+        return min(boundary_ms * BYTES_PER_MS, self._ring.sent)
 
     def _trim_ring(self) -> None:
         """Forget audio already translated; bound the rest (lock held). Beyond
         ``max_buffer_s`` the oldest audio leaves the ring; :class:`DropLedger` counts what is
         really lost (audio not sent yet, or later needed by a replay), once."""
-        _live.trim_ring(self, self._replay_start(), whole_samples=True)
-
-    def _report_drop(self, nbytes: int) -> None:
-        """Audio that will never be translated (lock held): counted and reported."""
-        client = self._client
-        if client is not None:
-            client.host.count("audio_dropped", nbytes)
-            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
-                              "ms": nbytes // BYTES_PER_MS, "source": "translator"})
+        self._ring.trim(self._replay_start())
 
     # -- finishing --------------------------------------------------------------------------
     def finish(self, timeout: Optional[float] = 30) -> Translation:
@@ -612,23 +559,23 @@ class Translator:
         client = self.client
         client.host.check_blocking_call("Translator.finish()")
         deadline = Deadline(timeout)
-        _live.stop_streams(self._streams, 2, logger)
-        with self._lock:
+        self._link.stop_streams(2)
+        with self._link.lock:
             self._flush_tail = True
         while True:
-            with self._changed:
+            with self._link.changed:
                 if self._ended:
                     flushed = self._text.flush() + self._source.flush()
                     result = self._result()
-                    self._drops.end_episode()
+                    self._ring.drops.end_episode()
                     break
             self._pump(client)
-            with self._changed:
-                ready = (client.connected and self._generation == client.host.session_number
-                         and self._sent >= self._total)
-                if ready and self._close_generation != self._generation:
+            with self._link.changed:
+                ready = (client.connected and self._link.generation == client.host.session_number
+                         and self._ring.sent >= self._ring.total)
+                if ready and self._close_generation != self._link.generation:
                     self._closing = True
-                    self._close_generation = self._generation
+                    self._close_generation = self._link.generation
                     send_close = True
                 else:
                     send_close = False
@@ -636,9 +583,9 @@ class Translator:
                 try:
                     client.send({"type": "session.close"})
                 except NotConnectedError:
-                    with self._lock:
+                    with self._link.lock:
                         self._close_generation = -1
-            with self._changed:
+            with self._link.changed:
                 if self._ended:
                     continue
                 # session.closed seen by the network thread: its handler runs next, wait for it
@@ -648,14 +595,14 @@ class Translator:
                         f"({client.host.not_connected_message()})")
                 if deadline.expired():
                     raise TimeoutError(f"no session.closed within {timeout} s")
-                self._changed.wait(deadline.slice(0.1))
+                self._link.changed.wait(deadline.slice(0.1))
         self._deliver(flushed)
         return result
 
     def _closed_on_wire(self) -> bool:
         """True once the network thread has read ``session.closed`` (the dispatcher may not
         have handled it yet: the socket's close can overtake the event's handler)."""
-        client = self._client
+        client = self._link.client
         return client is not None and client.host.session_ended
 
     def _result(self) -> Translation:
@@ -667,25 +614,25 @@ class Translator:
     @property
     def translation(self) -> Translation:
         """The final cues so far (a snapshot; any thread)."""
-        with self._lock:
+        with self._link.lock:
             return self._result()
 
     @property
     def text(self) -> str:
         """All translated text so far, the unfinished cue included (any thread)."""
-        with self._lock:
+        with self._link.lock:
             return self._text.text
 
     @property
     def source_text(self) -> str:
         """All source-language text so far (any thread)."""
-        with self._lock:
+        with self._link.lock:
             return self._source.text
 
     @property
     def fed_ms(self) -> int:
         """Audio fed so far (keep-alive silence included), in ms: the session's model time."""
-        return self._total // BYTES_PER_MS
+        return self._ring.total // BYTES_PER_MS
 
     @property
     def silence_ms(self) -> int:
@@ -697,12 +644,12 @@ class Translator:
         """Audio that will never be translated because the replay buffer (``max_buffer_s``)
         overflowed: fed while the session could not take it, or needed by a replay and no
         longer held. Counted once; equals the ``client.audio_dropped`` events' bytes."""
-        return self._drops.total // BYTES_PER_MS
+        return self._ring.drops.total // BYTES_PER_MS
 
     @property
     def errors(self) -> List[Dict[str, Any]]:
         """The server's ``error`` objects received so far."""
-        with self._lock:
+        with self._link.lock:
             return list(self._errors)
 
     def __iter__(self) -> Iterator[str]:
@@ -724,55 +671,45 @@ class Translator:
         client.host.check_blocking_call("Translator.deltas()")
         seen = 0
         while True:
-            with self._changed:
+            with self._link.changed:
                 deadline = Deadline(timeout)
                 while len(self._text.text) <= seen:
                     if len(self._text.text) < seen:  # an unfinished cue was dropped
                         seen = len(self._text.text)
-                    if self._ended or self._closed or client.state == "closed":
+                    if self._ended or self._link.closed or client.state == "closed":
                         return
                     if client.state == "disconnected" and not self._closed_on_wire():
                         raise NotConnectedError(
                             f"the session ended for good ({client.host.not_connected_message()})")
                     if deadline.expired():
                         return
-                    self._changed.wait(deadline.slice())
+                    self._link.changed.wait(deadline.slice())
                 piece = self._text.text[seen:]
                 seen = len(self._text.text)
             yield piece
 
     # -- event handlers (dispatcher thread) ---------------------------------------------------
-    def _on_session_created(self, event: Event) -> None:
-        _live.note_expiry(self, event)
-
     def _on_new_session(self, event: Event) -> None:
         """``client.connected`` / ``client.reconnected``: every event of the previous session
         has been handled, so switch here; the clock thread replays."""
-        client = self._client
-        if client is None:
-            return
-        with self._changed:
-            gen = client.host.session_number
-            if gen != self._generation:
-                first = self._generation < 0
-                self._drops.new_session(self._replay_start(), first)
+        with self._link.changed:
+            gen = self._link.new_session()
+            if gen is not None:
+                first = self._link.generation < 0
+                self._ring.drops.new_session(self._replay_start(), first)
                 keep_from = self._keep_from() if not first else 0
-                self._generation = gen
+                self._link.generation = gen
                 self._sessions += 1
                 self._text.drop_pending()
                 self._source.drop_pending()
-                keep_from = max(keep_from, self._ring_start)
+                keep_from = max(keep_from, self._ring.start)
                 self._session_base = keep_from
-                self._sent = keep_from
+                self._ring.rewind(keep_from)
                 self._max_elapsed = 0
                 if not first:
                     logger.info("new translation session: replaying %d ms of audio",
-                                (self._total - keep_from) // BYTES_PER_MS)
-            self._changed.notify_all()
-
-    def _on_disconnected(self, event: Event) -> None:
-        with self._changed:
-            self._changed.notify_all()
+                                (self._ring.total - keep_from) // BYTES_PER_MS)
+            self._link.changed.notify_all()
 
     def _time(self, event: Event) -> int:
         """The event's time in all audio fed (lock held)."""
@@ -790,25 +727,25 @@ class Translator:
         delta = event.get("delta")
         if not isinstance(delta, str) or not delta:
             return
-        with self._changed:
+        with self._link.changed:
             ms = self._time(event)
             if self._stale(self._text, ms):
                 return
             changed = self._text.add(delta, ms)
             self._trim_ring()
-            self._changed.notify_all()
+            self._link.changed.notify_all()
         self._deliver(changed)
 
     def _on_input_delta(self, event: Event) -> None:
         delta = event.get("delta")
         if not isinstance(delta, str) or not delta:
             return
-        with self._changed:
+        with self._link.changed:
             ms = self._time(event)
             if self._stale(self._source, ms):
                 return
             changed = self._source.add(delta, ms)
-            self._changed.notify_all()
+            self._link.changed.notify_all()
         self._deliver(changed)
 
     def _on_audio_delta(self, event: Event) -> None:
@@ -818,34 +755,30 @@ class Translator:
         try:
             pcm = base64.b64decode(data, validate=True)
         except ValueError:
-            if self._client is not None:
-                self._client.host.protocol_error(
+            if self._link.client is not None:
+                self._link.client.host.protocol_error(
                     f"delta is not base64 ({len(data)} chars); the audio is skipped", event)
             return
-        with self._changed:
+        with self._link.changed:
             ms = self._time(event)
             self._audio_chunks += 1
             if self._keep_audio:
                 self._audio += pcm
         if self._on_audio is not None:
-            cb = self._on_audio
-            if self._marshal is not None:
-                self._marshal(lambda: cb(pcm, ms))
-            else:
-                cb(pcm, ms)
+            self._link.call(self._on_audio, pcm, ms)
 
     def _on_session_closed(self, event: Event) -> None:
-        with self._changed:
+        with self._link.changed:
             self._ended = True
-            self._changed.notify_all()
+            self._link.changed.notify_all()
 
     def _on_error(self, event: Event) -> None:
         err = event.get("error")
         if not isinstance(err, Mapping):
             return
-        with self._changed:
+        with self._link.changed:
             self._errors.append(dict(err))
-            self._changed.notify_all()
+            self._link.changed.notify_all()
         code = err.get("code")
         if code != "session_expired":
             logger.warning("translation server error: %s", err.get("message"))
@@ -854,12 +787,15 @@ class Translator:
         """Call ``on_text`` / ``on_source_text`` (no lock held; in order)."""
         for cue in cues:
             fn = self._on_source_text if cue.source else self._on_text
-            if fn is None:
-                continue
-            if self._marshal is not None:
-                self._marshal(lambda fn=fn, cue=cue: fn(cue))  # type: ignore[misc]
-            else:
-                fn(cue)
+            if fn is not None:
+                self._link.call(fn, cue)
+
+
+def _send_frame(client: RealtimeClient, chunk: bytes) -> None:
+    """One ``session.input_audio_buffer.append`` of ``chunk``, counted once sent."""
+    event_id = new_event_id()
+    client.host.send_prebuilt(_APPEND, event_id, append_frame(chunk, event_id, _APPEND))
+    client.host.count("audio_bytes_sent", len(chunk))
 
 
 def translate_file(

@@ -573,7 +573,7 @@ def test_client_vad_on_the_audio_thread_commits_each_utterance_from_the_virtual_
     with FakeRealtimeServer(recognizer=rec) as srv, rs.Transcriber(
         url=srv.url, api_key="sk-local", turn_detection="client_vad",
     ) as tr:
-        detector = tr._detector
+        detector = tr._turns.detector  # the client VAD strategy's detector
         original = detector.feed
 
         def feed(pcm: bytes) -> Any:

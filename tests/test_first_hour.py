@@ -492,7 +492,7 @@ def test_a_transcriber_with_client_vad_releases_its_resampler_on_close():
         tr = rs.Transcriber(url=srv.url, api_key="sk-local", turn_detection="client_vad")
         tr.start()
         tr.feed(bytes(48000))
-        model = tr._detector._model
+        model = tr._turns.detector._model  # the client VAD strategy's detector
         assert model._resampler is not None
         tr.close()
     assert model._resampler is None

@@ -1,35 +1,47 @@
-"""What a live session object (a ``Transcriber`` or a ``Translator``) does the same way around
-its :class:`~realtime_sync.RealtimeClient`: raw-event handlers registered before or after
-``start()``, connecting and waiting until the dispatcher has switched the owner to the session,
-the session's expiry, the bounded ring of audio kept for replays, and stopping the audio
-streams it owns.
+"""What a live session object (a ``Transcriber``, a ``Translator``, ...) does the same way
+around its :class:`~realtime_sync.RealtimeClient`: :class:`SessionLink`.
 
-The owner keeps ``_client``, ``_marshal``, ``_user_handlers``, ``_changed`` (a Condition on
-``_lock``), ``_generation`` (the session number it works in), ``_rollover_margin``,
-``_expires_at`` and ``_rollover_due``.
+A live object composes one link (and usually one
+:class:`~realtime_sync._features.ring.AudioRing`): the link owns the client, the state lock
+and its condition, the raw-event handlers registered before or after ``start()``, the session
+number the object works in, the session's expiry and rollover, the audio streams it owns and
+the marshal its callbacks go through. The object's own event handlers keep only what is its
+own (segments, cues, ...).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
 from .._core.wait import Deadline, wait_until
-from ..events import Event
+from ..errors import NotConnectedError
+from ..events import Event, LibraryEvents
+from .feed import FeedSink
+from .ring import AudioRing
 
 if TYPE_CHECKING:
     from ..client import RealtimeClient
 
-__all__ = ["add_handler", "check_options", "open_session", "note_expiry", "maybe_rollover",
-           "stop_streams", "trim_ring"]
+__all__ = ["SessionLink", "check_options"]
 
 Handler = Callable[[Event], Any]
 
 
 def check_options(callbacks: Mapping[str, Any], marshal: Any, rollover_margin: Any,
                   max_buffer_s: Any) -> None:
-    """The owner's constructor checks: each of ``callbacks`` (by parameter name) and
+    """A live object's constructor checks: each of ``callbacks`` (by parameter name) and
     ``marshal`` is None or callable (else TypeError); ``rollover_margin`` and
     ``max_buffer_s`` are numbers of seconds >= 0 (else ValueError)."""
     for name, cb in callbacks.items():
@@ -42,115 +54,204 @@ def check_options(callbacks: Mapping[str, Any], marshal: Any, rollover_margin: A
             raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
 
 
-def add_handler(owner: Any, type_: str, handler: Handler) -> Handler:
-    """The owner's ``on()``: keep ``handler`` (through the owner's ``marshal``) for every
-    client it starts, and register it on the current one. Any thread."""
-    if not callable(handler):
-        raise TypeError("handler must be callable")
-    wrapped = handler
-    if owner._marshal is not None:
-        marshal = owner._marshal
+class SessionLink:
+    """One live object's client, lock, handlers, session number, expiry and streams.
 
-        def wrapped(event: Event) -> None:
-            marshal(lambda: handler(event))
-
-    owner._user_handlers.append((type_, wrapped))
-    if owner._client is not None:
-        owner._client.on(type_, wrapped)
-    return handler
-
-
-def open_session(owner: Any, client: RealtimeClient, handlers: Iterable[Tuple[str, Handler]],
-                 timeout: Optional[float], then: Optional[Callable[[], None]] = None) -> None:
-    """Register the user's handlers, then the owner's, connect, and wait (up to ``timeout``,
-    at least 1 s; 10 s without one) until the dispatcher has switched the owner to the
-    session, so that the first ``feed()`` sends at once. ``then()`` runs last.
-
-    On any failure (``then()`` included) the client is closed and the owner is left
-    unstarted (``_client`` None); the exception propagates.
+    Args:
+        what: the object in messages (``"transcriber"``, ``"translator"``).
+        marshal: runs the object's callbacks and the user's handlers (None: directly).
+        rollover_margin: seconds before ``expires_at`` at which the object moves to a new
+            session at its next quiet moment.
+        log: where the object logs.
     """
-    for type_, handler in owner._user_handlers:
-        client.on(type_, handler)
-    for type_, handler in handlers:
-        client.on(type_, handler)
-    owner._client = client
-    try:
-        client.connect(timeout=timeout)
-        # the dispatcher switches the owner to the session (client.connected) right after
-        # session.created: wait for it
-        deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
-        with owner._changed:
-            wait_until(owner._changed,
-                       lambda: (owner._generation == client.host.session_number
-                                or not client.connected),
-                       deadline, longest=0.05)
-        if then is not None:
-            then()
-    except BaseException:
-        owner._client = None
-        client.close()
-        raise
 
+    def __init__(self, what: str, marshal: Optional[Callable[[Callable[[], Any]], Any]],
+                 rollover_margin: float, log: logging.Logger) -> None:
+        self.what = what
+        self.marshal = marshal
+        self.rollover_margin = rollover_margin
+        self.log = log
+        self.client: Optional[RealtimeClient] = None
+        """The client, once started (None before, and after a failed start)."""
+        self.lock = threading.RLock()
+        """The object's state lock (event handlers, feeders and readers)."""
+        self.changed = threading.Condition(self.lock)
+        """Notified whenever the object's state changes."""
+        self.send_lock = threading.Lock()
+        """Held while sending, so that appends and commits keep their order."""
+        self.generation = -1
+        """The session number (``client.host.session_number``) the object works in."""
+        self.expires_at: Optional[float] = None
+        self.rollover_due: Optional[float] = None
+        self.streams: List[Any] = []
+        """Audio streams the object owns (stopped by :meth:`stop_streams`)."""
+        self.closed = False
+        """Set by the object's ``close()``."""
+        self.handlers: List[Tuple[str, Handler]] = []
+        """The user's raw-event handlers (through :attr:`marshal`), for every client."""
 
-def note_expiry(owner: Any, event: Event) -> None:
-    """``session.created`` (dispatcher thread): when the session expires, and when the owner
-    rolls over to a new one (``_rollover_margin`` seconds before)."""
-    session = event.get("session") or {}
-    expires = session.get("expires_at") if isinstance(session, Mapping) else None
-    with owner._lock:
-        if isinstance(expires, (int, float)) and expires > 0:
-            owner._expires_at = float(expires)
-            owner._rollover_due = float(expires) - owner._rollover_margin
-        else:
-            owner._expires_at = owner._rollover_due = None
+    # -- the client -----------------------------------------------------------------------------
+    def require(self) -> RealtimeClient:
+        """The client; NotConnectedError before ``start()``."""
+        client = self.client
+        if client is None:
+            raise NotConnectedError(
+                f"the {self.what} is not started: call start() or use `with`")
+        return client
 
+    def on(self, type_: str, handler: Handler) -> Handler:
+        """The object's ``on()``: keep ``handler`` (through :attr:`marshal`) for every client
+        it starts, and register it on the current one. Any thread."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        wrapped = handler
+        if self.marshal is not None:
+            marshal = self.marshal
 
-def maybe_rollover(owner: Any, client: RealtimeClient, quiet: Callable[[], bool],
-                   log: logging.Logger, message: str) -> None:
-    """Once ``_rollover_due`` has passed, move ``client`` to a new session when the owner is
-    ``quiet()`` (called with the lock held) or its session expires within 5 s; ``message``
-    is logged (info) first. Any thread but the dispatcher."""
-    due = owner._rollover_due
-    if due is None or time.time() < due:
-        return
-    with owner._lock:
-        quiet_now = quiet()
-        hard = owner._expires_at is not None and time.time() >= owner._expires_at - 5
-        if not (quiet_now or hard):
-            return
-        owner._rollover_due = None
-    log.info(message)
-    client.host.restart()
+            def wrapped(event: Event) -> None:
+                marshal(lambda: handler(event))
 
+        self.handlers.append((type_, wrapped))
+        if self.client is not None:
+            self.client.on(type_, wrapped)
+        return handler
 
-def trim_ring(owner: Any, needed: int, whole_samples: bool) -> None:
-    """Forget the owner's audio before ``needed`` (absolute position of the oldest byte a
-    replay needs) and bound the rest to ``_max_buffer`` bytes; beyond it the oldest audio
-    leaves the ring (a whole number of PCM16 samples with ``whole_samples``, after the
-    ``_sent`` position moves past it) and ``_drops`` counts what is really lost. Lock held.
+    def open(self, client: RealtimeClient, handlers: Iterable[Tuple[str, Handler]],
+             timeout: Optional[float], then: Optional[Callable[[], None]] = None) -> None:
+        """Register the user's handlers, then the object's, connect, and wait (up to
+        ``timeout``, at least 1 s; 10 s without one) until the object's handler of
+        ``client.connected`` has switched :attr:`generation` to the session, so that the
+        first ``feed()`` sends at once. ``then()`` runs last.
 
-    The owner keeps ``_ring`` (bytes from ``_ring_start`` on), ``_total``, ``_sent``,
-    ``_max_buffer`` and ``_drops`` (a :class:`realtime_sync._features.drops.DropLedger`).
-    """
-    keep_from = max(needed, owner._ring_start)  # what is gone is gone
-    overflow = (owner._total - keep_from) - owner._max_buffer
-    end = keep_from
-    if overflow > 0:
-        end = keep_from + overflow + (overflow % 2 if whole_samples else 0)
-    owner._drops.pushed_out(keep_from, end, owner._sent, needed)
-    if end > keep_from:
-        owner._sent = max(owner._sent, end)
-        keep_from = end
-    if keep_from > owner._ring_start:
-        del owner._ring[:keep_from - owner._ring_start]
-        owner._ring_start = keep_from
-
-
-def stop_streams(streams: Iterable[Any], timeout: float, log: logging.Logger) -> None:
-    """Stop every audio stream in ``streams`` (a copy is walked); a failure is logged on
-    ``log``, never raised."""
-    for s in list(streams):
+        On any failure (``then()`` included) the client is closed and the link is left
+        unstarted (:attr:`client` None); the exception propagates.
+        """
+        for type_, handler in self.handlers:
+            client.on(type_, handler)
+        for type_, handler in handlers:
+            client.on(type_, handler)
+        self.client = client
         try:
-            s.stop(timeout)
-        except Exception:  # noqa: BLE001
-            log.exception("stopping the audio stream failed")
+            client.connect(timeout=timeout)
+            deadline = Deadline(10.0 if timeout is None else max(timeout, 1.0))
+            with self.changed:
+                wait_until(self.changed,
+                           lambda: (self.generation == client.host.session_number
+                                    or not client.connected),
+                           deadline, longest=0.05)
+            if then is not None:
+                then()
+        except BaseException:
+            self.client = None
+            client.close()
+            raise
+
+    def new_session(self) -> Optional[int]:
+        """``client.connected`` / ``client.reconnected`` (dispatcher thread, lock held): the
+        client's session number when it differs from :attr:`generation` (the object then
+        switches to it and sets :attr:`generation`), else None."""
+        client = self.client
+        if client is None:
+            return None
+        gen = client.host.session_number
+        return gen if gen != self.generation else None
+
+    def sending(self, client: RealtimeClient) -> Optional[int]:
+        """The session number audio may be sent in now (lock held): None while disconnected,
+        or while the dispatcher has not switched the object to a new session yet (it first
+        handles every event of the old one, then ``client.(re)connected``)."""
+        if not client.connected:
+            return None
+        gen = client.host.session_number
+        return gen if gen == self.generation else None
+
+    def pump(self, client: RealtimeClient, ring: AudioRing,
+             send: Callable[[RealtimeClient, bytes], Any], most: int,
+             least: Callable[[], int] = lambda: 1) -> None:
+        """Send what the current session has not had of ``ring``, ``most`` bytes per
+        ``send(client, chunk)`` at most, while at least ``least()`` bytes wait. Sending
+        happens outside the state lock (handlers never wait for the network), under
+        :attr:`send_lock`. Any thread but the dispatcher."""
+        with self.send_lock:
+            while True:
+                with self.lock:
+                    gen = self.sending(client)
+                    if gen is None:
+                        return
+                    available = ring.unsent
+                    if available <= 0 or available < least():
+                        return
+                    pos = ring.sent
+                    chunk = ring.read(pos, min(available, most))
+                try:
+                    send(client, chunk)
+                except NotConnectedError:
+                    return
+                with self.lock:
+                    if self.generation == gen:
+                        ring.advance(pos, len(chunk))
+
+    # -- expiry and rollover -------------------------------------------------------------------
+    def note_expiry(self, event: Event) -> None:
+        """``session.created`` (dispatcher thread): when the session expires, and when the
+        object rolls over to a new one (:attr:`rollover_margin` seconds before)."""
+        session = event.get("session") or {}
+        expires = session.get("expires_at") if isinstance(session, Mapping) else None
+        with self.lock:
+            if isinstance(expires, (int, float)) and expires > 0:
+                self.expires_at = float(expires)
+                self.rollover_due = float(expires) - self.rollover_margin
+            else:
+                self.expires_at = self.rollover_due = None
+
+    def maybe_rollover(self, client: RealtimeClient, quiet: Callable[[], bool],
+                       message: str) -> None:
+        """Once the rollover is due, move ``client`` to a new session when the object is
+        ``quiet()`` (called with the lock held) or its session expires within 5 s;
+        ``message`` is logged (info) first. Any thread but the dispatcher."""
+        due = self.rollover_due
+        if due is None or time.time() < due:
+            return
+        with self.lock:
+            quiet_now = quiet()
+            hard = self.expires_at is not None and time.time() >= self.expires_at - 5
+            if not (quiet_now or hard):
+                return
+            self.rollover_due = None
+        self.log.info(message)
+        client.host.restart()
+
+    # -- callbacks, drops, streams -------------------------------------------------------------
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` through :attr:`marshal`, or here (no lock held)."""
+        if self.marshal is not None:
+            self.marshal(lambda: fn(*args))
+        else:
+            fn(*args)
+
+    def wake(self, event: Optional[Event] = None) -> None:
+        """Notify every waiter (e.g. on ``client.disconnected``)."""
+        with self.changed:
+            self.changed.notify_all()
+
+    def report_drop(self, nbytes: int, bytes_per_ms: int) -> None:
+        """Audio that will never be used (lock held): ``stats()["audio_dropped"]`` and one
+        ``client.audio_dropped`` event (``source`` is :attr:`what`)."""
+        client = self.client
+        if client is not None:
+            client.host.count("audio_dropped", nbytes)
+            client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
+                              "ms": nbytes // bytes_per_ms, "source": self.what})
+
+    def sink(self, feed: Callable[[bytes], None]) -> FeedSink:
+        """The audio host an :func:`realtime_sync.audio.stream` feeds through ``feed``."""
+        return FeedSink(feed, self)
+
+    def stop_streams(self, timeout: float) -> None:
+        """Stop every audio stream the object owns (a copy is walked); a failure is logged,
+        never raised."""
+        for s in list(self.streams):
+            try:
+                s.stop(timeout)
+            except Exception:  # noqa: BLE001
+                self.log.exception("stopping the audio stream failed")

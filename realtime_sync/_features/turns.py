@@ -28,7 +28,8 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 from .._core.wire import BYTES_PER_MS
 from ..errors import AudioError, ConfigurationError
 
-__all__ = ["ClientVadOptions", "TurnDetector", "client_vad_options", "resolve_turn_detection"]
+__all__ = ["ClientVadOptions", "TurnDetector", "client_vad_options", "resolve_turn_detection",
+           "choose_turn_detection"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,17 @@ def resolve_turn_detection(model: str, spec: Any) -> Any:
     from ..models import server_vad_allowed
 
     return "server_vad" if server_vad_allowed(model) else "client_vad"
+
+
+def choose_turn_detection(model: str, spec: Any, audio_format: str) -> Any:
+    """``spec`` resolved for ``model`` and ``audio_format``: with G.711 audio, ``"auto"``
+    means None (the caller commits) for models without server VAD, since client VAD reads
+    PCM16 only; otherwise as :func:`resolve_turn_detection`."""
+    from ..models import server_vad_allowed
+
+    if audio_format != "pcm" and spec == "auto" and not server_vad_allowed(model):
+        return None
+    return resolve_turn_detection(model, spec)
 
 
 class SileroProbability:

@@ -181,12 +181,34 @@ class _WaveDecoder:
         self.sample_width = self._wav.getsampwidth()
         self.frames: Optional[int] = self._wav.getnframes()
         self.codec = f"pcm_s{self.sample_width * 8}"
+        self.declared_frames: Optional[int] = None
+        held = _frames_held(path, self._wav)
+        if held is not None and self.frames is not None and held < self.frames:
+            self.declared_frames, self.frames = self.frames, held  # a truncated file
 
     def read(self, frames: int) -> bytes:
         return bytes(self._wav.readframes(frames))
 
     def close(self) -> None:
         self._wav.close()
+
+
+def _frames_held(path: str, wav: Any) -> Optional[int]:
+    """The frames a WAV file really holds after its data chunk's start, when that can be
+    told (a regular file, a data chunk of a stated size), else None."""
+    chunk = getattr(wav, "_data_chunk", None)
+    # the data chunk's offset counts from the RIFF chunk's body, whose own offset is absolute
+    inner, outer = getattr(chunk, "offset", None), getattr(getattr(wav, "_file", None),
+                                                          "offset", None)
+    offset = None if inner is None or outer is None else inner + outer
+    size = getattr(chunk, "chunksize", None)
+    if offset is None or not size or size >= 0xFFFFFFF0 or not os.path.isfile(path):
+        return None  # streaming writers leave the size at 0 or 0xFFFFFFFF: nothing to compare
+    try:
+        available = os.path.getsize(path) - int(offset)
+    except OSError:
+        return None
+    return max(0, available) // max(1, wav.getnchannels() * wav.getsampwidth())
 
 
 class _AvDecoder:
@@ -218,7 +240,8 @@ class _AvDecoder:
             self.rate = int(ctx.sample_rate or self._stream.rate or 0)
             self.channels = int(ctx.channels or 0) or 1
             if self.rate <= 0:
-                raise AudioError(f"{path}: the audio track has no sample rate")
+                raise AudioError(f"cannot read {path}: not audio FFmpeg can decode (its "
+                                 "audio track has no sample rate)")
             self.sample_width = 2
             self.codec = ctx.name
             self.frames = _av_frames(self._container, self._stream, self.rate)
@@ -311,6 +334,10 @@ class FileSource(_PacedSource):
         self.source_sample_width = self._decoder.sample_width
         self.codec = self._decoder.codec
         self._source_frames = self._decoder.frames
+        declared = getattr(self._decoder, "declared_frames", None)
+        self.declared_duration: Optional[float] = (
+            declared / float(self.source_rate) if declared and self.source_rate else None)
+        """For a truncated WAV file: the length its header states (seconds), else None."""
         try:
             self._conv = StreamConverter(
                 self.source_rate, self.source_channels, self.source_sample_width

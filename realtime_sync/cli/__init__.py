@@ -10,6 +10,7 @@
     realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
+    realtime-sync models
     realtime-sync serve [--host H] [--port P] [--local]
     realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 60)")
     t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
     _add_common(t)
+
+    m = sub.add_parser("models", help="list the offline models (--local) and where they come "
+                                      "from, and the cloud transcription models")
+    _add_common(m)
 
     d = sub.add_parser("devices", help="list audio devices")
     d.add_argument("--json", action="store_true", help="print JSON")
@@ -309,6 +314,18 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def offline_model(name: Optional[str]) -> str:
+    """``--model`` of an offline command checked before any work (exit 2 with one line);
+    returns what the engine loads (a faster-whisper name in the cache: its directory)."""
+    from ..errors import ConfigurationError
+    from ..server._models import resolve_model_name
+
+    try:
+        return resolve_model_name(name)
+    except ConfigurationError as exc:
+        raise UsageError(f"--model: {exc}") from None
+
+
 def _transcription_model(args: argparse.Namespace) -> str:
     """``--model``, else the catalogue's default; with --local, --model names the offline
     engine's model and the session asks for a model whose turns the local server's VAD may
@@ -331,6 +348,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         resolve_format,
     )
 
+    if args.local:
+        args.model = offline_model(args.model)  # a typo fails here, before any audio is read
     files = list(args.file or [])
     if len(files) > 1 or (files and args.jobs is not None):
         return _transcribe_many(args, files)
@@ -339,6 +358,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
         raise UsageError(f"no such file: {args.file}")
+    fmt = resolve_format(args.format, args.output)  # a bad -o is refused before any work
     audio_format = args.input_format
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
@@ -347,12 +367,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
         # an unreadable file fails here, before any session; a G.711 file sets the format
         probe = {"audio_format": audio_format}
-        _open_audio(args.file, False, 100, probe)[0].close()
+        source = _open_audio(args.file, False, 100, probe)[0]
+        source.close()
         audio_format = probe["audio_format"]
+        truncated = truncation_note(args.file, source)
+        if truncated:
+            sys.stderr.write(f"realtime-sync: warning: {truncated}\n")
     elif audio_format != "pcm":
         raise UsageError("--input-format pcmu/pcma needs a G.711 WAV file (the microphone "
                          "gives PCM16, sent as pcm)")
-    fmt = resolve_format(args.format, args.output)
     console = _Console(sys.stdout)
     backoff = GiveUpAfter(args.reconnect_timeout)
     with contextlib.ExitStack() as stack:
@@ -409,6 +432,8 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
     captions = None
+    if args.output:
+        _check_output_folder(args.output, args.format)
     if args.output or (args.format and args.format != "text"):
         captions = args.format or "text"
     failed = []
@@ -418,7 +443,8 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             failed.append(result.path)
             message = str(result.error).splitlines()[0] if str(result.error) else \
                 type(result.error).__name__
-            sys.stderr.write(f"realtime-sync: {result.path}: error: {message}\n")
+            sys.stderr.write(f"realtime-sync: {result.path}: error: "
+                             f"{without_name(message, result.path)}\n")
         elif captions is not None:
             print(f"{result.path} -> {result.output}", flush=True)
         else:
@@ -435,6 +461,40 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     if failed:
         sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
     return 1 if failed else 0
+
+
+def truncation_note(name: str, source: Any) -> Optional[str]:
+    """One line when ``source`` (a file source) is shorter than its header says, else None."""
+    declared = getattr(source, "declared_duration", None)
+    if not declared:
+        return None
+    held = float(getattr(source, "duration", 0.0) or 0.0)
+    return (f"{name} is truncated: its header says {declared:.1f} s of audio but it holds "
+            f"{held:.1f} s; transcribing what is there")
+
+
+def without_name(message: str, path: str) -> str:
+    """An error message about ``path`` without repeating its name (the batch line starts
+    with it): ``cannot read a.mp3: not audio ...`` -> ``not audio ...``."""
+    for prefix in (f"cannot read {path}: ", f"{path}: ", f"cannot open {path}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message.replace(f" {path}", " it")
+
+
+def _check_output_folder(output: str, fmt: Optional[str]) -> None:
+    """With several files ``-o`` names a folder (one caption file per input, in the format of
+    ``--format``): refuse an existing file or a name with a caption extension (``both.srt``)."""
+    from ..captions import format_for_path
+
+    if os.path.isdir(output):
+        return
+    named = format_for_path(output)
+    if os.path.exists(output) or named is not None or os.path.splitext(output)[1]:
+        hint = f"-o {os.path.splitext(output)[0] or 'captions'} --format " \
+            f"{fmt or named or 'srt'}"
+        raise UsageError(f"with several files, -o names a folder for one caption file each, "
+                         f"not {output!r}: e.g. {hint}")
 
 
 def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: Any,
@@ -558,7 +618,15 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from ._models import print_models
+
+    return print_models(sys.stdout)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.local:
+        args.model = offline_model(args.model)
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
                        host=args.host, port=args.port, quiet=False, translate=True) as srv:
         print(srv.url, flush=True)
@@ -609,6 +677,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"transcribe": cmd_transcribe, "translate": cmd_translate, "devices": cmd_devices,
+            "models": cmd_models,
             "serve": cmd_serve,
             "chat": cmd_chat}
 

@@ -39,14 +39,30 @@ class CommandError(RealtimeSyncError):
 
 # -- output ---------------------------------------------------------------------------------
 def resolve_format(fmt: Optional[str], output: Optional[str]) -> str:
-    """``--format`` when given, else the one ``-o``'s extension names, else ``text``."""
+    """The output format, one rule for every command: ``--format`` when given, else the one
+    ``-o``'s extension names, else ``text`` (no ``-o``, or a name without an extension).
+
+    Raises:
+        UsageError: ``-o`` has an extension that names no format (``out.docx``) and no
+            ``--format`` says which one to write.
+    """
     if fmt:
         return fmt
-    if output:
-        from ..captions import format_for_path
+    if not output:
+        return "text"
+    from ..captions import FORMAT_EXTENSIONS, format_for_path
 
-        return format_for_path(output) or "text"
-    return "text"
+    found = format_for_path(output)
+    if found is not None:
+        return found
+    ext = os.path.splitext(os.path.basename(output))[1]
+    if not ext:
+        return "text"
+    from . import UsageError
+
+    raise UsageError(f"cannot tell the output format from {output!r}: use one of "
+                     f"{', '.join(FORMAT_EXTENSIONS)}, or say it with --format "
+                     "text|srt|vtt|jsonl")
 
 
 class TranscriptSink:

@@ -44,8 +44,10 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
     p.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     p.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
-    p.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default="text")
-    p.add_argument("--output", "-o", default=None, help="write captions to this file")
+    p.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default=None,
+                   help="output format (default: from the -o file's extension, else text)")
+    p.add_argument("--output", "-o", default=None,
+                   help="write captions to this file (.srt, .vtt, .jsonl or .txt)")
     p.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     p.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
@@ -79,6 +81,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         raise cli.UsageError(f"no such file: {args.file}")
     if not args.to.strip():
         raise cli.UsageError("--to needs a language code such as es")
+    from ._support import resolve_format
+
+    args.format = resolve_format(args.format, args.output)  # before any audio is read
     if args.file:
         from ..audio import FileSource
 

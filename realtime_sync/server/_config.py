@@ -254,7 +254,19 @@ def _transcription(value: Any, path: str) -> Optional[Dict[str, Any]]:
     return out
 
 
-def _noise_reduction(value: Any, path: str) -> Optional[Dict[str, Any]]:
+def _mcp_tool(tool: Dict[str, Any], path: str) -> None:
+    """A remote MCP server tool: a ``server_label`` and a ``server_url`` or ``connector_id``."""
+    if not isinstance(tool.get("server_label"), str) or not tool["server_label"]:
+        raise SessionError("missing_required_parameter",
+                           f"Missing required parameter: '{path}.server_label'.",
+                           path + ".server_label")
+    if not tool.get("server_url") and not tool.get("connector_id"):
+        raise SessionError("missing_required_parameter",
+                           f"Missing required parameter: '{path}.server_url' (or "
+                           f"'{path}.connector_id').", path + ".server_url")
+
+
+def noise_reduction(value: Any, path: str) -> Optional[Dict[str, Any]]:
     if value is None:
         return None
     nr = _object(value, path)
@@ -343,8 +355,8 @@ def apply_update(current: Mapping[str, Any], update: Any) -> Dict[str, Any]:
                 cur_in["transcription"] = _transcription(inp["transcription"],
                                                          p + ".transcription")
             if "noise_reduction" in inp:
-                cur_in["noise_reduction"] = _noise_reduction(inp["noise_reduction"],
-                                                             p + ".noise_reduction")
+                cur_in["noise_reduction"] = noise_reduction(inp["noise_reduction"],
+                                                            p + ".noise_reduction")
             if "turn_detection" in inp:
                 cur_in["turn_detection"] = _turn_detection(inp["turn_detection"],
                                                            p + ".turn_detection", realtime)
@@ -389,6 +401,8 @@ def _apply_realtime(new: Dict[str, Any], upd: Mapping[str, Any]) -> None:
                 raise SessionError("missing_required_parameter",
                                    f"Missing required parameter: 'session.tools[{i}].name'.",
                                    f"session.tools[{i}].name")
+            if tool.get("type") == "mcp":
+                _mcp_tool(tool, f"session.tools[{i}]")
         new["tools"] = copy.deepcopy(tools)
     if upd.get("tool_choice") is not None:
         choice = upd["tool_choice"]

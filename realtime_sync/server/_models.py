@@ -293,3 +293,127 @@ def load_builtin(name: str, *, device: str, compute_type: str, cpu_threads: int)
     except Exception as exc:  # ctranslate2 errors have no common base
         raise ConfigurationError(f"could not load the built-in Whisper model {name!r}: "
                                  f"{exc}") from exc
+
+
+# --------------------------------------------------------------------------- names for people
+
+FASTER_WHISPER_REPOS = {
+    "tiny": "Systran/faster-whisper-tiny", "tiny.en": "Systran/faster-whisper-tiny.en",
+    "base": "Systran/faster-whisper-base", "base.en": "Systran/faster-whisper-base.en",
+    "small": "Systran/faster-whisper-small", "small.en": "Systran/faster-whisper-small.en",
+    "medium": "Systran/faster-whisper-medium", "medium.en": "Systran/faster-whisper-medium.en",
+    "large-v1": "Systran/faster-whisper-large-v1", "large-v2": "Systran/faster-whisper-large-v2",
+    "large-v3": "Systran/faster-whisper-large-v3", "large": "Systran/faster-whisper-large-v3",
+    "distil-large-v2": "Systran/faster-distil-whisper-large-v2",
+    "distil-large-v3": "Systran/faster-distil-whisper-large-v3",
+    "distil-medium.en": "Systran/faster-distil-whisper-medium.en",
+    "distil-small.en": "Systran/faster-distil-whisper-small.en",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+    "turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+}
+"""faster-whisper's short names and the Hugging Face repositories they stand for (the engine
+uses one only when it is already in the local Hugging Face cache: it never downloads)."""
+
+MODEL_MEMORY_MB = {"tiny.en": 330, "base": 520}
+"""Peak memory (resident set, MB) of ``realtime-sync transcribe --local --model NAME`` on a
+short file: the process with the engine, the VAD and the weights (measured; README)."""
+
+BUILTIN_NOTES = {"tiny.en": "English only, 39 M parameters, fastest",
+                 "base": "99 languages, 74 M parameters; the default"}
+
+
+def installed_builtin() -> List[str]:
+    """The built-in model names whose packages are installed (no hashing, no import).
+
+    Any thread may call this.
+    """
+    out = []
+    for name, spec in BUILTIN_MODELS.items():
+        try:
+            ok = all(importlib.util.find_spec(package) is not None
+                     for package in {f[1] for f in spec.files})
+        except (ImportError, ValueError):
+            ok = False
+        if ok:
+            out.append(name)
+    return out
+
+
+def _hf_cache() -> str:
+    hub = os.environ.get("HF_HUB_CACHE")
+    if hub:
+        return hub
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "huggingface")
+    return os.path.join(home, "hub")
+
+
+def cached_model_dir(name: str) -> Any:
+    """The directory of faster-whisper model ``name`` (a short name such as ``small`` or a
+    repository ``org/name``) in the local Hugging Face cache, or None. No network.
+
+    Any thread may call this.
+    """
+    repo = FASTER_WHISPER_REPOS.get(name, name)
+    if repo.count("/") != 1:
+        return None
+    snapshots = os.path.join(_hf_cache(), "models--" + repo.replace("/", "--"), "snapshots")
+    try:
+        found = sorted(os.scandir(snapshots), key=lambda e: e.stat().st_mtime, reverse=True)
+    except OSError:
+        return None
+    for entry in found:
+        if os.path.isfile(os.path.join(entry.path, "model.bin")):
+            return entry.path
+    return None
+
+
+def cached_models() -> List[Tuple[str, str]]:
+    """``(short name, directory)`` of each faster-whisper model in the local cache."""
+    out = []
+    for name in FASTER_WHISPER_REPOS:
+        path = cached_model_dir(name)
+        if path is not None and name not in BUILTIN_MODELS:
+            out.append((name, path))
+    return out
+
+
+def resolve_model_name(name: Any) -> str:
+    """Check an offline ``--model`` before any audio is read; return what the engine loads.
+
+    A built-in name (its packages installed), a CTranslate2 model directory (it has a
+    ``model.bin``), or a faster-whisper name already in the Hugging Face cache (its directory
+    is returned: nothing is ever downloaded). Any thread may call this.
+
+    Raises:
+        ConfigurationError: one line naming the installed built-in models and how to use a
+            model directory.
+    """
+    name = DEFAULT_MODEL if name is None else os.fspath(name)
+    installed = installed_builtin()
+    choices = (f"installed built-in models: {', '.join(installed)}" if installed else
+               f"no built-in model is installed (`{INSTALL_HINT}`)")
+    how = "or give a CTranslate2 model directory (--model ./dir); `realtime-sync models` lists them"
+    if name in BUILTIN_MODELS:
+        if name not in installed:
+            spec = BUILTIN_MODELS[name]
+            raise ConfigurationError(f"the built-in model {name!r} is not installed (it comes "
+                                     f"from {', '.join(spec.packages)}: `{INSTALL_HINT}`); "
+                                     f"{choices}")
+        return name
+    if os.path.isdir(name):
+        if not os.path.isfile(os.path.join(name, "model.bin")):
+            raise ConfigurationError(f"{name!r} is not a CTranslate2 model directory (no "
+                                     f"model.bin in it); {choices}")
+        return name
+    pathlike = name.startswith((".", os.sep, "~")) or name.count("/") > 1
+    if pathlike or (os.sep != "/" and os.sep in name):
+        raise ConfigurationError(f"model directory {name!r} does not exist; {choices}")
+    cached = cached_model_dir(name)
+    if cached is not None:
+        return str(cached)
+    if name in FASTER_WHISPER_REPOS or name.count("/") == 1:
+        raise ConfigurationError(f"model {name!r} is not downloaded and the offline engine "
+                                 f"never downloads; {choices}, {how}")
+    raise ConfigurationError(f"unknown offline model {name!r}; {choices}, {how}")

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Union
 
 from .._core.wire import BYTES_PER_MS
+from . import _mcp
 from ._recognizer import split_words
 
 __all__ = [
     "Text",
     "Audio",
     "FunctionCall",
+    "McpCall",
     "Output",
+    "OUTPUT_TYPES",
     "ResponseRequest",
     "Responder",
     "EchoResponder",
@@ -59,7 +62,28 @@ class FunctionCall:
     call_id: Optional[str] = None
 
 
-Output = Union[Text, Audio, FunctionCall]
+@dataclass
+class McpCall:
+    """A call of a tool on a remote MCP server of the session (``type: "mcp"`` in tools).
+
+    When the server's ``require_approval`` asks for it and the client has not answered, the
+    response carries an ``mcp_approval_request`` item instead; once the client added an
+    ``mcp_approval_response`` (approve) and asked for a new response, the same scripted
+    ``McpCall`` runs: ``response.mcp_call*`` events and an ``mcp_call`` item whose ``output``
+    is :attr:`output` (or whose ``error`` is :attr:`error`). A denied request gives an
+    assistant message saying so.
+    """
+
+    server_label: str
+    name: str
+    arguments: str = "{}"
+    output: str = ""
+    error: Optional[str] = None
+
+
+Output = Union[Text, Audio, FunctionCall, McpCall]
+OUTPUT_TYPES = (Text, Audio, FunctionCall, McpCall)
+"""The classes a responder may return."""
 
 
 @dataclass
@@ -169,7 +193,7 @@ class ScriptedResponder:
             reply: Optional[Reply] = self._replies.pop(0) if self._replies else None
         if reply is None:
             return self.fallback.respond(request)
-        if callable(reply) and not isinstance(reply, (Text, Audio, FunctionCall)):
+        if callable(reply) and not isinstance(reply, OUTPUT_TYPES):
             reply = reply(request)
         return _as_outputs(reply)
 
@@ -177,7 +201,7 @@ class ScriptedResponder:
 def _as_outputs(reply: Any) -> List[Output]:
     if isinstance(reply, str):
         return [Text(reply)]
-    if isinstance(reply, (Text, Audio, FunctionCall)):
+    if isinstance(reply, OUTPUT_TYPES):
         return [reply]
     return [Text(r) if isinstance(r, str) else r for r in reply]
 
@@ -241,8 +265,9 @@ class _Run:
         return prev
 
     def close_item(self, index: int, item: Dict[str, Any], prev: Optional[str],
-                   audio: Optional[bytes] = None) -> None:
-        item["status"] = "incomplete" if self.cancelled.is_set() else "completed"
+                   audio: Optional[bytes] = None, status: bool = True) -> None:
+        if status:  # MCP items carry no status
+            item["status"] = "incomplete" if self.cancelled.is_set() else "completed"
         if self.in_conversation:
             self.host.update_item(copy.deepcopy(item), audio)
             self.emit("conversation.item.done", previous_item_id=prev, item=copy.deepcopy(item))
@@ -325,10 +350,53 @@ class _Run:
         self.close_item(index, item, prev)
 
 
+    def mcp(self, index: int, out: McpCall, request: Optional[ResponseRequest]) -> None:
+        session = request.session if request is not None else {}
+        items = request.items if request is not None else []
+        config = _mcp.mcp_tools(session).get(out.server_label)
+        approval = _mcp.find_approval(items, out.server_label, out.name)
+        if config is not None and approval is None and _mcp.needs_approval(config, out.name):
+            request_item: Dict[str, Any] = {
+                "id": self.host.new_id("mcpr"), "object": "realtime.item",
+                "type": "mcp_approval_request", "server_label": out.server_label,
+                "name": out.name, "arguments": out.arguments}
+            prev = self.open_item(index, request_item)
+            self.close_item(index, request_item, prev, status=False)
+            return
+        if approval is not None and not approval["approve"]:
+            self.message(index, Text(f"The call to {out.name} was not approved."))
+            return
+        item_id = self.host.new_id("mcp")
+        item: Dict[str, Any] = {"id": item_id, "object": "realtime.item", "type": "mcp_call",
+                                "server_label": out.server_label, "name": out.name,
+                                "arguments": "", "approval_request_id":
+                                    approval["request_id"] if approval else None,
+                                "output": None, "error": None}
+        prev = self.open_item(index, item)
+        where = {"response_id": self.rid, "item_id": item_id, "output_index": index}
+        if not self.pause():
+            self.emit("response.mcp_call_arguments.delta", delta=out.arguments, **where)
+        self.emit("response.mcp_call_arguments.done", arguments=out.arguments, **where)
+        item["arguments"] = out.arguments
+        self.emit("response.mcp_call.in_progress", item_id=item_id, output_index=index)
+        if config is None:
+            item["error"] = {"type": "protocol_error", "code": -32602,
+                             "message": f"no MCP server labelled {out.server_label!r}"}
+        elif out.error is not None:
+            item["error"] = {"type": "tool_execution_error", "message": out.error}
+        else:
+            item["output"] = out.output
+        done = "response.mcp_call.failed" if item["error"] else "response.mcp_call.completed"
+        self.emit(done, item_id=item_id, output_index=index)
+        self.out_text += len(out.arguments)
+        self.close_item(index, item, prev, status=False)
+
+
 def run_response(host: ResponseHost, response: Dict[str, Any], outputs: Sequence[Output],
                  cancelled: threading.Event, *, in_conversation: bool = True,
                  input_chars: int = 0, input_audio_ms: int = 0, delta_interval: float = 0.0,
-                 before_done: Callable[[], str] = lambda: "client_cancelled") -> None:
+                 before_done: Callable[[], str] = lambda: "client_cancelled",
+                 request: Optional[ResponseRequest] = None) -> None:
     """Emit the events of one response after ``response.created`` was sent.
 
     ``response`` is the response object already announced (status ``in_progress``, empty
@@ -342,6 +410,8 @@ def run_response(host: ResponseHost, response: Dict[str, Any], outputs: Sequence
             break
         if isinstance(out, FunctionCall):
             run.function_call(index, out)
+        elif isinstance(out, McpCall):
+            run.mcp(index, out, request)
         elif isinstance(out, (Text, Audio)):
             run.message(index, out)
         else:

