@@ -11,7 +11,8 @@
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync models
-    realtime-sync serve [--host H] [--port P] [--local]
+    realtime-sync serve [--host H] [--port P] [--local] [--api-key K | --allow-any-key]
+                        [--max-connections N]
     realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
@@ -41,6 +42,7 @@ from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DE
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
+MAX_CONNECTIONS = 256  # `serve`: open sockets at most (each holds one descriptor)
 
 
 class UsageError(Exception):
@@ -135,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcribe with the embedded offline engine (else a scripted one)")
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
-    s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
+    s.add_argument("--api-key", default=None,
+                   help="key clients must send (default: any; then only loopback hosts)")
+    s.add_argument("--allow-any-key", action="store_true",
+                   help="listen beyond loopback (e.g. --host 0.0.0.0) without --api-key")
+    s.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
+                   help=f"open sockets at most; more get HTTP 503 (default {MAX_CONNECTIONS})")
     _add_common(s)
 
     from ._translate import add_parser as add_translate
@@ -255,7 +262,8 @@ def _event_logger(start: float) -> Callable[[Any], None]:
 def _local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
                   host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
-                  translate: bool = False) -> Iterator[Any]:
+                  translate: bool = False,
+                  max_connections: Optional[int] = None) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False; with
     ``translate`` also the offline translator, which loads the multilingual model)."""
     from ..server import RealtimeServer
@@ -274,7 +282,8 @@ def _local_server(model: Optional[str], engine: bool = True,
             from ..server._translation import offline_translator
 
             kwargs["translator"] = offline_translator(None)  # Whisper's translate task
-    with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
+    with RealtimeServer(host=host, port=port, api_key=api_key,
+                        max_connections=max_connections, **kwargs) as srv:
         yield srv
 
 
@@ -625,10 +634,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._server import is_loopback
+
+    if args.api_key is None and not is_loopback(args.host):
+        if not args.allow_any_key:  # any key from anyone on the network: refuse by default
+            raise UsageError(f"--host {args.host} reaches beyond this machine and no --api-key "
+                             "is set, so anyone could use the server: pass --api-key KEY, or "
+                             "--allow-any-key to accept any key")
+        sys.stderr.write(f"realtime-sync: warning: listening on {args.host} and accepting any "
+                         "API key (--allow-any-key)\n")
     if args.local:
         args.model = offline_model(args.model)
     with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port, quiet=False, translate=True) as srv:
+                       host=args.host, port=args.port, quiet=False, translate=True,
+                       max_connections=args.max_connections) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:
