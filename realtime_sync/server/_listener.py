@@ -7,7 +7,9 @@ thread and hands each accepted socket to the library's per-socket handler on an
 
 * ``accept()`` failing for want of resources (``EMFILE``, ``ENFILE``, ``ENOBUFS``,
   ``ENOMEM``, no thread) logs one warning, backs off (50 ms doubling to 1 s) and keeps
-  accepting; a line says when it accepts again.
+  accepting; a line says when it accepts again. A socket accepted while the descriptors its
+  connection needs are lacking (``websockets`` would drop it without a word) is answered
+  ``HTTP 503`` the same way.
 * Beyond ``max_connections`` open sockets a new one is answered ``HTTP 503`` and closed,
   without a thread.
 * Every accepted socket gets a kernel send timeout (``SO_SNDTIMEO``): a send to a client that
@@ -19,6 +21,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 import selectors
 import socket
 import struct
@@ -46,6 +49,7 @@ BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 LINGER_SECONDS = 1.0  # a refused socket is drained this long before it is closed
 LINGER_MAX = 64  # refused sockets drained at once; more are closed at once
+SPARE_FDS = 4  # descriptors a new connection needs besides its socket (websockets 17: 3)
 
 
 def set_send_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
@@ -174,6 +178,11 @@ class Listener:
                         continue
                     backoff, failing_since = self._scarce(exc, backoff, failing_since)
                     continue
+                short = _lacking_descriptors(sock)
+                if short is not None:  # the handler could not set the connection up
+                    _refuse_now(sock)
+                    backoff, failing_since = self._scarce(short, backoff, failing_since)
+                    continue
                 if failing_since is not None:
                     log.warning("accepting connections again after %.1f s",
                                 time.monotonic() - failing_since)
@@ -196,11 +205,11 @@ class Listener:
                 failing_since: Optional[float]) -> Tuple[float, float]:
         self.accept_failures += 1
         if failing_since is None:
-            log.warning("accept() failed (%s) with %d connections open; backing off and "
-                        "accepting again when resources free up", exc, self.open_count)
+            log.warning("out of resources for new connections (%s) with %d open; backing off "
+                        "and accepting again when they free up", exc, self.open_count)
             failing_since = time.monotonic()
         else:
-            log.debug("accept() still failing: %s", exc)
+            log.debug("still out of resources for new connections: %s", exc)
         return min(max(backoff * 2, BACKOFF_MIN), BACKOFF_MAX), failing_since
 
     def _spawn(self, sock: socket.socket, addr: Any) -> bool:
@@ -285,3 +294,28 @@ class Listener:
             poller.unregister(sock)
             sock.close()
         return keep
+
+
+def _lacking_descriptors(sock: socket.socket) -> Optional[OSError]:
+    """The error when the process cannot open the descriptors a connection needs, else None
+    (accept thread; probes with ``dup`` and closes them at once)."""
+    spare: List[int] = []
+    try:
+        for _ in range(SPARE_FDS):
+            spare.append(os.dup(sock.fileno()))
+    except OSError as exc:
+        return exc
+    finally:
+        for fd in spare:
+            os.close(fd)
+    return None
+
+
+def _refuse_now(sock: socket.socket) -> None:
+    """Answer 503 and close at once (no descriptor to spare for draining)."""
+    try:
+        sock.setblocking(False)
+        sock.send(REFUSAL_503)
+    except OSError:
+        pass
+    sock.close()
