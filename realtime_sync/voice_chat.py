@@ -286,14 +286,17 @@ def _device(value: Any) -> Any:
 
 def run_chat(args: Any, *, source: Any = None, speaker: Any = None,
              tools: Iterable[Callable[..., Any]] = (), stop: Optional[threading.Event] = None,
-             out: Optional[TextIO] = None, **client_options: Any) -> int:
+             out: Optional[TextIO] = None, answered_by: Optional[str] = None,
+             **client_options: Any) -> int:
     """Run a voice chat until Ctrl-C (or ``stop`` is set); returns the exit code.
 
     ``args`` has ``model``, ``voice``, ``device``, ``output_device``, ``echo``,
     ``instructions`` and ``events`` (the ``realtime-sync chat`` options; missing ones take
     defaults); ``client_options`` go to :class:`~realtime_sync.RealtimeClient` (``url``,
     ``api_key``...). ``source``/``speaker`` replace the microphone/speaker, ``tools`` are
-    registered with ``client.tool``. Thread: the main thread (Ctrl-C ends it).
+    registered with ``client.tool``. ``answered_by`` says who answers in the start-up line
+    (default: the model's name; e.g. the offline engine, which is no language model). Thread:
+    the main thread (Ctrl-C ends it).
     """
     from .audio import Microphone, Speaker
     from .client import RealtimeClient
@@ -329,7 +332,8 @@ def run_chat(args: Any, *, source: Any = None, speaker: Any = None,
             raise
         chat = VoiceChat(client, mic, spk, echo=echo, out=out).start()
         sys.stderr.write(
-            f"voice chat with {client_options['model']} ({echo}); speak, Ctrl-C to stop\n")
+            f"voice chat with {answered_by or client_options['model']} ({echo}); speak, "
+            "Ctrl-C to stop\n")
         try:
             while not stop.wait(0.2):
                 if client.state in ("disconnected", "closed"):

@@ -88,6 +88,8 @@ def test_stream_wav_offline():
     out = run(str(EXAMPLES / "stream_wav.py"), "--local", timeout=300)
     assert out.returncode == 0, out.stderr
     assert words(out.stdout)[:2] == ["hello", "world"], out.stdout
+    # the example lets the engine import CTranslate2 itself (issue 22, item 9)
+    assert "ctranslate2" not in out.stderr and "WARNING" not in out.stderr, out.stderr
 
 
 @pytest.mark.audio_device
@@ -171,3 +173,18 @@ def test_live_captions_app_transcribes_a_compressed_file(root: Any, tmp_path):  
         _run_until(root, lambda: app.tr is None and not app.busy and app.finals)
     assert "ms of audio" in app.text.get("1.0", "end")
     assert app.status.cget("text") == "stopped"
+
+
+@pytest.mark.parametrize("example, expected", [
+    ("sip_call.py", ["joined call rtc_", "assistant: You said: Hello, is this the bakery?",
+                     "hung up"]),
+    ("ephemeral_key.py", ["minted a key that expires at", "transcript: 4376 ms of audio"]),
+])
+def test_the_sdk_examples_run_offline(example, expected):
+    """The REST calls go through the official openai SDK to the local server's REST side."""
+    pytest.importorskip("openai")
+    out = run(str(EXAMPLES / example), "--local", timeout=120)
+    assert out.returncode == 0, out.stderr
+    for line in expected:
+        assert line in out.stdout, out.stdout
+    assert "ek_" not in out.stdout + out.stderr  # the key itself is never printed

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from test_audio_device import rig  # noqa: F401 - the rig fixture
+from test_gui import display  # noqa: F401 - the display fixture
 
 from realtime_sync.server import RealtimeServer, ScriptedRecognizer, ScriptedTranslator, tone
 
@@ -187,3 +189,31 @@ def test_a_batch_error_line_names_the_file_once(tmp_path, speech):
     assert proc.returncode == 1
     line = next(x for x in err_lines(proc) if "random.mp3" in x)
     assert line.count("random.mp3") == 1 and "FFmpeg can decode" in line
+
+
+# -- item 9: messages that point the right way --------------------------------------------------
+def test_delay_offline_names_the_model_used_and_why(tmp_path):
+    pytest.importorskip("websockets")
+    proc = cli("transcribe", "--local", "--model", "tiny.en", HELLO, "--delay", "minimal")
+    assert proc.returncode == 2
+    (line,) = err_lines(proc)
+    assert "--local" in line and "tiny.en" in line and "gpt-live-transcribe" in line
+
+
+def test_gui_marshal_demo_stops_on_ctrl_c(display, rig):  # noqa: F811
+    import signal
+    import time
+
+    with RealtimeServer(recognizer=ScriptedRecognizer(["hello"])) as srv:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "gui_marshal_demo.py"),
+                                 srv.url], stderr=subprocess.PIPE, text=True)
+        try:
+            assert "listening" in proc.stderr.readline()
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+            assert "stopped" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

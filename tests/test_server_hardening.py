@@ -26,7 +26,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from realtime_sync.server import RealtimeServer
-from realtime_sync.server._server import is_loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -340,8 +339,9 @@ def test_the_uncommitted_input_buffer_is_capped_with_an_error_event():
 def test_default_buffer_limit_is_the_one_the_readme_documents():
     from realtime_sync.server._session import MAX_BUFFER_SECONDS
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"),
-                  encoding="utf-8").read()
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"),
+              encoding="utf-8") as f:
+        readme = f.read()
     assert MAX_BUFFER_SECONDS == 600
     assert "input_audio_buffer_full" in readme and "10 minutes" in readme
 
@@ -401,6 +401,8 @@ def test_serve_beyond_loopback_without_a_key_is_refused(capsys):
     ("localhost", True), ("0.0.0.0", False), ("::", False), ("", False),
     ("192.168.1.10", False), ("10.0.0.1", False)])
 def test_which_hosts_count_as_loopback(host, loopback):
+    from realtime_sync.server._server import is_loopback
+
     assert is_loopback(host) is loopback
 
 

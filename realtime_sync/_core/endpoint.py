@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,6 +46,8 @@ def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
+        import ipaddress  # on first use: keeps ``import realtime_sync`` light
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
@@ -69,6 +70,7 @@ class Endpoint:
         azure_endpoint: Optional[str] = None,
         azure_deployment: Optional[str] = None,
         allow_insecure: bool = False,
+        call_id: Optional[str] = None,
     ) -> None:
         if intent is not None and intent not in ("transcription", "realtime"):
             raise ConfigurationError(
@@ -79,6 +81,8 @@ class Endpoint:
                 "a transcription session takes no model in the URL: pass intent='transcription'"
                 " and set the transcription model in the session config"
             )
+        if call_id is not None and (not isinstance(call_id, str) or not call_id.strip()):
+            raise ConfigurationError(f"call_id must be a non-empty string, not {call_id!r}")
         if headers is not None and not (callable(headers) or isinstance(headers, Mapping)):
             raise TypeError("headers must be a dict or a callable returning a dict")
         if api_key is not None and not (callable(api_key) or isinstance(api_key, str)):
@@ -101,7 +105,7 @@ class Endpoint:
         self._api_key = api_key
         self._headers = headers
         self.allow_insecure = allow_insecure
-        self.url = self._build_url(url or DEFAULT_URL, model, intent)
+        self.url = self._build_url(url or DEFAULT_URL, model, intent, call_id)
         if model and not self.azure:  # Azure deployment names are the user's own
             warn_if_deprecated(model)
         parts = urlsplit(self.url)
@@ -116,9 +120,12 @@ class Endpoint:
             _secrets.register(api_key)
 
     @staticmethod
-    def _build_url(url: str, model: Optional[str], intent: Optional[str]) -> str:
+    def _build_url(url: str, model: Optional[str], intent: Optional[str],
+                   call_id: Optional[str] = None) -> str:
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
+        if call_id:  # a SIP call's session: the call's accept chose its model
+            query["call_id"] = call_id.strip()
         if intent:
             query["intent"] = intent
         if model:

@@ -359,6 +359,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     if args.local:
         args.model = offline_model(args.model)  # a typo fails here, before any audio is read
+        _check_offline_options(args)
     files = list(args.file or [])
     if len(files) > 1 or (files and args.jobs is not None):
         return _transcribe_many(args, files)
@@ -597,6 +598,25 @@ def _transcription_options(args: argparse.Namespace, audio_format: str,
                 include_logprobs=args.logprobs, audio_format=audio_format)
 
 
+def _check_offline_options(args: argparse.Namespace) -> None:
+    """With --local, refuse (before any work) an option the offline session does not take,
+    saying which model is used and why."""
+    model = _transcription_model(args)
+    for option, value in (("delay", args.delay),):
+        if value is not None and not models.takes_option(model, option):
+            raise UsageError(
+                f"--{option} is not used offline: with --local the offline engine (model "
+                f"{os.path.basename(str(args.model or 'base'))}) transcribes each turn "
+                f"after it ends (its session asks for {model!r}, whose turns the local "
+                f"server's VAD ends); --{option} is for the streaming cloud models "
+                f"({', '.join(_takers(option))})")
+
+
+def _takers(option: str) -> List[str]:
+    return [m.name for m in models.models(models.TRANSCRIPTION, include_deprecated=False)
+            if option in m.options]
+
+
 def _device(value: Optional[str]) -> Any:
     if value is None:
         return None
@@ -668,7 +688,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             raise UsageError("give --local or --url, not both")
         if args.local:  # --model names the chat model: the engine uses its default
             srv = stack.enter_context(_local_server(None))
-            options = {"url": srv.url, "api_key": "sk-local"}
+            options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         else:
             options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
         from ._support import GiveUpAfter
@@ -680,6 +700,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
                              f"for {args.reconnect_timeout:g} s (--reconnect-timeout)\n")
             return 1
         return code
+
+
+OFFLINE_CHAT = ("the offline engine (no language model: Whisper base transcribes you and it "
+                "answers with what it heard)")
+"""Who answers ``chat --local`` (and ``examples/voice_chat.py --local``)."""
 
 
 def _chat_endpoint(args: argparse.Namespace) -> dict:

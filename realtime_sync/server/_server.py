@@ -30,6 +30,7 @@ from ._listener import Listener
 from ._recognizer import Recognizer, ScriptedRecognizer
 from ._redact import RedactSecrets
 from ._responses import EchoResponder, Responder
+from ._rest import RestApi, RestFront
 from ._session import MAX_BUFFER_SECONDS, ServerOptions, Session, new_id
 from ._translation import ScriptedTranslator, TranslationEngine, TranslationSession
 from ._vad import Vad, default_vad_factory
@@ -182,6 +183,8 @@ class RealtimeServer:
             (code ``input_audio_buffer_full``) and not applied.
         record: keep every parsed client event in :attr:`Connection.received` (tests; off
             by default so that memory does not grow with the events of a long session).
+        rest: also serve the REST endpoints the ``openai`` SDK calls for client secrets and
+            SIP calls, on :attr:`http_url` (a second port); :meth:`ring` makes a SIP call ring.
 
     Listening beyond loopback with ``api_key=None`` (any key) logs a warning at start-up.
     ``start()``/``stop()`` may be called from any thread; use it as a context manager.
@@ -209,6 +212,7 @@ class RealtimeServer:
         send_timeout: Optional[float] = SEND_TIMEOUT,
         max_buffer_seconds: float = MAX_BUFFER_SECONDS,
         record: bool = False,
+        rest: bool = False,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be >= 1 or None, not {max_connections}")
@@ -244,6 +248,8 @@ class RealtimeServer:
         self._stalls: List[threading.Thread] = []
         self._handlers: List[threading.Thread] = []  # connection threads, joined by stop()
         self._stopping = threading.Event()
+        self.rest: Optional[RestApi] = RestApi(api_key) if rest else None
+        self._rest_front: Optional[RestFront] = None
 
     def __repr__(self) -> str:
         return f"<RealtimeServer {self.url if self._server else 'stopped'}>"
@@ -267,11 +273,28 @@ class RealtimeServer:
                                   max_connections=self.max_connections,
                                   send_timeout=self.send_timeout)
         self._listener.start(f"rs-server-accept-{self.port}")
+        if self.rest is not None:
+            self._rest_front = RestFront(self.rest, self.host)
         log.info("local realtime server listening on %s", self.url)
         if self.api_key is None and not is_loopback(self.host):
             log.warning("listening on %s beyond loopback and accepting ANY API key: anyone "
                         "who can reach this port can use the server", self.host)
         return self
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port/v1``, the REST base URL for ``openai.OpenAI(base_url=...)``
+        (a server made with ``rest=True``, after :meth:`start`)."""
+        if self._rest_front is None:
+            raise RuntimeError("no REST endpoints on this server: use RealtimeServer(rest=True)")
+        return self._rest_front.url
+
+    def ring(self) -> str:
+        """An incoming SIP call, as OpenAI's ``realtime.call.incoming`` webhook announces one;
+        returns its ``call_id`` for ``calls.accept`` (``rest=True`` servers; any thread)."""
+        if self.rest is None:
+            raise RuntimeError("SIP calls need RealtimeServer(rest=True)")
+        return self.rest.ring()
 
     @property
     def url(self) -> str:
@@ -285,6 +308,9 @@ class RealtimeServer:
             return
         self._stopping.set()
         deadline = time.monotonic() + timeout
+        front, self._rest_front = self._rest_front, None
+        if front is not None:
+            front.stop(timeout)
         with self._lock:
             stalls = list(self._stalls)
         for thread in stalls:
@@ -428,7 +454,8 @@ class RealtimeServer:
                          "Authorization header using Bearer auth (i.e. Authorization: Bearer "
                          "YOUR_KEY).")
             return None
-        if self.api_key is not None and key != self.api_key:
+        secret = self.rest.secret(key) if self.rest is not None else None
+        if self.api_key is not None and key != self.api_key and secret is None:
             self._refuse(ws, 3000, "invalid_api_key", "Incorrect API key provided.")
             return None
         if "realtime=v1" in headers.get("OpenAI-Beta", "") or any(
@@ -439,6 +466,19 @@ class RealtimeServer:
             return None
         intent = query.get("intent")
         model = query.get("model") or query.get("deployment")
+        preset = secret.update if secret is not None else None
+        if secret is not None:
+            model = model or secret.session.get("model")
+            intent = intent or ("transcription" if secret.session.get("type") == "transcription"
+                                else None)
+        if "call_id" in query:
+            call = self.rest.call(query["call_id"]) if self.rest is not None else None
+            if call is None or call.status != "accepted" or call.session is None:
+                self._refuse(ws, 4000, "call_not_active",
+                             f"Call '{query['call_id'][:128]}' is not an accepted call.")
+                return None
+            preset, model, intent = call.session, model or call.session.get("model"), None
+            call.on_end.append(lambda: conn.close(1000, "call ended"))
         if urlsplit(request.path).path.rstrip("/").endswith("/translations"):
             if not model:
                 self._refuse(ws, 4000, "missing_model", "Missing required parameter: 'model'.")
@@ -447,6 +487,9 @@ class RealtimeServer:
                                              self.options.session_duration,
                                              conn._send_text, conn.close)
             conn.session = translation
+            if preset is not None and secret is not None \
+                    and secret.session.get("type") == "translation":
+                translation.preset(preset)
             translation.start()
             return translation  # type: ignore[return-value]
         if intent not in (None, "realtime", "transcription"):
@@ -463,6 +506,8 @@ class RealtimeServer:
             return None
         session = Session(kind, model, self.options, conn._send_text, conn.close)
         conn.session = session
+        if preset is not None and preset.get("type", kind) == kind:
+            session.preset(preset)
         session.start()
         return session
 

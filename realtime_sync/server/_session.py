@@ -240,6 +240,13 @@ class Session(BaseSession):
         self._responses = WorkerPool("response", 1)
         self._reset_vad()
 
+    def preset(self, update: Dict[str, Any]) -> None:
+        """Start from ``update`` (a validated ``session.update`` body: an ephemeral key's or an
+        accepted call's config) instead of the defaults; call before :meth:`start`."""
+        with self._lock:
+            self.config = apply_update(self.config, update)
+            self._reset_vad()
+
     # ---- output (emit, error, start, expire: BaseSession) ---------------------------------
 
     def close(self, timeout: float = 5.0) -> None:

@@ -380,6 +380,11 @@ class TranslationSession(BaseSession):
         else:
             self._on_close()
 
+    def preset(self, update: Dict[str, Any]) -> None:
+        """Start from ``update`` (an ephemeral key's validated session); before :meth:`start`."""
+        with self._lock:
+            _merge(self.config["audio"], update.get("audio") or {})
+
     def _on_update(self, session: Dict[str, Any], event_id: Optional[str]) -> None:
         with self._lock:
             audio = copy.deepcopy(self.config["audio"])
