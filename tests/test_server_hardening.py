@@ -218,7 +218,7 @@ def test_descriptor_exhaustion_is_logged_and_accepting_resumes_when_attackers_le
         while not any("accepting connections again" in line for line in lines):
             assert time.monotonic() < deadline, lines
             time.sleep(0.02)
-        assert not any("Traceback" in line for line in lines), lines
+        assert not any("Traceback" in line for line in lines), "".join(lines)
     finally:
         for sock in attackers:
             sock.close()

@@ -1,4 +1,5 @@
-"""Credentials never reach the local server's logs: a filter for ``websockets``' handshake log.
+"""Log hygiene for the local server: no credential in ``websockets``' handshake log, and one
+line (not a traceback) per abandoned handshake.
 
 With ``--debug`` the ``websockets`` library logs every request header (``< Authorization:
 Bearer sk-...``) and the request path (``?api-key=...``). :class:`RedactSecrets` rewrites such
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import List
 
-__all__ = ["RedactSecrets", "redact", "REDACTED", "SECRET_HEADERS"]
+__all__ = ["RedactSecrets", "QuietHandshakeFailures", "redact", "REDACTED", "SECRET_HEADERS"]
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({
@@ -65,4 +67,32 @@ class RedactSecrets(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        return True
+
+
+_PEER_GONE = (EOFError, ConnectionError, TimeoutError)
+
+
+class QuietHandshakeFailures(logging.Filter):
+    """One line, not a traceback, for a handshake a peer abandoned (EOF, reset, timeout).
+
+    ``websockets`` 13-15 log each such socket at ERROR with three chained tracebacks; a
+    crowd of half-open connections would flood the log. The record becomes one INFO line
+    naming the cause; any other failure keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 - logging's name
+        if record.exc_info is None or "handshake failed" not in str(record.msg):
+            return True
+        exc = record.exc_info[1]
+        causes: List[BaseException] = []
+        while exc is not None and len(causes) < 8:
+            causes.append(exc)
+            exc = exc.__cause__ or exc.__context__
+        if not any(isinstance(c, _PEER_GONE) for c in causes):
+            return True
+        record.msg = f"{record.getMessage()}: {causes[0]} ({causes[-1]})"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
         return True

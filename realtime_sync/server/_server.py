@@ -28,7 +28,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from ._listener import Listener
 from ._recognizer import Recognizer, ScriptedRecognizer
-from ._redact import RedactSecrets
+from ._redact import QuietHandshakeFailures, RedactSecrets
 from ._responses import EchoResponder, Responder
 from ._rest import RestApi, RestFront
 from ._session import MAX_BUFFER_SECONDS, ServerOptions, Session, new_id
@@ -37,6 +37,7 @@ from ._vad import Vad, default_vad_factory
 
 log = logging.getLogger(__name__)
 _ws_log = logging.getLogger(__name__ + ".websockets")  # websockets' own log (handshakes)
+_ws_log.addFilter(QuietHandshakeFailures())  # half-open attackers: no traceback each
 for _logger in (log, _ws_log):
     _logger.addFilter(RedactSecrets())  # no Authorization header in a --debug log
 
