@@ -56,6 +56,10 @@ __all__ = [
     "Translation",
     "Cue",
     "translate_file",
+    "LiveSession",
+    "LiveSegment",
+    "LiveResult",
+    "LiveDelegation",
     "Conversation",
     "Response",
     "audio",
@@ -75,11 +79,15 @@ _LAZY = {
     "Translation": ("translation", "Translation"),
     "Cue": ("translation", "Cue"),
     "translate_file": ("translation", "translate_file"),
+    "LiveSession": ("live", "LiveSession"),
+    "LiveSegment": ("live", "LiveSegment"),
+    "LiveResult": ("live", "LiveResult"),
+    "LiveDelegation": ("live", "LiveDelegation"),
     "Conversation": ("conversation", "Conversation"),
     "Response": ("conversation", "Response"),
 }
 _SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
-               "models", "translation", "batch"}
+               "models", "translation", "batch", "live"}
 
 
 def __getattr__(name: str) -> Any:

@@ -29,6 +29,7 @@ from typing import (
 from . import models
 from ._core.dispatch import Marshal
 from ._core.wait import Deadline, wait_until
+from ._features.audio_files import open_audio, wav_format
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
 from ._features.ring import AudioRing
@@ -867,44 +868,6 @@ def _languages(value: Any) -> Optional[List[str]]:
     return [c for c in codes if isinstance(c, str)]
 
 
-def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
-    """The ``audio_format`` a WAV file is sent in (set in ``options``): G.711 files as they
-    are, PCM files as PCM16 24 kHz.
-
-    Raises:
-        ConfigurationError: ``options["audio_format"]`` does not fit the file.
-    """
-    from .audio._g711 import FORMATS, sniff_wav
-
-    wanted = options.get("audio_format", "pcm")
-    g711 = sniff_wav(path)
-    if g711 is not None:
-        if wanted not in ("pcm", g711):
-            raise ConfigurationError(f"{path} holds {g711!r} (G.711) audio, not {wanted!r}")
-        options["audio_format"] = g711
-    elif wanted in FORMATS and wanted != "pcm":
-        raise ConfigurationError(
-            f"audio_format={wanted!r} needs a G.711 WAV file; {path} is PCM (omit audio_format "
-            "to send it as PCM16 24 kHz, or convert it, e.g. `sox in.wav -e u-law -r 8000 "
-            "out.wav`)")
-    return str(options.get("audio_format", "pcm"))
-
-
-def _open_audio(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
-              options: Dict[str, Any]) -> Any:
-    """The file's source and the frames per read (``options["audio_format"]`` set as by
-    :func:`_wav_format`)."""
-    from .audio import FileSource
-    from .audio._g711 import G711Wav
-
-    if _wav_format(path, options) != "pcm":
-        try:
-            return G711Wav(path, realtime=realtime), 8 * chunk_ms
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-    return FileSource(str(path), realtime=realtime), 24 * chunk_ms
-
-
 def transcribe_file(
     path: Union[str, os.PathLike],
     *,
@@ -935,7 +898,7 @@ def transcribe_file(
     from ._features.progress import progress_bar
 
     deadline = Deadline(timeout)
-    _wav_format(path, options)
+    wav_format(path, options)
     user_final = options.pop("on_final", None)
     bar: Any = None
 
@@ -947,7 +910,7 @@ def transcribe_file(
 
     # bad options fail here, before the file is read
     transcriber = Transcriber(on_final=on_final, **options)
-    source, frames = _open_audio(path, realtime, chunk_ms, options)
+    source, frames = open_audio(path, realtime, chunk_ms, options)
     declared = getattr(source, "declared_duration", None)
     if declared:
         logger.warning("%s is truncated: its header says %.1f s of audio but it holds %.1f s",

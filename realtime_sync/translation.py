@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
 from . import models as _models
+from ._core import credentials as _secrets
 from ._core.dispatch import Marshal
 from ._core.endpoint import translation_url
 from ._core.wait import Deadline
@@ -58,6 +59,11 @@ MAX_CUE_CHARS = 84
 CUE_GAP_MS = 2000
 MS_PER_CHAR = 50
 MAX_READING_MS = 3000
+MIN_CUE_MS = 1000
+"""No cue is shown for less than this, however short its text (a one-word cue included)."""
+ORPHAN_CHARS = 16
+"""A cue may run this far past :data:`MAX_CUE_CHARS` before it is split, so that a split
+never leaves a tail shorter than this (``...followed by the`` / ``key.``)."""
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…。！？؟।])(?=\s)")
 
 
@@ -188,7 +194,7 @@ class _Cues:
         cue.text += piece.lstrip() if not cue.text else piece
         cue.end_ms = ms + FRAME_MS
         self.pending_ms = ms
-        while len(cue.text.strip()) > MAX_CUE_CHARS:
+        while len(cue.text.strip()) > MAX_CUE_CHARS + ORPHAN_CHARS:
             cut = cue.text.rstrip().rfind(" ", 0, MAX_CUE_CHARS + 1)
             if cut <= 0:
                 break
@@ -218,7 +224,7 @@ class _Cues:
         self.done.append(cue)
         self.closed_ms = max(self.closed_ms, self.pending_ms)
         # a cue whose text came at once stays readable: at least its reading time (bounded)
-        reading = min(MAX_READING_MS, MS_PER_CHAR * len(cue.text.strip()))
+        reading = max(MIN_CUE_MS, min(MAX_READING_MS, MS_PER_CHAR * len(cue.text.strip())))
         cue.end_ms = max(cue.end_ms, cue.start_ms + reading)
         return self._snapshot(cue)
 
@@ -364,7 +370,8 @@ class Translator:
     @property
     def url(self) -> str:
         """The translation URL (never contains the key)."""
-        return self._link.client.url if self._link.client is not None else self._url
+        return self._link.client.url if self._link.client is not None else \
+            _secrets.mask_url(self._url)
 
     def start(self, timeout: Optional[float] = 15) -> Translator:
         """Connect and configure the session; blocks until ``session.updated``.

@@ -20,8 +20,10 @@ reported as a :class:`CloseCause`.
 
 websocket-client internals relied on (checked by ``tests/test_hostile_network.py``): the
 ``dispatcher`` hook of ``run_forever`` (``read``/``buffwrite``), ``WebSocket.lock``,
-``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``, and
-``WebSocketBadStatusException.status_code``/``resp_headers``.
+``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``,
+``WebSocketBadStatusException.status_code``/``resp_headers``, and the handshake reading the
+``header`` option by iteration once per request it writes, redirects included, after setting
+``WebSocket.handshake_response`` (checked by ``tests/test_hostile_secrets.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ..errors import NotConnectedError
 from . import credentials as _secrets
 from . import wire as _wire
 from .backoff import Backoff
+from .endpoint import same_origin
 
 __all__ = ["Transport", "Closed", "CloseCause", "SendQueue", "NET_THREAD", "RECONNECT_CODES",
            "FATAL_CODES", "TRANSIENT_HTTP_STATUSES"]
@@ -192,6 +195,48 @@ def parse_retry_after(value: Any) -> Optional[float]:
 
 class FrameTooLarge(websocket.WebSocketProtocolException):
     """A frame (or a fragmented message) announced more bytes than ``max_frame_size``."""
+
+
+class RedirectRefused(websocket.WebSocketException):
+    """The server redirected the handshake to another origin (fatal: never followed)."""
+
+
+class _HandshakeHeaders:
+    """The header lines of one connection attempt, as websocket-client reads them for each
+    request it makes: the first request, and each redirect it follows (3xx + ``Location``).
+
+    A redirect is followed only to the same origin (scheme, host and port), where the
+    cleartext and host rules already checked still hold; one to any other origin raises
+    :class:`RedirectRefused` before the request is written, so the key never goes there.
+    Costs nothing per frame: it is read during the handshake only.
+    """
+
+    def __init__(self, lines: List[str], same_origin: Callable[[str], bool],
+                 response: Callable[[], Any]) -> None:
+        self._lines = lines
+        self._same_origin = same_origin
+        self._response = response  # the WebSocket's last handshake response (the 3xx)
+        self._requests = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._lines)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._lines
+
+    def __iter__(self) -> Any:
+        self._requests += 1
+        if self._requests > 1:  # websocket-client is following a redirect
+            response = self._response()
+            status = getattr(response, "status", None)
+            location = str((getattr(response, "headers", None) or {}).get("location", ""))
+            if not self._same_origin(location):
+                raise RedirectRefused(
+                    f"the server redirected the handshake (HTTP {status}) to "
+                    f"{_secrets.mask_url(location) or 'nowhere'}, another origin: redirects "
+                    "are followed only within the same scheme, host and port, so that the "
+                    "key never goes elsewhere (connect to that URL directly if you trust it)")
+        return iter(self._lines)
 
 
 class _NoLock:
@@ -796,9 +841,13 @@ class Transport:
             info.extra["fatal"] = True
             info.cause = CloseCause.HANDSHAKE_FAILED
             return info
+        app: websocket.WebSocketApp
+        guarded = _HandshakeHeaders(
+            headers, lambda location: same_origin(location, url),
+            lambda: getattr(getattr(app, "sock", None), "handshake_response", None))
         app = websocket.WebSocketApp(
             url,
-            header=headers,
+            header=guarded,  # type: ignore[arg-type]  # an iterable of lines, read per request
             on_open=self._cb_open,
             on_data=self._cb_data,
             on_error=self._cb_error,
@@ -935,6 +984,10 @@ class Transport:
             info.code = code
         if isinstance(error, (ssl.SSLError, ssl.CertificateError)):
             info.extra["fatal"] = True
+        if isinstance(error, RedirectRefused):  # following it again would redirect again
+            info.extra["fatal"] = True
+            info.cause = CloseCause.HANDSHAKE_REFUSED
+            info.reason = str(error)
         if isinstance(error, websocket.WebSocketBadStatusException):
             status = error.status_code
             info.http_status = status

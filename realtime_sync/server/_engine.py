@@ -589,7 +589,8 @@ class WhisperRecognizer:
                     del self._languages_by_text[next(iter(self._languages_by_text))]
         return Transcript(iter(split_segments(text, [t for t in texts if t])), languages)
 
-    def translate(self, audio: bytes, *, prompt: Optional[str] = None) -> str:
+    def translate(self, audio: bytes, *, prompt: Optional[str] = None,
+                  language: Optional[str] = None) -> str:
         """Translate speech in any language to English text with Whisper's translate task.
 
         Any thread may call this (decoding is serialized with transcriptions). Needs a
@@ -598,6 +599,7 @@ class WhisperRecognizer:
         Args:
             audio: PCM16 mono 24 kHz little-endian bytes.
             prompt: optional English text to guide spelling and style.
+            language: the spoken language (ISO 639-1) when known; None detects it.
 
         Raises:
             ConfigurationError: the model is English-only (it cannot translate).
@@ -611,6 +613,7 @@ class WhisperRecognizer:
                                      "translate: use model 'base'")
         with self._lock:
             segments, _ = wm.transcribe(samples, task="translate", initial_prompt=prompt,
+                                        language=language,
                                         beam_size=self.beam_size, vad_filter=self.vad_filter,
                                         condition_on_previous_text=False)
             return " ".join(t for t in (s.text.strip() for s in segments) if t)

@@ -27,6 +27,7 @@ from websockets.frames import Opcode
 from websockets.sync.server import Server, ServerConnection, serve
 
 from ._listener import Listener
+from ._live import LiveScript, LiveServerSession
 from ._recognizer import Recognizer, ScriptedRecognizer
 from ._redact import QuietHandshakeFailures, RedactSecrets
 from ._responses import EchoResponder, Responder
@@ -184,6 +185,8 @@ class RealtimeServer:
             (code ``input_audio_buffer_full``) and not applied.
         record: keep every parsed client event in :attr:`Connection.received` (tests; off
             by default so that memory does not grow with the events of a long session).
+        live: the scripted model of the Live API at ``/v1/live/sessions`` (default
+            :class:`LiveScript`; user transcripts come from ``recognizer``).
         rest: also serve the REST endpoints the ``openai`` SDK calls for client secrets and
             SIP calls, on :attr:`http_url` (a second port); :meth:`ring` makes a SIP call ring.
 
@@ -213,6 +216,7 @@ class RealtimeServer:
         send_timeout: Optional[float] = SEND_TIMEOUT,
         max_buffer_seconds: float = MAX_BUFFER_SECONDS,
         record: bool = False,
+        live: Optional[LiveScript] = None,
         rest: bool = False,
     ) -> None:
         if max_connections is not None and max_connections < 1:
@@ -236,6 +240,7 @@ class RealtimeServer:
         self.after = after
         self.translator: TranslationEngine = (translator if translator is not None
                                               else ScriptedTranslator())
+        self.live: LiveScript = live if live is not None else LiveScript()
         self._ws_args: Dict[str, Any] = dict(ping_interval=ping_interval,
                                              ping_timeout=ping_timeout,
                                              close_timeout=close_timeout, max_size=max_size,
@@ -372,7 +377,7 @@ class RealtimeServer:
 
     def _process_request(self, ws: ServerConnection, request: Any) -> Any:
         path = urlsplit(request.path).path.rstrip("/")
-        if not path.endswith(("/realtime", "/realtime/translations")):
+        if not path.endswith(("/realtime", "/realtime/translations", "/live/sessions")):
             return ws.respond(404, "Not Found: the Realtime API lives at /v1/realtime\n")
         return None
 
@@ -465,6 +470,12 @@ class RealtimeServer:
                          "The Realtime Beta API is no longer supported. Please use /v1/realtime "
                          "for the GA API.")
             return None
+        if urlsplit(request.path).path.rstrip("/").endswith("/live/sessions"):
+            live = LiveServerSession(self.live, self.options.recognizer,
+                                     self.options.vad_factory, self.options.session_duration,
+                                     conn._send_text, conn.close)
+            conn.session = live
+            return live  # type: ignore[return-value]
         intent = query.get("intent")
         model = query.get("model") or query.get("deployment")
         preset = secret.update if secret is not None else None
