@@ -169,6 +169,15 @@ class CaptionWriter:
             if self._owns:
                 self._file.close()
 
+    def discard(self) -> None:
+        """After :meth:`close` failed (a full disk, a lost pipe): close the file when the
+        writer opened it, without flushing again; errors are ignored. Any thread."""
+        if self._owns:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+
     def __enter__(self) -> CaptionWriter:
         return self
 

@@ -898,8 +898,8 @@ class RealtimeClient:
             return
         try:
             parsed = _json.loads(data)
-        except ValueError as exc:
-            self._protocol_error(f"frame is not JSON: {exc}", data)
+        except ValueError as exc:  # both JSON backends refuse the same frames (json_codec)
+            self._protocol_error(f"frame is not JSON: {exc}", data, _json.salvage(data))
             return
         if not isinstance(parsed, dict):
             self._protocol_error(f"frame is JSON {type(parsed).__name__}, not an object", data)
@@ -944,26 +944,31 @@ class RealtimeClient:
                     del self._pending_updates[i]
                     break
 
-    def _protocol_error(self, problem: str, data: Union[str, bytes]) -> None:
+    def _protocol_error(self, problem: str, data: Union[str, bytes],
+                        about: Optional[Mapping[str, str]] = None) -> None:
+        """Log, count and report a frame the client cannot use; ``about`` (a frame that did
+        not parse: its ``event_type`` and ``item_id``, when they could be read) goes into the
+        ``client.protocol_error`` event, so that a feature can end the turn it was about."""
         sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
         if isinstance(sample, (bytes, bytearray)):
             sample = sample.decode("utf-8", "replace")
         sample = _secrets.redact(sample)
         problem = _secrets.redact(problem)
         logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
-        self._report_protocol_error(problem, sample, len(data))
+        self._report_protocol_error(problem, sample, len(data), about)
 
     def _on_frame_refused(self, problem: str, length: int) -> None:
         """The transport refused a frame (network thread; it logged it already): one
         ``client.protocol_error``."""
         self._report_protocol_error(problem, "", length)
 
-    def _report_protocol_error(self, problem: str, sample: str, length: int) -> None:
+    def _report_protocol_error(self, problem: str, sample: str, length: int,
+                               about: Optional[Mapping[str, str]] = None) -> None:
         """Count one protocol error and deliver its ``client.protocol_error`` event."""
         self._count("protocol_errors")
         self._router.deliver(Event(
             type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
-            frame_length=length,
+            frame_length=length, **{k: _secrets.redact(v) for k, v in (about or {}).items()},
         ))
 
     def _on_session_created(self, event: Event) -> None:

@@ -404,6 +404,7 @@ class Transcriber:
             (ServerEvents.TRANSCRIPTION_COMPLETED, self._on_completed),
             (ServerEvents.TRANSCRIPTION_FAILED, self._on_failed),
             (ServerEvents.ERROR, self._on_error),
+            (LibraryEvents.PROTOCOL_ERROR, self._on_protocol_error),
             (LibraryEvents.CONNECTED, self._on_reconnected),
             (LibraryEvents.RECONNECTED, self._on_reconnected),
             (LibraryEvents.DISCONNECTED, self._link.wake),
@@ -821,6 +822,25 @@ class Transcriber:
                            (str(seg.error.get("message") or "").strip().splitlines() or [""])[0])
             ready = self._advance_finals()
         self._deliver_finals(ready)
+
+    def _on_protocol_error(self, event: Event) -> None:
+        """A frame that did not parse, about a turn (``client.protocol_error`` with the
+        ``event_type`` and ``item_id`` read from it): an unreadable ``completed`` or
+        ``failed`` ends the turn as failed and an unreadable ``committed`` commits it, so
+        that the turns after it are not held back (they are delivered in order)."""
+        item_id, type_ = event.get("item_id"), event.get("event_type")
+        if not isinstance(item_id, str) or not item_id:
+            return
+        if type_ == ServerEvents.INPUT_AUDIO_BUFFER_COMMITTED:
+            self._on_committed(Event(type=type_, item_id=item_id))
+        elif type_ in (ServerEvents.TRANSCRIPTION_COMPLETED, ServerEvents.TRANSCRIPTION_FAILED):
+            seg = self._segments.get(item_id)
+            if seg is not None and seg.final:
+                return
+            self._on_failed(Event(type=ServerEvents.TRANSCRIPTION_FAILED, item_id=item_id, error={
+                "type": "protocol_error", "code": "unparsable_event",
+                "message": f"the server's {type_} event could not be read: "
+                           f"{event.get('message')}"}))
 
     def _on_error(self, event: Event) -> None:
         err = event.get("error")

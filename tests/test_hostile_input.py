@@ -181,3 +181,157 @@ def test_an_mp3_corrupt_all_over_is_read_with_a_bounded_number_of_warnings(corru
     warnings = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
     assert dropped > 0 and len(warnings) <= 6
     assert f"skipped {dropped} ms of undecodable audio in all" in warnings[-1]
+
+
+# -- item 9: a frame that does not parse --------------------------------------------------------
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_backend(request, monkeypatch):
+    """Run the test with each JSON backend the client may have."""
+    from realtime_sync._core import json_codec
+
+    if request.param == "orjson":
+        orjson = pytest.importorskip("orjson")
+        monkeypatch.setattr(json_codec, "_loads", orjson.loads)
+    else:
+        monkeypatch.setattr(json_codec, "_loads", json_codec._stdlib_loads)
+    return request.param
+
+
+LONE_SURROGATE = '"I \\ud800 you"'  # valid JSON text, but not Unicode: orjson refuses it
+
+
+def _transcription_server(bad_turn: int, turns: int):
+    """A server that commits every commit and completes each turn at once; turn ``bad_turn``
+    (1-based) gets a ``completed`` frame whose transcript holds a lone surrogate."""
+    from tests.hostile import HostileServer, answer_update, created, send
+
+    def script(ws, n, server):
+        created(ws, "sess_1", "transcription")
+        answer_update(server, ws)
+        for i in range(1, turns + 1):
+            server.until(ws, "input_audio_buffer.commit")
+            send(ws, {"type": "input_audio_buffer.committed", "event_id": f"c{i}",
+                      "item_id": f"item_{i}", "previous_item_id": f"item_{i - 1}" if i > 1
+                      else None})
+            if i == bad_turn:
+                ws.send('{"type":"conversation.item.input_audio_transcription.completed",'
+                        f'"event_id":"t{i}","item_id":"item_{i}","content_index":0,'
+                        f'"transcript":{LONE_SURROGATE}}}')
+            else:
+                send(ws, {"type": "conversation.item.input_audio_transcription.completed",
+                          "event_id": f"t{i}", "item_id": f"item_{i}", "content_index": 0,
+                          "transcript": f"turn {i}"})
+        server.absorb(ws)
+
+    return HostileServer(script)
+
+
+def test_an_unparsable_completed_fails_its_turn_and_later_turns_flow(json_backend, caplog):
+    errors = []
+    with _transcription_server(bad_turn=2, turns=3) as srv:
+        tr = rs.Transcriber(turn_detection=None, url=srv.url, api_key=KEY)
+        tr.on("client.protocol_error", errors.append)
+        with tr:
+            for _ in range(3):
+                tr.feed(bytes(48 * 200))
+                tr.commit()
+            transcript = tr.finish(timeout=20)
+            stats = tr.client.stats()
+    assert [s.item_id for s in transcript.segments] == ["item_1", "item_2", "item_3"]
+    assert [s.text for s in transcript.segments] == ["turn 1", "", "turn 3"]
+    failed = transcript.segments[1]
+    assert failed.final and failed.error["code"] == "unparsable_event"
+    assert stats["protocol_errors"] == 1 and len(errors) == 1
+    assert errors[0]["item_id"] == "item_2"
+    assert errors[0]["event_type"] == "conversation.item.input_audio_transcription.completed"
+    assert "Traceback" not in caplog.text
+
+
+def test_the_cli_does_not_hang_on_an_unparsable_completed(json_backend, tmp_path, capsys):
+    srt = tmp_path / "out.srt"
+    with _transcription_server(bad_turn=1, turns=1) as srv:
+        out = _in_thread(lambda: cli_main(
+            ["transcribe", SPEECH, "--url", srv.url, "--api-key", KEY, "--no-vad",
+             "-o", str(srt)]))
+    assert out.get("result") == 1, out  # it ended, and says a turn failed
+    srt.read_text(encoding="utf-8")  # written, valid UTF-8 (the failed turn has no cue)
+    err = capsys.readouterr().err
+    assert "1 of 1 turns failed" in err and "could not be read" in err
+
+
+def _in_thread(call: Callable[[], Any], guard: float = 30) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = call()
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what the test checks
+            out["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(guard)  # a deadlock guard, not a timing
+    if worker.is_alive():
+        pytest.fail("the call hung")
+    return out
+
+
+BAD_FRAMES = [
+    '{"type":"x.deep","v":' + "[" * 100_000 + "]" * 100_000 + "}",  # 100,000 levels deep
+    '{"type":"x.nan","v":NaN}',
+    '{"type":"x.lone","v":"\\udfff"}',
+]
+
+
+def test_frames_both_parsers_refuse_are_each_counted_and_the_session_goes_on(json_backend,
+                                                                            caplog):
+    from tests.hostile import HostileServer, created, send
+
+    def script(ws, n, server):
+        created(ws, "sess_1")
+        for frame in BAD_FRAMES:
+            ws.send(frame)
+        # a text frame holding an encoded surrogate: not UTF-8
+        ws.send(b'{"type":"x.utf8","v":"\xed\xa0\x80"}', text=True)
+        send(ws, {"type": "x.after", "event_id": "ok"})
+        server.absorb(ws)
+
+    errors = []
+    with HostileServer(script) as srv, rs.RealtimeClient(url=srv.url, api_key=KEY) as client:
+        client.on("client.protocol_error", errors.append)
+        client.wait_for("x.after", timeout=10)
+        client.flush(5)
+        count = client.stats()["protocol_errors"]
+    assert count == len(errors) == 4
+    assert [e.get("event_type") for e in errors] == ["x.deep", "x.nan", "x.lone", "x.utf8"]
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+
+
+def test_orjson_and_the_stdlib_parser_accept_and_refuse_the_same_frames():
+    orjson = pytest.importorskip("orjson")
+    from realtime_sync._core import json_codec
+
+    frames = [f.encode() for f in BAD_FRAMES] + [
+        b'{"a":"\xed\xa0\x80"}', b'\xef\xbb\xbf{"a":1}', b'{"a":-Infinity}', b'{"a":1}\x00',
+        b'{"\\ud800":1}', b'[' * 2000 + b']' * 2000, b'{"a":"\\ud83d\\ude00"}',
+        b'{"a":"\\\\ud800"}', b' {"a": [1, 2.5, "x", null, true]} ', b'[' * 500 + b']' * 500,
+        b'{"a":"\\u0000\\n\xc3\xa9"}', b'"\\ud800"', b'{"a":"\x01"}',
+    ]
+
+    def outcome(loads, frame):
+        try:
+            return ("ok", loads(frame))
+        except ValueError:
+            return ("refused", None)
+
+    for frame in frames:
+        saved = json_codec._loads
+        try:
+            json_codec._loads = orjson.loads
+            with_orjson = outcome(json_codec.loads, frame)
+            json_codec._loads = json_codec._stdlib_loads
+            with_stdlib = outcome(json_codec.loads, frame)
+        finally:
+            json_codec._loads = saved
+        assert with_orjson == with_stdlib, frame[:40]

@@ -7,7 +7,8 @@
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
                              [--no-vad [--commit-every S]] [--reconnect-timeout S]
                              [--allow-insecure] [--realtime]
-    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
+    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR] [--resume]
+                             [--cluster ADDRESS|auto|local [--cluster-upload]]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync models
@@ -108,8 +109,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         args.model = offline_model(args.model)  # a typo fails here, before any audio is read
         _check_offline_options(args)
     files = list(args.file or [])
-    if len(files) > 1 or (files and args.jobs is not None):
+    if len(files) > 1 or (files and (args.jobs is not None or args.cluster or args.resume)):
         return _transcribe_many(args, files)
+    if args.cluster_upload:
+        raise UsageError("--cluster-upload goes with --cluster")
     args.file = files[0] if files else None
     if bool(args.file) == bool(args.mic):
         raise UsageError("give an audio FILE or --mic (one of them)")
@@ -182,10 +185,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
     input order, one line per failed file on stderr; exit code 1 when any failed."""
-    from ..batch import transcribe_files
+    from ..batch import BatchInterrupted, OfflineEngine, transcribe_files
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
+    if args.cluster_upload and not args.cluster:
+        raise UsageError("--cluster-upload goes with --cluster")
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
     captions = None
@@ -193,10 +198,17 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
         _check_output_folder(args.output, args.format)
     if args.output or (args.format and args.format != "text"):
         captions = args.format or "text"
+    if args.resume and captions is None:
+        raise UsageError("--resume needs caption files: add --format srt|vtt|jsonl|text or "
+                         "--output DIR")
     failed = []
 
     def on_result(result: Any) -> None:
-        if not result.ok:
+        if isinstance(result.error, KeyboardInterrupt):
+            return  # not started or stopped by Ctrl-C: counted in the summary
+        if result.skipped:
+            print(f"{result.path} -> {result.output} (already done)", flush=True)
+        elif not result.ok:
             failed.append(result.path)
             message = str(result.error).splitlines()[0] if str(result.error) else \
                 type(result.error).__name__
@@ -209,12 +221,26 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             print(result.transcript.text, flush=True)
 
     with contextlib.ExitStack() as stack:
-        options = endpoint_options(args, stack)
-        transcribe_files(
-            files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
-            on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
-            turn_detection=None if args.no_vad else "auto",
-            **_transcription_options(args, args.input_format, language, languages), **options)
+        # --local: the offline engine in this process, or in every actor with --cluster
+        server = OfflineEngine(args.model) if args.local else None
+        if server is not None and not logger.isEnabledFor(logging.DEBUG):
+            # as local_server: the client reports failed turns in one line
+            logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
+        options = {} if args.local else endpoint_options(args, stack)
+        try:
+            transcribe_files(
+                files, jobs=args.jobs or (None if args.cluster else 2), captions=captions,
+                output_dir=args.output, on_result=on_result, realtime=args.realtime,
+                server=server, cluster=args.cluster, upload=args.cluster_upload,
+                resume=args.resume, model=_transcription_model(args),
+                turn_detection=None if args.no_vad else "auto",
+                **_transcription_options(args, args.input_format, language, languages),
+                **options)
+        except BatchInterrupted as exc:
+            done = sum(1 for r in exc.results if r.ok)
+            sys.stderr.write(f"\nrealtime-sync: interrupted: {done} of {len(files)} files "
+                             "finished\n")
+            return 130
     if failed:
         sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
     return 1 if failed else 0

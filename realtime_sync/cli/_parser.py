@@ -66,6 +66,16 @@ def _add_transcribe(sub: Any) -> None:
     t.add_argument("--jobs", "-j", type=_positive_int, default=None,
                    help="with several files: how many to transcribe at once (default 2); "
                         "--format srt|vtt|jsonl or --output DIR writes one caption file each")
+    t.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="transcribe the files on Ray actors: a Ray address (ray://head:10001),"
+                        " auto (the cluster this machine belongs to) or local (a Ray instance "
+                        "here); needs pip install \"realtime-sync[ray]\"")
+    t.add_argument("--cluster-upload", action="store_true",
+                   help="with --cluster: send the files' bytes to the workers (else they open "
+                        "the paths, which must be on storage every node shares)")
+    t.add_argument("--resume", action="store_true",
+                   help="with several files and --format/--output: skip the files whose "
+                        "caption file already exists (caption files are written whole)")
     t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
     t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
     t.add_argument("--model", default=None,

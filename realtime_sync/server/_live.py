@@ -465,7 +465,7 @@ class LiveServerSession(BaseSession):
         if rate == 24000:
             return raw
         if self._converter is None:
-            from ..audio import StreamConverter
+            from ..audio._convert import StreamConverter
 
             self._converter = StreamConverter(rate, 1, 2, to_rate=24000)
         return bytes(self._converter.process(raw))
@@ -473,7 +473,7 @@ class LiveServerSession(BaseSession):
     def _from_24k(self, pcm: bytes) -> bytes:
         kind, rate = self._format
         if rate != 24000:
-            from ..audio import resample
+            from ..audio._convert import resample
 
             pcm = resample(pcm, 24000, rate)
         if kind != "pcm":
@@ -609,5 +609,5 @@ class LiveServerSession(BaseSession):
         if eid is not None:
             event["client_event_id"] = eid
         self.emit(event)
-        self._close(1000, "session closed")
+        self.close_socket(1000, "session closed")
 

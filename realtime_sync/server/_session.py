@@ -181,7 +181,7 @@ class BaseSession:
     def __init__(self, duration: float, send_text: Callable[[str], None],
                  close: Callable[[int, str], None]) -> None:
         self._send_text = send_text
-        self._close = close
+        self.close_socket = close
         self.id = new_id("sess")
         self.duration = float(duration)
         self.deadline = time.monotonic() + self.duration
@@ -208,7 +208,7 @@ class BaseSession:
         """Send ``session_expired`` and close with 1001 (read loop or a fault switch)."""
         message = expiry_message(self.duration)
         self.error("session_expired", message)
-        self._close(1001, message)
+        self.close_socket(1001, message)
 
 
 class Session(BaseSession):
