@@ -156,7 +156,8 @@ def test_audio_at_another_rate_is_resampled(live_server):
 
 def test_delegation_round_trip_with_a_python_tool():
     asked: List[rs.LiveDelegation] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"]), record=True) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"]),
+                        record=True) as srv:
         live = open_session(srv, on_delegation=asked.append)
 
         @live.tool
