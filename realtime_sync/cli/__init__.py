@@ -40,6 +40,7 @@ from ._common import (
     UsageError,
     device,
     endpoint_options,
+    engine_options,
     event_logger,
     local_server,
 )
@@ -221,14 +222,15 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
 
     with contextlib.ExitStack() as stack:
         # --local: the offline engine in this process, or in every actor with --cluster
-        server = OfflineEngine(args.model) if args.local else None
+        jobs = args.jobs or (None if args.cluster else 2)
+        server = OfflineEngine(args.model, **engine_options(args, jobs)) if args.local else None
         if server is not None and not logger.isEnabledFor(logging.DEBUG):
             # as local_server: the client reports failed turns in one line
             logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
         options = {} if args.local else endpoint_options(args, stack)
         try:
             transcribe_files(
-                files, jobs=args.jobs or (None if args.cluster else 2), captions=captions,
+                files, jobs=jobs, captions=captions,
                 output_dir=args.output, on_result=on_result, realtime=args.realtime,
                 server=server, cluster=args.cluster, upload=args.cluster_upload,
                 resume=args.resume, model=_transcription_model(args),
@@ -423,7 +425,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.local:
         args.model = offline_model(args.model)
     with local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port, quiet=False, translate=True) as srv:
+                      host=args.host, port=args.port, quiet=False, translate=True,
+                      engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:

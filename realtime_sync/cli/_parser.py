@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcribe with the embedded offline engine (else a scripted one)")
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
+    _add_engine_options(s)
     s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
     _add_common(s)
 
@@ -100,6 +101,7 @@ def _add_transcribe(sub: Any) -> None:
                         "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
+    _add_engine_options(t)
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     t.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
@@ -179,6 +181,18 @@ def _seconds(value: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
     return seconds
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--partial-model`` and ``--threads`` of the offline engine (with --local)."""
+    p.add_argument("--partial-model", default=None, metavar="NAME",
+                   help="with --local: the small model for live partial text (drafts; the "
+                        "final text of each turn comes from --model and replaces them): auto "
+                        "(default: tiny.en for English, --model otherwise), tiny.en, base, a "
+                        "model directory, or none (no partial text)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="with --local: decoder threads per decode (per job with --jobs; "
+                        "default: the CPUs divided among the jobs)")
 
 
 def _positive_int(value: str) -> int:

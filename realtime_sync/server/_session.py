@@ -209,6 +209,12 @@ class Session(BaseSession):
         self._obf = secrets.token_hex(3) if options.obfuscation else None
         rec = options.recognizer
         self._asr = WorkerPool("worker", getattr(rec, "concurrency", 4))
+        # A recogniser that schedules its own decodes (``parallel_partials``) gets its
+        # partials on a pool of their own, so a final never waits behind a partial; others
+        # get them in commit order with the finals (a scripted one numbers items that way).
+        self._partials = WorkerPool("partial", 1) \
+            if getattr(rec, "parallel_partials", False) else self._asr
+        self._speech_from_ms = 0  # audio_start_ms of the turn being spoken (server VAD)
         self._responses = WorkerPool("response", 1)
         self._reset_vad()
 
@@ -231,6 +237,8 @@ class Session(BaseSession):
         _close_vad(vad)  # its soxr resampler goes now, not at interpreter exit
         deadline = time.monotonic() + timeout
         self._responses.close(timeout / 2)
+        if self._partials is not self._asr:
+            self._partials.close(max(deadline - time.monotonic(), 0.1) / 2)
         self._asr.close(max(deadline - time.monotonic(), 0.1))
 
     # ---- input --------------------------------------------------------------------------
@@ -359,6 +367,7 @@ class Session(BaseSession):
 
     def _speech_started(self, ms: int) -> None:
         self._speaking = True
+        self._speech_from_ms = ms
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": ms,
                    "item_id": self._item_id()})
         td = self._input().get("turn_detection") or {}
@@ -445,6 +454,13 @@ class Session(BaseSession):
         tr = self._input().get("transcription")
         if not tr or not self._buffer or not _streams_partials(rec, tr.get("model")):
             return
+        extra: Dict[str, Any] = {}
+        if self._vad is not None:
+            if not self._speaking:
+                return  # drafts only while the VAD hears speech
+            if getattr(rec, "speech_start", False):
+                offset = max(self._speech_from_ms - self._buffer_start_ms, 0) * BYTES_PER_MS
+                extra["speech_start"] = min(offset, len(self._buffer))
         item_id = self._item_id()
         stream = self._streams.setdefault(item_id, _Stream())
         have_ms = len(self._buffer) // BYTES_PER_MS
@@ -462,7 +478,7 @@ class Session(BaseSession):
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
                                   language=_language_hint(tr), prompt=tr.get("prompt"),
-                                  **self._context_kwargs(item_id))
+                                  **self._context_kwargs(item_id), **extra)
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
                 return None
@@ -476,7 +492,7 @@ class Session(BaseSession):
                     stream.sent = hyp
             return send
 
-        self._asr.submit(start)
+        self._partials.submit(start)
 
     def _context_kwargs(self, item_id: str) -> Dict[str, Any]:
         """``{"context": previous transcript}`` for a recogniser that reads context.
