@@ -554,3 +554,33 @@ def _server_event_samples() -> List[Dict[str, Any]]:
         {"type": "transport.failed", "event_id": "e26", "session_id": "sess_1",
          "error": {"type": "call_error", "code": "busy", "message": "busy"}},
     ]
+
+
+def test_the_live_chat_example_runs_offline_with_a_wav_file():
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "live_chat.py"), "--local", "--wav",
+         str(DATA / "speech" / "fox_24k_mono16.wav")],
+        capture_output=True, text=True, timeout=60, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "user: what is the weather like",
+        "assistant: One moment, let me check. It is sunny and 21 degrees (asked: 'what is the "
+        "weather like').",
+        "closed: close_requested, 4.0 s billed"]
+
+
+def test_captions_writers_take_live_segments(tmp_path):
+    segments = [rs.LiveSegment("seg_0", None, "user", "Hello there", 0, 900, True,
+                               "speaker_change"),
+                rs.LiveSegment("seg_1", "seg_0", "assistant", "Hi!", 1200, 1800, True,
+                               "inactivity")]
+    srt = rs.captions.render(segments, "srt")
+    assert "00:00:00,000 --> 00:00:00,900\nHello there" in srt
+    path = tmp_path / "live.jsonl"
+    with rs.captions.open_writer(str(path)) as out:
+        for seg in segments:
+            out.write(seg)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["item_id"], r["speaker"], r["text"]) for r in records] == [
+        ("seg_0", "user", "Hello there"), ("seg_1", "assistant", "Hi!")]

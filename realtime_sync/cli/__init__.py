@@ -13,7 +13,7 @@
     realtime-sync devices
     realtime-sync models
     realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+    realtime-sync chat [--live] [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
 FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
@@ -34,7 +34,7 @@ from typing import Any, List, Optional
 
 from .. import models
 from ..errors import RealtimeSyncError
-from ..models import DEFAULT_TRANSCRIPTION_MODEL
+from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL
 from ._common import (
     Console,
     UsageError,
@@ -450,6 +450,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         else:
             options = endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        if getattr(args, "live", False):
+            from ._live import run_live_chat
+
+            return run_live_chat(args, **options)
+        args.model = args.model or DEFAULT_CONVERSATION_MODEL
         from ._support import GiveUpAfter
 
         backoff = GiveUpAfter(args.reconnect_timeout)

@@ -132,8 +132,12 @@ def _add_transcribe(sub: Any) -> None:
 def _add_chat(sub: Any) -> None:
     """``realtime-sync chat``."""
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
-                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
+    c.add_argument("--model", default=None,
+                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL}; with "
+                        "--live gpt-live-1.1)")
+    c.add_argument("--live", action="store_true",
+                   help="OpenAI's Live API (/v1/live/sessions, gpt-live-1.1): full duplex, the "
+                        "grouped transcript printed as it grows")
     c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
     c.add_argument("--device", help="microphone index or name")
     c.add_argument("--output-device", help="speaker index or name")
