@@ -152,6 +152,9 @@ class RealtimeClient:
         max_frame_size: the largest server frame (or fragmented message) accepted, in bytes
             (default 32 MiB, above the protocol's largest event); a bigger one closes the
             connection with ``client.protocol_error`` before its payload is buffered.
+        keepalive: ``ping_interval`` and ``ping_timeout`` as one :class:`Keepalive` (give one
+            form or the other).
+        proxy: the ``http_proxy_*``/``proxy_type`` options as one :class:`Proxy`.
     """
 
     def __init__(

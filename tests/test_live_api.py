@@ -156,7 +156,8 @@ def test_audio_at_another_rate_is_resampled(live_server):
 
 def test_delegation_round_trip_with_a_python_tool():
     asked: List[rs.LiveDelegation] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"]),
+                        record=True) as srv:
         live = open_session(srv, on_delegation=asked.append)
 
         @live.tool
@@ -185,7 +186,7 @@ def test_delegation_round_trip_with_a_python_tool():
 
 def test_a_tool_that_raises_sends_a_silent_note_and_reports_the_error():
     errors: List[BaseException] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather please"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather please"]), record=True) as srv:
         def broken(task: rs.LiveDelegation) -> str:
             raise RuntimeError("backend down")
 
@@ -400,7 +401,7 @@ def test_every_client_event_the_library_sends_validates_against_the_strict_schem
     strict = _validator(CLIENT_SCHEMA)
     lenient = _validator(SERVER_SCHEMA)
     received: List[Dict[str, Any]] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather today"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather today"]), record=True) as srv:
         live = rs.LiveSession(
             url=srv.url, api_key="sk-local", instructions="Be brief.", voice="cedar",
             audio_format="pcm_16k", input=[("user", "Hi"), ("assistant", "Hello!")],

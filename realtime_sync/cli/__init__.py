@@ -12,7 +12,8 @@
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync models
-    realtime-sync serve [--host H] [--port P] [--local]
+    realtime-sync serve [--host H] [--port P] [--local] [--api-key K | --allow-any-key]
+                        [--max-connections N]
     realtime-sync chat [--live] [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
@@ -422,10 +423,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._server import is_loopback
+
+    if args.api_key is None and not is_loopback(args.host):
+        if not args.allow_any_key:  # any key from anyone on the network: refuse by default
+            raise UsageError(f"--host {args.host} reaches beyond this machine and no --api-key "
+                             "is set, so anyone could use the server: pass --api-key KEY, or "
+                             "--allow-any-key to accept any key")
+        sys.stderr.write(f"realtime-sync: warning: listening on {args.host} and accepting any "
+                         "API key (--allow-any-key)\n")
     if args.local:
         args.model = offline_model(args.model)
     with local_server(args.model, engine=args.local, api_key=args.api_key,
                       host=args.host, port=args.port, quiet=False, translate=True,
+                      max_connections=args.max_connections,
                       engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")

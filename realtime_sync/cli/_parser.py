@@ -10,6 +10,8 @@ from ..audio._g711 import FORMATS
 from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 from ._common import add_common as _add_common
 
+MAX_CONNECTIONS = 256  # `serve`: open sockets at most (each holds a few descriptors)
+
 __all__ = ["build_parser"]
 
 
@@ -41,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
     _add_engine_options(s)
-    s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
+    s.add_argument("--api-key", default=None,
+                   help="key clients must send (default: any; then only loopback hosts)")
+    s.add_argument("--allow-any-key", action="store_true",
+                   help="listen beyond loopback (e.g. --host 0.0.0.0) without --api-key")
+    s.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
+                   help=f"open sockets at most; more get HTTP 503 (default {MAX_CONNECTIONS})")
     _add_common(s)
 
     from ._translate import add_parser as add_translate
