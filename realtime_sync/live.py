@@ -521,12 +521,13 @@ class LiveSession:
                 device = None if self._speak is True else self._speak
                 self._speaker = Speaker(device, truncate=False).start()
             after = conn.seq
-            start_id = conn.send({"type": "session.start", "session": self.config})
             try:
+                start_id = conn.send({"type": "session.start", "session": self.config})
                 event = conn.wait(("session.started", "error"),
                                   lambda e: e.get("type") == "session.started"
                                   or _answers(e, start_id), deadline.remaining(), after)
             except NotConnectedError:
+                conn.wait_ended(2.0)  # the network thread may still be reading the close
                 if conn.end_exception is not None:  # refused key or configuration
                     raise conn.end_exception from None
                 raise
