@@ -238,6 +238,46 @@ class _FeedSink:
             pass
 
 
+def _start_config(model: str, audio_format: Mapping[str, Any],
+                  voice: Union[str, Mapping[str, Any], None], instructions: Optional[str],
+                  input: Optional[Sequence[Any]],  # noqa: A002 - the config's name
+                  delegation: Optional[Mapping[str, Any]], has_tools: bool,
+                  store: Optional[bool], safety_identifier: Optional[str],
+                  session: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``session`` object of ``session.start`` (see :class:`LiveSession`'s arguments).
+
+    Raises:
+        TypeError: a value of the wrong type, or a key given twice.
+    """
+    config: Dict[str, Any] = {"model": model}
+    audio: Dict[str, Any] = {"format": dict(audio_format)}
+    if voice is not None:
+        if not isinstance(voice, (str, Mapping)):
+            raise TypeError("voice must be a voice name or {'id': ...}")
+        audio["output"] = {"voice": voice if isinstance(voice, str) else dict(voice)}
+    config["audio"] = audio
+    if instructions is not None:
+        config["instructions"] = instructions
+    if input is not None:
+        config["input"] = _history_items(input)
+    if delegation is None and has_tools:
+        delegation = {"type": "client"}
+    if delegation is not None:
+        if not isinstance(delegation, Mapping) or not isinstance(delegation.get("type"), str):
+            raise TypeError("delegation must be a dict with a 'type' ('client', "
+                            "'responses' or 'decisions')")
+        config["delegation"] = dict(delegation)
+    if store is not None:
+        config["store"] = bool(store)
+    if safety_identifier is not None:
+        config["safety_identifier"] = safety_identifier
+    for key, value in session.items():
+        if key in config:
+            raise TypeError(f"{key} given twice")
+        config[key] = value
+    return config
+
+
 class LiveSession:
     """One Live API session: speech in, speech and grouped transcripts out, delegation.
 
@@ -339,33 +379,8 @@ class LiveSession:
             raise TypeError("instructions must be a string")
         self.model = model
         self.audio_format = audio_format_config(audio_format)
-        config: Dict[str, Any] = {"model": model}
-        audio: Dict[str, Any] = {"format": dict(self.audio_format)}
-        if voice is not None:
-            if not isinstance(voice, (str, Mapping)):
-                raise TypeError("voice must be a voice name or {'id': ...}")
-            audio["output"] = {"voice": voice if isinstance(voice, str) else dict(voice)}
-        config["audio"] = audio
-        if instructions is not None:
-            config["instructions"] = instructions
-        if input is not None:
-            config["input"] = _history_items(input)
-        if delegation is None and tools:
-            delegation = {"type": "client"}
-        if delegation is not None:
-            if not isinstance(delegation, Mapping) or not isinstance(delegation.get("type"), str):
-                raise TypeError("delegation must be a dict with a 'type' ('client', "
-                                "'responses' or 'decisions')")
-            config["delegation"] = dict(delegation)
-        if store is not None:
-            config["store"] = bool(store)
-        if safety_identifier is not None:
-            config["safety_identifier"] = safety_identifier
-        for key, value in session.items():
-            if key in config:
-                raise TypeError(f"{key} given twice")
-            config[key] = value
-        self.config = config
+        self.config = _start_config(model, self.audio_format, voice, instructions, input,
+                                    delegation, bool(tools), store, safety_identifier, session)
         """The ``session`` object sent in ``session.start``."""
         self._grouping_options = dict(grouping or {})
         Grouping(**self._grouping_options)  # bad options fail here, not at start()
