@@ -255,7 +255,7 @@ class JsonlWriter(CaptionWriter):
             "end_ms": getattr(segment, "end_ms", None),
             "error": getattr(segment, "error", None),
         }
-        for extra in ("languages", "logprobs"):
+        for extra in ("languages", "logprobs", "speaker"):  # speaker: Live segments
             if getattr(segment, extra, None):
                 record[extra] = getattr(segment, extra)
         self._file.write(json.dumps(record, ensure_ascii=False).translate(_JSONL_ESCAPES) + "\n")

@@ -12,8 +12,9 @@
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync models
-    realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+    realtime-sync serve [--host H] [--port P] [--local] [--api-key K | --allow-any-key]
+                        [--max-connections N]
+    realtime-sync chat [--live] [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
 FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
@@ -34,7 +35,7 @@ from typing import Any, List, Optional
 
 from .. import models
 from ..errors import RealtimeSyncError
-from ..models import DEFAULT_TRANSCRIPTION_MODEL
+from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL
 from ._common import (
     Console,
     UsageError,
@@ -422,10 +423,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._server import is_loopback
+
+    if args.api_key is None and not is_loopback(args.host):
+        if not args.allow_any_key:  # any key from anyone on the network: refuse by default
+            raise UsageError(f"--host {args.host} reaches beyond this machine and no --api-key "
+                             "is set, so anyone could use the server: pass --api-key KEY, or "
+                             "--allow-any-key to accept any key")
+        sys.stderr.write(f"realtime-sync: warning: listening on {args.host} and accepting any "
+                         "API key (--allow-any-key)\n")
     if args.local:
         args.model = offline_model(args.model)
     with local_server(args.model, engine=args.local, api_key=args.api_key,
                       host=args.host, port=args.port, quiet=False, translate=True,
+                      max_connections=args.max_connections,
                       engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
@@ -450,6 +461,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         else:
             options = endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        if getattr(args, "live", False):
+            from ._live import run_live_chat
+
+            return run_live_chat(args, **options)
+        args.model = args.model or DEFAULT_CONVERSATION_MODEL
         from ._support import GiveUpAfter
 
         backoff = GiveUpAfter(args.reconnect_timeout)

@@ -96,6 +96,7 @@ def local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
                   host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
                   translate: bool = False,
+                  max_connections: Optional[int] = None,
                   engine_options: Optional[dict] = None) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False; with
     ``translate`` also the offline translator, which loads the multilingual model;
@@ -116,7 +117,8 @@ def local_server(model: Optional[str], engine: bool = True,
             from ..server._translation import offline_translator
 
             kwargs["translator"] = offline_translator(None)  # Whisper's translate task
-    with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
+    with RealtimeServer(host=host, port=port, api_key=api_key,
+                        max_connections=max_connections, **kwargs) as srv:
         yield srv
 
 

@@ -10,6 +10,8 @@ from ..audio._g711 import FORMATS
 from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 from ._common import add_common as _add_common
 
+MAX_CONNECTIONS = 256  # `serve`: open sockets at most (each holds a few descriptors)
+
 __all__ = ["build_parser"]
 
 
@@ -41,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
     _add_engine_options(s)
-    s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
+    s.add_argument("--api-key", default=None,
+                   help="key clients must send (default: any; then only loopback hosts)")
+    s.add_argument("--allow-any-key", action="store_true",
+                   help="listen beyond loopback (e.g. --host 0.0.0.0) without --api-key")
+    s.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
+                   help=f"open sockets at most; more get HTTP 503 (default {MAX_CONNECTIONS})")
     _add_common(s)
 
     from ._translate import add_parser as add_translate
@@ -132,8 +139,12 @@ def _add_transcribe(sub: Any) -> None:
 def _add_chat(sub: Any) -> None:
     """``realtime-sync chat``."""
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
-                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
+    c.add_argument("--model", default=None,
+                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL}; with "
+                        "--live gpt-live-1.1)")
+    c.add_argument("--live", action="store_true",
+                   help="OpenAI's Live API (/v1/live/sessions, gpt-live-1.1): full duplex, the "
+                        "grouped transcript printed as it grows")
     c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
     c.add_argument("--device", help="microphone index or name")
     c.add_argument("--output-device", help="speaker index or name")

@@ -43,6 +43,8 @@ __all__ = ["ServerOptions", "Session", "expiry_message", "new_id", "parse_frame"
 
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 MAX_EVENT_BYTES = 15 * 1024 * 1024
+MAX_BUFFER_SECONDS = 600.0  # uncommitted input audio a session holds (README: limits)
+MAX_JSON_DEPTH = 128  # nesting of a client event (objects and arrays)
 ACCEPTED_TYPES = (
     "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
     "input_audio_buffer.clear", "conversation.item.create", "conversation.item.truncate",
@@ -73,13 +75,38 @@ def parse_frame(data: Any, max_bytes: int,
         return None
     try:
         event = json.loads(data)
+        too_deep = _too_deep(event)
     except ValueError as exc:
         error("invalid_json", f"The server could not parse the JSON event: {exc}")
+        return None
+    except RecursionError:  # e.g. 100,000 nested arrays: Python's stack, not the input
+        too_deep = True
+    if too_deep:
+        error("invalid_json", "The server could not parse the JSON event: it is nested more "
+                              f"than {MAX_JSON_DEPTH} levels deep.")
         return None
     if not isinstance(event, dict):
         error("invalid_json", "Expected a JSON object as the event.")
         return None
     return event
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Does ``value`` nest objects/arrays more than ``limit`` deep? (no recursion)"""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
 
 
 def expiry_message(seconds: float) -> str:
@@ -101,6 +128,7 @@ class ServerOptions:
     responder: Responder = field(default_factory=EchoResponder)
     session_duration: float = 3600.0
     max_event_bytes: int = MAX_EVENT_BYTES
+    max_buffer_seconds: float = MAX_BUFFER_SECONDS
     partial_interval_ms: int = 200
     obfuscation: bool = True
     mcp_tools: Optional[Dict[str, List[Dict[str, Any]]]] = None
@@ -329,6 +357,15 @@ class Session(BaseSession):
             return
         with self._lock:
             pcm = to_pcm24k(raw, self._input().get("format", {}).get("type", "audio/pcm"))
+            cap = int(self.options.max_buffer_seconds * 1000) * BYTES_PER_MS
+            if len(self._buffer) + len(pcm) > cap:
+                self.error("input_audio_buffer_full",
+                           "The input audio buffer is full: it holds at most "
+                           f"{self.options.max_buffer_seconds:g} s of uncommitted audio "
+                           f"({len(self._buffer) // BYTES_PER_MS} ms now); commit or clear it "
+                           "before appending more. This append was not applied.",
+                           "audio", event_id)
+                return
             self._buffer += pcm
             self._total_bytes += len(pcm)
             if self._vad is not None and pcm:
