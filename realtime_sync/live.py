@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import models as _models
 from ._core.dispatch import Marshal
 from ._core.endpoint import HeaderSource, KeySource
 from ._core.wait import Deadline, wait_until
@@ -58,9 +59,9 @@ __all__ = ["LiveSession", "LiveSegment", "LiveDelegation", "LiveResult", "DEFAUL
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gpt-live-1.1"
-MODELS = ("gpt-live-1", "gpt-live-1.1")
-"""The Live models the SDK names (others pass through: the server decides)."""
+DEFAULT_MODEL = _models.DEFAULT_LIVE_MODEL
+MODELS = tuple(m.name for m in _models.models(_models.LIVE))
+"""The Live models of the catalogue (unknown names pass through: the server decides)."""
 
 AUDIO_FORMATS: Dict[str, Dict[str, Any]] = {
     "pcm": {"type": "audio/pcm", "rate": 24000},
@@ -360,6 +361,10 @@ class LiveSession:
     ) -> None:
         if not isinstance(model, str) or not model:
             raise TypeError("model must be a non-empty string such as 'gpt-live-1.1'")
+        kind = _models.kind_of(model)
+        if kind not in (None, _models.LIVE):
+            raise ConfigurationError(f"{model} is a {kind} model; Live sessions need a Live "
+                                     f"model such as {DEFAULT_MODEL}")
         for name, cb in (("on_segment", on_segment), ("on_final", on_final),
                          ("on_delegation", on_delegation), ("on_audio", on_audio),
                          ("on_interrupt", on_interrupt), ("on_closed", on_closed),

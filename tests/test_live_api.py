@@ -236,6 +236,8 @@ def test_feed_before_start_raises_and_bad_options_fail_early(live_server):
         rs.LiveSession(frame_ms=10)
     with pytest.raises(rs.ConfigurationError):
         rs.LiveSession(audio_format="mp3")
+    with pytest.raises(rs.ConfigurationError, match="conversation model"):
+        rs.LiveSession(model="gpt-realtime-2.1")
     with pytest.raises(ValueError):
         rs.LiveSession(grouping={"assistant_silence_ms": -1})
     live.close()
