@@ -673,9 +673,12 @@ class LiveSession:
             if self._pending and conn.connected and not self._closing:
                 self._send_frames(conn, final=True)
 
-    def listen(self, device: Union[int, str, None] = None, chunk_ms: int = 40) -> Any:
+    def listen(self, device: Union[int, str, None] = None, chunk_ms: int = 40,
+               mute_when: Optional[Callable[[], bool]] = None) -> Any:
         """Stream a microphone into the session on the ``realtime-sync-audio`` thread;
         returns the :class:`realtime_sync.audio.AudioStream` (stopped by ``close()``).
+        ``mute_when`` (checked per chunk on the audio thread) discards the microphone while
+        it returns True (half-duplex with loudspeakers).
 
         Raises:
             AudioError: no usable input device (the message says how to list devices).
@@ -684,7 +687,7 @@ class LiveSession:
 
         self._require()
         mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms)
+        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms, mute_when=mute_when)
 
     def stream_source(self, source: Any, chunk_ms: int = 40) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` (24 kHz PCM16) into it."""
@@ -959,9 +962,10 @@ class LiveSession:
                 self._usage = dict(usage)
             changed = self._grouping.finish(time.monotonic() * 1000, "session_closed")
             self._record(changed)
+        self._deliver(changed)  # the last segments reach the callbacks before finish() returns
+        with self._changed:
             self._closed_event = event
             self._changed.notify_all()
-        self._deliver(changed)
         logger.info("Live session closed: %s", event.get("reason"))
         self._call(self._on_closed, self._result())
 

@@ -156,7 +156,8 @@ def test_audio_at_another_rate_is_resampled(live_server):
 
 def test_delegation_round_trip_with_a_python_tool():
     asked: List[rs.LiveDelegation] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"]),
+                        record=True) as srv:
         live = open_session(srv, on_delegation=asked.append)
 
         @live.tool
@@ -185,7 +186,7 @@ def test_delegation_round_trip_with_a_python_tool():
 
 def test_a_tool_that_raises_sends_a_silent_note_and_reports_the_error():
     errors: List[BaseException] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather please"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather please"]), record=True) as srv:
         def broken(task: rs.LiveDelegation) -> str:
             raise RuntimeError("backend down")
 
@@ -400,7 +401,7 @@ def test_every_client_event_the_library_sends_validates_against_the_strict_schem
     strict = _validator(CLIENT_SCHEMA)
     lenient = _validator(SERVER_SCHEMA)
     received: List[Dict[str, Any]] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather today"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather today"]), record=True) as srv:
         live = rs.LiveSession(
             url=srv.url, api_key="sk-local", instructions="Be brief.", voice="cedar",
             audio_format="pcm_16k", input=[("user", "Hi"), ("assistant", "Hello!")],
@@ -554,3 +555,33 @@ def _server_event_samples() -> List[Dict[str, Any]]:
         {"type": "transport.failed", "event_id": "e26", "session_id": "sess_1",
          "error": {"type": "call_error", "code": "busy", "message": "busy"}},
     ]
+
+
+def test_the_live_chat_example_runs_offline_with_a_wav_file():
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "live_chat.py"), "--local", "--wav",
+         str(DATA / "speech" / "fox_24k_mono16.wav")],
+        capture_output=True, text=True, timeout=60, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "user: what is the weather like",
+        "assistant: One moment, let me check. It is sunny and 21 degrees (asked: 'what is the "
+        "weather like').",
+        "closed: close_requested, 4.0 s billed"]
+
+
+def test_captions_writers_take_live_segments(tmp_path):
+    segments = [rs.LiveSegment("seg_0", None, "user", "Hello there", 0, 900, True,
+                               "speaker_change"),
+                rs.LiveSegment("seg_1", "seg_0", "assistant", "Hi!", 1200, 1800, True,
+                               "inactivity")]
+    srt = rs.captions.render(segments, "srt")
+    assert "00:00:00,000 --> 00:00:00,900\nHello there" in srt
+    path = tmp_path / "live.jsonl"
+    with rs.captions.open_writer(str(path)) as out:
+        for seg in segments:
+            out.write(seg)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["item_id"], r["speaker"], r["text"]) for r in records] == [
+        ("seg_0", "user", "Hello there"), ("seg_1", "assistant", "Hi!")]

@@ -279,6 +279,7 @@ class LiveServerSession(BaseSession):
         self._converter: Any = None
         self._last_start = 0  # transcript starts never go back (the timeline is monotonic)
         self._last_end = 0
+        self._assistant_last = False  # the latest transcript delta was the assistant's
         self.frames: List[int] = []
         """Bytes of every input audio frame received (tests check the framing)."""
 
@@ -465,7 +466,7 @@ class LiveServerSession(BaseSession):
         if rate == 24000:
             return raw
         if self._converter is None:
-            from ..audio import StreamConverter
+            from ..audio._convert import StreamConverter
 
             self._converter = StreamConverter(rate, 1, 2, to_rate=24000)
         return bytes(self._converter.process(raw))
@@ -473,7 +474,7 @@ class LiveServerSession(BaseSession):
     def _from_24k(self, pcm: bytes) -> bytes:
         kind, rate = self._format
         if rate != 24000:
-            from ..audio import resample
+            from ..audio._convert import resample
 
             pcm = resample(pcm, 24000, rate)
         if kind != "pcm":
@@ -540,6 +541,7 @@ class LiveServerSession(BaseSession):
 
     def _timed(self, event: Dict[str, Any], start: int, end: int) -> None:
         with self._lock:
+            self._assistant_last = event["type"] == "session.output_transcript.delta"
             self._last_start = max(self._last_start, start)
             self._last_end = max(self._last_end, end)
         event.update(start_ms=start, end_ms=end)
@@ -572,7 +574,7 @@ class LiveServerSession(BaseSession):
                 if cut.is_set() or self._closing:
                     return False
                 self._timed({"type": "session.output_transcript.delta",
-                             "delta": word if i == 0 else " " + word},
+                             "delta": word if i == 0 and not self._assistant_last else " " + word},
                             at + i * ms, at + (i + 1) * ms)
                 audio = self._from_24k(tone(ms, 330.0 + 40 * (i % 3), 0.2))
                 self.emit({"type": "session.output_audio.delta",
@@ -609,5 +611,5 @@ class LiveServerSession(BaseSession):
         if eid is not None:
             event["client_event_id"] = eid
         self.emit(event)
-        self._close(1000, "session closed")
+        self.close_socket(1000, "session closed")
 
