@@ -298,11 +298,13 @@ def test_frames_both_parsers_refuse_are_each_counted_and_the_session_goes_on(jso
         server.absorb(ws)
 
     errors = []
-    with HostileServer(script) as srv, rs.RealtimeClient(url=srv.url, api_key=KEY) as client:
-        client.on("client.protocol_error", errors.append)
-        client.wait_for("x.after", timeout=10)
-        client.flush(5)
-        count = client.stats()["protocol_errors"]
+    with HostileServer(script) as srv:
+        client = rs.RealtimeClient(url=srv.url, api_key=KEY)
+        client.on("client.protocol_error", errors.append)  # before any frame can come
+        with client:
+            client.wait_for("x.after", timeout=10)
+            assert client.flush(5)
+            count = client.stats()["protocol_errors"]
     assert count == len(errors) == 4
     assert [e.get("event_type") for e in errors] == ["x.deep", "x.nan", "x.lone", "x.utf8"]
     assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
@@ -366,18 +368,24 @@ def test_a_flood_of_deltas_without_spaces_is_handled_in_linear_time():
     sent = threading.Event()
 
     def flood(ws, server):
+        server.until(ws, "session.input_audio_buffer.append")  # the translator is started
         for i in range(n):
             ws.send(_delta(0, "字" if i % 2 else "x"))
         ws.send(_delta(0, "。"))
         sent.set()
 
     shown = []
+    last = threading.Event()
     with _translation_server(flood) as srv:
-        tr = rs.Translator(to="zh", url=srv.url, api_key=KEY, keepalive=False,
-                           on_text=lambda cue: shown.append(len(cue.text)))
+        def on_text(cue):
+            shown.append(len(cue.text))
+            if cue.text.endswith("。"):
+                last.set()
+
+        tr = rs.Translator(to="zh", url=srv.url, api_key=KEY, keepalive=False, on_text=on_text)
         with tr:
-            assert sent.wait(30)
-            tr.client.flush(30)
+            tr.feed(bytes(48 * 200))
+            assert sent.wait(30) and last.wait(30)
             text = tr.text
             cues = tr.translation.cues
     assert text == "x字" * (n // 2) + "。"  # nothing lost
@@ -426,14 +434,14 @@ def test_an_absurd_elapsed_ms_is_bounded_by_the_audio_fed_and_reported_once():
         ws.send(_delta(10**18, " vez."))
 
     errors = []
+    done = threading.Event()
     with _translation_server(absurd) as srv:
-        tr = rs.Translator(to="es", url=srv.url, api_key=KEY, keepalive=False)
+        tr = rs.Translator(to="es", url=srv.url, api_key=KEY, keepalive=False,
+                           on_text=lambda cue: done.set() if cue.text == "Otra vez." else None)
         tr.on("client.protocol_error", errors.append)
         with tr:
             tr.feed(bytes(48 * 1000))
-            tr.client.wait_for("session.output_transcript.delta",
-                               where=lambda e: e.get("delta") == " vez.", timeout=10)
-            tr.client.flush(5)
+            assert done.wait(10)
             cues = tr.translation.cues
             fed_ms = tr.fed_ms
     assert [c.text for c in cues] == ["Hola mundo.", "Otra vez."]
