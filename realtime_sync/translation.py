@@ -34,7 +34,7 @@ from ._core.wait import Deadline
 from ._core.wire import BYTES_PER_MS
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
-from ._features.ring import AudioRing
+from ._features.ring import AudioRing, audio_bytes
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, append_frame, new_event_id
@@ -509,12 +509,7 @@ class Translator:
             TypeError, ValueError: not PCM16 bytes.
             NotConnectedError: the translator is closed, finished or not started.
         """
-        if isinstance(pcm16, memoryview):
-            pcm16 = pcm16.tobytes()
-        if not isinstance(pcm16, (bytes, bytearray)):
-            raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
-        if len(pcm16) % 2:
-            raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
+        pcm16 = audio_bytes(pcm16)
         client = self.client
         if self._link.closed:
             raise NotConnectedError("the translator is closed")
@@ -533,18 +528,13 @@ class Translator:
         Raises:
             AudioError: no usable input device (the message says how to list devices).
         """
-        from .audio import Microphone, stream
-
         self.client  # noqa: B018 - raises when not started
-        mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(self._link.sink(self.feed), mic, chunk_ms=chunk_ms)
+        return self._link.listen(self.feed, device, chunk_ms)
 
     def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` into this translator."""
-        from .audio import stream
-
         self.client  # noqa: B018
-        return stream(self._link.sink(self.feed), source, chunk_ms=chunk_ms)
+        return self._link.stream(self.feed, source, chunk_ms)
 
     def _pump(self, client: RealtimeClient) -> None:
         """Send whole 200 ms frames the current session has not had yet (the remainder too

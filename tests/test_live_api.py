@@ -236,6 +236,8 @@ def test_feed_before_start_raises_and_bad_options_fail_early(live_server):
         rs.LiveSession(frame_ms=10)
     with pytest.raises(rs.ConfigurationError):
         rs.LiveSession(audio_format="mp3")
+    with pytest.raises(rs.ConfigurationError, match="conversation model"):
+        rs.LiveSession(model="gpt-realtime-2.1")
     with pytest.raises(ValueError):
         rs.LiveSession(grouping={"assistant_silence_ms": -1})
     live.close()
@@ -585,3 +587,53 @@ def test_captions_writers_take_live_segments(tmp_path):
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["item_id"], r["speaker"], r["text"]) for r in records] == [
         ("seg_0", "user", "Hello there"), ("seg_1", "assistant", "Hi!")]
+
+
+def test_callbacks_and_handlers_run_through_marshal_on_the_ui_thread(live_server):
+    from realtime_sync.gui import QueueMarshal
+
+    marshal = QueueMarshal()
+    threads: List[str] = []
+    texts: List[str] = []
+
+    def on_final(seg: rs.LiveSegment) -> None:
+        threads.append(threading.current_thread().name)
+        texts.append(seg.text)
+
+    live = open_session(live_server, marshal=marshal, on_final=on_final)
+    live.on("session.started", lambda e: threads.append(threading.current_thread().name))
+    with live:
+        live.feed(speech())
+        deadline = time.monotonic() + 10
+        while len(texts) < 2 and time.monotonic() < deadline:
+            marshal.poll(timeout=0.05)  # the "UI loop"
+        live.close()
+    marshal.close()
+    assert texts == ["hello there", "You said: hello there"]
+    assert set(threads) == {threading.current_thread().name}
+
+
+def test_malformed_server_events_are_reported_not_fatal():
+    problems: List[Any] = []
+
+    def script(ws: Any, n: int, server: HostileServer) -> None:
+        _started(ws, server)
+        ws.send("not json")
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u1", "delta": "x",
+                  "start_ms": 50, "end_ms": 10})  # end before start
+        send(ws, {"type": "session.output_audio.delta", "delta": "%%%"})
+        send(ws, {"type": "session.delegation.created", "event_id": "d", "offset_ms": 0})
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u2", "delta": "fine",
+                  "start_ms": 60, "end_ms": 90})
+        server.absorb(ws)
+
+    with HostileServer(script) as server:
+        live = rs.LiveSession(url=hostile_url(server), api_key="sk-x")
+        live.on("client.protocol_error", problems.append)
+        with live:
+            deadline = time.monotonic() + 5
+            while not live.transcript and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [s.text for s in live.transcript] == ["fine"]
+            assert len(problems) == 4
+            live.close(timeout=1)
