@@ -220,12 +220,9 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             print(result.transcript.text, flush=True)
 
     with contextlib.ExitStack() as stack:
-        # --local: the offline engine in this process, or in every actor with --cluster
-        server = OfflineEngine(args.model) if args.local else None
-        if server is not None and not logger.isEnabledFor(logging.DEBUG):
-            # as local_server: the client reports failed turns in one line
-            logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
-        options = {} if args.local else endpoint_options(args, stack)
+        # --local --cluster: the offline engine loaded once in every actor (not here)
+        server = OfflineEngine(args.model) if args.local and args.cluster else None
+        options = {} if server is not None else endpoint_options(args, stack)
         try:
             transcribe_files(
                 files, jobs=args.jobs or (None if args.cluster else 2), captions=captions,
