@@ -3,9 +3,9 @@
 Up to ``jobs`` files are transcribed in parallel, each by :func:`transcribe_file` in its own
 session (one client each). Who runs the per-file work is an executor: by default
 ``realtime-sync-batch-N`` threads in this process; with ``cluster=`` Ray actors
-(:mod:`realtime_sync._cluster`), each holding one server (the offline engine, loaded once) or
-one client. Results, their order, the caption files and the failure reports stay here: a file
-that fails is reported in its :class:`FileResult` and the others go on.
+(:mod:`realtime_sync._features.cluster`), each holding one server (the offline engine, loaded
+once) or one client. Results, their order, the caption files and the failure reports stay
+here: a file that fails is reported in its :class:`FileResult` and the others go on.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import logging
 import os
 import queue
 import threading
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import TimeoutError
+from ._features.file_job import BatchProgress, Cancelled, transcribe_one
 from .transcription import Transcript
 
 __all__ = ["FileResult", "transcribe_files", "caption_path", "OfflineEngine", "BatchInterrupted"]
@@ -56,10 +55,6 @@ class FileResult:
         """True when the file was transcribed (its turns may still have failed one by one:
         see ``Segment.error``)."""
         return self.error is None
-
-
-class _Cancelled(Exception):
-    """The batch was interrupted (Ctrl-C in the calling thread)."""
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -110,64 +105,6 @@ class OfflineEngine:
         return f"OfflineEngine(model={self.model!r}, cpu_threads={self.cpu_threads})"
 
 
-class _BatchProgress:
-    """One bar for the whole batch: audio transcribed in every file (the end of each completed
-    turn, then the whole file when it is done). Any thread."""
-
-    def __init__(self, bar: Any, files: int) -> None:
-        self._bar = bar
-        self._lock = threading.Lock()
-        self._ms = [0.0] * files
-
-    def to_ms(self, index: int, ms: Optional[float]) -> None:
-        if self._bar is None or ms is None:
-            return
-        with self._lock:
-            self._ms[index] = max(self._ms[index], float(ms))
-            total = sum(self._ms)
-        self._bar.to_ms(total)
-
-
-def _transcribe_one(path: str, index: int, progress: _BatchProgress, duration_ms: float,
-                    stop: threading.Event, timeout: Optional[float], realtime: bool,
-                    options: Dict[str, Any]) -> Transcript:
-    """:func:`transcribe_file` for one file of a batch, which ``stop`` interrupts (between two
-    chunks, or while waiting for the last turns)."""
-    from .audio import FileSource
-    from .transcription import Transcriber
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    user_final = options.get("on_final")
-
-    def on_final(segment: Any) -> None:
-        progress.to_ms(index, segment.end_ms)
-        if user_final is not None:
-            user_final(segment)
-
-    with FileSource(path, realtime=realtime) as source, \
-            Transcriber(**{**options, "on_final": on_final}) as tr:
-        while True:
-            if stop.is_set():
-                raise _Cancelled("the batch was interrupted")
-            chunk = source.read(2400)
-            if not chunk:
-                break
-            tr.feed(chunk)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{path} not done in {timeout} s")
-        while True:  # finish() in short waits, so that stop is seen
-            try:
-                transcript = tr.finish(timeout=0.25)
-                break
-            except TimeoutError:
-                if stop.is_set():
-                    raise _Cancelled("the batch was interrupted") from None
-                if deadline is not None and time.monotonic() > deadline:
-                    raise
-    progress.to_ms(index, duration_ms)
-    return transcript
-
-
 def caption_path(path: str, format: str, output_dir: Optional[str] = None) -> str:  # noqa: A002
     """Where the caption file of ``path`` goes: ``<stem>.<ext>`` beside it or in
     ``output_dir``."""
@@ -195,6 +132,39 @@ def _durations(paths: Sequence[str]) -> List[Union[float, BaseException]]:
         finally:
             source.close()
     return out
+
+
+def _check_batch(paths: Sequence[Union[str, os.PathLike[str]]], jobs: Any,
+                 captions: Optional[str], output_dir: Optional[Union[str, os.PathLike[str]]],
+                 on_result: Any, server: Any, retries: Any, resume: bool
+                 ) -> Tuple[List[str], Optional[str]]:
+    """:func:`transcribe_files`' checks, before anything starts: the paths as strings and
+    the caption folder (made). Raises as :func:`transcribe_files` says."""
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise ValueError(f"jobs must be an integer >= 1, not {jobs!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, not {retries!r}")
+    if captions is not None and captions not in _EXTENSIONS:
+        raise ValueError(f"unknown caption format {captions!r}; choose one of "
+                         f"{', '.join(_EXTENSIONS)}")
+    if resume and captions is None:
+        raise ValueError("resume needs captions: it skips the inputs whose caption file "
+                         "exists")
+    if on_result is not None and not callable(on_result):
+        raise TypeError("on_result must be callable")
+    if server is not None and not callable(server):
+        raise TypeError("server must be a callable that returns a server context manager")
+    names = [os.fspath(p) for p in paths]
+    folder = os.fspath(output_dir) if output_dir is not None else None
+    if captions is not None:
+        targets = [os.path.abspath(caption_path(p, captions, folder)) for p in names]
+        clash = next((t for t in targets if targets.count(t) > 1), None)
+        if clash is not None:
+            raise ValueError(f"two inputs would write the same caption file {clash}; "
+                             "give them different names or folders")
+    if folder is not None and captions is not None:
+        os.makedirs(folder, exist_ok=True)
+    return names, folder
 
 
 def transcribe_files(
@@ -265,30 +235,8 @@ def transcribe_files(
         realtime_sync.ConfigurationError: ``cluster`` without Ray installed, or a cluster
             that cannot be reached (one line naming the address).
     """
-    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
-        raise ValueError(f"jobs must be an integer >= 1, not {jobs!r}")
-    if not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an integer >= 0, not {retries!r}")
-    if captions is not None and captions not in _EXTENSIONS:
-        raise ValueError(f"unknown caption format {captions!r}; choose one of "
-                         f"{', '.join(_EXTENSIONS)}")
-    if resume and captions is None:
-        raise ValueError("resume needs captions: it skips the inputs whose caption file "
-                         "exists")
-    if on_result is not None and not callable(on_result):
-        raise TypeError("on_result must be callable")
-    if server is not None and not callable(server):
-        raise TypeError("server must be a callable that returns a server context manager")
-    names = [os.fspath(p) for p in paths]
-    folder = os.fspath(output_dir) if output_dir is not None else None
-    if captions is not None:
-        targets = [os.path.abspath(caption_path(p, captions, folder)) for p in names]
-        clash = next((t for t in targets if targets.count(t) > 1), None)
-        if clash is not None:
-            raise ValueError(f"two inputs would write the same caption file {clash}; "
-                             "give them different names or folders")
-    if folder is not None and captions is not None:
-        os.makedirs(folder, exist_ok=True)
+    names, folder = _check_batch(paths, jobs, captions, output_dir, on_result, server,
+                                 retries, resume)
     results = [FileResult(path=p) for p in names]
     skipped = set()
     if resume:
@@ -308,7 +256,7 @@ def transcribe_files(
     from ._features.progress import progress_bar
 
     bar = progress_bar(sum(d for d in durations if isinstance(d, float)) * 1000, progress)
-    shared = _BatchProgress(bar, len(names))
+    shared = BatchProgress(bar, len(names))
     delivery = _InOrder(results, on_result)
     for i in range(len(names)):
         if i not in todo:
@@ -333,7 +281,7 @@ def transcribe_files(
     interrupted = False
     try:
         if cluster is not None:
-            from ._cluster import run_on_cluster
+            from ._features.cluster import run_on_cluster
 
             run_on_cluster(
                 cluster, todo, names, results, finish, jobs=jobs, server=server,
@@ -390,7 +338,7 @@ class _InOrder:
 
 def _run_threads(todo: List[int], names: List[str], results: List[FileResult],
                  finish: Callable[[int, Optional[Transcript], Optional[BaseException]], None],
-                 shared: _BatchProgress, durations: List[Union[float, BaseException]],
+                 shared: BatchProgress, durations: List[Union[float, BaseException]],
                  jobs: int, server: Optional[Callable[[], Any]], timeout: Optional[float],
                  realtime: bool, options: Dict[str, Any]) -> None:
     """The default executor: ``jobs`` threads in this process (and ``server``, if any, started
@@ -410,11 +358,11 @@ def _run_threads(todo: List[int], names: List[str], results: List[FileResult],
             results[index].attempts += 1
             duration = durations[index]
             try:
-                transcript = _transcribe_one(
+                transcript = transcribe_one(
                     names[index], index, shared,
                     duration * 1000 if isinstance(duration, float) else 0.0,
                     cancel, timeout, realtime, options)
-            except _Cancelled:
+            except Cancelled:
                 return  # reported by transcribe_files as interrupted
             except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
                 finish(index, None, exc)

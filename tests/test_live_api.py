@@ -156,7 +156,8 @@ def test_audio_at_another_rate_is_resampled(live_server):
 
 def test_delegation_round_trip_with_a_python_tool():
     asked: List[rs.LiveDelegation] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["what is the weather in Paris"]),
+                        record=True) as srv:
         live = open_session(srv, on_delegation=asked.append)
 
         @live.tool
@@ -185,7 +186,7 @@ def test_delegation_round_trip_with_a_python_tool():
 
 def test_a_tool_that_raises_sends_a_silent_note_and_reports_the_error():
     errors: List[BaseException] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather please"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather please"]), record=True) as srv:
         def broken(task: rs.LiveDelegation) -> str:
             raise RuntimeError("backend down")
 
@@ -235,6 +236,8 @@ def test_feed_before_start_raises_and_bad_options_fail_early(live_server):
         rs.LiveSession(frame_ms=10)
     with pytest.raises(rs.ConfigurationError):
         rs.LiveSession(audio_format="mp3")
+    with pytest.raises(rs.ConfigurationError, match="conversation model"):
+        rs.LiveSession(model="gpt-realtime-2.1")
     with pytest.raises(ValueError):
         rs.LiveSession(grouping={"assistant_silence_ms": -1})
     live.close()
@@ -400,7 +403,7 @@ def test_every_client_event_the_library_sends_validates_against_the_strict_schem
     strict = _validator(CLIENT_SCHEMA)
     lenient = _validator(SERVER_SCHEMA)
     received: List[Dict[str, Any]] = []
-    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather today"])) as srv:
+    with RealtimeServer(recognizer=ScriptedRecognizer(["the weather today"]), record=True) as srv:
         live = rs.LiveSession(
             url=srv.url, api_key="sk-local", instructions="Be brief.", voice="cedar",
             audio_format="pcm_16k", input=[("user", "Hi"), ("assistant", "Hello!")],
@@ -554,3 +557,83 @@ def _server_event_samples() -> List[Dict[str, Any]]:
         {"type": "transport.failed", "event_id": "e26", "session_id": "sess_1",
          "error": {"type": "call_error", "code": "busy", "message": "busy"}},
     ]
+
+
+def test_the_live_chat_example_runs_offline_with_a_wav_file():
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "live_chat.py"), "--local", "--wav",
+         str(DATA / "speech" / "fox_24k_mono16.wav")],
+        capture_output=True, text=True, timeout=60, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "user: what is the weather like",
+        "assistant: One moment, let me check. It is sunny and 21 degrees (asked: 'what is the "
+        "weather like').",
+        "closed: close_requested, 4.0 s billed"]
+
+
+def test_captions_writers_take_live_segments(tmp_path):
+    segments = [rs.LiveSegment("seg_0", None, "user", "Hello there", 0, 900, True,
+                               "speaker_change"),
+                rs.LiveSegment("seg_1", "seg_0", "assistant", "Hi!", 1200, 1800, True,
+                               "inactivity")]
+    srt = rs.captions.render(segments, "srt")
+    assert "00:00:00,000 --> 00:00:00,900\nHello there" in srt
+    path = tmp_path / "live.jsonl"
+    with rs.captions.open_writer(str(path)) as out:
+        for seg in segments:
+            out.write(seg)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["item_id"], r["speaker"], r["text"]) for r in records] == [
+        ("seg_0", "user", "Hello there"), ("seg_1", "assistant", "Hi!")]
+
+
+def test_callbacks_and_handlers_run_through_marshal_on_the_ui_thread(live_server):
+    from realtime_sync.gui import QueueMarshal
+
+    marshal = QueueMarshal()
+    threads: List[str] = []
+    texts: List[str] = []
+
+    def on_final(seg: rs.LiveSegment) -> None:
+        threads.append(threading.current_thread().name)
+        texts.append(seg.text)
+
+    live = open_session(live_server, marshal=marshal, on_final=on_final)
+    live.on("session.started", lambda e: threads.append(threading.current_thread().name))
+    with live:
+        live.feed(speech())
+        deadline = time.monotonic() + 10
+        while len(texts) < 2 and time.monotonic() < deadline:
+            marshal.poll(timeout=0.05)  # the "UI loop"
+        live.close()
+    marshal.close()
+    assert texts == ["hello there", "You said: hello there"]
+    assert set(threads) == {threading.current_thread().name}
+
+
+def test_malformed_server_events_are_reported_not_fatal():
+    problems: List[Any] = []
+
+    def script(ws: Any, n: int, server: HostileServer) -> None:
+        _started(ws, server)
+        ws.send("not json")
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u1", "delta": "x",
+                  "start_ms": 50, "end_ms": 10})  # end before start
+        send(ws, {"type": "session.output_audio.delta", "delta": "%%%"})
+        send(ws, {"type": "session.delegation.created", "event_id": "d", "offset_ms": 0})
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u2", "delta": "fine",
+                  "start_ms": 60, "end_ms": 90})
+        server.absorb(ws)
+
+    with HostileServer(script) as server:
+        live = rs.LiveSession(url=hostile_url(server), api_key="sk-x")
+        live.on("client.protocol_error", problems.append)
+        with live:
+            deadline = time.monotonic() + 5
+            while not live.transcript and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [s.text for s in live.transcript] == ["fine"]
+            assert len(problems) == 4
+            live.close(timeout=1)

@@ -99,7 +99,7 @@ def engine() -> ScriptedTranslator:
 
 @pytest.fixture
 def srv(engine):
-    with RealtimeServer(translator=engine) as s:
+    with RealtimeServer(translator=engine, record=True) as s:
         yield s
 
 

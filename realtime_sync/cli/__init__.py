@@ -12,8 +12,9 @@
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync models
-    realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+    realtime-sync serve [--host H] [--port P] [--local] [--api-key K | --allow-any-key]
+                        [--max-connections N]
+    realtime-sync chat [--live] [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
 FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
@@ -34,12 +35,13 @@ from typing import Any, List, Optional
 
 from .. import models
 from ..errors import RealtimeSyncError
-from ..models import DEFAULT_TRANSCRIPTION_MODEL
+from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL
 from ._common import (
     Console,
     UsageError,
     device,
     endpoint_options,
+    engine_options,
     event_logger,
     local_server,
 )
@@ -220,12 +222,16 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             print(result.transcript.text, flush=True)
 
     with contextlib.ExitStack() as stack:
-        # --local --cluster: the offline engine loaded once in every actor (not here)
-        server = OfflineEngine(args.model) if args.local and args.cluster else None
-        options = {} if server is not None else endpoint_options(args, stack)
+        # --local: the offline engine in this process, or in every actor with --cluster
+        jobs = args.jobs or (None if args.cluster else 2)
+        server = OfflineEngine(args.model, **engine_options(args, jobs)) if args.local else None
+        if server is not None and not logger.isEnabledFor(logging.DEBUG):
+            # as local_server: the client reports failed turns in one line
+            logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
+        options = {} if args.local else endpoint_options(args, stack)
         try:
             transcribe_files(
-                files, jobs=args.jobs or (None if args.cluster else 2), captions=captions,
+                files, jobs=jobs, captions=captions,
                 output_dir=args.output, on_result=on_result, realtime=args.realtime,
                 server=server, cluster=args.cluster, upload=args.cluster_upload,
                 resume=args.resume, model=_transcription_model(args),
@@ -417,10 +423,21 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._server import is_loopback
+
+    if args.api_key is None and not is_loopback(args.host):
+        if not args.allow_any_key:  # any key from anyone on the network: refuse by default
+            raise UsageError(f"--host {args.host} reaches beyond this machine and no --api-key "
+                             "is set, so anyone could use the server: pass --api-key KEY, or "
+                             "--allow-any-key to accept any key")
+        sys.stderr.write(f"realtime-sync: warning: listening on {args.host} and accepting any "
+                         "API key (--allow-any-key)\n")
     if args.local:
         args.model = offline_model(args.model)
     with local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port, quiet=False, translate=True) as srv:
+                      host=args.host, port=args.port, quiet=False, translate=True,
+                      max_connections=args.max_connections,
+                      engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:
@@ -444,6 +461,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         else:
             options = endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        if getattr(args, "live", False):
+            from ._live import run_live_chat
+
+            return run_live_chat(args, **options)
+        args.model = args.model or DEFAULT_CONVERSATION_MODEL
         from ._support import GiveUpAfter
 
         backoff = GiveUpAfter(args.reconnect_timeout)

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Iterator, Optional, TextIO
 
 __all__ = ["UsageError", "Console", "add_common", "device", "endpoint_options",
-           "event_logger", "local_server"]
+           "engine_options", "event_logger", "local_server"]
 
 logger = logging.getLogger("realtime_sync.cli")
 
@@ -67,13 +67,40 @@ def event_logger(start: float) -> Callable[[Any], None]:
     return log
 
 
+def engine_options(args: argparse.Namespace, jobs: Optional[int] = None) -> dict:
+    """``local_engine`` keywords from --partial-model, --threads and --jobs (checked here,
+    before any audio is read: a bad value is a usage error, exit 2)."""
+    options: dict = {}
+    partial = getattr(args, "partial_model", None)
+    if partial is not None:
+        from ..errors import ConfigurationError
+        from ..server._engine import check_partial_model
+
+        try:
+            check_partial_model(partial)
+        except ConfigurationError as exc:
+            raise UsageError(f"--partial-model: {exc}") from None
+        options["partial_model"] = partial
+    threads = getattr(args, "threads", None)
+    if threads:
+        options["cpu_threads"] = threads
+    if jobs and jobs > 1:
+        from ..server._models import default_threads
+
+        options["workers"] = min(jobs, default_threads())  # N decodes at once, up to the cores
+    return options
+
+
 @contextlib.contextmanager
 def local_server(model: Optional[str], engine: bool = True,
                   api_key: Optional[str] = None,
                   host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
-                  translate: bool = False) -> Iterator[Any]:
+                  translate: bool = False,
+                  max_connections: Optional[int] = None,
+                  engine_options: Optional[dict] = None) -> Iterator[Any]:
     """The local server in-process (with the offline engine unless ``engine`` is False; with
-    ``translate`` also the offline translator, which loads the multilingual model)."""
+    ``translate`` also the offline translator, which loads the multilingual model;
+    ``engine_options``: more ``local_engine`` keywords, see :func:`engine_options`)."""
     from ..server import RealtimeServer
 
     if quiet and not logger.isEnabledFor(logging.DEBUG):
@@ -84,19 +111,22 @@ def local_server(model: Optional[str], engine: bool = True,
     if engine:
         from ..server import local_engine
 
-        recognizer, vad_factory = local_engine(model)
+        recognizer, vad_factory = local_engine(model, **(engine_options or {}))
         kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
         if translate:  # only `serve` offers translation sessions
             from ..server._translation import offline_translator
 
             kwargs["translator"] = offline_translator(None)  # Whisper's translate task
-    with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
+    with RealtimeServer(host=host, port=port, api_key=api_key,
+                        max_connections=max_connections, **kwargs) as srv:
         yield srv
 
 
-def endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
+def endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack,
+                     jobs: Optional[int] = None) -> dict:
     if getattr(args, "local", False):
-        srv = stack.enter_context(local_server(getattr(args, "model", None)))
+        srv = stack.enter_context(local_server(getattr(args, "model", None),
+                                               engine_options=engine_options(args, jobs)))
         return {"url": srv.url, "api_key": "sk-local"}
     if args.url:
         from urllib.parse import urlsplit

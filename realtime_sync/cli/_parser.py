@@ -10,6 +10,8 @@ from ..audio._g711 import FORMATS
 from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 from ._common import add_common as _add_common
 
+MAX_CONNECTIONS = 256  # `serve`: open sockets at most (each holds a few descriptors)
+
 __all__ = ["build_parser"]
 
 
@@ -40,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transcribe with the embedded offline engine (else a scripted one)")
     s.add_argument("--model", default=None,
                    help="offline model (--local): base (default), tiny.en, or a directory")
-    s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
+    _add_engine_options(s)
+    s.add_argument("--api-key", default=None,
+                   help="key clients must send (default: any; then only loopback hosts)")
+    s.add_argument("--allow-any-key", action="store_true",
+                   help="listen beyond loopback (e.g. --host 0.0.0.0) without --api-key")
+    s.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
+                   help=f"open sockets at most; more get HTTP 503 (default {MAX_CONNECTIONS})")
     _add_common(s)
 
     from ._translate import add_parser as add_translate
@@ -100,6 +108,7 @@ def _add_transcribe(sub: Any) -> None:
                         "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
     t.add_argument("--local", action="store_true",
                    help="offline: run the local server with the embedded engine (no key)")
+    _add_engine_options(t)
     t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
     t.add_argument("--api-key", default=None,
                    help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
@@ -130,8 +139,12 @@ def _add_transcribe(sub: Any) -> None:
 def _add_chat(sub: Any) -> None:
     """``realtime-sync chat``."""
     c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
-                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
+    c.add_argument("--model", default=None,
+                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL}; with "
+                        "--live gpt-live-1.1)")
+    c.add_argument("--live", action="store_true",
+                   help="OpenAI's Live API (/v1/live/sessions, gpt-live-1.1): full duplex, the "
+                        "grouped transcript printed as it grows")
     c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
     c.add_argument("--device", help="microphone index or name")
     c.add_argument("--output-device", help="speaker index or name")
@@ -179,6 +192,18 @@ def _seconds(value: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
     return seconds
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--partial-model`` and ``--threads`` of the offline engine (with --local)."""
+    p.add_argument("--partial-model", default=None, metavar="NAME",
+                   help="with --local: the small model for live partial text (drafts; the "
+                        "final text of each turn comes from --model and replaces them): auto "
+                        "(default: tiny.en for English, --model otherwise), tiny.en, base, a "
+                        "model directory, or none (no partial text)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="with --local: decoder threads per decode (per job with --jobs; "
+                        "default: the CPUs divided among the jobs)")
 
 
 def _positive_int(value: str) -> int:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from array import array
-from typing import IO, Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, List, Optional, TextIO
 
 from .._core.backoff import Backoff
 from .._features.reconnects import report_reconnects
@@ -149,12 +149,7 @@ class TranscriptSink:
             try:
                 writer.close()
             except OSError:
-                f: Optional[IO[str]] = getattr(writer, "_file", None)
-                if f is not None and getattr(writer, "_owns", False):
-                    try:
-                        f.close()
-                    except OSError:
-                        pass
+                writer.discard()
         if self.pipe_closed:
             silence_stdout()
 

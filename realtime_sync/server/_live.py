@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
+from .. import models as _models
 from ._jobs import WorkerPool
 from ._recognizer import Recognizer
 from ._responses import tone
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LiveScript", "LiveServerSession", "LIVE_MODELS", "validate_live_event"]
 
-LIVE_MODELS = ("gpt-live-1", "gpt-live-1.1")
+LIVE_MODELS = tuple(m.name for m in _models.models(_models.LIVE))
 BUILT_IN_VOICES = (
     "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo",
     "gleam", "marin", "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone",
@@ -279,6 +280,7 @@ class LiveServerSession(BaseSession):
         self._converter: Any = None
         self._last_start = 0  # transcript starts never go back (the timeline is monotonic)
         self._last_end = 0
+        self._assistant_last = False  # the latest transcript delta was the assistant's
         self.frames: List[int] = []
         """Bytes of every input audio frame received (tests check the framing)."""
 
@@ -465,7 +467,7 @@ class LiveServerSession(BaseSession):
         if rate == 24000:
             return raw
         if self._converter is None:
-            from ..audio import StreamConverter
+            from ..audio._convert import StreamConverter
 
             self._converter = StreamConverter(rate, 1, 2, to_rate=24000)
         return bytes(self._converter.process(raw))
@@ -473,7 +475,7 @@ class LiveServerSession(BaseSession):
     def _from_24k(self, pcm: bytes) -> bytes:
         kind, rate = self._format
         if rate != 24000:
-            from ..audio import resample
+            from ..audio._convert import resample
 
             pcm = resample(pcm, 24000, rate)
         if kind != "pcm":
@@ -540,6 +542,7 @@ class LiveServerSession(BaseSession):
 
     def _timed(self, event: Dict[str, Any], start: int, end: int) -> None:
         with self._lock:
+            self._assistant_last = event["type"] == "session.output_transcript.delta"
             self._last_start = max(self._last_start, start)
             self._last_end = max(self._last_end, end)
         event.update(start_ms=start, end_ms=end)
@@ -572,7 +575,7 @@ class LiveServerSession(BaseSession):
                 if cut.is_set() or self._closing:
                     return False
                 self._timed({"type": "session.output_transcript.delta",
-                             "delta": word if i == 0 else " " + word},
+                             "delta": word if i == 0 and not self._assistant_last else " " + word},
                             at + i * ms, at + (i + 1) * ms)
                 audio = self._from_24k(tone(ms, 330.0 + 40 * (i % 3), 0.2))
                 self.emit({"type": "session.output_audio.delta",
@@ -609,5 +612,5 @@ class LiveServerSession(BaseSession):
         if eid is not None:
             event["client_event_id"] = eid
         self.emit(event)
-        self._close(1000, "session closed")
+        self.close_socket(1000, "session closed")
 

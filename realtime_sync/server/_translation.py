@@ -475,7 +475,7 @@ class TranslationSession(BaseSession):
                            type_="server_error")
             finally:
                 self.emit({"type": "session.closed"})
-                self._close(1000, "session closed")
+                self.close_socket(1000, "session closed")
 
         self._worker.submit(job)
 

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Type
 
-from .errors import ConfigurationError, RealtimeSyncError
+from ..errors import ConfigurationError, RealtimeSyncError
 
 __all__ = ["run_on_cluster", "connect", "WorkerLostError"]
 
@@ -165,7 +165,7 @@ class _Worker:
     def transcribe(self, path: str, data: Optional[bytes]) -> Tuple[str, Any]:
         """``("ok", transcript)`` or ``("error", exception)`` for one file: the path on
         shared storage, or its bytes (``data``) uploaded through the object store."""
-        from .batch import _BatchProgress, _transcribe_one
+        from .file_job import BatchProgress, transcribe_one
 
         if self._broken is not None:
             return "broken", self._broken
@@ -183,9 +183,9 @@ class _Worker:
                     "(--cluster-upload, upload=True)")
             else:
                 target = path
-            transcript = _transcribe_one(target, 0, _BatchProgress(None, 1), 0.0,
-                                         threading.Event(), self._timeout, self._realtime,
-                                         self._options)
+            transcript = transcribe_one(target, 0, BatchProgress(None, 1), 0.0,
+                                        threading.Event(), self._timeout, self._realtime,
+                                        self._options)
             return "ok", transcript
         except Exception as exc:  # noqa: BLE001 - the file's own failure, not retried
             return "error", _portable(exc)
