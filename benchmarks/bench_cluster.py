@@ -9,8 +9,8 @@ prompts in five languages, about a minute per file), fetched into
 ``benchmarks/.cache/speech-cluster`` with enough seconds per language for ``--minutes``.
 Every run uses the offline engine through :class:`realtime_sync.batch.OfflineEngine`:
 
-* ``--jobs``: ``transcribe_files(jobs=J)``, one engine in this process (its default threads;
-  the sessions take turns on it) and J client sessions on threads, as
+* ``--jobs``: ``transcribe_files(jobs=J)``, one engine in this process (its default threads,
+  J decoders sharing the weights) and J client sessions on threads, as
   ``realtime-sync transcribe FILES --local --jobs J``;
 * ``ray local``: ``ray.init(num_cpus=J)``, J actors each loading its own engine with one
   thread, the files as paths (shared storage);
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -143,10 +144,26 @@ def cut_short(files: List[str], n: int, seconds: float, folder: Path) -> List[st
     return out
 
 
+class ActorsReady(logging.Handler):
+    """Seconds from the batch's start until each Ray actor was ready (engine loading)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.times: List[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("a Ray actor is ready"):
+            self.times.append(float(record.args[0]))  # type: ignore[index]
+
+
+READY = ActorsReady()
+
+
 def run(files: List[str], **kwargs: Any) -> Tuple[float, float, int]:
     """(wall s, CPU s, failed files) of one ``transcribe_files`` call."""
     import realtime_sync as rs
 
+    READY.times.clear()
     with CpuMeter() as cpu:
         start = time.monotonic()
         results = rs.transcribe_files(files, progress=False, **kwargs)
@@ -154,6 +171,9 @@ def run(files: List[str], **kwargs: Any) -> Tuple[float, float, int]:
     failed = [r for r in results if not r.ok]
     for r in failed[:3]:
         print(f"  ! {r.path}: {r.error}", file=sys.stderr)
+    if READY.times:
+        print(f"  (actors ready after {', '.join(f'{t:.1f}' for t in READY.times)} s)",
+              flush=True)
     return wall, cpu.seconds, len(failed)
 
 
@@ -214,6 +234,10 @@ def main(argv: List[str] = sys.argv[1:]) -> int:
     args = parser.parse_args(argv)
     from realtime_sync.batch import OfflineEngine
 
+    log = logging.getLogger("realtime_sync._features.cluster")
+    log.setLevel(logging.INFO)
+    log.addHandler(READY)
+
     langs = args.langs.split(",") if args.langs else \
         (["en"] if args.model.endswith(".en") else ["en", "es", "fr", "it", "ru"])
     files = fetch(args.minutes, langs)
@@ -221,7 +245,8 @@ def main(argv: List[str] = sys.argv[1:]) -> int:
     print(f"# {len(files)} files, {audio / 60:.1f} min of speech, model {args.model}, "
           f"({','.join(langs)}), jobs {args.jobs}; load average {os.getloadavg()[0]:.1f} at start "
           f"({os.cpu_count()} CPUs)")
-    one = OfflineEngine(args.model)  # one engine, its default threads (as --local --jobs)
+    # one engine decoding up to J files at once (as --local --jobs J), its default threads
+    one = OfflineEngine(args.model, workers=args.jobs)
     per_actor = OfflineEngine(args.model, cpu_threads=1)  # one CPU per actor
     opts: Dict[str, Any] = {"model": "gpt-transcribe", "turn_detection": "auto"}
     rows = []
