@@ -670,6 +670,8 @@ class LiveSession:
             raise NotConnectedError("the Live session is finishing; no more audio is sent")
         if self._lost:
             raise NotConnectedError(f"the Live connection ended: {self._lost}")
+        if self._closed_event is not None:
+            raise NotConnectedError(f"the Live session has ended ({self.close_reason})")
         with self._feed_lock:
             self._pending += self._codec.to_wire(bytes(pcm16), int(rate))
             self._send_frames(conn, final=False)
