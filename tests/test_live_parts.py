@@ -223,3 +223,22 @@ def test_a_ticker_stopped_from_its_own_tick_does_not_wait_for_itself():
     ticker.start()
     assert done.wait(10) and result == [True]
     assert ticker.stop(5)
+
+
+def test_a_ticker_sleeps_as_its_schedule_says():
+    import threading
+
+    from realtime_sync._features.ticker import Ticker
+
+    asked: List[float] = []
+    ticked = threading.Event()
+
+    def schedule(now: float) -> float:
+        asked.append(now)
+        return 0.0
+
+    ticker = Ticker("realtime-sync-test-clock", 3600, lambda: not ticked.set(), log, "x",
+                    schedule=schedule)
+    ticker.start()
+    assert ticked.wait(10)  # the hour-long period is not used: the schedule says "now"
+    assert ticker.stop(5) and asked

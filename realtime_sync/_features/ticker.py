@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Optional
 
 __all__ = ["Ticker"]
 
 
 class Ticker:
-    """Calls ``tick()`` every ``period`` seconds on the thread ``name`` until :meth:`stop`
-    or until ``tick()`` returns False; an exception is logged (``failure``) and the clock
-    goes on.
+    """Calls ``tick()`` every ``period`` seconds (or when ``schedule`` says) on the thread
+    ``name`` until :meth:`stop` or until ``tick()`` returns False; an exception is logged
+    (``failure``) and the clock goes on.
 
     Args:
         name: the thread's name (``realtime-sync-...``).
@@ -21,15 +22,19 @@ class Ticker:
         tick: the work of one tick.
         log: where a failed tick is logged.
         failure: the message of a failed tick.
+        schedule: ``schedule(now)`` -> seconds to sleep before the next tick (``now`` from
+            ``time.monotonic()``), e.g. to tick on a fixed grid; default: ``period``.
     """
 
     def __init__(self, name: str, period: float, tick: Callable[[], bool],
-                 log: logging.Logger, failure: str) -> None:
+                 log: logging.Logger, failure: str,
+                 schedule: Optional[Callable[[float], float]] = None) -> None:
         self.name = name
         self.period = period
         self._tick = tick
         self._log = log
         self._failure = failure
+        self._schedule = schedule
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -48,8 +53,11 @@ class Ticker:
             return not thread.is_alive()
         return True
 
+    def _next_wait(self) -> float:
+        return self.period if self._schedule is None else self._schedule(time.monotonic())
+
     def _run(self) -> None:
-        while not self._stop.wait(self.period):
+        while not self._stop.wait(self._next_wait()):
             try:
                 if not self._tick():
                     return
