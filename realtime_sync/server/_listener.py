@@ -49,8 +49,8 @@ BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 LINGER_SECONDS = 1.0  # a refused socket is drained this long before it is closed
 LINGER_MAX = 64  # refused sockets drained at once; more are closed at once
-SPARE_FDS = 16  # headroom probed per new connection (websockets 17 needs 3; several may
-# be setting up at once)
+SPARE_FDS = 4  # descriptors probed per new connection (websockets 17 needs 3 besides the
+# socket); more would refuse every client of a process that runs with little headroom
 
 
 def set_send_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
