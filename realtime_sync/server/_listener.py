@@ -171,6 +171,7 @@ class Listener:
                 try:
                     sock, addr = self._sock.accept()
                 except (BlockingIOError, InterruptedError):
+                    backoff = 0.0  # nothing waiting: sleep in select() until a client comes
                     continue
                 except OSError as exc:
                     if self._closing.is_set() or exc.errno in (errno.EBADF, errno.EINVAL):
