@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._core.backoff import Backoff
+from ._core.options import Keepalive, Proxy
 from ._core.transport import CloseCause
 from .client import RealtimeClient
 from .errors import (
@@ -34,6 +35,8 @@ __all__ = [
     "__version__",
     "RealtimeClient",
     "Backoff",
+    "Keepalive",
+    "Proxy",
     "CloseCause",
     "Event",
     "RealtimeSyncError",

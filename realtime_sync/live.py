@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import models as _models
 from ._core.dispatch import Marshal
 from ._core.endpoint import HeaderSource, KeySource
 from ._core.wait import Deadline, wait_until
@@ -58,9 +59,9 @@ __all__ = ["LiveSession", "LiveSegment", "LiveDelegation", "LiveResult", "DEFAUL
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gpt-live-1.1"
-MODELS = ("gpt-live-1", "gpt-live-1.1")
-"""The Live models the SDK names (others pass through: the server decides)."""
+DEFAULT_MODEL = _models.DEFAULT_LIVE_MODEL
+MODELS = tuple(m.name for m in _models.models(_models.LIVE))
+"""The Live models of the catalogue (unknown names pass through: the server decides)."""
 
 AUDIO_FORMATS: Dict[str, Dict[str, Any]] = {
     "pcm": {"type": "audio/pcm", "rate": 24000},
@@ -237,6 +238,46 @@ class _FeedSink:
             pass
 
 
+def _start_config(model: str, audio_format: Mapping[str, Any],
+                  voice: Union[str, Mapping[str, Any], None], instructions: Optional[str],
+                  input: Optional[Sequence[Any]],  # noqa: A002 - the config's name
+                  delegation: Optional[Mapping[str, Any]], has_tools: bool,
+                  store: Optional[bool], safety_identifier: Optional[str],
+                  session: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``session`` object of ``session.start`` (see :class:`LiveSession`'s arguments).
+
+    Raises:
+        TypeError: a value of the wrong type, or a key given twice.
+    """
+    config: Dict[str, Any] = {"model": model}
+    audio: Dict[str, Any] = {"format": dict(audio_format)}
+    if voice is not None:
+        if not isinstance(voice, (str, Mapping)):
+            raise TypeError("voice must be a voice name or {'id': ...}")
+        audio["output"] = {"voice": voice if isinstance(voice, str) else dict(voice)}
+    config["audio"] = audio
+    if instructions is not None:
+        config["instructions"] = instructions
+    if input is not None:
+        config["input"] = _history_items(input)
+    if delegation is None and has_tools:
+        delegation = {"type": "client"}
+    if delegation is not None:
+        if not isinstance(delegation, Mapping) or not isinstance(delegation.get("type"), str):
+            raise TypeError("delegation must be a dict with a 'type' ('client', "
+                            "'responses' or 'decisions')")
+        config["delegation"] = dict(delegation)
+    if store is not None:
+        config["store"] = bool(store)
+    if safety_identifier is not None:
+        config["safety_identifier"] = safety_identifier
+    for key, value in session.items():
+        if key in config:
+            raise TypeError(f"{key} given twice")
+        config[key] = value
+    return config
+
+
 class LiveSession:
     """One Live API session: speech in, speech and grouped transcripts out, delegation.
 
@@ -320,6 +361,10 @@ class LiveSession:
     ) -> None:
         if not isinstance(model, str) or not model:
             raise TypeError("model must be a non-empty string such as 'gpt-live-1.1'")
+        kind = _models.kind_of(model)
+        if kind not in (None, _models.LIVE):
+            raise ConfigurationError(f"{model} is a {kind} model; Live sessions need a Live "
+                                     f"model such as {DEFAULT_MODEL}")
         for name, cb in (("on_segment", on_segment), ("on_final", on_final),
                          ("on_delegation", on_delegation), ("on_audio", on_audio),
                          ("on_interrupt", on_interrupt), ("on_closed", on_closed),
@@ -334,33 +379,8 @@ class LiveSession:
             raise TypeError("instructions must be a string")
         self.model = model
         self.audio_format = audio_format_config(audio_format)
-        config: Dict[str, Any] = {"model": model}
-        audio: Dict[str, Any] = {"format": dict(self.audio_format)}
-        if voice is not None:
-            if not isinstance(voice, (str, Mapping)):
-                raise TypeError("voice must be a voice name or {'id': ...}")
-            audio["output"] = {"voice": voice if isinstance(voice, str) else dict(voice)}
-        config["audio"] = audio
-        if instructions is not None:
-            config["instructions"] = instructions
-        if input is not None:
-            config["input"] = _history_items(input)
-        if delegation is None and tools:
-            delegation = {"type": "client"}
-        if delegation is not None:
-            if not isinstance(delegation, Mapping) or not isinstance(delegation.get("type"), str):
-                raise TypeError("delegation must be a dict with a 'type' ('client', "
-                                "'responses' or 'decisions')")
-            config["delegation"] = dict(delegation)
-        if store is not None:
-            config["store"] = bool(store)
-        if safety_identifier is not None:
-            config["safety_identifier"] = safety_identifier
-        for key, value in session.items():
-            if key in config:
-                raise TypeError(f"{key} given twice")
-            config[key] = value
-        self.config = config
+        self.config = _start_config(model, self.audio_format, voice, instructions, input,
+                                    delegation, bool(tools), store, safety_identifier, session)
         """The ``session`` object sent in ``session.start``."""
         self._grouping_options = dict(grouping or {})
         Grouping(**self._grouping_options)  # bad options fail here, not at start()
@@ -506,12 +526,13 @@ class LiveSession:
                 device = None if self._speak is True else self._speak
                 self._speaker = Speaker(device, truncate=False).start()
             after = conn.seq
-            start_id = conn.send({"type": "session.start", "session": self.config})
             try:
+                start_id = conn.send({"type": "session.start", "session": self.config})
                 event = conn.wait(("session.started", "error"),
                                   lambda e: e.get("type") == "session.started"
                                   or _answers(e, start_id), deadline.remaining(), after)
             except NotConnectedError:
+                conn.wait_ended(2.0)  # the network thread may still be reading the close
                 if conn.end_exception is not None:  # refused key or configuration
                     raise conn.end_exception from None
                 raise
@@ -649,6 +670,8 @@ class LiveSession:
             raise NotConnectedError("the Live session is finishing; no more audio is sent")
         if self._lost:
             raise NotConnectedError(f"the Live connection ended: {self._lost}")
+        if self._closed_event is not None:
+            raise NotConnectedError(f"the Live session has ended ({self.close_reason})")
         with self._feed_lock:
             self._pending += self._codec.to_wire(bytes(pcm16), int(rate))
             self._send_frames(conn, final=False)

@@ -32,7 +32,7 @@ from ._core.wait import Deadline, wait_until
 from ._features.audio_files import open_audio, wav_format
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
-from ._features.ring import AudioRing
+from ._features.ring import AudioRing, audio_bytes
 from ._features.turn_modes import MIN_COMMIT_BYTES as MIN_COMMIT_BYTES
 from ._features.turn_modes import (
     ClientVadTurns,
@@ -455,12 +455,7 @@ class Transcriber:
             TypeError, ValueError: not bytes (PCM16: an odd number of bytes).
             NotConnectedError: the transcriber is closed or not started.
         """
-        if isinstance(pcm16, memoryview):
-            pcm16 = pcm16.tobytes()
-        if not isinstance(pcm16, (bytes, bytearray)):
-            raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
-        if self.audio_format == "pcm" and len(pcm16) % 2:
-            raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
+        pcm16 = audio_bytes(pcm16, pcm16=self.audio_format == "pcm")
         client = self.client
         if self._link.closed:
             raise NotConnectedError("the transcriber is closed")
@@ -531,20 +526,15 @@ class Transcriber:
         Raises:
             AudioError: no usable input device (the message says how to list devices).
         """
-        from .audio import Microphone, stream
-
         self.client  # noqa: B018 - raises when not started
         self._check_pcm_source("listen()")
-        mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(self._link.sink(self.feed), mic, chunk_ms=chunk_ms)
+        return self._link.listen(self.feed, device, chunk_ms)
 
     def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` into this transcriber."""
-        from .audio import stream
-
         self.client  # noqa: B018
         self._check_pcm_source("stream_source()")
-        return stream(self._link.sink(self.feed), source, chunk_ms=chunk_ms)
+        return self._link.stream(self.feed, source, chunk_ms)
 
     def _check_pcm_source(self, what: str) -> None:
         if self.audio_format != "pcm":

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import pytest
 
 import realtime_sync as rs
-from realtime_sync._features.live_transcript import Grouping
+from realtime_sync._features.live_transcript import PAIRING_MS, Grouping
 from realtime_sync.server import RealtimeServer, ScriptedRecognizer
 from tests.hostile import HostileServer, send
 from tests.server_helpers import silence, tone
@@ -57,7 +57,8 @@ def test_grouping_joins_a_speakers_fragments_and_closes_on_a_change_of_speaker()
     out += g.push("e2", "user", " there", 300, 600, 10)
     assert [s.text for s in out] == ["Hello", "Hello there"]
     assert not any(s.final for s in out)
-    out = g.push("e3", "assistant", "Hi!", 1500, 1800, 20)
+    assert g.push("e3", "assistant", "Hi!", 1500, 1800, 20) == []  # held 50 ms: paired?
+    out = g.tick(20 + PAIRING_MS)
     assert [(s.speaker, s.text, s.final, s.reason) for s in out] == [
         ("user", "Hello there", True, "speaker_change"), ("assistant", "Hi!", False, None)]
     assert out[1].previous_id == out[0].id
@@ -67,7 +68,8 @@ def test_grouping_joins_a_speakers_fragments_and_closes_on_a_change_of_speaker()
 def test_grouping_a_user_barge_in_ends_the_assistants_segment_at_once():
     g = Grouping()
     g.push("a1", "assistant", "Let me tell you a long story", 0, 2000, 0)
-    out = g.push("u1", "user", "Stop", 1200, 1400, 5)
+    g.tick(PAIRING_MS)
+    out = g.push("u1", "user", "Stop", 1200, 1400, 60) + g.tick(60 + PAIRING_MS)
     assert [(s.speaker, s.final, s.reason) for s in out] == [
         ("assistant", True, "speaker_change"), ("user", False, None)]
 
@@ -75,10 +77,11 @@ def test_grouping_a_user_barge_in_ends_the_assistants_segment_at_once():
 def test_grouping_drops_an_assistant_backchannel_when_the_user_goes_on():
     g = Grouping()
     g.push("u1", "user", "So I was thinking", 0, 1000, 0)
-    assert g.push("a1", "assistant", "mhm", 1100, 1300, 1) == []  # held: maybe a backchannel
-    out = g.push("u2", "user", "about the trip", 1400, 2200, 2)
+    g.tick(PAIRING_MS)
+    assert g.push("a1", "assistant", "mhm", 1100, 1300, 60) == []  # held: maybe a backchannel
+    out = g.push("u2", "user", "about the trip", 1400, 2200, 70)
     assert [s.text for s in out] == ["So I was thinking about the trip"]
-    out = g.finish(3, "manual")
+    out = g.finish(80, "manual")
     assert [(s.speaker, s.text, s.reason) for s in out] == [
         ("user", "So I was thinking about the trip", "manual")]
 
@@ -86,9 +89,18 @@ def test_grouping_drops_an_assistant_backchannel_when_the_user_goes_on():
 def test_grouping_ends_an_assistant_segment_after_silence():
     g = Grouping(assistant_silence_ms=500)
     g.push("a1", "assistant", "Done.", 0, 400, 1000.0)
-    assert g.tick(1000.0 + 400) == []
+    assert not any(s.final for s in g.tick(1000.0 + 400))
     out = g.tick(1000.0 + 600)
     assert [(s.text, s.reason) for s in out] == [("Done.", "inactivity")]
+
+
+def test_grouping_takes_both_speakers_of_one_span_together_current_speaker_first():
+    g = Grouping()
+    g.push("u1", "user", "Hello", 0, 300, 0)
+    g.tick(PAIRING_MS)
+    assert g.push("a1", "assistant", "Hi", 1000, 1300, 100) == []
+    out = g.push("u2", "user", " again", 1000, 1300, 110)  # the same span: taken at once
+    assert [(s.speaker, s.text, s.final) for s in out] == [("user", "Hello again", False)]
 
 
 def test_grouping_refuses_a_delta_without_a_valid_time_span():
@@ -236,6 +248,8 @@ def test_feed_before_start_raises_and_bad_options_fail_early(live_server):
         rs.LiveSession(frame_ms=10)
     with pytest.raises(rs.ConfigurationError):
         rs.LiveSession(audio_format="mp3")
+    with pytest.raises(rs.ConfigurationError, match="conversation model"):
+        rs.LiveSession(model="gpt-realtime-2.1")
     with pytest.raises(ValueError):
         rs.LiveSession(grouping={"assistant_silence_ms": -1})
     live.close()
@@ -300,7 +314,8 @@ def test_a_user_barge_in_stops_playback_and_closes_the_assistant_segment():
                            on_interrupt=lambda: interrupts.append(1),
                            on_segment=segments.append) as live:
         deadline = time.monotonic() + 5
-        while not interrupts and time.monotonic() < deadline:
+        while not (interrupts and any(s.final for s in segments)) \
+                and time.monotonic() < deadline:
             time.sleep(0.01)
         assert live.barge_ins == 1
         closed = [s for s in segments if s.final]
@@ -585,3 +600,67 @@ def test_captions_writers_take_live_segments(tmp_path):
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["item_id"], r["speaker"], r["text"]) for r in records] == [
         ("seg_0", "user", "Hello there"), ("seg_1", "assistant", "Hi!")]
+
+
+def test_callbacks_and_handlers_run_through_marshal_on_the_ui_thread(live_server):
+    from realtime_sync.gui import QueueMarshal
+
+    marshal = QueueMarshal()
+    threads: List[str] = []
+    texts: List[str] = []
+
+    def on_final(seg: rs.LiveSegment) -> None:
+        threads.append(threading.current_thread().name)
+        texts.append(seg.text)
+
+    live = open_session(live_server, marshal=marshal, on_final=on_final)
+    live.on("session.started", lambda e: threads.append(threading.current_thread().name))
+    with live:
+        live.feed(speech())
+        deadline = time.monotonic() + 10
+        while len(texts) < 2 and time.monotonic() < deadline:
+            marshal.poll(timeout=0.05)  # the "UI loop"
+        live.close()
+    marshal.close()
+    assert texts == ["hello there", "You said: hello there"]
+    assert set(threads) == {threading.current_thread().name}
+
+
+def test_malformed_server_events_are_reported_not_fatal():
+    problems: List[Any] = []
+
+    def script(ws: Any, n: int, server: HostileServer) -> None:
+        _started(ws, server)
+        ws.send("not json")
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u1", "delta": "x",
+                  "start_ms": 50, "end_ms": 10})  # end before start
+        send(ws, {"type": "session.output_audio.delta", "delta": "%%%"})
+        send(ws, {"type": "session.delegation.created", "event_id": "d", "offset_ms": 0})
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u2", "delta": "fine",
+                  "start_ms": 60, "end_ms": 90})
+        server.absorb(ws)
+
+    with HostileServer(script) as server:
+        live = rs.LiveSession(url=hostile_url(server), api_key="sk-x")
+        live.on("client.protocol_error", problems.append)
+        with live:
+            deadline = time.monotonic() + 5
+            while not live.transcript and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [s.text for s in live.transcript] == ["fine"]
+            assert len(problems) == 4
+            live.close(timeout=1)
+
+
+def test_an_expired_session_reports_its_reason_and_feed_then_raises():
+    closed: List[rs.LiveResult] = []
+    with RealtimeServer(session_duration=0.5) as srv, \
+            open_session(srv, on_closed=closed.append) as live:
+        deadline = time.monotonic() + 5
+        while not closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert closed[0].reason == "expired" and live.close_reason == "expired"
+        assert live.lost is None  # an end the server announced is no drop
+        assert live.finish(timeout=2).reason == "expired"
+        with pytest.raises(rs.NotConnectedError, match="expired"):
+            live.feed(silence(40))

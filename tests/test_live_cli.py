@@ -11,9 +11,11 @@ import sys
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+import realtime_sync as rs
 from realtime_sync.cli import main
 from realtime_sync.cli._live import TranscriptPrinter, run_live_chat
 from realtime_sync.live import LiveSegment
@@ -110,3 +112,44 @@ def test_chat_live_local_runs_offline_end_to_end():
     assert "fox" in said.lower() and "assistant: You said:" in said, said + err
     assert "session closed (close_requested)" in out, out + err
     assert proc.returncode == 0
+
+
+@pytest.mark.audio_device
+@pytest.mark.usefixtures("rig")
+def test_speaker_playback_stops_at_once_when_the_user_barges_in():
+    import base64
+
+    from tests.hostile import HostileServer, send
+    from tests.server_helpers import tone
+
+    go = threading.Event()
+
+    def script(ws: Any, n: int, server: HostileServer) -> None:
+        start = server.until(ws, "session.start")
+        send(ws, {"type": "session.started", "event_id": "e0",
+                  "client_event_id": start["event_id"], "session": {
+                      "id": "s", "expires_at": 2_000_000_000, "model": "gpt-live-1.1",
+                      "status": "active"}})
+        send(ws, {"type": "session.output_transcript.delta", "event_id": "a0",
+                  "delta": "A long answer", "start_ms": 0, "end_ms": 6000})
+        for _ in range(60):  # 6 s of the model's speech, sent at once
+            send(ws, {"type": "session.output_audio.delta",
+                      "delta": base64.b64encode(tone(100)).decode()})
+        go.wait(10)
+        send(ws, {"type": "session.input_transcript.delta", "event_id": "u0",
+                  "delta": "stop", "start_ms": 6000, "end_ms": 6300})
+        server.absorb(ws)
+
+    with HostileServer(script) as server:
+        url = server.url.replace("/v1/realtime", "/v1/live/sessions")
+        with rs.LiveSession(url=url, api_key="sk-x", speak=True) as live:
+            speaker = live.speaker
+            assert wait_until(lambda: speaker.played("live-0") >= 500, 10)
+            go.set()
+            assert wait_until(lambda: live.barge_ins == 1, 5)
+            assert wait_until(lambda: not speaker.is_playing, 2)
+            stopped_at = speaker.played("live-0")
+            time.sleep(0.5)
+            assert speaker.played("live-0") == stopped_at  # nothing more of it is played
+            assert stopped_at < 5000 and speaker.queued_ms == 0
+            live.close(timeout=2)

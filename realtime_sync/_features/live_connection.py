@@ -302,6 +302,12 @@ class LiveConnection:
 
         return self.router.wait(types, where, timeout, after, None, ended)[1]
 
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait until the socket has ended (its end reason is known); True when it has."""
+        with self._changed:
+            return bool(wait_until(self._changed, lambda: self._state in (DISCONNECTED, CLOSED),
+                                   Deadline(timeout)))
+
     @property
     def seq(self) -> int:
         """The number of the last event delivered (pass it as ``after`` to a later wait)."""

@@ -17,7 +17,10 @@ The Live API sends ``session.input_transcript.delta`` (user) and
 - an assistant segment ends after ``assistant_silence_ms`` without new words (``inactivity``);
   a user segment ends only when someone else speaks or the session ends;
 - a fragment that starts before the previous one (a new timeline) ends everything open
-  (``timestamp_reset``); duplicate event ids and empty deltas are ignored.
+  (``timestamp_reset``); duplicate event ids and empty deltas are ignored;
+- a fragment of the other speaker is held :data:`PAIRING_MS` (or until the next fragment) in
+  case one with the same span follows: both are then taken together, the current speaker's
+  first (the owner's clock calls :meth:`Grouping.tick` when :meth:`Grouping.due_in` says).
 
 Times are the session's (``start_ms``/``end_ms``); the clock used for the timeouts is the
 session time of the newest fragment plus the local time since it arrived, as in the SDK.
@@ -31,7 +34,11 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence, Set, Tuple
 
-__all__ = ["Grouping", "LiveSegment", "Fragment", "ACKNOWLEDGEMENTS"]
+__all__ = ["Grouping", "LiveSegment", "Fragment", "ACKNOWLEDGEMENTS", "PAIRING_MS"]
+
+PAIRING_MS = 50
+"""How long a fragment of the other speaker is held for one of the same span (both said at the
+same moment: the current speaker's goes first)."""
 
 ACKNOWLEDGEMENTS: Tuple[str, ...] = (
     "aha", "alright", "gotcha", "hm", "hmm", "mhm", "mm", "mm hmm", "okay", "ok", "right",
@@ -141,6 +148,7 @@ class Grouping:
         self._last_start: Optional[int] = None
         self._seen: Set[str] = set()
         self._anchor: Optional[Tuple[int, float]] = None  # (session ms, local ms) of the newest
+        self._pending: List[Tuple[Fragment, float]] = []  # another speaker's, held PAIRING_MS
 
     # -- input ------------------------------------------------------------------------------
     def push(self, event_id: str, speaker: str, text: str, start_ms: int, end_ms: int,
@@ -164,35 +172,62 @@ class Grouping:
             return []
         frag = Fragment(speaker, text, int(start_ms), int(end_ms))
         out: List[LiveSegment] = []
-        if self._last_start is not None and frag.start_ms < self._last_start:
-            out += self._close_all(self.source_now(now_ms), "timestamp_reset")
-            self._anchor = None
-        self._last_start = frag.start_ms
-        newest = max(self._anchor[0] if self._anchor else 0, frag.end_ms)
-        self._anchor = (newest, now_ms)
-        # deadlines that passed before this fragment started take effect first
-        deadline = self.deadline()
-        while deadline is not None and deadline < frag.start_ms:
-            out += self._advance(deadline)
-            deadline = self.deadline()
-        if self.current is not None and frag.speaker != self.current.speaker:
-            out += self._advance(frag.start_ms, incoming_user=frag.speaker == "user")
-        out += self._ingest(frag)
+        first = self._pending[0][0] if self._pending else None
+        if first is not None and (first.start_ms, first.end_ms) == (frag.start_ms, frag.end_ms):
+            self._pending.append((frag, now_ms))  # the same span: said at the same time
+            if any(f.speaker != frag.speaker for f, _ in self._pending):
+                out += self._flush_pending()
+            return out
+        out += self._flush_pending()
+        if self.current is not None and self.current.speaker == frag.speaker:
+            out += self._commit([(frag, now_ms)])
+        else:  # another speaker: wait PAIRING_MS for a fragment of the same span
+            self._pending.append((frag, now_ms))
         return out
 
     def tick(self, now_ms: float) -> List[LiveSegment]:
-        """Apply the timeouts due at local time ``now_ms``."""
+        """Apply the timeouts due at local time ``now_ms`` (a held fragment included)."""
         if self.closed:
             return []
-        return self._advance(self.source_now(now_ms))
+        return self._flush_pending() + self._advance(self.source_now(now_ms))
+
+    def _flush_pending(self) -> List[LiveSegment]:
+        pending, self._pending = self._pending, []
+        return self._commit(pending) if pending else []
+
+    def _commit(self, received: List[Tuple[Fragment, float]]) -> List[LiveSegment]:
+        """Fragments of one moment into the grouping (the current speaker's first)."""
+        out: List[LiveSegment] = []
+        head = received[0][0]
+        if self._last_start is not None and head.start_ms < self._last_start:
+            out += self._close_all(self.source_now(received[0][1]), "timestamp_reset")
+            self._anchor = None
+        self._last_start = head.start_ms
+        newest = max([self._anchor[0] if self._anchor else 0] + [f.end_ms for f, _ in received])
+        self._anchor = (newest, max(at for _, at in received))
+        preferred = self.current.speaker if self.current is not None else "user"
+        frags = sorted((f for f, _ in received), key=lambda f: f.speaker != preferred)
+        # deadlines that passed before these fragments started take effect first
+        deadline = self.deadline()
+        while deadline is not None and deadline < frags[0].start_ms:
+            out += self._advance(deadline)
+            deadline = self.deadline()
+        cur = self.current
+        if cur is not None and all(f.speaker != cur.speaker for f in frags):
+            out += self._advance(frags[0].start_ms,
+                                 incoming_user=any(f.speaker == "user" for f in frags))
+        for frag in frags:
+            out += self._ingest(frag)
+        return out
 
     def finish(self, now_ms: float, reason: str) -> List[LiveSegment]:
         """Close everything (``session_closed``, ``manual``, ``connection_lost``); later
         pushes are ignored."""
         if self.closed:
             return []
+        out = self._flush_pending()
         self.closed = True
-        return self._close_all(self.source_now(now_ms), reason)
+        return out + self._close_all(self.source_now(now_ms), reason)
 
     def source_now(self, now_ms: float) -> float:
         """The session time now: the newest fragment's end plus the local time since."""
@@ -205,6 +240,8 @@ class Grouping:
         """Local ms until the next timeout (None: nothing pending)."""
         if self.closed:
             return None
+        if self._pending:
+            return max(0.0, self._pending[0][1] + PAIRING_MS - now_ms)
         deadline = self.deadline()
         if deadline is None:
             return None

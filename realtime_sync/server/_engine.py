@@ -187,6 +187,13 @@ MIN_DRAFT_MS = 600
 speech plus about 0.3 s of speech."""
 _DRAFT_REST = 1.0  # after a draft decode of t seconds, the next one of that turn waits >= t
 _DRAFT_MAX_MS = 28000  # longer turns get no more drafts (the draft window is Whisper's 30 s)
+EARLY_PAUSE_MS = 250
+"""A pause this long in a turn starts its final decode before the commit (an early final):
+a client's turn detection commits only after 500 ms of silence, so the final text is
+usually ready when the commit comes. Speech after the pause discards it."""
+_PAUSE_WINDOW = 1500 * BYTES_PER_MS  # audio the pause detector looks at
+_EARLY_SLACK_MS = 1500  # a commit may add this much silence after an early final
+_FRAME_BYTES = 32 * BYTES_PER_MS
 PARTIAL_MODEL_AUTO = "auto"
 PARTIAL_MODEL_NONE = "none"
 
@@ -213,7 +220,7 @@ class _Item:
     """Draft state of one turn being spoken (matched by its audio)."""
 
     __slots__ = ("audio", "state", "language", "decoded_ms", "decoded_at", "cost_s",
-                 "first_at", "first_ms", "text", "decodes")
+                 "first_at", "first_ms", "text", "decodes", "early")
 
     def __init__(self, audio: bytes) -> None:
         self.audio = audio  # the item's audio at the last partial() call
@@ -226,6 +233,36 @@ class _Item:
         self.first_ms = 0  # item audio length at the first partial() call
         self.text = ""  # text returned by partial() so far (append-only)
         self.decodes = 0
+        self.early: Optional[_Early] = None  # the final decoded at the latest pause
+
+
+class _Early:
+    """A final decode started at a pause of a turn, before its commit."""
+
+    __slots__ = ("bytes", "speech_end", "key", "texts", "languages", "text", "error", "done")
+
+    def __init__(self, audio_bytes: int, speech_end: int, key: Tuple[Any, ...]) -> None:
+        self.bytes = audio_bytes  # the item's audio length it decoded
+        self.speech_end = speech_end  # where the speech stopped in it (bytes)
+        self.key = key  # (language, prompt, context) it was decoded with
+        self.texts: List[str] = []
+        self.languages: List[str] = []
+        self.text = ""
+        self.error: Optional[BaseException] = None
+        self.done = threading.Event()
+
+
+def _speech_spans(pcm16: bytes) -> List[Tuple[int, int]]:
+    """``(start, end)`` byte offsets of the speech in PCM16 24 kHz audio (Silero VAD)."""
+    if len(pcm16) < 2 * _FRAME_BYTES:
+        return []
+    vad = _import("faster_whisper.vad", "faster-whisper")
+    samples = pcm16_to_whisper(pcm16)
+    spans = vad.get_speech_timestamps(samples, vad.VadOptions(
+        min_silence_duration_ms=100, speech_pad_ms=0, min_speech_duration_ms=100))
+    ratio = 3 * 2 / 2  # 16 kHz samples -> 24 kHz PCM16 bytes
+    return [(int(sp["start"] * ratio) // 2 * 2, int(sp["end"] * ratio) // 2 * 2)
+            for sp in spans]
 
 
 def _join_prompt(prompt: Optional[str], context: Optional[str]) -> Optional[str]:
@@ -291,6 +328,8 @@ class WhisperRecognizer:
             model directory, or ``"none"``/``None`` (no partial text).
         partial_every_ms: least new audio between two draft decodes of a turn.
         stable_rule: which draft words are shown (:data:`._drafts.STABLE_RULES`).
+        early_finals: with partials on, start a turn's final decode at a pause of
+            :data:`EARLY_PAUSE_MS` before its commit (kept when the commit adds no speech).
         use_context: give the previous item's transcript to Whisper as context. Off by
             default: on the real-speech benchmark (separate prompts, base) it raised the WER
             of the file path from 1.9 % to 9.4 % (Whisper copied or skipped words after
@@ -330,6 +369,7 @@ class WhisperRecognizer:
         partial_model: Optional[str] = PARTIAL_MODEL_AUTO,
         partial_every_ms: int = 200,
         stable_rule: str = "confidence",
+        early_finals: bool = True,
         use_context: bool = False,
     ) -> None:
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
@@ -365,6 +405,7 @@ class WhisperRecognizer:
         self.use_context = bool(use_context)
         self.partial_every_ms = max(int(partial_every_ms), 100)
         self.stable_rule = stable_rule
+        self.early_finals = bool(early_finals)
         spec = BUILTIN_MODELS.get(self._model_arg)
         if spec is not None and not spec.multilingual and self.language not in (None, "en"):
             raise ConfigurationError(
@@ -564,15 +605,21 @@ class WhisperRecognizer:
             return item.text
         arrival_ms = len(audio) // BYTES_PER_MS - item.first_ms
         if (have_ms < MIN_DRAFT_MS or have_ms > _DRAFT_MAX_MS
-                or have_ms - item.decoded_ms < self.partial_every_ms
-                or now - item.decoded_at < _DRAFT_REST * item.cost_s
                 or arrival_ms > 2 * (now - item.first_at) * 1000 + 500):
-            # Too soon, too long, or audio arriving faster than real time (a file): the
+            # Too short, too long, or audio arriving faster than real time (a file): the
             # final decode comes soon anyway, and drafts would only delay it.
             return item.text
         final = self.load()
-        lang = (self._language(final, language) or item.language
-                or self._languages_by_text.get(context or ""))
+        asked = self._language(final, language)
+        if self.early_finals:
+            final_lang = asked or (None if _is_multilingual(final) else "en")
+            key = (final_lang, prompt, context if self.use_context else None)
+            if self._maybe_early_final(item, audio, start, key):
+                return item.text
+        if (have_ms - item.decoded_ms < self.partial_every_ms
+                or time.monotonic() - item.decoded_at < _DRAFT_REST * item.cost_s):
+            return item.text  # too soon after the last draft
+        lang = asked or item.language or self._languages_by_text.get(context or "")
         wm = self._draft_for(lang)
         if wm is None:
             return item.text
@@ -633,8 +680,7 @@ class WhisperRecognizer:
             TranscriptionError: another language was asked of an English-only model, or an
                 English-only model was given speech in another language.
         """
-        if self.streaming:
-            self._find_item(audio, create=False)  # the draft state is used up
+        item = self._find_item(audio, create=False) if self.streaming else None
         samples = self._samples(audio)
         if samples is None:
             return Transcript(iter(()), [])
@@ -647,15 +693,32 @@ class WhisperRecognizer:
         lang = self._language(wm, language)
         if lang is None and not _is_multilingual(wm):
             lang = "en"
+        early = item.early if item is not None else None
+        if early is not None:
+            early.done.wait()  # started at the pause: its result is near (or there)
+            fits = self._early_fits(early, audio,
+                                    (lang, prompt, context if self.use_context else None))
+            self.scheduler.note("early_used" if fits else "early_wasted")
+            if fits:
+                log.debug("final of %.2f s decoded early, at the pause", len(audio) / 48000)
+                return Transcript(iter(split_segments(early.text, early.texts)),
+                                  list(early.languages))
         log.debug("transcribing %.2f s (session model %r, language %r)",
                   samples.size / MODEL_RATE, model, lang)
         with self.scheduler.final():
-            segments, info = wm.transcribe(
-                samples, language=lang, initial_prompt=self._prompt(prompt, context),
-                beam_size=self.beam_size, vad_filter=self.vad_filter,
-                condition_on_previous_text=False)
-            decoded = list(segments)
-            self._check_english(wm, samples, decoded)
+            texts, languages = self._decode_final(wm, samples, lang, prompt, context)
+        text = " ".join(texts)
+        return Transcript(iter(split_segments(text, texts)), languages)
+
+    def _decode_final(self, wm: Any, samples: Any, lang: Optional[str], prompt: Optional[str],
+                      context: Optional[str]) -> Tuple[List[str], List[str]]:
+        """The final model's decode (the caller holds a final slot): ``(texts, languages)``."""
+        segments, info = wm.transcribe(
+            samples, language=lang, initial_prompt=self._prompt(prompt, context),
+            beam_size=self.beam_size, vad_filter=self.vad_filter,
+            condition_on_previous_text=False)
+        decoded = list(segments)
+        self._check_english(wm, samples, decoded)
         texts = [t for t in (s.text.strip() for s in decoded) if t]
         text = " ".join(texts)
         languages = [lang or info.language] if text and (lang or info.language) else []
@@ -664,7 +727,71 @@ class WhisperRecognizer:
                 self._languages_by_text[text] = languages[0]
                 while len(self._languages_by_text) > 64:
                     del self._languages_by_text[next(iter(self._languages_by_text))]
-        return Transcript(iter(split_segments(text, texts)), languages)
+        return texts, languages
+
+    # ---- early finals: the final decode started at a pause, before the commit -------------
+
+    def _paused(self, audio: bytes) -> Optional[int]:
+        """Where the speech of ``audio`` ends (bytes) when its last :data:`EARLY_PAUSE_MS`
+        hold no speech and speech came before (a reference Silero VAD), else None."""
+        tail = audio[-_PAUSE_WINDOW:]
+        tail = tail[len(tail) % 2:]
+        spans = _speech_spans(tail)
+        if not spans:
+            return None
+        end = len(audio) - len(tail) + spans[-1][1]
+        if len(audio) - end < EARLY_PAUSE_MS * BYTES_PER_MS:
+            return None
+        return end
+
+    def _early_fits(self, early: _Early, audio: bytes, key: Tuple[Any, ...]) -> bool:
+        """Whether an early final holds the committed ``audio``'s text: same options, and no
+        speech in what the commit added after it."""
+        if early.error is not None or early.key != key or len(audio) < early.bytes:
+            log.debug("early final not used: %r, key %r vs %r, %d < %d bytes", early.error,
+                      early.key, key, len(audio), early.bytes)
+            return False
+        if len(audio) - early.bytes > _EARLY_SLACK_MS * BYTES_PER_MS:
+            log.debug("early final not used: the commit added %d ms",
+                      (len(audio) - early.bytes) // BYTES_PER_MS)
+            return False
+        rest = audio[max(early.speech_end, 0):]
+        spans = _speech_spans(rest[len(rest) % 2:])
+        if spans:
+            log.debug("early final not used: speech after it at %s (bytes)", spans)
+        return not spans
+
+    def _maybe_early_final(self, item: _Item, audio: bytes, start: int,
+                           key: Tuple[Any, ...]) -> bool:
+        """At a pause in the turn, run its final decode now (when a final slot is free), so
+        that the commit finds it done. True when it ran (no draft this time)."""
+        end = self._paused(audio[start:])
+        if end is None:
+            return False
+        end += start
+        early = item.early
+        if early is not None and early.speech_end >= end - 2 * _FRAME_BYTES \
+                and early.key == key:
+            return False  # this pause was decoded already
+        slot = self.scheduler.try_final()
+        if slot is None:
+            return False
+        early = _Early(len(audio), end, key)
+        item.early = early
+        try:
+            with slot:
+                wm = self.load()
+                samples = self._samples(audio)
+                if samples is not None:
+                    lang, prompt, context = key
+                    early.texts, early.languages = self._decode_final(
+                        wm, samples, lang, prompt, context)
+                early.text = " ".join(early.texts)
+        except Exception as exc:  # the commit decodes again and reports it
+            early.error = exc
+        finally:
+            early.done.set()
+        return True
 
     def translate(self, audio: bytes, *, prompt: Optional[str] = None,
                   language: Optional[str] = None) -> str:

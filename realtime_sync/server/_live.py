@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
+from .. import models as _models
 from ._jobs import WorkerPool
 from ._recognizer import Recognizer
 from ._responses import tone
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LiveScript", "LiveServerSession", "LIVE_MODELS", "validate_live_event"]
 
-LIVE_MODELS = ("gpt-live-1", "gpt-live-1.1")
+LIVE_MODELS = tuple(m.name for m in _models.models(_models.LIVE))
 BUILT_IN_VOICES = (
     "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo",
     "gleam", "marin", "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone",

@@ -5,6 +5,8 @@ work:
 
 * **finals** (the text of a committed turn): they wait only for other finals, when
   ``final_slots`` of them already run, never for partial work;
+* **early finals** (a turn's final decode started at a pause, before its commit): they take
+  a final slot only when one is free and no final waits;
 * **partials** (drafts of a turn still being spoken): they never wait. A partial decode
   starts only when a final is neither running nor waiting and fewer than ``cpu_slots``
   decodes run; otherwise it is *skipped* (the caller keeps its previous draft), so partial
@@ -46,11 +48,17 @@ class DecodeScheduler:
         self._waiting = 0  # finals waiting for a slot
         self._partials = 0  # running
         self.stats: Dict[str, float] = {"finals": 0, "final_s": 0.0, "final_wait_s": 0.0,
-                                        "partials": 0, "partial_s": 0.0, "skipped": 0}
+                                        "early_finals": 0, "partials": 0, "partial_s": 0.0,
+                                        "skipped": 0}
 
     def __repr__(self) -> str:
         return (f"DecodeScheduler(final_slots={self.final_slots}, cpu_slots={self.cpu_slots}, "
                 f"running={self._finals}+{self._partials})")
+
+    def note(self, name: str) -> None:
+        """Count an event in :attr:`stats` (any thread)."""
+        with self._cond:
+            self.stats[name] = self.stats.get(name, 0) + 1
 
     @property
     def busy(self) -> bool:
@@ -84,6 +92,30 @@ class DecodeScheduler:
             if started - asked > 1.0:
                 log.info("a final waited %.2f s for a decoder (finals running: %d of %d)",
                          started - asked, self._finals, self.final_slots)
+
+    def try_final(self) -> Optional[contextlib.AbstractContextManager]:
+        """A final slot if one is free now and no final waits, else None (never blocks).
+
+        For a final decode started early (at a pause, before the commit): it counts as a
+        final (drafts are skipped meanwhile) but never makes a committed turn wait.
+        """
+        with self._cond:
+            if self._waiting or self._finals >= self.final_slots:
+                return None
+            self._finals += 1
+        return self._early_final()
+
+    @contextlib.contextmanager
+    def _early_final(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._finals -= 1
+                self.stats["early_finals"] += 1
+                self.stats["final_s"] += time.monotonic() - started
+                self._cond.notify_all()
 
     def try_partial(self) -> Optional[contextlib.AbstractContextManager]:
         """A context holding a partial slot, or None when the partial must be skipped.
