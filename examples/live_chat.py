@@ -53,10 +53,9 @@ def main() -> int:
                     live.feed(chunk)
                 source.close()
                 live.feed(bytes(48 * 1500))  # a pause: the turn ends
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline and not any(
-                        s.speaker == "assistant" and "sunny" in s.text for s in live.transcript):
-                    time.sleep(0.1)
+                for segment in live.segments(timeout=20):  # closed segments, in order
+                    if segment.speaker == "assistant" and "sunny" in segment.text:
+                        break  # the answer is complete (its silence closed it)
             else:
                 live.listen()
                 print("speak; Ctrl-C ends the session", file=sys.stderr)

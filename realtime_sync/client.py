@@ -38,16 +38,14 @@ from ._core.closing import (
     CLOSED,
     CONNECTED,
     DISCONNECTED,
-    FATAL_CODES,
     IDLE,
-    Closed,
-    decide,
 )
-from ._core.connection import Connection, http_reason
+from ._core.connection import Connection
 from ._core.dispatch import EventIterator, Handler, Registry, Router
 from ._core.endpoint import Endpoint, HeaderSource, KeySource
 from ._core.host import ClientHost, Marshal, marshal_thread_ident
 from ._core.options import ConnectionOptions, Keepalive, Proxy, reconnect_policy
+from ._core.receiver import Receiver
 from ._core.replay import SessionReplayer
 from ._core.resources import (
     ConversationResource,
@@ -61,13 +59,12 @@ from ._core.transport import Transport
 from ._core.wait import Deadline
 from ._core.wire import MAX_FRAME_BYTES
 from .errors import (
-    AuthenticationError,
     ConfigurationError,
     DeadlockError,
     NotConnectedError,
     ServerError,
 )
-from .events import Event, LibraryEvents, new_event_id
+from .events import Event
 from .models import warn_if_retired_options
 
 __all__ = ["RealtimeClient"]
@@ -75,16 +72,6 @@ __all__ = ["RealtimeClient"]
 logger = logging.getLogger(__name__)
 
 _live_clients: weakref.WeakSet[RealtimeClient] = weakref.WeakSet()
-
-_EXCHANGE_DONE = frozenset({
-    "response.done",
-    "conversation.item.input_audio_transcription.completed",
-})
-"""Server events that end an exchange: a session that got one is healthy (backoff resets)."""
-
-_SPECIAL = frozenset({"session.created", "session.updated", "session.closed", "error"})
-"""Server events the client itself acts on before handlers see them."""
-
 
 def _close_all_at_exit() -> None:
     for client in list(_live_clients):
@@ -207,7 +194,6 @@ class RealtimeClient:
         self._router = Router(self._registry, emit_handler_error=self._emit_handler_error,
                               marshal=marshal, queue_size=queue_size, strict=strict)
         self._marshal = marshal
-        self._ui_ident = marshal_thread_ident(marshal)
         self._ui_warned = False
         self._conn = Connection()
         self._replayer = SessionReplayer(session)
@@ -215,7 +201,9 @@ class RealtimeClient:
         self._sender = Sender(self._conn, self._router, self._replayer, self._counters,
                               reconnects=self._options.backoff is not None)
         self._transport: Optional[Transport] = None
-        self._last_error_event: Optional[Event] = None  # of the current connection (network)
+        self._receiver = Receiver(conn=self._conn, replayer=self._replayer, router=self._router,
+                                  counters=self._counters, endpoint=self._endpoint,
+                                  reconnects=self._options.backoff is not None)
         self._resources: list = []
         self._host = _Host(self)
         self.session = SessionResource(self)
@@ -338,16 +326,19 @@ class RealtimeClient:
         return self
 
     def _new_transport(self) -> Transport:
-        return Transport(
+        receiver = self._receiver
+        transport = Transport(
             resolve=self._endpoint.resolve,
-            on_open=self._on_open,
-            on_frame=self._on_redacted_frame,
-            on_closed=self._on_closed,
-            on_reconnecting=self._on_reconnecting,
-            on_stopped=self._on_stopped,
-            on_protocol_error=self._on_frame_refused,
+            on_open=receiver.on_open,
+            on_frame=receiver.on_redacted_frame,
+            on_closed=receiver.on_closed,
+            on_reconnecting=receiver.on_reconnecting,
+            on_stopped=receiver.on_stopped,
+            on_protocol_error=receiver.on_frame_refused,
             **self._options.transport_kwargs(),
         )
+        receiver.attach(transport)
+        return transport
 
     def _await_config(self, update_id: str, after: int, deadline: Deadline) -> None:
         """Wait for the ``session.updated`` answering the initial config (``connect()``)."""
@@ -531,8 +522,7 @@ class RealtimeClient:
             True when done within ``timeout`` seconds (None: wait for ever); False otherwise.
         """
         self._router.check_blocking_call("flush()")
-        if self._router.on_handler_thread() or (
-                self._ui_ident is not None and self._ui_ident == threading.get_ident()):
+        if self._router.on_handler_thread() or self._on_ui_thread():
             raise DeadlockError("flush() was called on the thread that runs the handlers it"
                                 " would wait for")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
@@ -690,9 +680,17 @@ class RealtimeClient:
         else:
             self._router.deliver(event, block=False)
 
+    def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        """One received frame as the network thread would hand it over (secrets masked here)."""
+        self._receiver.on_frame(data, binary)
+
+    def _on_ui_thread(self) -> bool:
+        """True on the thread the ``marshal`` runs handlers on (when it says which)."""
+        ident = marshal_thread_ident(self._marshal)  # read now: the thread may start later
+        return ident is not None and ident == threading.get_ident()
+
     def _warn_if_ui_thread(self, what: str) -> None:
-        ident = self._ui_ident
-        if self._ui_warned or ident is None or ident != threading.get_ident():
+        if self._ui_warned or not self._on_ui_thread():
             return
         self._ui_warned = True
         logger.warning(
@@ -700,189 +698,6 @@ class RealtimeClient:
             " the main loop starts, or from a worker thread, and react to events in handlers.",
             what,
         )
-
-    # -- network-thread callbacks -------------------------------------------------------------
-    def _on_open(self) -> None:
-        logger.debug("upgraded: %s", self.url)
-
-    def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        """One received frame (network thread): its secrets masked, then parsed and routed."""
-        self._on_redacted_frame(_secrets.redact_frame(data), binary)
-
-    def _on_redacted_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        """A frame in which the transport already masked every registered secret (a key the
-        server echoes never reaches anyone): parse and route it (network thread)."""
-        if binary:
-            self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
-            return
-        try:
-            parsed = _json.loads(data)
-        except ValueError as exc:  # both JSON backends refuse the same frames (json_codec)
-            self._protocol_error(f"frame is not JSON: {exc}", data, _json.salvage(data))
-            return
-        if not isinstance(parsed, dict):
-            self._protocol_error(f"frame is JSON {type(parsed).__name__}, not an object", data)
-            return
-        type_ = parsed.get("type")
-        if not isinstance(type_, str) or not type_:
-            self._protocol_error("event has no 'type'", data)
-            return
-        event = Event(parsed)
-        if type_ in _SPECIAL:
-            if type_ == "session.created":
-                self._on_session_created(event)
-                return
-            self._on_session_event(type_, event)
-        elif type_ in _EXCHANGE_DONE:
-            transport = self._transport
-            if transport is not None:
-                transport.mark_exchanged()
-        self._router.deliver(event)
-
-    def _on_session_event(self, type_: str, event: Event) -> None:
-        """``error``, ``session.closed``, ``session.updated``: note what they mean for the
-        connection and the replay before handlers see them (network thread)."""
-        if type_ == "error":
-            self._last_error_event = event
-            err = event.get("error")
-            event_id = err.get("event_id") if isinstance(err, Mapping) else None
-            if event_id:
-                with self._conn.lock:
-                    self._replayer.refused(event_id)
-        elif type_ == "session.closed":
-            self._conn.session_ended = True
-        elif type_ == "session.updated":
-            with self._conn.lock:
-                self._replayer.applied()
-
-    def _protocol_error(self, problem: str, data: Union[str, bytes],
-                        about: Optional[Mapping[str, str]] = None) -> None:
-        """Log, count and report a frame the client cannot use; ``about`` (a frame that did
-        not parse: its ``event_type`` and ``item_id``, when they could be read) goes into the
-        ``client.protocol_error`` event, so that a feature can end the turn it was about."""
-        sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
-        if isinstance(sample, (bytes, bytearray)):
-            sample = sample.decode("utf-8", "replace")
-        sample = _secrets.redact(sample)
-        problem = _secrets.redact(problem)
-        logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
-        self._report_protocol_error(problem, sample, len(data), about)
-
-    def _on_frame_refused(self, problem: str, length: int) -> None:
-        """The transport refused a frame (network thread; it logged it already): one
-        ``client.protocol_error``."""
-        self._report_protocol_error(problem, "", length)
-
-    def _report_protocol_error(self, problem: str, sample: str, length: int,
-                               about: Optional[Mapping[str, str]] = None) -> None:
-        """Count one protocol error and deliver its ``client.protocol_error`` event."""
-        self._counters.count("protocol_errors")
-        self._router.deliver(Event(
-            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
-            frame_length=length, **{k: _secrets.redact(v) for k, v in (about or {}).items()},
-        ))
-
-    def _on_session_created(self, event: Event) -> None:
-        """A new session (network thread): replay the config, re-send session updates the old
-        connection never answered, flush what was queued, then let everyone send.
-
-        The send lock is held throughout, so no other send can overtake the replay; the
-        connection lock only briefly (a stuck send must never block ``close()`` or
-        ``connect()``)."""
-        transport = self._transport
-        assert transport is not None
-        transport.mark_established()
-        conn = self._conn
-        with transport.send_lock:
-            with conn.lock:
-                if conn.state == CLOSED:
-                    self._router.deliver(event)
-                    return
-                session = event.get("session")
-                sid = session.get("id") if isinstance(session, Mapping) else None
-                frames, update_id = self._replayer.plan(transport.send_queue.event_ids(),
-                                                        new_event_id)
-                queued = transport.send_queue.take()
-                first = conn.session_started(sid if isinstance(sid, str) else None)
-                if first:
-                    conn.initial_update_id = update_id
-            flushed = self._replay(transport, frames, queued)
-        self._router.deliver(event)
-        with self._router.lock:
-            seq = self._router.seq
-        with conn.lock:
-            conn.created_seq = seq
-        if flushed:
-            logger.info("sent %d events queued while reconnecting", flushed)
-        self._router.deliver(Event(
-            type=LibraryEvents.CONNECTED if first else LibraryEvents.RECONNECTED,
-            url=self.url, session_id=conn.session_id, generation=conn.sessions,
-        ))
-
-    def _replay(self, transport: Transport, frames: Iterable[Union[str, bytes]],
-                queued: list) -> int:
-        """Write the replayed frames, then the events queued while reconnecting (send lock
-        held); returns how many queued events went out. A drop puts the rest back."""
-        try:
-            for data in frames:
-                transport.send_locked(data)
-        except NotConnectedError:
-            with self._conn.lock:
-                transport.send_queue.put_back(queued)
-            return 0
-        for index, item in enumerate(queued):
-            try:
-                transport.send_locked(item[2])
-            except NotConnectedError:  # lost again: the rest waits for the next session
-                with self._conn.lock:
-                    transport.send_queue.put_back(queued[index:])
-                return index
-        return len(queued)
-
-    def _on_closed(self, info: Closed) -> bool:
-        """After one connection (or attempt) ended (network thread). Returns whether to
-        reconnect."""
-        err, self._last_error_event = self._last_error_event, None
-        err_obj = err.get("error") if err is not None else None
-        err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
-        err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
-        reason = info.describe()  # already redacted
-        if info.http_status is not None:
-            reason = http_reason(info.http_status, info.retry_after)
-        if err_msg and not info.by_client and info.code in FATAL_CODES | {1001, None}:
-            reason = _secrets.redact(str(err_msg))
-        decision = decide(info, state=self._conn.state, session_ended=self._conn.session_ended,
-                          error_code=err_code,
-                          reconnect_enabled=self._options.backoff is not None)
-        _, generation = self._conn.connection_ended(decision, info, reason, self.url)
-        if decision.announce:
-            exception = (AuthenticationError(
-                f"authentication failed: {reason}", code=info.code, reason=reason,
-                status=info.http_status) if info.auth_failed else None)
-            self._router.deliver(Event(
-                type=LibraryEvents.DISCONNECTED, reason=reason, code=info.code,
-                will_reconnect=decision.reconnect, error_code=err_code,
-                cause=info.final_cause(), http_status=info.http_status,
-                generation=generation, exception=exception,
-            ), block=not info.by_client)
-        self._router.wake_waiters()
-        if decision.warn:
-            logger.warning("disconnected: %s", reason)
-        return decision.reconnect
-
-    def _on_reconnecting(self, attempt: int, delay: float, info: Closed) -> None:
-        cause = info.final_cause()
-        logger.info("reconnecting in %.2f s (attempt %d, %s)", delay, attempt, cause.value)
-        self._router.deliver(Event(
-            type=LibraryEvents.RECONNECTING, attempt=attempt, delay=delay, cause=cause,
-            http_status=info.http_status, retry_after=info.retry_after,
-            reason=self._conn.reason,
-        ))
-
-    def _on_stopped(self, info: Closed) -> None:
-        self._conn.stopped(info, self.url)
-        self._router.wake_waiters()
-
 
 # -- the feature contract (realtime_sync._core.host.ClientHost) ----------------------------------
 _T = TypeVar("_T")
@@ -930,7 +745,7 @@ class _Host:
                 return
             self._reported.append(event)
         data = _json.dumps(dict(event)) if isinstance(event, Mapping) else repr(event)
-        self._client._protocol_error(f"{event.get('type')}: {problem}", data)
+        self._client._receiver.protocol_error(f"{event.get('type')}: {problem}", data)
 
     def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
         return self._client._sender.send_in_session(event, session_number)

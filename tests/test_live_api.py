@@ -650,3 +650,17 @@ def test_malformed_server_events_are_reported_not_fatal():
             assert [s.text for s in live.transcript] == ["fine"]
             assert len(problems) == 4
             live.close(timeout=1)
+
+
+def test_an_expired_session_reports_its_reason_and_feed_then_raises():
+    closed: List[rs.LiveResult] = []
+    with RealtimeServer(session_duration=0.5) as srv, \
+            open_session(srv, on_closed=closed.append) as live:
+        deadline = time.monotonic() + 5
+        while not closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert closed[0].reason == "expired" and live.close_reason == "expired"
+        assert live.lost is None  # an end the server announced is no drop
+        assert live.finish(timeout=2).reason == "expired"
+        with pytest.raises(rs.NotConnectedError, match="expired"):
+            live.feed(silence(40))

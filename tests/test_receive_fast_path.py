@@ -108,6 +108,8 @@ def test_an_oversized_frame_in_a_burst_is_refused_after_the_frames_before_it():
         upgrade(conn)
         conn.sendall(session_created(n))
         big = event(1, pad="y" * 3000)
+        conn.settimeout(5)
+        read_frame(conn)  # the client's go-ahead (connect() has returned)
         conn.sendall(frame(0x1, event(0)) + header(0x1, len(big)) + big)
         srv.wait(30)
 
@@ -118,6 +120,7 @@ def test_an_oversized_frame_in_a_burst_is_refused_after_the_frames_before_it():
         client.on("x.n", got.append)
         try:
             client.connect(timeout=5)
+            client.send({"type": "response.cancel"})
             gone = client.wait_for("client.disconnected", timeout=10)
             assert gone.cause == CloseCause.PROTOCOL_ERROR
             client.flush(5)

@@ -260,6 +260,7 @@ class _Run:
     def run(self) -> None:
         from ray.exceptions import RayError, RayTaskError
 
+        self.started_at = time.monotonic()
         for _ in range(self.jobs):
             self._start_actor()
         idle_since = time.monotonic()
@@ -316,6 +317,8 @@ class _Run:
             self.broken = why
             self._forget(actor)
             return
+        logger.info("a Ray actor is ready %.2f s after the batch started",
+                    time.monotonic() - self.started_at)
         self.idle.append(actor)
 
     def _returned(self, ref: Any, ray_error: Type[BaseException],

@@ -224,7 +224,9 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     with contextlib.ExitStack() as stack:
         # --local: the offline engine in this process, or in every actor with --cluster
         jobs = args.jobs or (None if args.cluster else 2)
-        server = OfflineEngine(args.model, **engine_options(args, jobs)) if args.local else None
+        # (each actor transcribes one file at a time: one decoder, not --jobs of them)
+        server = OfflineEngine(args.model, **engine_options(
+            args, None if args.cluster else jobs)) if args.local else None
         if server is not None and not logger.isEnabledFor(logging.DEBUG):
             # as local_server: the client reports failed turns in one line
             logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
