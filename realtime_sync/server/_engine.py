@@ -415,8 +415,9 @@ class WhisperRecognizer:
                 f"model {spec.name!r} is English-only and cannot transcribe language "
                 f"{self.language!r}: use model 'base'")
         early = 1 if self.streaming and self.early_finals else 0
-        # the final model keeps one replica more for early finals (replicas share weights)
-        self._replicas = workers + early
+        # the final model keeps one replica more for early finals (replicas share weights;
+        # always, so every recogniser of a process shares one loaded model)
+        self._replicas = workers + 1
         self.scheduler = DecodeScheduler(final_slots=workers, early_slots=early,
                                          cpu_slots=max(1, cores // self.cpu_threads))
         self._items_lock = threading.Lock()
