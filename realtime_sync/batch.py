@@ -7,6 +7,7 @@ order; a file that fails is reported in its :class:`FileResult` and the others g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -149,6 +150,7 @@ def transcribe_files(
     on_result: Optional[Callable[[FileResult], Any]] = None,
     timeout: Optional[float] = None,
     realtime: bool = False,
+    caption_options: Optional[Dict[str, Any]] = None,
     **options: Any,
 ) -> List[FileResult]:
     """Transcribe many files, up to ``jobs`` at a time; returns one :class:`FileResult` per
@@ -170,9 +172,12 @@ def transcribe_files(
         progress: one tqdm bar for the whole batch (seconds of audio transcribed); None
             shows it on a terminal when there is more than 30 s of audio in all.
         on_result: ``on_result(result)`` once per file, in input order, as soon as the file
-            and every file before it are done (on a batch thread, one call at a time).
+            and every file before it are done (on a batch thread, one call at a time); what it
+            prints appears above the progress bar.
         timeout: per file, as :func:`transcribe_file`'s.
         realtime: pace each file in real time.
+        caption_options: options of the caption writers (``max_line_length``, ``min_cue_ms``;
+            see :func:`realtime_sync.captions.open_writer`).
         **options: :class:`~realtime_sync.Transcriber` options (``model``, ``url``, ...).
 
     Raises:
@@ -218,8 +223,9 @@ def transcribe_files(
                 result = results[next_out[0]]
                 next_out[0] += 1
                 if on_result is not None:
-                    try:
-                        on_result(result)
+                    try:  # what it prints goes above the bar, not onto its line
+                        with (bar.above() if bar is not None else contextlib.nullcontext()):
+                            on_result(result)
                     except Exception:  # noqa: BLE001 - a callback never stops the batch
                         logger.exception("on_result failed for %s", result.path)
 
@@ -233,7 +239,8 @@ def transcribe_files(
                     duration * 1000 if isinstance(duration, float) else 0.0,
                     cancel, timeout, realtime, options)
                 if captions is not None:
-                    result.output = _write_captions(result, captions, folder)
+                    result.output = _write_captions(result, captions, folder,
+                                                    caption_options or {})
             except _Cancelled as exc:
                 result.error = KeyboardInterrupt(str(exc))
             except Exception as exc:  # noqa: BLE001 - reported per file, the batch goes on
@@ -270,12 +277,13 @@ def transcribe_files(
     return results
 
 
-def _write_captions(result: FileResult, format: str, folder: Optional[str]) -> str:  # noqa: A002
+def _write_captions(result: FileResult, format: str, folder: Optional[str],  # noqa: A002
+                    caption_options: Dict[str, Any]) -> str:
     from .captions import open_writer
 
     assert result.transcript is not None
     target = caption_path(result.path, format, folder)
-    writer = open_writer(target, format)
+    writer = open_writer(target, format, **caption_options)
     try:
         writer.write_all(result.transcript.segments)
     finally:

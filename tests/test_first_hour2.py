@@ -217,3 +217,60 @@ def test_gui_marshal_demo_stops_on_ctrl_c(display, rig):  # noqa: F811
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# -- item 10: readable captions; batch lines above the bar --------------------------------------
+def test_caption_style_options_reach_the_srt_file(tmp_path):
+    pcm = tone(300) + bytes(48 * 200) + tone(2500) + bytes(48 * 300)
+    wav = write_wav(tmp_path / "a.wav", pcm)
+    phrases = ["Now.", "A fairly long sentence, spoken at length, that must wrap onto lines."]
+    with RealtimeServer(recognizer=ScriptedRecognizer(phrases)) as srv:
+        out = tmp_path / "a.srt"
+        proc = cli("transcribe", "--url", srv.url, "--no-vad", "--commit-every", "0.5", wav,
+                   "-o", out, "--max-line-length", "20", "--min-cue-duration", "1.5")
+    assert proc.returncode == 0, proc.stderr
+    blocks = [b.splitlines() for b in out.read_text(encoding="utf-8").strip().split("\n\n")]
+    lines = [line for b in blocks for line in b[2:]]
+    assert all(len(line) <= 20 for line in lines)
+    assert " ".join(lines).split()[0] == "Now."
+    def seconds(t: str) -> float:
+        h, m, s = t.replace(",", ".").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+
+    for b in blocks:
+        start, end = (seconds(t) for t in b[1].split(" --> "))
+        assert end - start >= 1.5 - 1e-6, b
+    bad = cli("transcribe", "--url", srv.url, wav, "--max-line-length", "3")
+    assert bad.returncode == 2
+
+
+def test_batch_result_lines_are_printed_above_the_progress_bar(tmp_path):
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    files = [write_wav(tmp_path / f"f{i}.wav", (tone(400) + bytes(48 * 4600)) * 4)
+             for i in range(2)]  # 2 x 20 s: the bar is shown (over 30 s in all)
+    with RealtimeServer(recognizer=ScriptedRecognizer([f"word{i}" for i in range(20)])) as srv:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(CLI + ["transcribe", "--url", srv.url, "--no-vad",
+                                       "--jobs", "1", *map(str, files)],
+                                stdout=slave, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(master)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, terminal
+    assert "s audio" in terminal  # the bar was drawn
+    # every result line starts on a cleared line: never glued to the bar's text
+    for name in ("f0.wav", "f1.wav"):
+        at = terminal.index(f"==> {os.path.join(str(tmp_path), name)}")
+        shown = terminal[:at].rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]  # what is left visible
+        assert shown.strip() == "", repr(terminal[:at].rsplit("\n", 1)[-1])

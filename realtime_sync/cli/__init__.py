@@ -49,6 +49,8 @@ class UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``realtime-sync``."""
+    from ._support import add_caption_options
+
     parser = argparse.ArgumentParser(
         prog="realtime-sync",
         description="Live transcription and voice chat over the OpenAI Realtime API.",
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", "-o", default=None,
                    help="write captions to this file (.srt, .vtt, .jsonl or .txt); with several "
                         "files: a folder for one caption file each")
+    add_caption_options(t)
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",
@@ -343,6 +346,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         GiveUpAfter,
         LevelMeter,
         TranscriptSink,
+        caption_options,
         file_outcome,
         report_reconnects,
         resolve_format,
@@ -383,9 +387,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         options = _endpoint_options(args, stack)
         writer = None
         if args.output:
-            writer = open_writer(args.output, fmt)
+            writer = open_writer(args.output, fmt, **caption_options(args))
         elif fmt != "text":
-            writer = open_writer(sys.stdout, fmt)
+            writer = open_writer(sys.stdout, fmt, **caption_options(args))
         sink = TranscriptSink(console, writer, to_console=writer is None or bool(args.output),
                               output_name=args.output)
         stack.callback(sink.close)
@@ -427,6 +431,7 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
     input order, one line per failed file on stderr; exit code 1 when any failed."""
     from ..batch import transcribe_files
+    from ._support import caption_options
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
@@ -456,6 +461,7 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
         options = _endpoint_options(args, stack)
         transcribe_files(
             files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
+            caption_options=caption_options(args),
             on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
             turn_detection=None if args.no_vad else "auto",
             **_transcription_options(args, args.input_format, language, languages), **options)

@@ -20,6 +20,8 @@ from ..errors import RealtimeSyncError
 
 __all__ = [
     "resolve_format",
+    "add_caption_options",
+    "caption_options",
     "TranscriptSink",
     "LevelMeter",
     "file_outcome",
@@ -63,6 +65,48 @@ def resolve_format(fmt: Optional[str], output: Optional[str]) -> str:
     raise UsageError(f"cannot tell the output format from {output!r}: use one of "
                      f"{', '.join(FORMAT_EXTENSIONS)}, or say it with --format "
                      "text|srt|vtt|jsonl")
+
+
+def _line_length(value: str) -> int:
+    import argparse
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of characters: {value!r}") from None
+    if n < 10:
+        raise argparse.ArgumentTypeError(f"must be at least 10 characters, not {n}")
+    return n
+
+
+def _cue_seconds(value: str) -> float:
+    import argparse
+
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds <= 10:
+        raise argparse.ArgumentTypeError(f"must be 0 to 10 seconds, not {value}")
+    return seconds
+
+
+def add_caption_options(p: Any) -> None:
+    """``--max-line-length`` and ``--min-cue-duration`` (SRT/WebVTT) on parser ``p``."""
+    from ..captions import LINE_WIDTH, MIN_CUE_MS
+
+    p.add_argument("--max-line-length", type=_line_length, default=LINE_WIDTH, metavar="N",
+                   help=f"srt/vtt: longest caption line in characters (default {LINE_WIDTH})")
+    p.add_argument("--min-cue-duration", type=_cue_seconds, default=MIN_CUE_MS / 1000,
+                   metavar="SECONDS",
+                   help="srt/vtt: a shorter cue is merged into the next one or lengthened "
+                        f"(default {MIN_CUE_MS / 1000:g}; 0 keeps the turns' own times)")
+
+
+def caption_options(args: Any) -> dict:
+    """The caption writer options of the command line (see :func:`add_caption_options`)."""
+    return {"max_line_length": args.max_line_length,
+            "min_cue_ms": int(round(args.min_cue_duration * 1000))}
 
 
 class TranscriptSink:
