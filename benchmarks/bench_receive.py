@@ -1,6 +1,6 @@
 """Receive and dispatch throughput: server event to user handler, three clients, one server.
 
-    python benchmarks/bench_receive.py [--rounds 3]
+    python benchmarks/bench_receive.py [--rounds 3] [--core] [--tree DIR] [--json]
 
 The benchmark server (another process) blasts ``n`` pre-serialised events as fast as the socket
 takes them; each client counts events in its handler until ``n``. The clock starts just
@@ -11,6 +11,11 @@ before the client sends the command and stops when the ``n``-th event reaches th
 * ``sdk``: the official ``openai`` SDK's sync connection, ``for event in conn``.
 * ``realtime_sync``: a handler registered with ``client.on(type, handler)``; events travel
   network thread -> dispatch queue -> dispatcher thread.
+
+``--core`` measures the core install (``orjson`` and ``wsaccel`` blocked for every client);
+``--tree DIR`` imports ``realtime_sync`` from another checkout (e.g. the previous release, from
+``git worktree add``), so two trees can be compared in alternating runs against the same kind
+of server (``benchmarks/bench_trees.py``); ``--json`` prints the rates as one JSON line.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._install import core_install, install_name  # noqa: E402
 from benchmarks._servers import BenchServer  # noqa: E402
 
 KIND_TYPES = {
@@ -140,14 +147,45 @@ def measure(srv: BenchServer, rounds: int = 3, n: Dict[str, int] = DEFAULT_N,
     return out
 
 
+def run_isolated(rounds: int = 3, core: bool = True, tree: Optional[Path] = None,
+                 scale: float = 1.0) -> Dict[str, Dict[str, List[float]]]:
+    """:func:`measure` in a fresh interpreter (``--core``: the core install; ``tree``: another
+    checkout's ``realtime_sync``), against its own benchmark server."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--json", "--rounds", str(rounds),
+           "--scale", str(scale)]
+    if core:
+        cmd.append("--core")
+    if tree is not None:
+        cmd += ["--tree", str(tree)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(out.stdout.strip().splitlines()[-1])["rates"]  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=sorted(CLIENTS), action="append")
+    parser.add_argument("--core", action="store_true", help="block orjson and wsaccel")
+    parser.add_argument("--tree", type=Path, help="import realtime_sync from this checkout")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the event counts")
+    parser.add_argument("--json", action="store_true", help="print one JSON line of rates")
     args = parser.parse_args()
+    if args.core:
+        core_install()
+    if args.tree is not None:
+        sys.path.insert(0, str(args.tree.resolve()))
     clients = {k: v for k, v in CLIENTS.items() if not args.only or k in args.only}
+    counts = {k: max(1000, int(v * args.scale)) for k, v in DEFAULT_N.items()}
+    log: Callable[[str], None] = (lambda line: None) if args.json else print
     with BenchServer() as srv:
-        res = measure(srv, rounds=args.rounds, clients=clients)
+        res = measure(srv, rounds=args.rounds, n=counts, clients=clients, log=log)
+    if args.json:
+        import realtime_sync
+
+        print(json.dumps({"install": install_name(), "tree": str(Path(realtime_sync.__file__)
+                                                                  .resolve().parent.parent),
+                          "rates": res}))
+        return
     for kind, per in res.items():
         med = {c: statistics.median(v) for c, v in per.items()}
         line = "  ".join(f"{c}={r:,.0f}/s" for c, r in med.items())

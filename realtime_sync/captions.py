@@ -11,9 +11,15 @@ SRT and WebVTT cues have at most :data:`MAX_LINES` lines of at most :data:`LINE_
 characters (``max_line_length``) and never break inside a word: a long turn becomes several
 consecutive cues, its time shared out by length, cut preferably at sentence ends, then at
 clause ends, never leaving a short tail or a line ending in "the". A cue shorter than
-``min_cue_ms`` (:data:`MIN_CUE_MS`) is held back and merged into the next turn's cue when that
-one follows within a second and both fit one cue, else lengthened (the next cue then starts
-after it: cues never overlap). Turns without words are skipped (JSONL keeps failed turns).
+``min_cue_ms`` (:data:`MIN_CUE_MS`) is held back and joins the next turn when that one starts
+within a second (the two are cut into cues anew), else it is lengthened (the next cue then
+starts after it: cues never overlap). Turns without words are skipped (JSONL keeps failed turns).
+
+Captions stay valid whatever the text holds: in SRT, WebVTT and text, line breaks and other
+whitespace runs become one space, control characters are dropped and lone surrogates become
+U+FFFD, so a cue's payload never has a blank line; ``-->`` never appears in a payload (SRT
+writes ``->``, WebVTT escapes ``&``, ``<`` and ``>`` as character references). JSONL keeps the
+text exactly (escaped by JSON; lone surrogates and Unicode line separators as ``\\uXXXX``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import textwrap
 import threading
-from typing import IO, Any, Iterable, List, Optional, Union
+from typing import IO, Any, Dict, Iterable, List, Optional, Union
 
 __all__ = [
     "CaptionWriter",
@@ -49,6 +56,23 @@ MERGE_GAP_MS = 1000
 MS_PER_CHAR = 60
 ESTIMATE_MS = 800
 """The least time given to a turn that comes without times."""
+
+
+# str.translate tables: control characters that are not whitespace are dropped (whitespace
+# ones become separators in _one_line), lone surrogates (unencodable) become U+FFFD
+_UNSAFE: Dict[int, Optional[int]] = {
+    c: None for c in (*range(0x20), *range(0x7F, 0xA0)) if not chr(c).isspace()}
+_UNSAFE.update({c: 0xFFFD for c in range(0xD800, 0xE000)})
+# characters JSON leaves raw that would break a JSON Lines file (unencodable, or line breaks
+# for readers that split on Unicode line boundaries): written as \uXXXX escapes
+_JSONL_ESCAPES = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029, *range(0xD800, 0xE000))}
+_ARROW = re.compile(r"-{2,}>")
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one safe line: control characters dropped, lone surrogates replaced,
+    every whitespace run (line breaks included) one space."""
+    return " ".join(text.translate(_UNSAFE).split())
 
 
 def _timestamp(ms: int, sep: str) -> str:
@@ -107,7 +131,7 @@ class CaptionWriter:
     def write(self, segment: Any) -> None:
         """Write one segment as one or more cues and flush. Turns without a word (empty,
         punctuation only, failed) are skipped; JSONL keeps failed turns."""
-        text = (getattr(segment, "text", "") or "").strip()
+        text = self._clean(getattr(segment, "text", "") or "")
         with self._lock:
             if not self._header_written:
                 self._header_written = True
@@ -132,6 +156,10 @@ class CaptionWriter:
             cue_end = start + (end - start) * done // total
             self.cues += 1
             self._cue(self.cues, cue_start, cue_end, piece, segment)
+
+    def _clean(self, text: str) -> str:
+        """The text a cue may hold (one safe line; JSONL keeps it as it is)."""
+        return _one_line(text)
 
     def _pieces(self, text: str) -> List[str]:
         """The texts of the cues of one turn (one cue unless the format limits lines)."""
@@ -344,7 +372,7 @@ class SrtWriter(_CueWriter):
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
         self._file.write(
             f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n"
-            f"{text}\n\n"
+            f"{_ARROW.sub('->', text)}\n\n"
         )
 
 
@@ -360,7 +388,7 @@ class VttWriter(_CueWriter):
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
         self._file.write(
             f"{index}\n{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n"
-            f"{text.replace('-->', '->')}\n\n"
+            f"{text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}\n\n"
         )
 
 
@@ -374,6 +402,9 @@ class JsonlWriter(CaptionWriter):
     def _keeps_failed(self) -> bool:
         return True
 
+    def _clean(self, text: str) -> str:
+        return text.strip()
+
     def _cue(self, index: int, start: int, end: int, text: str, segment: Any) -> None:
         record = {
             "index": index,
@@ -386,7 +417,7 @@ class JsonlWriter(CaptionWriter):
         for extra in ("languages", "logprobs"):
             if getattr(segment, extra, None):
                 record[extra] = getattr(segment, extra)
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.write(json.dumps(record, ensure_ascii=False).translate(_JSONL_ESCAPES) + "\n")
 
 
 class TextWriter(CaptionWriter):

@@ -377,7 +377,7 @@ class RealtimeClient:
             self._transport = Transport(
                 resolve=self._endpoint.resolve,
                 on_open=self._on_open,
-                on_frame=self._on_frame,
+                on_frame=self._on_redacted_frame,
                 on_closed=self._on_closed,
                 on_reconnecting=self._on_reconnecting,
                 on_stopped=self._on_stopped,
@@ -887,7 +887,12 @@ class RealtimeClient:
         logger.debug("upgraded: %s", self.url)
 
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        data = _secrets.redact_frame(data)  # a key the server echoes never reaches anyone
+        """One received frame (network thread): its secrets masked, then parsed and routed."""
+        self._on_redacted_frame(_secrets.redact_frame(data), binary)
+
+    def _on_redacted_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
+        """A frame in which the transport already masked every registered secret (a key the
+        server echoes never reaches anyone): parse and route it (network thread)."""
         if binary:
             self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
             return

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import time
+import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from realtime_sync.captions import open_writer, render
 from realtime_sync.transcription import Segment
@@ -185,3 +189,102 @@ def test_max_line_length_is_honoured():
     assert " ".join(lines).split() == text.split()
     with pytest.raises(ValueError):
         open_writer(io.StringIO(), "srt", max_line_length=3)
+
+
+# -- hostile text: captions stay valid for any transcript ------------------------------------
+
+_TIMING = re.compile(r"^\d\d:\d\d:\d\d[,.]\d\d\d --> \d\d:\d\d:\d\d[,.]\d\d\d$")
+_INJECTIONS = [
+    "hello\n\n2\n00:00:01,000 --> 00:00:09,000\ninjected cue",  # a fake cue after a blank line
+    "00:00:01,000 --> 00:00:02,000",                           # a payload that is a timing line
+    "a ---> b --> c",                                         # arrows, including overlapping ones
+    "nul\x00byte bell\x07 esc\x1b[31m del\x7f c1\x9b",         # control characters
+    "i <3 you & <b>bold</b> &amp; &lt;",                       # markup and entities
+    "line\u2028separator\u2029para\x85nel\r\ncrlf\x0bvt\x0cff",  # every kind of line break
+    "lone \ud800 surrogate \udfff",                            # unencodable in UTF-8
+]
+
+
+def _blocks(text):
+    """Cue blocks of an SRT/VTT file, checking the separators: one blank line, never two."""
+    assert "\n\n\n" not in text and "\r" not in text
+    return [b.split("\n") for b in text.rstrip("\n").split("\n\n")]
+
+
+def _check_cues(text, fmt):
+    """Every block is index, timing line, 1-2 non-empty payload lines without arrows or
+    control characters; the file encodes as UTF-8. Returns the payload lines."""
+    text.encode("utf-8")  # no lone surrogate reached the file
+    blocks = _blocks(text)
+    if fmt == "vtt":
+        assert blocks[0] == ["WEBVTT"]
+        blocks = blocks[1:]
+    payload = []
+    for n, block in enumerate(blocks, 1):
+        assert block[0] == str(n) and _TIMING.match(block[1]), block
+        assert 1 <= len(block[2:]) <= 2, block
+        for line in block[2:]:
+            assert line.strip() and "-->" not in line and not _TIMING.match(line), block
+            assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in line), block
+            if fmt == "vtt":
+                assert "<" not in line and ">" not in line
+                assert re.fullmatch(r"([^&]|&amp;|&lt;|&gt;)*", line), line
+        payload += block[2:]
+    return payload
+
+
+def _unescape_vtt(line):
+    return line.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _visible(text):
+    """What a caption shows of ``text``: controls dropped, whitespace runs one space."""
+    kept = "".join("\ufffd" if unicodedata.category(c) == "Cs" else c for c in text
+                   if c.isspace() or unicodedata.category(c) != "Cc")
+    return " ".join(kept.split())
+
+
+def _hostile_segments(texts):
+    return [Segment(f"item_{i}", t, start_ms=1000 * i, end_ms=1000 * i + 900, final=True)
+            for i, t in enumerate(texts)]
+
+
+def test_srt_and_vtt_stay_valid_for_injected_cues_controls_markup_and_surrogates():
+    segments = _hostile_segments(_INJECTIONS)
+    srt = _check_cues(render(segments, "srt"), "srt")
+    assert " ".join(srt).split() == " ".join(
+        _visible(t).replace("--->", "->").replace("-->", "->") for t in _INJECTIONS).split()
+    vtt = _check_cues(render(segments, "vtt"), "vtt")
+    # WebVTT loses nothing visible: <3 and <b> come back as text, &amp; stays &amp;
+    assert " ".join(_unescape_vtt(x) for x in vtt).split() == \
+        " ".join(_visible(t) for t in _INJECTIONS).split()
+    assert "i &lt;3 you &amp; &lt;b&gt;bold&lt;/b&gt; &amp;amp; &amp;lt;" in vtt
+
+
+def test_text_captions_are_one_line_per_turn_whatever_the_text():
+    lines = render(_hostile_segments(_INJECTIONS), "text").encode("utf-8").decode()
+    assert lines.split("\n")[:-1] == [_visible(t) for t in _INJECTIONS]
+
+
+def test_jsonl_keeps_every_character_and_one_record_per_line(tmp_path):
+    path = tmp_path / "hostile.jsonl"
+    with open_writer(path) as out:
+        out.write_all(_hostile_segments(_INJECTIONS))
+    raw = path.read_bytes().decode("utf-8")  # strict: nothing unencodable was written
+    assert len(raw.splitlines()) == len(_INJECTIONS)  # even for readers splitting on U+2028
+    assert [json.loads(x)["text"] for x in raw.splitlines()] == [t.strip() for t in _INJECTIONS]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=())), min_size=1,
+                max_size=4))
+def test_any_text_gives_valid_captions_in_every_format(texts):
+    segments = _hostile_segments(texts)
+    spoken = [t for t in texts if any(c.isalnum() for c in _visible(t))]
+    for fmt in ("srt", "vtt"):
+        payload = _check_cues(render(segments, fmt), fmt) if spoken else []
+        if fmt == "vtt":
+            assert " ".join(_unescape_vtt(x) for x in payload).split() == \
+                " ".join(_visible(t) for t in spoken).split()
+    records = render(segments, "jsonl").splitlines()
+    assert [json.loads(x)["text"] for x in records] == [t.strip() for t in spoken]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Optional
 
 __all__ = ["Backoff"]
@@ -57,6 +56,8 @@ class Backoff:
         """Seconds to wait before attempt ``attempt`` (1-based)."""
         base = min(self.maximum, self.initial * self.multiplier ** max(0, attempt - 1))
         if self.jitter:
+            import random  # on first use: keeps ``import realtime_sync`` light
+
             base *= 1 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, base)
 

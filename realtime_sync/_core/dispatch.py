@@ -271,19 +271,27 @@ class Router:
             if self._shut:
                 self._drop_locked(1, closing=True)
                 return
-            if block and threading.get_ident() != self._dispatcher_ident():
-                while (len(self._queue) >= self._queue_size and not self._stopping
-                       and not self._releasing):
-                    self._not_full.wait(0.25)
-            if len(self._queue) >= self._queue_size:
+            if len(self._queue) >= self._queue_size and not self._wait_for_room(block):
                 self._drop_locked(1, closing=self._releasing or self._stopping)
                 return
-            self._queue.append(event)
-            size = len(self._queue)
+            queue = self._queue  # (the dispatcher swaps in a new one while we wait for room)
+            queue.append(event)
+            size = len(queue)
             if size > self.high_water:
                 self.high_water = size
             if self._dispatcher_waiting:
+                self._dispatcher_waiting = False  # one wake-up per batch, not one per event
                 self._not_empty.notify()
+
+    def _wait_for_room(self, block: bool) -> bool:
+        """The queue is full: wait for room (backpressure) unless ``block`` is False, this is
+        the dispatcher thread, or the client is closing. True when there is room now. Router
+        lock held."""
+        if block and threading.get_ident() != self._dispatcher_ident():
+            while (len(self._queue) >= self._queue_size and not self._stopping
+                   and not self._releasing):
+                self._not_full.wait(0.25)
+        return len(self._queue) < self._queue_size
 
     def _drop_locked(self, n: int, closing: bool) -> None:
         """Count ``n`` events that will never reach handlers (router lock held)."""
@@ -411,7 +419,7 @@ class Router:
                 while not self._queue and not self._stopping:
                     self._dispatcher_waiting = True
                     self._not_empty.wait()
-                    self._dispatcher_waiting = False
+                self._dispatcher_waiting = False
                 if not self._queue and self._stopping:
                     return
                 batch = self._queue

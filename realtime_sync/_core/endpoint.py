@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,6 +46,8 @@ def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
+        import ipaddress  # on first use: keeps ``import realtime_sync`` light
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

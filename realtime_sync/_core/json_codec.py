@@ -38,7 +38,29 @@ try:  # pragma: no cover - depends on the environment
 
     BACKEND = "orjson"
 except ImportError:  # pragma: no cover
-    _loads = json.loads
+    _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's scanner
+
+    def _loads(data: Union[str, bytes]) -> Any:
+        """``json.loads`` without its wrappers for the common case (a UTF-8 object with no
+        surrounding whitespace); anything else, and every error, goes through ``json.loads``
+        itself, so results and exceptions are the same."""
+        if type(data) is bytes and data[:2] == b'{"':  # json.loads would pick UTF-8 too
+            try:
+                text = data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                return json.loads(data)
+        elif type(data) is str:
+            text = data
+        else:
+            return json.loads(data)
+        try:
+            obj, end = _scan(text, 0)
+        except StopIteration:
+            return json.loads(text)
+        if end != len(text):
+            return json.loads(text)
+        return obj
+
     _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
     def _dumps(obj: Any) -> Union[str, bytes]:

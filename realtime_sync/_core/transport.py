@@ -26,7 +26,6 @@ websocket-client internals relied on (checked by ``tests/test_hostile_network.py
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import logging
 import os
@@ -177,6 +176,8 @@ def parse_retry_after(value: Any) -> Optional[float]:
     except ValueError:
         pass
     try:
+        import email.utils  # on first use: keeps ``import realtime_sync`` light
+
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
@@ -347,20 +348,24 @@ _handshake_timeout = _HandshakeTimeout()
 
 
 class _RxBuffer:
-    """Buffered reads for websocket-client's frame parser (installed as ``frame_buffer.recv``).
+    """Buffered reads for websocket-client's frame parser (installed as ``frame_buffer.recv``),
+    and the fast path that parses whole text frames out of the buffer itself.
 
     websocket-client reads each frame with two or three ``recv`` calls sized to the header and
     payload; this reads up to :data:`RX_CHUNK` bytes at once and serves those calls from memory,
     so a burst of events costs one system call (and one GIL release) per chunk, not per frame.
+    Each chunk is searched once for a registered secret (``clean``): frames that lie inside a
+    clean chunk need no search of their own.
     """
 
-    __slots__ = ("_recv", "_buf", "_pos", "_t")
+    __slots__ = ("_recv", "_buf", "_pos", "_t", "clean")
 
     def __init__(self, recv: Callable[[int], bytes], transport: Transport) -> None:
         self._recv = recv
         self._buf = b""
         self._pos = 0
         self._t = transport
+        self.clean = True
 
     def pending(self) -> bool:
         """True when bytes are buffered (the next frame may be parsed without waiting)."""
@@ -379,11 +384,42 @@ class _RxBuffer:
             if len(buf) <= bufsize:
                 self._buf, self._pos = b"", 0
                 return buf
+            self.clean = not _secrets.contains_secret(buf)
             self._buf, self._pos = buf, bufsize
             return buf[:bufsize]
         end = pos + bufsize
         self._pos = end
         return buf[pos:end]
+
+    def take_text_frames(self, deliver: Callable[[bytes, bool], None], limit: int) -> None:
+        """Hand each whole, unfragmented, unmasked text frame at the head of the buffer to
+        ``deliver(payload, clean)``, oldest first; stop at anything else (a control frame, a
+        fragment, a frame over ``limit`` or one that is not complete yet), which is left for
+        websocket-client's parser. Network thread, between frames only."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        clean = self.clean
+        while pos + 2 <= end and buf[pos] == 0x81:  # FIN, no RSV bits, text
+            n = buf[pos + 1]
+            if n < 126:
+                start = pos + 2
+            elif n == 126:
+                start = pos + 4
+                if start > end:
+                    return
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+            elif n == 127:
+                start = pos + 10
+                if start > end:
+                    return
+                n = int.from_bytes(buf[pos + 2:start], "big")
+            else:  # masked: a protocol error websocket-client reports
+                return
+            stop = start + n
+            if stop > end or n > limit:
+                return
+            self._pos = pos = stop
+            deliver(buf[start:stop], clean)
 
 
 class _ReadLoop:
@@ -418,13 +454,18 @@ class _ReadLoop:
         sel.register(t._wake_r, selectors.EVENT_READ)
         pending = getattr(sock, "pending", None)
         rx = t._rx
+        deliver = t._deliver_text
+        limit = t.max_frame_size
         burst = 0
         try:
             while app.keep_running:
                 if rx is not None and rx.pending():
-                    # a burst: parse what is buffered; ticks run when the buffer drains, and
-                    # every 64 frames of an endless stream (close() and stall checks)
-                    if not read_callback():
+                    # a burst: whole text frames straight from the buffer, anything else through
+                    # websocket-client's parser; ticks run when the buffer drains, and every 64
+                    # passes of an endless stream (close() and stall checks)
+                    if not t._in_message:
+                        rx.take_text_frames(deliver, limit)
+                    if rx.pending() and not read_callback():
                         return
                     burst += 1
                     if burst & 63 == 0 and self._teardown_due(time.monotonic(), read_callback):
@@ -470,7 +511,8 @@ class Transport:
     """Runs the connection on ``realtime-sync-net``; reconnects by the given policy.
 
     Callbacks (all run on the network thread): ``resolve()`` → (url, header lines) per attempt;
-    ``on_open()``; ``on_frame(data, is_binary)`` for every data frame; ``on_closed(Closed) ->
+    ``on_open()``; ``on_frame(data, is_binary)`` for every data frame (every registered secret
+    already masked in it); ``on_closed(Closed) ->
     bool`` after each connection (return False to stop reconnecting);
     ``on_reconnecting(attempt, delay, Closed)``; ``on_stopped(Closed)`` once at the end;
     ``on_protocol_error(message, length)`` when the server broke the framing rules.
@@ -533,6 +575,7 @@ class Transport:
         self._restart_deadline: Optional[float] = None
         self._send_progress: Optional[float] = None
         self._message_bytes = 0
+        self._in_message = False
         self._handshake_timeout_set = False
         # silence allowed before the connection counts as dead (a ping goes out half-way)
         self.liveness_timeout: Optional[float] = (
@@ -767,6 +810,7 @@ class Transport:
         now = time.monotonic()
         self._last_ping = self._last_rx = now
         self._message_bytes = 0
+        self._in_message = False
         kwargs: Dict[str, Any] = dict(
             sslopt=self.sslopt or None,
             skip_utf8_validation=True,  # json parsing validates the text anyway
@@ -837,6 +881,7 @@ class Transport:
                 self._too_large(f"a frame announcing {total} bytes (max_frame_size is {limit})",
                                 total)
             self._message_bytes = 0 if fin else total
+            self._in_message = not fin  # a fragmented message: no fast path until its end
 
         return guarded
 
@@ -862,8 +907,14 @@ class Transport:
 
     def _cb_data(self, app: websocket.WebSocketApp, data: Union[str, bytes], opcode: int,
                  fin: Any) -> None:
-        self._last_rx = time.monotonic()
-        self._on_frame(data, opcode == websocket.ABNF.OPCODE_BINARY)
+        """A frame websocket-client parsed (the slow path: control frames around it, a
+        fragmented message, a frame split over two reads)."""
+        self._on_frame(_secrets.redact_frame(data), opcode == websocket.ABNF.OPCODE_BINARY)
+
+    def _deliver_text(self, payload: bytes, clean: bool) -> None:
+        """A text frame from the fast path (network thread); ``clean``: its read buffer holds
+        no registered secret."""
+        self._on_frame(payload if clean else _secrets.redact_frame(payload), False)
 
     def _cb_error(self, app: websocket.WebSocketApp, error: Any) -> None:
         info = self._closed_info

@@ -92,7 +92,10 @@ def _read_fmt(fh: BinaryIO) -> Tuple[int, int, int, int, int]:
 
 def sniff_wav(path: Union[str, os.PathLike[str]]) -> Optional[str]:
     """``"pcmu"``/``"pcma"`` when ``path`` is a G.711 WAV, else None (also when unreadable:
-    the PCM reader then reports the problem)."""
+    the PCM reader then reports the problem, a FIFO or device included: never opened here,
+    as opening a FIFO blocks)."""
+    if not os.path.isfile(path):
+        return None
     try:
         with open(path, "rb") as fh:
             tag = _read_fmt(fh)[0]

@@ -9,7 +9,9 @@ audio "has been captured", on a monotonic-clock schedule that does not drift.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import struct
 import threading
 import time
@@ -28,6 +30,8 @@ except ImportError:  # pragma: no cover
 __all__ = ["AudioSource", "FileSource", "WavSource", "BytesSource"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -168,6 +172,7 @@ class _PcmWaveRead(wave.Wave_read):
         self._compname = "not compressed"
 
 
+_WARN_STRETCHES = 5  # corrupt stretches of a file warned one by one (then a total at the end)
 _AV_HINT = "install the audio extra: pip install 'realtime-sync[audio]'"
 
 
@@ -246,23 +251,80 @@ class _AvDecoder:
             self.codec = ctx.name
             self.frames = _av_frames(self._container, self._stream, self.rate)
             self._resampler: Any = None
-            self._frames: Any = self._container.decode(self._stream)
+            self._packets: Any = self._container.demux(self._stream)
         except BaseException:
             self._container.close()
             raise
         self._path = path
         self._pending = b""
         self._eof = False
+        self.dropped_frames = 0
+        """Frames (at the track's rate) of undecodable packets, skipped and sent as silence."""
+        self._decoded = 0  # frames decoded so far
+        self._gap = 0  # frames of the current run of undecodable packets
+        self._gap_packets = 0
+        self._stretches = 0  # runs of undecodable packets so far
+        self._last_error = ""
 
     def _next_block(self) -> bytes:
-        try:
-            frame = next(self._frames)
-        except StopIteration:
-            self._eof = True
-            return self._pcm(None)
-        except self._av.error.FFmpegError as exc:
-            raise AudioError(f"cannot decode {self._path}: {_av_message(exc)}") from None
-        return self._pcm(frame)
+        """PCM16 of the next packet's frames; a run of undecodable packets (a corrupt stretch)
+        is skipped with one warning and becomes silence of its length, so that later audio
+        keeps its time. Decoding is per packet (``container.decode`` ends at the first
+        error)."""
+        while True:
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                self._eof = True
+                if not self._decoded and self._gap_packets:
+                    raise AudioError(f"cannot decode {self._path}: {self._last_error}") from None
+                tail = self._end_gap()
+                if self._stretches > _WARN_STRETCHES:
+                    logger.warning("%s: skipped %d ms of undecodable audio in all, in %d corrupt "
+                                   "stretches", self._path, self.dropped_frames * 1000 // self.rate,
+                                   self._stretches)
+                return tail + self._pcm(None)
+            except self._av.error.FFmpegError as exc:
+                raise AudioError(f"cannot decode {self._path}: {_av_message(exc)}") from None
+            try:
+                frames = packet.decode()
+            except self._av.error.FFmpegError as exc:
+                self._skip(packet, exc)
+                continue
+            if not frames:
+                continue
+            out = self._end_gap()
+            for frame in frames:
+                self._decoded += frame.samples
+                out += self._pcm(frame)
+            return out
+
+    def _skip(self, packet: Any, exc: BaseException) -> None:
+        """Count an undecodable packet as part of the current gap."""
+        if packet.duration and packet.time_base:
+            frames = int(packet.duration * packet.time_base * self.rate)
+        else:  # no duration: one typical frame (MP3: 1152 samples)
+            frames = self._stream.codec_context.frame_size or 1152
+        self._gap += frames
+        self._gap_packets += 1
+        self._last_error = _av_message(exc)
+
+    def _end_gap(self) -> bytes:
+        """Silence for the gap that just ended (one warning for it), or b""."""
+        if not self._gap_packets:
+            return b""
+        gap, packets = self._gap, self._gap_packets
+        self._gap = self._gap_packets = 0
+        self.dropped_frames += gap
+        self._stretches += 1
+        if self._stretches <= _WARN_STRETCHES:
+            logger.warning(
+                "%s: skipped %d ms of undecodable audio (%d corrupt packet%s) at %.1f s: %s%s",
+                self._path, gap * 1000 // self.rate, packets, "" if packets == 1 else "s",
+                self._decoded / self.rate, self._last_error,
+                "; further corrupt stretches are only counted" if
+                self._stretches == _WARN_STRETCHES else "")
+        return bytes(gap * self.channels * 2)
 
     def _pcm(self, frame: Any) -> bytes:
         """Interleaved PCM16 of ``frame`` (None: the resampler's tail) at the track's rate."""
@@ -287,7 +349,7 @@ class _AvDecoder:
         return out
 
     def close(self) -> None:
-        self._frames = iter(())
+        self._packets = iter(())
         self._container.close()
 
 
@@ -351,13 +413,18 @@ class FileSource(_PacedSource):
     @staticmethod
     def _open(path: str) -> Any:
         try:
-            size = os.path.getsize(path)
+            info = os.stat(path)
         except FileNotFoundError:
             raise AudioError(f"audio file not found: {path}") from None
         except OSError as exc:
             raise AudioError(f"cannot open {path}: {exc.strerror or exc}") from None
-        if os.path.isdir(path):
+        if stat.S_ISDIR(info.st_mode):
             raise AudioError(f"{path} is a directory, not an audio file")
+        if not stat.S_ISREG(info.st_mode):
+            # opening a FIFO blocks until a writer comes, and its size says nothing
+            raise AudioError(f"{path} is not a regular file (a FIFO, socket or device): "
+                             "give the path of an audio file")
+        size = info.st_size
         if size == 0:
             raise AudioError(f"the file is empty: {path}")
         try:
@@ -367,6 +434,14 @@ class FileSource(_PacedSource):
         except OSError as exc:
             raise AudioError(f"cannot open {path}: {exc.strerror or exc}") from None
         return _AvDecoder(path)
+
+    @property
+    def dropped_ms(self) -> int:
+        """Audio skipped as undecodable so far (a corrupt stretch of a compressed file), in
+        ms: each stretch is logged once as a warning and read as silence of its length, so
+        later audio keeps its time. 0 for WAV."""
+        frames = getattr(self._decoder, "dropped_frames", 0)
+        return int(frames * 1000 // self.source_rate) if self.source_rate else 0
 
     @property
     def duration(self) -> float:
