@@ -1,6 +1,6 @@
 """Per-frame profile of the receive path (network thread and dispatcher thread).
 
-    python benchmarks/profile_receive.py [--core] [--kind small|audio] [--n 20000]
+    python benchmarks/profile_receive.py [--core] [--kind small|audio] [--n 20000] [--tree DIR]
 
 Runs one ``realtime_sync`` client against the benchmark server (``blast``), with
 ``cProfile`` on the network thread (socket read, framing, parsing, routing) and on the
@@ -40,16 +40,26 @@ def _profiled(target: Callable[..., Any], profiles: List[cProfile.Profile]) -> C
     return run
 
 
+WAITS = ("select.select", "poll' of 'select.epoll", "acquire' of '_thread.lock",
+         "method 'wait'")
+"""Calls that block (waiting for bytes, or for the other thread): not CPU of this thread."""
+
+
 def report(prof: cProfile.Profile, n: int, title: str, top: int) -> None:
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     rows = []
-    total = 0.0
+    busy = waiting = 0.0
     for (file, line, name), (_cc, nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        total += tt
-        rows.append((tt, nc, f"{Path(file).name}:{line}({name})"))
+        where = f"{Path(file).name}:{line}({name})"
+        if any(w in where for w in WAITS):
+            waiting += tt
+            continue
+        busy += tt
+        rows.append((tt, nc, where))
     rows.sort(reverse=True)
-    print(f"{title}: {total / n * 1e6:.2f} us of own time per event (profiled)")
+    print(f"{title}: {busy / n * 1e6:.2f} us per event running (profiled), "
+          f"{waiting / n * 1e6:.2f} us waiting in select/locks")
     for tt, nc, where in rows[:top]:
         print(f"  {tt / n * 1e6:7.2f} us  {nc / n:6.2f} calls/event  {where}")
 
@@ -60,9 +70,12 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(KIND_TYPES), default="small")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--top", type=int, default=14)
+    parser.add_argument("--tree", type=Path, help="import realtime_sync from this checkout")
     args = parser.parse_args()
     if args.core:
         core_install()
+    if args.tree is not None:
+        sys.path.insert(0, str(args.tree.resolve()))
     import realtime_sync as rs
     from benchmarks._servers import BenchServer
     from realtime_sync._core import dispatch, transport

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._core.backoff import Backoff
+from ._core.options import Keepalive, Proxy
 from ._core.transport import CloseCause
 from .client import RealtimeClient
 from .errors import (
@@ -34,6 +35,8 @@ __all__ = [
     "__version__",
     "RealtimeClient",
     "Backoff",
+    "Keepalive",
+    "Proxy",
     "CloseCause",
     "Event",
     "RealtimeSyncError",
@@ -56,6 +59,10 @@ __all__ = [
     "Translation",
     "Cue",
     "translate_file",
+    "LiveSession",
+    "LiveSegment",
+    "LiveResult",
+    "LiveDelegation",
     "Conversation",
     "Response",
     "audio",
@@ -75,11 +82,15 @@ _LAZY = {
     "Translation": ("translation", "Translation"),
     "Cue": ("translation", "Cue"),
     "translate_file": ("translation", "translate_file"),
+    "LiveSession": ("live", "LiveSession"),
+    "LiveSegment": ("live", "LiveSegment"),
+    "LiveResult": ("live", "LiveResult"),
+    "LiveDelegation": ("live", "LiveDelegation"),
     "Conversation": ("conversation", "Conversation"),
     "Response": ("conversation", "Response"),
 }
 _SUBMODULES = {"audio", "gui", "captions", "testing", "server", "transcription", "conversation",
-               "models", "translation", "batch"}
+               "models", "translation", "batch", "live"}
 
 
 def __getattr__(name: str) -> Any:

@@ -200,6 +200,15 @@ class CaptionWriter:
             if self._owns:
                 self._file.close()
 
+    def discard(self) -> None:
+        """After :meth:`close` failed (a full disk, a lost pipe): close the file when the
+        writer opened it, without flushing again; errors are ignored. Any thread."""
+        if self._owns:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+
     def __enter__(self) -> CaptionWriter:
         return self
 
@@ -414,7 +423,7 @@ class JsonlWriter(CaptionWriter):
             "end_ms": getattr(segment, "end_ms", None),
             "error": getattr(segment, "error", None),
         }
-        for extra in ("languages", "logprobs"):
+        for extra in ("languages", "logprobs", "speaker"):  # speaker: Live segments
             if getattr(segment, extra, None):
                 record[extra] = getattr(segment, extra)
         self._file.write(json.dumps(record, ensure_ascii=False).translate(_JSONL_ESCAPES) + "\n")

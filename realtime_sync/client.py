@@ -1,9 +1,17 @@
-"""RealtimeClient: lifecycle, sends that mirror the wire, handlers, and blocking waits."""
+"""RealtimeClient: a facade over the connection state machine, the session-config replayer,
+the sender, the transport and the router.
+
+* :mod:`realtime_sync._core.connection`: the state (idle, connecting, connected, ...) and its
+  transitions; :mod:`realtime_sync._core.closing` decides what follows a closed connection.
+* :mod:`realtime_sync._core.replay`: the session config re-sent after every reconnect.
+* :mod:`realtime_sync._core.sender`: checks, serialises and writes client events.
+* :mod:`realtime_sync._core.transport` (the network thread) and
+  :mod:`realtime_sync._core.dispatch` (handlers, waits) do the I/O and the threads.
+"""
 
 from __future__ import annotations
 
 import atexit
-import copy
 import logging
 import threading
 import time
@@ -15,9 +23,9 @@ from typing import (
     Deque,
     Dict,
     Iterable,
-    List,
     Mapping,
     Optional,
+    Set,
     Tuple,
     TypeVar,
     Union,
@@ -26,9 +34,19 @@ from typing import (
 from ._core import credentials as _secrets
 from ._core import json_codec as _json
 from ._core.backoff import Backoff
-from ._core.dispatch import EventIterator, Handler, Marshal, Registry, Router
+from ._core.closing import (
+    CLOSED,
+    CONNECTED,
+    DISCONNECTED,
+    IDLE,
+)
+from ._core.connection import Connection
+from ._core.dispatch import EventIterator, Handler, Registry, Router
 from ._core.endpoint import Endpoint, HeaderSource, KeySource
-from ._core.host import ClientHost
+from ._core.host import ClientHost, Marshal, marshal_thread_ident
+from ._core.options import ConnectionOptions, Keepalive, Proxy, reconnect_policy
+from ._core.receiver import Receiver
+from ._core.replay import SessionReplayer
 from ._core.resources import (
     ConversationResource,
     InputAudioBufferResource,
@@ -36,34 +54,17 @@ from ._core.resources import (
     ResponseResource,
     SessionResource,
 )
-from ._core.transport import (
-    AUTH_HTTP_STATUSES,
-    FATAL_CODES,
-    RECONNECT_CODES,
-    TRANSIENT_HTTP_STATUSES,
-    CloseCause,
-    Closed,
-    Transport,
-)
-from ._core.wait import Deadline, wait_until
+from ._core.sender import Counters, Sender, encode
+from ._core.transport import Transport
+from ._core.wait import Deadline
 from ._core.wire import MAX_FRAME_BYTES
 from .errors import (
-    AuthenticationError,
     ConfigurationError,
-    ConnectError,
-    ConnectionLostError,
+    DeadlockError,
     NotConnectedError,
     ServerError,
-    TimeoutError,
 )
-from .events import (
-    BETA_CLIENT_TO_GA,
-    MAX_EVENT_BYTES,
-    MAX_EVENT_ID_LENGTH,
-    Event,
-    LibraryEvents,
-    new_event_id,
-)
+from .events import Event
 from .models import warn_if_retired_options
 
 __all__ = ["RealtimeClient"]
@@ -71,36 +72,6 @@ __all__ = ["RealtimeClient"]
 logger = logging.getLogger(__name__)
 
 _live_clients: weakref.WeakSet[RealtimeClient] = weakref.WeakSet()
-
-_RETRY_CAUSES = frozenset({
-    CloseCause.CONNECTION_LOST, CloseCause.KEEPALIVE_TIMEOUT, CloseCause.SEND_STALLED,
-    CloseCause.PROTOCOL_ERROR, CloseCause.HANDSHAKE_FAILED, CloseCause.RESTART,
-})
-"""Causes that always reconnect (unless fatal); server closes and HTTP refusals depend on
-their code."""
-
-
-def _http_reason(status: int, retry_after: Optional[float]) -> str:
-    if status < 400 or status in (400, 404, 405):
-        # a web page, a redirect, a wrong path: not a Realtime server (one line, no headers)
-        return (f"the server answered HTTP {status}, not a WebSocket upgrade: "
-                "is the URL right?")
-    text = f"the server answered the upgrade with HTTP {status}"
-    if retry_after is not None:
-        text += f" (Retry-After {retry_after:.0f} s)"
-    return text
-
-
-_EXCHANGE_DONE = frozenset({
-    "response.done",
-    "conversation.item.input_audio_transcription.completed",
-})
-"""Server events that end an exchange: a session that got one is healthy (backoff resets)."""
-
-IDLE, CONNECTING, CONNECTED, RECONNECTING, DISCONNECTED, CLOSED = (
-    "idle", "connecting", "connected", "reconnecting", "disconnected", "closed",
-)
-
 
 def _close_all_at_exit() -> None:
     for client in list(_live_clients):
@@ -113,13 +84,19 @@ def _close_all_at_exit() -> None:
 atexit.register(_close_all_at_exit)
 
 
-def _deep_merge(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
+def _options(keepalive: Optional[Keepalive], ping_interval: Optional[float],
+             ping_timeout: Optional[float], proxy: Optional[Proxy],
+             flat_proxy: Tuple[Any, ...], **rest: Any) -> ConnectionOptions:
+    """The grouped options from the constructor's keywords (grouped or flat, not both)."""
+    if keepalive is None:
+        keepalive = Keepalive(ping_interval, ping_timeout)
+    elif ping_interval != 20.0 or ping_timeout is not None:
+        raise TypeError("give keepalive= or ping_interval=/ping_timeout=, not both")
+    if proxy is None:
+        proxy = Proxy(*flat_proxy)
+    elif any(value is not None for value in flat_proxy):
+        raise TypeError("give proxy= or http_proxy_host=/port/auth/proxy_type=, not both")
+    return ConnectionOptions(keepalive=keepalive, proxy=proxy, **rest)
 
 
 class RealtimeClient:
@@ -162,6 +139,9 @@ class RealtimeClient:
         max_frame_size: the largest server frame (or fragmented message) accepted, in bytes
             (default 32 MiB, above the protocol's largest event); a bigger one closes the
             connection with ``client.protocol_error`` before its payload is buffered.
+        keepalive: ``ping_interval`` and ``ping_timeout`` as one :class:`Keepalive` (give one
+            form or the other).
+        proxy: the ``http_proxy_*``/``proxy_type`` options as one :class:`Proxy`.
     """
 
     def __init__(
@@ -190,82 +170,45 @@ class RealtimeClient:
         open_timeout: float = 10.0,
         max_frame_size: int = MAX_FRAME_BYTES,
         call_id: Optional[str] = None,
+        keepalive: Optional[Keepalive] = None,
+        proxy: Optional[Proxy] = None,
     ) -> None:
         if session is not None and not isinstance(session, Mapping):
             raise TypeError("session must be a dict (the session object of session.update)")
         warn_if_retired_options(session)
         if marshal is not None and not callable(marshal):
             raise TypeError("marshal must be callable: marshal(fn) runs fn on another thread")
-        if isinstance(reconnect, Backoff):
-            backoff: Optional[Backoff] = reconnect
-        elif reconnect is True:
-            backoff = Backoff()
-        elif reconnect is False or reconnect is None:
-            backoff = None
-        else:
-            raise TypeError("reconnect must be True, False or a realtime_sync.Backoff")
-        for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
-                            ("open_timeout", open_timeout)):
-            if value is not None and (not isinstance(value, (int, float))
-                                      or isinstance(value, bool) or value < 0):
-                raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        self._options = _options(
+            keepalive, ping_interval, ping_timeout, proxy,
+            (http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type),
+            backoff=reconnect_policy(reconnect), sslopt=sslopt, open_timeout=open_timeout,
+            max_frame_size=max_frame_size)
         if not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1:
             raise ValueError(f"queue_size must be an integer >= 1, not {queue_size!r}")
-        if (not isinstance(max_frame_size, int) or isinstance(max_frame_size, bool)
-                or max_frame_size < 1024):
-            raise ValueError(f"max_frame_size must be an integer >= 1024, not {max_frame_size!r}")
         self._endpoint = Endpoint(
             url=url, api_key=api_key, model=model, intent=intent, headers=headers,
             azure_endpoint=azure_endpoint, azure_deployment=azure_deployment,
             allow_insecure=allow_insecure, call_id=call_id,
         )
-        proxy: Dict[str, Any] = {}
-        if http_proxy_host:
-            proxy.update(http_proxy_host=http_proxy_host, http_proxy_port=http_proxy_port,
-                         http_proxy_auth=http_proxy_auth, proxy_type=proxy_type)
-        self._backoff = backoff
-        self._transport_options = dict(
-            backoff=backoff, ping_interval=ping_interval, ping_timeout=ping_timeout,
-            sslopt=sslopt, proxy=proxy, open_timeout=open_timeout,
-            max_frame_size=max_frame_size,
-        )
-        self._session_config: Optional[Dict[str, Any]] = (
-            copy.deepcopy(dict(session)) if session is not None else None
-        )
-        # session.update events sent (or queued) and not yet answered: (event_id, session, data)
-        self._pending_updates: Deque[Tuple[str, Dict[str, Any], Union[str, bytes]]] = deque()
         self._registry = Registry()
-        self._router = Router(
-            self._registry, emit_handler_error=self._emit_handler_error,
-            marshal=marshal, queue_size=queue_size, strict=strict,
-        )
+        self._router = Router(self._registry, emit_handler_error=self._emit_handler_error,
+                              marshal=marshal, queue_size=queue_size, strict=strict)
         self._marshal = marshal
-        self._state = IDLE
-        self._state_lock = threading.RLock()
-        self._state_changed = threading.Condition(self._state_lock)
-        self._transport: Optional[Transport] = None
-        self._connect_error: Optional[BaseException] = None
-        self._disconnect_reason: Optional[str] = None
-        self._last_error_event: Optional[Event] = None
-        self._sessions_created = 0
-        self._session_id: Optional[str] = None
-        self._initial_update_id: Optional[str] = None
-        self._session_created_seq = 0
-        self._resources: List[Any] = []
-        self._local = threading.local()
-        self._counter_lock = threading.Lock()
-        self._counters: Dict[str, int] = {
-            "events_sent": 0, "audio_bytes_sent": 0, "audio_dropped": 0,
-            "protocol_errors": 0,
-        }
-        self._close_result: Optional[bool] = None
+        self._ui_ident = marshal_thread_ident(marshal)
         self._ui_warned = False
-        # a translation session ended by the server's session.closed (after our session.close):
-        # the close that follows is the normal end, never a reason to reconnect
-        self._session_ended = False
+        self._conn = Connection()
+        self._replayer = SessionReplayer(session)
+        self._counters = Counters()
+        self._sender = Sender(self._conn, self._router, self._replayer, self._counters,
+                              reconnects=self._options.backoff is not None)
+        self._transport: Optional[Transport] = None
+        self._receiver = Receiver(conn=self._conn, replayer=self._replayer, router=self._router,
+                                  counters=self._counters, endpoint=self._endpoint,
+                                  reconnects=self._options.backoff is not None)
+        self._resources: list = []
         self._host = _Host(self)
         self.session = SessionResource(self)
-        self.input_audio_buffer = InputAudioBufferResource(self)
+        self.input_audio_buffer = InputAudioBufferResource(self, self._sender)
         self.conversation = ConversationResource(self)
         self.response = ResponseResource(self)
         self.output_audio_buffer = OutputAudioBufferResource(self)
@@ -284,12 +227,12 @@ class RealtimeClient:
     @property
     def connected(self) -> bool:
         """True between ``session.created`` and the next disconnect (any thread)."""
-        return self._state == CONNECTED
+        return self._conn.state == CONNECTED
 
     @property
     def state(self) -> str:
         """One of idle, connecting, connected, reconnecting, disconnected, closed."""
-        return self._state
+        return self._conn.state
 
     @property
     def session_generation(self) -> int:
@@ -297,23 +240,23 @@ class RealtimeClient:
         one more on every reconnect. Events and replies belong to the generation current when
         they arrived; compare it before and after a blocking step to tell whether the session
         changed in between. Any thread."""
-        return self._sessions_created
+        return self._conn.sessions
 
     @property
     def session_id(self) -> Optional[str]:
         """The server's id of the current session (``session.created``'s ``session.id``), kept
         after a disconnect until the next session starts. Any thread."""
-        return self._session_id
+        return self._conn.session_id
 
     @property
     def session_config(self) -> Optional[Dict[str, Any]]:
         """A copy of the remembered session config (what a reconnect re-sends)."""
-        with self._state_lock:
-            return copy.deepcopy(self._session_config)
+        with self._conn.lock:
+            return self._replayer.snapshot()
 
     def __repr__(self) -> str:
         return (
-            f"<RealtimeClient url={self.url!r} state={self._state} "
+            f"<RealtimeClient url={self.url!r} state={self._conn.state} "
             f"key={_secrets.mask(self._endpoint.key())}>"
         )
 
@@ -361,58 +304,20 @@ class RealtimeClient:
         """
         self._router.check_blocking_call("connect()")
         self._warn_if_ui_thread("connect()")
-        with self._state_lock:
-            if self._state == CLOSED:
-                raise NotConnectedError("this client is closed; create a new RealtimeClient")
-            if self._state in (CONNECTED, RECONNECTING):
+        with self._conn.lock:
+            if not self._conn.start_connecting(check=self._endpoint.check):  # before any I/O
                 return self
-            if self._state == CONNECTING:
-                raise ConnectError("connect() is already in progress on another thread")
-            self._endpoint.check()  # before any I/O
             _secrets.protect_loggers()
-            self._state = CONNECTING
-            self._connect_error = None
-            self._local.mark = self._router.seq  # wait_for on this thread sees what follows
+            self._sender.set_mark(self._router.seq)  # wait_for on this thread sees what follows
             _live_clients.add(self)
-            self._transport = Transport(
-                resolve=self._endpoint.resolve,
-                on_open=self._on_open,
-                on_frame=self._on_redacted_frame,
-                on_closed=self._on_closed,
-                on_reconnecting=self._on_reconnecting,
-                on_stopped=self._on_stopped,
-                on_protocol_error=self._on_frame_refused,
-                **self._transport_options,  # type: ignore[arg-type]
-            )
+            self._transport = self._sender.transport = self._new_transport()
             self._router.start()
             self._transport.start()
         deadline = Deadline(timeout)
         try:
-            with self._state_changed:
-                wait_until(self._state_changed, lambda: self._state != CONNECTING, deadline)
-                if self._state == CONNECTING:
-                    raise TimeoutError(f"no session.created from {self.url} within {timeout} s")
-                # a session was created and already dropped: the client is reconnecting, as
-                # it would be had connect() returned a moment earlier
-                if self._state != CONNECTED and not (
-                        self._state == RECONNECTING and self._sessions_created > 0):
-                    if self._connect_error is not None:
-                        raise self._connect_error
-                    if self._state == CLOSED:
-                        raise ConnectError("close() was called while connecting")
-                    raise ConnectError("connection closed before session.created: "
-                                       f"{self._disconnect_reason or 'no reason given'}")
-                update_id = self._initial_update_id
-                after = self._session_created_seq
+            update_id, after = self._conn.wait_connected(deadline, self.url, timeout)
             if update_id is not None:
-                try:
-                    self._wait(("session.updated",), None, deadline.remaining(), after,
-                               {update_id})
-                except ServerError as exc:
-                    raise ConfigurationError(
-                        f"the server rejected the session config: {exc.message}"
-                        + (f" (param {exc.param})" if exc.param else "")
-                    ) from exc
+                self._await_config(update_id, after, deadline)
             self._router.raise_strict()
         except BaseException:
             # bounded: connect(timeout=T) returns within T plus this budget; the threads,
@@ -420,6 +325,31 @@ class RealtimeClient:
             self._close(timeout=0.15, quiet=True)
             raise
         return self
+
+    def _new_transport(self) -> Transport:
+        receiver = self._receiver
+        transport = Transport(
+            resolve=self._endpoint.resolve,
+            on_open=receiver.on_open,
+            on_frame=receiver.on_redacted_frame,
+            on_closed=receiver.on_closed,
+            on_reconnecting=receiver.on_reconnecting,
+            on_stopped=receiver.on_stopped,
+            on_protocol_error=receiver.on_frame_refused,
+            **self._options.transport_kwargs(),
+        )
+        receiver.attach(transport)
+        return transport
+
+    def _await_config(self, update_id: str, after: int, deadline: Deadline) -> None:
+        """Wait for the ``session.updated`` answering the initial config (``connect()``)."""
+        try:
+            self._wait(("session.updated",), None, deadline.remaining(), after, {update_id})
+        except ServerError as exc:
+            raise ConfigurationError(
+                f"the server rejected the session config: {exc.message}"
+                + (f" (param {exc.param})" if exc.param else "")
+            ) from exc
 
     def close(self, timeout: float = 5) -> bool:
         """Close the connection and end every thread the client started. Idempotent.
@@ -437,20 +367,38 @@ class RealtimeClient:
         return self._close(timeout)
 
     def _close(self, timeout: float, quiet: bool = False) -> bool:
-        with self._state_lock:
-            if self._close_result is not None and self._state == CLOSED:
-                if not self._close_result:  # a thread outlived the last close: join again
-                    self._close_result = self._join_threads(timeout)
-                return self._close_result
-            was = self._state
-            self._state = CLOSED
-            self._state_changed.notify_all()
+        conn = self._conn
+        with conn.lock:
+            if conn.close_result is not None and conn.state == CLOSED:
+                if not conn.close_result:  # a thread outlived the last close: join again
+                    conn.close_result = self._join_threads(timeout)
+                return conn.close_result
+            was = conn.state
+            conn.set(CLOSED)
             resources, self._resources = self._resources, []
-            transport_ = self._transport
-            pending = transport_.send_queue.discard() if transport_ is not None else 0
+            transport = self._transport
+            pending = transport.send_queue.discard() if transport is not None else 0
         if pending:
             logger.warning("close(): %d queued events were never sent (not connected)", pending)
         deadline = time.monotonic() + max(0.0, timeout)
+        ok = self._stop_resources(resources, deadline)
+        self._router.shut()  # no handler starts from now on; producers stop waiting
+        if transport is not None:
+            ok = transport.close(max(0.0, deadline - time.monotonic())) and ok
+        if was == IDLE and transport is None:
+            self._router.finish()
+            conn.close_result = True
+            return True
+        ok = self._router.stop(max(0.0, deadline - time.monotonic())) and ok
+        self._router.finish()
+        _live_clients.discard(self)
+        if not ok and not quiet:
+            logger.warning("close(): a realtime-sync thread did not end within %.1f s", timeout)
+        conn.close_result = ok
+        return ok
+
+    @staticmethod
+    def _stop_resources(resources: Iterable[Any], deadline: float) -> bool:
         ok = True
         for resource in resources:
             try:
@@ -458,20 +406,6 @@ class RealtimeClient:
             except Exception:  # noqa: BLE001 - closing must go on
                 logger.exception("stopping %r failed", resource)
                 ok = False
-        self._router.shut()  # no handler starts from now on; producers stop waiting
-        transport = self._transport
-        if transport is not None:
-            ok = transport.close(max(0.0, deadline - time.monotonic())) and ok
-        if was == IDLE and transport is None:
-            self._router.finish()
-            self._close_result = True
-            return True
-        ok = self._router.stop(max(0.0, deadline - time.monotonic())) and ok
-        self._router.finish()
-        _live_clients.discard(self)
-        if not ok and not quiet:
-            logger.warning("close(): a realtime-sync thread did not end within %.1f s", timeout)
-        self._close_result = ok
         return ok
 
     def _join_threads(self, timeout: float) -> bool:
@@ -484,7 +418,7 @@ class RealtimeClient:
         return ok
 
     def __enter__(self) -> RealtimeClient:
-        if self._state == IDLE:
+        if self._conn.state == IDLE:
             self.connect()
         return self
 
@@ -506,118 +440,13 @@ class RealtimeClient:
             NotConnectedError: not connected (and not reconnecting).
         """
         self._router.raise_strict()
-        type_, event_id, event, data = self._encode(event)
+        encoded = encode(event)
+        type_, _, event, _ = encoded
         if type_ == "response.create":
             warn_if_retired_options(event.get("response"))
-        elif type_ == "session.update":
-            session = event.get("session")
-            if not isinstance(session, Mapping):
-                raise ValueError("session.update needs a 'session' object")
-            warn_if_retired_options(session)
-            # recorded before sending (the answer may come first); remembered for the
-            # reconnect replay only once the server applied it (session.updated)
-            entry = (event_id, copy.deepcopy(dict(session)), data)
-            with self._state_lock:
-                self._pending_updates.append(entry)
-            try:
-                self._send_data(type_, event_id, data, queue_ok=True)
-            except BaseException:
-                with self._state_lock:
-                    try:
-                        self._pending_updates.remove(entry)
-                    except ValueError:
-                        pass
-                raise
-            return event_id
-        self._send_data(type_, event_id, data, queue_ok=True)
-        return event_id
-
-    @staticmethod
-    def _encode(event: Mapping[str, Any]) -> Tuple[str, str, Mapping[str, Any], Union[str, bytes]]:
-        """Check a client event and serialise it: (type, event_id, the event with its id,
-        JSON). Raises what :meth:`send` documents (TypeError, ValueError). Any thread."""
-        if not isinstance(event, Mapping):
-            raise TypeError(f"event must be a dict, not {type(event).__name__}")
-        type_ = event.get("type")
-        if not isinstance(type_, str) or not type_:
-            raise ValueError("event has no 'type' (e.g. {'type': 'response.create'})")
-        if type_.startswith("client."):
-            raise ValueError(f"{type_!r} is a library event name; it cannot be sent")
-        if type_ in BETA_CLIENT_TO_GA:
-            raise ValueError(
-                f"{type_!r} is a retired beta client event; use {BETA_CLIENT_TO_GA[type_]}"
-            )
-        event_id = event.get("event_id")
-        if event_id is None:
-            event_id = new_event_id()
-            event = dict(event)
-            event["event_id"] = event_id
-        elif not isinstance(event_id, str) or len(event_id) > MAX_EVENT_ID_LENGTH:
-            raise ValueError("event_id must be a string of at most 512 characters")
-        data = _json.dumps(event)
-        if len(data) > MAX_EVENT_BYTES:
-            raise ValueError(
-                f"{type_} is {len(data)} bytes; the server accepts at most {MAX_EVENT_BYTES}"
-                " per event (split audio into smaller appends)"
-            )
-        return type_, event_id, event, data
-
-    def _send_data(self, type_: str, event_id: str, data: Union[str, bytes],
-                   queue_ok: bool) -> None:
-        self._mark_sent(event_id)
-        transport = self._transport
-        give_up = time.monotonic() + 5.0
-        while True:
-            if self._state == CONNECTED and transport is not None:
-                try:
-                    with transport.send_lock:
-                        if self._state == CONNECTED:
-                            transport.send_locked(data)
-                            self._count("events_sent")
-                            return
-                except NotConnectedError:
-                    if not (queue_ok and self._backoff is not None and not transport.closing):
-                        raise
-                    time.sleep(0.01)  # the network thread is noticing the drop
-            with self._state_lock:
-                state = self._state
-                if state == CONNECTED:
-                    # connected again (or the drop is not noticed yet): send, never park it
-                    if time.monotonic() < give_up:
-                        continue
-                    raise NotConnectedError("the connection is not usable; nothing was sent")
-                if (queue_ok and self._backoff is not None and state == RECONNECTING
-                        and transport is not None):
-                    transport.send_queue.park(type_, event_id, data)
-                    return
-            raise NotConnectedError(self._not_connected_message())
-
-    def _not_connected_message(self) -> str:
-        state = self._state
-        if state == IDLE:
-            return "not connected: call connect() first"
-        if state == CLOSED:
-            return "the client is closed"
-        if state == RECONNECTING:
-            return "the connection dropped and the client is reconnecting"
-        reason = self._disconnect_reason or "connection lost"
-        return f"not connected ({reason})"
-
-    def _send_append(self, frame: bytes, event_id: str, audio_bytes: int) -> str:
-        """Send a prebuilt ``input_audio_buffer.append`` frame (never queued)."""
-        self._router.raise_strict()
-        self._send_data("input_audio_buffer.append", event_id, frame, queue_ok=False)
-        self._count("audio_bytes_sent", audio_bytes)
-        return event_id
-
-    def _mark_sent(self, event_id: str) -> None:
-        local = self._local
-        local.mark = self._router.seq
-        ids = getattr(local, "ids", None)
-        if ids is None or getattr(local, "ids_mark", -1) != local.mark:
-            ids = local.ids = deque(maxlen=64)
-        ids.append(event_id)
-        local.ids_mark = local.mark
+        elif type_ == "session.update" and isinstance(event.get("session"), Mapping):
+            warn_if_retired_options(event.get("session"))
+        return self._sender.send(encoded)
 
     # -- waiting ----------------------------------------------------------------------------------
     def wait_for(
@@ -645,7 +474,7 @@ class RealtimeClient:
         """
         self._router.check_blocking_call("wait_for()")
         self._warn_if_ui_thread("wait_for()")
-        if self._state == IDLE:
+        if self._conn.state == IDLE:
             raise NotConnectedError("not connected: call connect() first")
         if timeout is not None and not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
@@ -659,35 +488,25 @@ class RealtimeClient:
             raise TypeError("where must be callable")
         if timeout is not None and timeout < 0:
             raise ValueError("timeout must be >= 0 or None")
-        local = self._local
-        after = getattr(local, "mark", None)
+        after = self._sender.mark()
         errors = None
         if after is None:
             after = self._router.seq
         elif "error" not in types:
-            errors = set(getattr(local, "ids", ()) or ())
+            errors = self._sender.sent_ids()
         return self._wait(types, where, timeout, after, errors)
 
-    def _wait(
-        self,
-        types: Tuple[str, ...],
-        where: Optional[Callable[[Event], bool]],
-        timeout: Optional[float],
-        after: int,
-        error_ids: Optional[set],
-    ) -> Event:
+    def _wait(self, types: Tuple[str, ...], where: Optional[Callable[[Event], bool]],
+              timeout: Optional[float], after: int, error_ids: Optional[Set[str]]) -> Event:
+        conn = self._conn
+
         def ended() -> Optional[str]:
-            if self._state in (CLOSED, DISCONNECTED):
-                return self._not_connected_message()
+            if conn.state in (CLOSED, DISCONNECTED):
+                return conn.not_connected_message()
             return None
 
-        local = self._local
-        try:
-            seq, event = self._router.wait(types, where, timeout, after, error_ids, ended)
-        except ServerError as exc:
-            local.mark = getattr(exc, "_seq", local.mark)
-            raise
-        local.mark = seq
+        _, event = self._router.wait(types, where, timeout, after, error_ids, ended,
+                                     seen=self._sender.set_mark)
         return event
 
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -704,11 +523,8 @@ class RealtimeClient:
             True when done within ``timeout`` seconds (None: wait for ever); False otherwise.
         """
         self._router.check_blocking_call("flush()")
-        ui = getattr(self._marshal, "ui_thread", None) if self._marshal is not None else None
         if self._router.on_handler_thread() or (
-                ui is not None and getattr(ui, "ident", ui) == threading.get_ident()):
-            from .errors import DeadlockError
-
+                self._ui_ident is not None and self._ui_ident == threading.get_ident()):
             raise DeadlockError("flush() was called on the thread that runs the handlers it"
                                 " would wait for")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
@@ -800,8 +616,7 @@ class RealtimeClient:
         bytes sent, audio bytes dropped, reconnects, protocol and handler errors. Any thread."""
         r = self._router
         t = self._transport
-        with self._counter_lock:
-            out = dict(self._counters)
+        out = self._counters.snapshot()
         out.update(
             events_received=r.received,
             events_dispatched=r.dispatched,
@@ -817,6 +632,7 @@ class RealtimeClient:
         )
         return out
 
+
     # -- package-private hooks ---------------------------------------------------------------
     def _emit(self, event: Mapping[str, Any]) -> None:
         """Queue a library-made event (``client.*``) for handlers and waiters. Any thread."""
@@ -826,19 +642,17 @@ class RealtimeClient:
     def _remember_session(self, update: Mapping[str, Any]) -> None:
         """Merge ``update`` into the remembered session config (sent at the next
         ``session.created``); used before ``connect()`` by tools. Any thread."""
-        with self._state_lock:
-            if self._session_config is None:
-                self._session_config = {"type": self.intent}
-            _deep_merge(self._session_config, update)
+        with self._conn.lock:
+            self._replayer.remember(update, self.intent)
 
     def _adopt(self, resource: Any) -> None:
         """Have ``close()`` call ``resource.stop(timeout)`` first (audio streams, speakers)."""
-        with self._state_lock:
+        with self._conn.lock:
             if resource not in self._resources:
                 self._resources.append(resource)
 
     def _disown(self, resource: Any) -> None:
-        with self._state_lock:
+        with self._conn.lock:
             try:
                 self._resources.remove(resource)
             except ValueError:
@@ -847,7 +661,8 @@ class RealtimeClient:
     def _restart(self) -> bool:
         """Open a new session now (a planned rollover); False when not connected."""
         transport = self._transport
-        if transport is None or self._state != CONNECTED or self._backoff is None:
+        if (transport is None or self._conn.state != CONNECTED
+                or self._options.backoff is None):
             return False
         transport.restart()
         return True
@@ -855,12 +670,11 @@ class RealtimeClient:
     @property
     def _session_generation(self) -> int:
         """Deprecated private alias of :attr:`session_generation`."""
-        return self._sessions_created
+        return self._conn.sessions
 
     def _count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to a :meth:`stats` counter (any thread)."""
-        with self._counter_lock:
-            self._counters[name] = self._counters.get(name, 0) + n
+        self._counters.count(name, n)
 
     def _emit_handler_error(self, event: Event) -> None:
         if self._router.on_handler_thread():
@@ -868,266 +682,20 @@ class RealtimeClient:
         else:
             self._router.deliver(event, block=False)
 
-    def _warn_if_ui_thread(self, what: str) -> None:
-        marshal = self._marshal
-        if marshal is None or self._ui_warned:
-            return
-        ui = getattr(marshal, "ui_thread", None)
-        ident = getattr(ui, "ident", ui)
-        if ident is not None and ident == threading.get_ident():
-            self._ui_warned = True
-            logger.warning(
-                "%s blocks the GUI thread; the window freezes until it returns. Call it before"
-                " the main loop starts, or from a worker thread, and react to events in handlers.",
-                what,
-            )
-
-    # -- network-thread callbacks -------------------------------------------------------------
-    def _on_open(self) -> None:
-        logger.debug("upgraded: %s", self.url)
-
     def _on_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        """One received frame (network thread): its secrets masked, then parsed and routed."""
-        self._on_redacted_frame(_secrets.redact_frame(data), binary)
+        """One received frame as the network thread would hand it over (secrets masked here)."""
+        self._receiver.on_frame(data, binary)
 
-    def _on_redacted_frame(self, data: Union[str, bytes], binary: bool = False) -> None:
-        """A frame in which the transport already masked every registered secret (a key the
-        server echoes never reaches anyone): parse and route it (network thread)."""
-        if binary:
-            self._protocol_error("binary frame (the protocol sends JSON text frames)", data)
+    def _warn_if_ui_thread(self, what: str) -> None:
+        ident = self._ui_ident
+        if self._ui_warned or ident is None or ident != threading.get_ident():
             return
-        try:
-            parsed = _json.loads(data)
-        except ValueError as exc:
-            self._protocol_error(f"frame is not JSON: {exc}", data)
-            return
-        if not isinstance(parsed, dict):
-            self._protocol_error(f"frame is JSON {type(parsed).__name__}, not an object", data)
-            return
-        type_ = parsed.get("type")
-        if not isinstance(type_, str) or not type_:
-            self._protocol_error("event has no 'type'", data)
-            return
-        event = Event(parsed)
-        if type_ == "session.created":
-            self._on_session_created(event)
-            return
-        if type_ in _EXCHANGE_DONE:
-            transport = self._transport
-            if transport is not None:
-                transport.mark_exchanged()
-        if type_ == "error":
-            self._last_error_event = event
-        elif type_ == "session.closed":
-            self._session_ended = True
-        elif type_ == "session.updated":
-            with self._state_lock:
-                if self._pending_updates:
-                    _, update, _ = self._pending_updates.popleft()
-                    if self._session_config is None:
-                        self._session_config = {}
-                    _deep_merge(self._session_config, update)
-        if type_ == "error":
-            self._forget_failed_update(event)
-        self._router.deliver(event)
-
-    def _forget_failed_update(self, event: Event) -> None:
-        err = event.get("error")
-        if not isinstance(err, Mapping):
-            return
-        event_id = err.get("event_id")
-        if not event_id:
-            return
-        with self._state_lock:
-            for i, (eid, _, _) in enumerate(self._pending_updates):
-                if eid == event_id:
-                    del self._pending_updates[i]
-                    break
-
-    def _protocol_error(self, problem: str, data: Union[str, bytes]) -> None:
-        sample = data[:200] if isinstance(data, (str, bytes, bytearray)) else repr(data)[:200]
-        if isinstance(sample, (bytes, bytearray)):
-            sample = sample.decode("utf-8", "replace")
-        sample = _secrets.redact(sample)
-        problem = _secrets.redact(problem)
-        logger.warning("protocol error from server: %s; frame starts %r", problem, sample)
-        self._report_protocol_error(problem, sample, len(data))
-
-    def _on_frame_refused(self, problem: str, length: int) -> None:
-        """The transport refused a frame (network thread; it logged it already): one
-        ``client.protocol_error``."""
-        self._report_protocol_error(problem, "", length)
-
-    def _report_protocol_error(self, problem: str, sample: str, length: int) -> None:
-        """Count one protocol error and deliver its ``client.protocol_error`` event."""
-        self._count("protocol_errors")
-        self._router.deliver(Event(
-            type=LibraryEvents.PROTOCOL_ERROR, message=problem, frame=sample,
-            frame_length=length,
-        ))
-
-    def _on_session_created(self, event: Event) -> None:
-        """A new session (network thread): replay the config, re-send session updates the old
-        connection never answered, flush what was queued, then let everyone send.
-
-        The send lock is held throughout, so no other send can overtake the replay; the state
-        lock only briefly (a stuck send must never block ``close()`` or ``connect()``)."""
-        transport = self._transport
-        assert transport is not None
-        transport.mark_established()
-        flushed = 0
-        with transport.send_lock:
-            with self._state_lock:
-                if self._state == CLOSED:
-                    self._router.deliver(event)
-                    return
-                self._sessions_created += 1
-                first = self._sessions_created == 1
-                session = event.get("session")
-                sid = session.get("id") if isinstance(session, Mapping) else None
-                self._session_id = sid if isinstance(sid, str) else None
-                queued_ids = transport.send_queue.event_ids()
-                unanswered = [u for u in self._pending_updates if u[0] not in queued_ids]
-                queued_updates = [u for u in self._pending_updates if u[0] in queued_ids]
-                self._pending_updates.clear()
-                outgoing: List[Tuple[bool, Any]] = []  # (is a queued send, payload)
-                update_id: Optional[str] = None
-                if self._session_config is not None:
-                    update_id = new_event_id()
-                    config = copy.deepcopy(self._session_config)
-                    data = _json.dumps({"type": "session.update", "event_id": update_id,
-                                        "session": config})
-                    self._pending_updates.append((update_id, config, data))
-                    outgoing.append((False, data))
-                for update in unanswered:  # in order, each on its own: a refusal stays its own
-                    self._pending_updates.append(update)
-                    outgoing.append((False, update[2]))
-                self._pending_updates.extend(queued_updates)
-                outgoing.extend((True, item) for item in transport.send_queue.take())
-                self._state = CONNECTED
-                self._disconnect_reason = None
-                if first:
-                    self._initial_update_id = update_id
-                self._state_changed.notify_all()
-            for index, (queued, payload) in enumerate(outgoing):
-                try:
-                    transport.send_locked(payload[2] if queued else payload)
-                except NotConnectedError:
-                    # lost again: queued events wait for the next session, in order
-                    rest = [p for q, p in outgoing[index:] if q]
-                    with self._state_lock:
-                        transport.send_queue.put_back(rest)
-                    break
-                flushed += int(queued)
-        self._router.deliver(event)
-        with self._router.lock:
-            seq = self._router.seq
-        with self._state_lock:
-            self._session_created_seq = seq
-        if flushed:
-            logger.info("sent %d events queued while reconnecting", flushed)
-        self._router.deliver(Event(
-            type=LibraryEvents.CONNECTED if first else LibraryEvents.RECONNECTED,
-            url=self.url, session_id=self._session_id, generation=self._sessions_created,
-        ))
-
-    def _on_closed(self, info: Closed) -> bool:
-        """After one connection (or attempt) ended (network thread). Returns whether to
-        reconnect."""
-        err = self._last_error_event
-        self._last_error_event = None
-        code = info.code
-        cause = info.final_cause()
-        status = info.http_status
-        err_obj = err.get("error") if err is not None else None
-        err_code = err_obj.get("code") if isinstance(err_obj, Mapping) else None
-        err_msg = err_obj.get("message") if isinstance(err_obj, Mapping) else None
-        reason = info.describe()  # already redacted
-        if status is not None:
-            reason = _http_reason(status, info.retry_after)
-        if err_msg and not info.by_client and code in FATAL_CODES | {1001, None}:
-            reason = _secrets.redact(str(err_msg))
-        auth = code == 3000 or status in AUTH_HTTP_STATUSES or bool(info.extra.get("auth"))
-        fatal = code in FATAL_CODES or bool(info.extra.get("fatal")) or auth
-        exception: Optional[BaseException] = None
-        if auth:
-            exception = AuthenticationError(f"authentication failed: {reason}", code=code,
-                                            reason=reason, status=status)
-        with self._state_lock:
-            self._disconnect_reason = reason
-            was = self._state
-            generation = self._sessions_created
-            if was == CONNECTING and not info.established:
-                # the first connection never got a session: connect() fails, no retry
-                if exception is not None:
-                    self._connect_error = exception
-                elif code == 4000:
-                    self._connect_error = ConfigurationError(
-                        f"the server refused the connection: {reason}")
-                elif isinstance(info.error, ConfigurationError):
-                    self._connect_error = info.error
-                else:
-                    hint = ""
-                    if status in TRANSIENT_HTTP_STATUSES:
-                        hint = " (a temporary condition: try connect() again later)"
-                    self._connect_error = ConnectError(
-                        f"could not connect to {self.url}: {reason}{hint}", code=code,
-                        reason=reason, status=status, retry_after=info.retry_after)
-                self._state = DISCONNECTED
-                self._state_changed.notify_all()
-                return False
-            ended = self._session_ended
-            retryable = (
-                cause in _RETRY_CAUSES
-                or (cause is CloseCause.SERVER_CLOSED
-                    and (code in RECONNECT_CODES or err_code == "session_expired"))
-                or (cause is CloseCause.HANDSHAKE_REFUSED and status in TRANSIENT_HTTP_STATUSES)
-            )
-            reconnect = (
-                not info.by_client
-                and not ended
-                and not fatal
-                and self._backoff is not None
-                and was != CLOSED
-                and retryable
-            )
-            if was != CLOSED:
-                self._state = RECONNECTING if reconnect else DISCONNECTED
-            self._state_changed.notify_all()
-        if ((was in (CONNECTED, RECONNECTING) or info.by_client)
-                and (info.established or was == CONNECTED or info.by_client)) or (
-                was == RECONNECTING and not reconnect):
-            self._router.deliver(Event(
-                type=LibraryEvents.DISCONNECTED, reason=reason, code=code,
-                will_reconnect=reconnect, error_code=err_code, cause=cause,
-                http_status=status, generation=generation, exception=exception,
-            ), block=not info.by_client)
-        self._router.wake_waiters()
-        if not reconnect and was != CLOSED and not info.by_client and not ended:
-            logger.warning("disconnected: %s", reason)
-        return reconnect
-
-    def _on_reconnecting(self, attempt: int, delay: float, info: Closed) -> None:
-        cause = info.final_cause()
-        logger.info("reconnecting in %.2f s (attempt %d, %s)", delay, attempt, cause.value)
-        self._router.deliver(Event(
-            type=LibraryEvents.RECONNECTING, attempt=attempt, delay=delay, cause=cause,
-            http_status=info.http_status, retry_after=info.retry_after,
-            reason=self._disconnect_reason,
-        ))
-
-    def _on_stopped(self, info: Closed) -> None:
-        with self._state_lock:
-            if self._state not in (CLOSED, DISCONNECTED):
-                if self._state == CONNECTING and self._connect_error is None:
-                    self._connect_error = ConnectError(
-                        f"could not connect to {self.url}: {info.describe()}")
-                self._state = DISCONNECTED
-                if info.extra.get("gave_up"):
-                    self._disconnect_reason = "gave up reconnecting"
-            self._state_changed.notify_all()
-        self._router.wake_waiters()
-
+        self._ui_warned = True
+        logger.warning(
+            "%s blocks the GUI thread; the window freezes until it returns. Call it before"
+            " the main loop starts, or from a worker thread, and react to events in handlers.",
+            what,
+        )
 
 # -- the feature contract (realtime_sync._core.host.ClientHost) ----------------------------------
 _T = TypeVar("_T")
@@ -1149,7 +717,7 @@ class _Host:
         self._client._emit(event)
 
     def count(self, name: str, n: int = 1) -> None:
-        self._client._count(name, n)
+        self._client._counters.count(name, n)
 
     def adopt(self, resource: Any) -> None:
         self._client._adopt(resource)
@@ -1159,11 +727,11 @@ class _Host:
 
     @property
     def session_ended(self) -> bool:
-        return self._client._session_ended
+        return self._client._conn.session_ended
 
     @property
     def session_number(self) -> int:
-        return self._client.session_generation
+        return self._client._conn.sessions
 
     @property
     def marshal(self) -> Optional[Marshal]:
@@ -1175,29 +743,13 @@ class _Host:
                 return
             self._reported.append(event)
         data = _json.dumps(dict(event)) if isinstance(event, Mapping) else repr(event)
-        self._client._protocol_error(f"{event.get('type')}: {problem}", data)
+        self._client._receiver.protocol_error(f"{event.get('type')}: {problem}", data)
 
     def send_in_session(self, event: Mapping[str, Any], session_number: int) -> str:
-        client = self._client
-        type_, event_id, _, data = client._encode(event)  # the checks send() makes
-        transport = client._transport
-        if transport is not None:
-            with transport.send_lock:  # a new session starts under this lock: no race
-                if client._state == CONNECTED and client._sessions_created == session_number:
-                    client._mark_sent(event_id)
-                    try:
-                        transport.send_locked(data)
-                    except NotConnectedError as exc:
-                        raise ConnectionLostError(
-                            f"the session ended; {type_} was not sent") from exc
-                    self.count("events_sent")
-                    return event_id
-        raise ConnectionLostError(
-            f"session {session_number} has ended; {type_} was not sent into "
-            "another session")
+        return self._client._sender.send_in_session(event, session_number)
 
     def send_prebuilt(self, type_: str, event_id: str, frame: bytes) -> None:
-        self._client._send_data(type_, event_id, frame, queue_ok=False)
+        self._client._sender.send_data(type_, event_id, frame, queue_ok=False)
 
     def restart(self) -> bool:
         return self._client._restart()
@@ -1209,7 +761,7 @@ class _Host:
         self._client._remember_session(update)
 
     def not_connected_message(self) -> str:
-        return self._client._not_connected_message()
+        return self._client._conn.not_connected_message()
 
     def feature(self, key: str, factory: Callable[[], _T]) -> _T:
         with self._features_lock:

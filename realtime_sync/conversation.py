@@ -973,18 +973,10 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
         "error", "client.connected", "client.reconnected"))
     # handlers registered before ours (a Conversation mirror) have seen the response once
     # this wildcard handler has: ask() returns only then, so the mirror is up to date
-    handled: Dict[str, threading.Event] = {}
-    handled_lock = threading.Lock()
-
-    def mark(event: Any) -> None:
-        if event.get("type") == "response.done":
-            rid = _mapping(event.get("response")).get("id")
-            with handled_lock:
-                handled.setdefault(str(rid), threading.Event()).set()
-
+    handled = _Handled()
     sync = host.marshal is None
     if sync:
-        client.on("*", mark)
+        client.on("*", handled.mark)
     asker = _Asker(client, host)
     current: Optional[str] = None
     chain: List[Response] = []
@@ -1023,25 +1015,10 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
                 raise NotConnectedError("the client closed while waiting for the response")
             type_ = event.get("type")
             if type_ == "error":
-                err = event.get("error") or {}
-                if isinstance(err, Mapping) and err.get("event_id") in ours:
-                    if (err.get("code") == "conversation_already_has_active_response"
-                            and err.get("event_id") != item_event and not retry_create):
-                        retry_create = True  # wait for that response.done, then ask again
-                        continue
-                    raise ServerError(event)
+                retry_create = _refused(event, ours, item_event, retry_create)
                 continue
-            if type_ in ("client.connected", "client.reconnected"):
-                if asker.session is None:  # our queued events go into this session
-                    number = event.get("generation")
-                    asker.session = number if isinstance(number, int) else host.session_number
-                continue
-            if type_ == "client.disconnected":
-                if asker.session is not None:
-                    raise lost("while the answer was on its way")
-                if not event.get("will_reconnect"):
-                    raise NotConnectedError(
-                        f"disconnected while waiting for the response: {event.get('reason')}")
+            if type_ in ("client.connected", "client.reconnected", "client.disconnected"):
+                _connection_changed(event, asker, host, lost)
                 continue
             state.apply(event)
             if type_ == "response.created":
@@ -1075,14 +1052,62 @@ def _ask_locked(client: Any, host: ClientHost, text: str, token: str,
                     continue
                 resp.previous = chain
                 if sync:
-                    with handled_lock:
-                        seen = handled.setdefault(str(current), threading.Event())
-                    seen.wait(deadline.remaining())
+                    handled.wait(str(current), deadline.remaining())
                 return resp
     finally:
         events.close()
         if sync:
-            client.off("*", mark)
+            client.off("*", handled.mark)
+
+
+class _Handled:
+    """Which ``response.done`` events the handlers registered before ``ask()``'s own have
+    seen (any thread)."""
+
+    def __init__(self) -> None:
+        self._done: Dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _event(self, rid: str) -> threading.Event:
+        with self._lock:
+            return self._done.setdefault(rid, threading.Event())
+
+    def mark(self, event: Any) -> None:
+        """A ``"*"`` handler: note each ``response.done`` (dispatcher thread)."""
+        if event.get("type") == "response.done":
+            self._event(str(_mapping(event.get("response")).get("id"))).set()
+
+    def wait(self, rid: str, timeout: Optional[float]) -> None:
+        """Until response ``rid`` has been handled, or ``timeout`` s."""
+        self._event(rid).wait(timeout)
+
+
+def _refused(event: Any, ours: Any, item_event: str, retry_create: bool) -> bool:
+    """An ``error`` while asking: raises ServerError when it refuses one of ``ours``;
+    returns whether to create the response again once the active one is done."""
+    err = event.get("error") or {}
+    if isinstance(err, Mapping) and err.get("event_id") in ours:
+        if (err.get("code") == "conversation_already_has_active_response"
+                and err.get("event_id") != item_event and not retry_create):
+            return True  # wait for that response.done, then ask again
+        raise ServerError(event)
+    return retry_create
+
+
+def _connection_changed(event: Any, asker: _Asker, host: ClientHost,
+                        lost: Callable[[str], ConnectionLostError]) -> None:
+    """``client.(re)connected`` / ``client.disconnected`` while asking: note the session our
+    queued events go into, or raise when the answer can no longer come."""
+    if event.get("type") != "client.disconnected":
+        if asker.session is None:  # our queued events go into this session
+            number = event.get("generation")
+            asker.session = number if isinstance(number, int) else host.session_number
+        return
+    if asker.session is not None:
+        raise lost("while the answer was on its way")
+    if not event.get("will_reconnect"):
+        raise NotConnectedError(
+            f"disconnected while waiting for the response: {event.get('reason')}")
 
 
 def _next(events: Any, timeout: Optional[float]) -> Optional[Any]:

@@ -600,6 +600,7 @@ def is_ui_thread(marshal: Any) -> Optional[bool]:
 
 
 _warned_lock = threading.Lock()
+_warned: weakref.WeakSet[Any] = weakref.WeakSet()  # marshals warned about (warn_if_blocking)
 
 
 def warn_if_blocking(marshal: Any, what: str) -> bool:
@@ -612,11 +613,11 @@ def warn_if_blocking(marshal: Any, what: str) -> bool:
     if not is_ui_thread(marshal):
         return False
     with _warned_lock:
-        if getattr(marshal, "_rs_blocking_warned", False):
-            return True
         try:
-            marshal._rs_blocking_warned = True
-        except AttributeError:  # e.g. a bound method: warn every time rather than never
+            if marshal in _warned:
+                return True
+            _warned.add(marshal)
+        except TypeError:  # not weakly referable: warn every time rather than never
             pass
     logger.warning(
         "realtime_sync: %s was called on the GUI thread; the window freezes until it "

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 CONVERSATION = "conversation"
 TRANSCRIPTION = "transcription"
 TRANSLATION = "translation"
+LIVE = "live"
 
 TRANSCRIPTION_OPTIONS = ("language", "languages", "keywords", "prompt", "delay")
 """The per-model options of ``session.audio.input.transcription`` (besides ``model``)."""
@@ -69,7 +70,7 @@ class ModelInfo:
 
     Attributes:
         name: the model name as sent on the wire.
-        kind: ``"conversation"``, ``"transcription"`` or ``"translation"``.
+        kind: ``"conversation"``, ``"transcription"``, ``"translation"`` or ``"live"``.
         streams_before_commit: transcript deltas arrive while audio arrives, before any
             ``input_audio_buffer.commit`` (PROTOCOL.md 5.3 C).
         server_vad_allowed: ``turn_detection`` may be server/semantic VAD (else it must be null).
@@ -157,6 +158,10 @@ _ENTRIES = [
     # translation (realtime-translation.schema.json)
     ModelInfo("gpt-realtime-translate", TRANSLATION, server_vad_allowed=False,
               note="speech-to-speech translation sessions (/v1/realtime/translations)"),
+    # the Live API (/v1/live/sessions; openai-python 3.63.0 types/live SessionConfig.model)
+    ModelInfo("gpt-live-1.1", LIVE, usage="duration",
+              note="Live API sessions (LiveSession, chat --live); the default"),
+    ModelInfo("gpt-live-1", LIVE, usage="duration", note="Live API sessions"),
 ]
 
 CATALOGUE: Mapping[str, ModelInfo] = {m.name: m for m in _ENTRIES}
@@ -177,6 +182,9 @@ transcribes each turn the conversation's VAD commits, like the models it replace
 DEFAULT_TRANSLATION_MODEL = "gpt-realtime-translate"
 """Translation sessions."""
 
+DEFAULT_LIVE_MODEL = "gpt-live-1.1"
+"""Live API sessions (:class:`~realtime_sync.LiveSession`, ``chat --live``)."""
+
 
 def lookup(name: Any) -> Optional[ModelInfo]:
     """The catalogue entry of ``name``, or None for an unknown (or non-string) name."""
@@ -196,7 +204,8 @@ def models(kind: Optional[str] = None, include_deprecated: bool = True) -> Itera
 
 
 def kind_of(name: Any) -> Optional[str]:
-    """``"conversation"``, ``"transcription"``, ``"translation"``, or None when unknown."""
+    """``"conversation"``, ``"transcription"``, ``"translation"``, ``"live"``, or None when
+    unknown."""
     info = lookup(name)
     return info.kind if info else None
 

@@ -63,6 +63,7 @@ class FakeRealtimeServer:
         self._received: List[Dict[str, Any]] = []
         self._rules: List[_Rule] = []
         self._fail_updates: List[Dict[str, Any]] = []
+        server_kwargs.setdefault("record", True)  # Connection.received, for received_on()
         self.server: RealtimeServer = RealtimeServer(
             api_key=api_key, recognizer=recognizer, responder=responder,
             session_duration=session_duration, before=self._before, after=self._after,

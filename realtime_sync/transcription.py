@@ -29,9 +29,10 @@ from typing import (
 from . import models
 from ._core.dispatch import Marshal
 from ._core.wait import Deadline, wait_until
+from ._features.audio_files import open_audio, wav_format
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
-from ._features.ring import AudioRing
+from ._features.ring import AudioRing, audio_bytes
 from ._features.turn_modes import MIN_COMMIT_BYTES as MIN_COMMIT_BYTES
 from ._features.turn_modes import (
     ClientVadTurns,
@@ -403,6 +404,7 @@ class Transcriber:
             (ServerEvents.TRANSCRIPTION_COMPLETED, self._on_completed),
             (ServerEvents.TRANSCRIPTION_FAILED, self._on_failed),
             (ServerEvents.ERROR, self._on_error),
+            (LibraryEvents.PROTOCOL_ERROR, self._on_protocol_error),
             (LibraryEvents.CONNECTED, self._on_reconnected),
             (LibraryEvents.RECONNECTED, self._on_reconnected),
             (LibraryEvents.DISCONNECTED, self._link.wake),
@@ -453,12 +455,7 @@ class Transcriber:
             TypeError, ValueError: not bytes (PCM16: an odd number of bytes).
             NotConnectedError: the transcriber is closed or not started.
         """
-        if isinstance(pcm16, memoryview):
-            pcm16 = pcm16.tobytes()
-        if not isinstance(pcm16, (bytes, bytearray)):
-            raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
-        if self.audio_format == "pcm" and len(pcm16) % 2:
-            raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
+        pcm16 = audio_bytes(pcm16, pcm16=self.audio_format == "pcm")
         client = self.client
         if self._link.closed:
             raise NotConnectedError("the transcriber is closed")
@@ -529,20 +526,15 @@ class Transcriber:
         Raises:
             AudioError: no usable input device (the message says how to list devices).
         """
-        from .audio import Microphone, stream
-
         self.client  # noqa: B018 - raises when not started
         self._check_pcm_source("listen()")
-        mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(self._link.sink(self.feed), mic, chunk_ms=chunk_ms)
+        return self._link.listen(self.feed, device, chunk_ms)
 
     def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` into this transcriber."""
-        from .audio import stream
-
         self.client  # noqa: B018
         self._check_pcm_source("stream_source()")
-        return stream(self._link.sink(self.feed), source, chunk_ms=chunk_ms)
+        return self._link.stream(self.feed, source, chunk_ms)
 
     def _check_pcm_source(self, what: str) -> None:
         if self.audio_format != "pcm":
@@ -821,6 +813,25 @@ class Transcriber:
             ready = self._advance_finals()
         self._deliver_finals(ready)
 
+    def _on_protocol_error(self, event: Event) -> None:
+        """A frame that did not parse, about a turn (``client.protocol_error`` with the
+        ``event_type`` and ``item_id`` read from it): an unreadable ``completed`` or
+        ``failed`` ends the turn as failed and an unreadable ``committed`` commits it, so
+        that the turns after it are not held back (they are delivered in order)."""
+        item_id, type_ = event.get("item_id"), event.get("event_type")
+        if not isinstance(item_id, str) or not item_id:
+            return
+        if type_ == ServerEvents.INPUT_AUDIO_BUFFER_COMMITTED:
+            self._on_committed(Event(type=type_, item_id=item_id))
+        elif type_ in (ServerEvents.TRANSCRIPTION_COMPLETED, ServerEvents.TRANSCRIPTION_FAILED):
+            seg = self._segments.get(item_id)
+            if seg is not None and seg.final:
+                return
+            self._on_failed(Event(type=ServerEvents.TRANSCRIPTION_FAILED, item_id=item_id, error={
+                "type": "protocol_error", "code": "unparsable_event",
+                "message": f"the server's {type_} event could not be read: "
+                           f"{event.get('message')}"}))
+
     def _on_error(self, event: Event) -> None:
         err = event.get("error")
         if not isinstance(err, Mapping):
@@ -867,44 +878,6 @@ def _languages(value: Any) -> Optional[List[str]]:
     return [c for c in codes if isinstance(c, str)]
 
 
-def _wav_format(path: Union[str, os.PathLike], options: Dict[str, Any]) -> str:
-    """The ``audio_format`` a WAV file is sent in (set in ``options``): G.711 files as they
-    are, PCM files as PCM16 24 kHz.
-
-    Raises:
-        ConfigurationError: ``options["audio_format"]`` does not fit the file.
-    """
-    from .audio._g711 import FORMATS, sniff_wav
-
-    wanted = options.get("audio_format", "pcm")
-    g711 = sniff_wav(path)
-    if g711 is not None:
-        if wanted not in ("pcm", g711):
-            raise ConfigurationError(f"{path} holds {g711!r} (G.711) audio, not {wanted!r}")
-        options["audio_format"] = g711
-    elif wanted in FORMATS and wanted != "pcm":
-        raise ConfigurationError(
-            f"audio_format={wanted!r} needs a G.711 WAV file; {path} is PCM (omit audio_format "
-            "to send it as PCM16 24 kHz, or convert it, e.g. `sox in.wav -e u-law -r 8000 "
-            "out.wav`)")
-    return str(options.get("audio_format", "pcm"))
-
-
-def _open_audio(path: Union[str, os.PathLike], realtime: bool, chunk_ms: int,
-              options: Dict[str, Any]) -> Any:
-    """The file's source and the frames per read (``options["audio_format"]`` set as by
-    :func:`_wav_format`)."""
-    from .audio import FileSource
-    from .audio._g711 import G711Wav
-
-    if _wav_format(path, options) != "pcm":
-        try:
-            return G711Wav(path, realtime=realtime), 8 * chunk_ms
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-    return FileSource(str(path), realtime=realtime), 24 * chunk_ms
-
-
 def transcribe_file(
     path: Union[str, os.PathLike],
     *,
@@ -935,7 +908,7 @@ def transcribe_file(
     from ._features.progress import progress_bar
 
     deadline = Deadline(timeout)
-    _wav_format(path, options)
+    wav_format(path, options)
     user_final = options.pop("on_final", None)
     bar: Any = None
 
@@ -954,7 +927,7 @@ def transcribe_file(
         cutter = QuietCutter(FALLBACK_TURN_S)
     # bad options fail here, before the file is read
     transcriber = Transcriber(on_final=on_final, **options)
-    source, frames = _open_audio(path, realtime, chunk_ms, options)
+    source, frames = open_audio(path, realtime, chunk_ms, options)
     declared = getattr(source, "declared_duration", None)
     if declared:
         logger.warning("%s is truncated: its header says %.1f s of audio but it holds %.1f s",

@@ -21,19 +21,20 @@ import base64
 import logging
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
 from . import models as _models
+from ._core import credentials as _secrets
 from ._core.dispatch import Marshal
 from ._core.endpoint import translation_url
 from ._core.wait import Deadline
 from ._core.wire import BYTES_PER_MS
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
-from ._features.ring import AudioRing
+from ._features.ring import AudioRing, audio_bytes
+from ._features.ticker import Ticker
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, append_frame, new_event_id
@@ -58,6 +59,11 @@ MAX_CUE_CHARS = 84
 CUE_GAP_MS = 2000
 MS_PER_CHAR = 50
 MAX_READING_MS = 3000
+MIN_CUE_MS = 1000
+"""No cue is shown for less than this, however short its text (a one-word cue included)."""
+ORPHAN_CHARS = 16
+"""A cue may run this far past :data:`MAX_CUE_CHARS` before it is split, so that a split
+never leaves a tail shorter than this (``...followed by the`` / ``key.``)."""
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…。！？؟।])(?=\s)")
 
 
@@ -151,8 +157,55 @@ def build_translation_session(
     return {"audio": audio}
 
 
+class _TextLog:
+    """Append-only text kept as its pieces, joined on read: appending is O(1) whatever the
+    length so far (``text += piece`` copies it all, so that 160k deltas took quadratic time),
+    and reading what came after an offset costs only that new text."""
+
+    def __init__(self) -> None:
+        self._parts: List[str] = []
+        self._length = 0
+
+    def append(self, piece: str) -> None:
+        self._parts.append(piece)
+        self._length += len(piece)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __str__(self) -> str:
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def since(self, offset: int) -> str:
+        """The text after the first ``offset`` characters."""
+        parts, covered = [], self._length
+        for part in reversed(self._parts):
+            if covered <= offset:
+                break
+            covered -= len(part)
+            parts.append(part if covered >= offset else part[offset - covered:])
+        return "".join(reversed(parts))
+
+    def drop_tail(self, count: int) -> None:
+        """Forget the last ``count`` characters."""
+        count = min(count, self._length)
+        self._length -= count
+        while count > 0:
+            last = self._parts.pop()
+            if len(last) > count:
+                self._parts.append(last[:len(last) - count])
+            count -= len(last)
+
+
 class _Cues:
-    """Turns timed append-only deltas into cues (dispatcher thread, under the lock)."""
+    """Turns timed append-only deltas into cues (dispatcher thread, under the lock).
+
+    Linear in the text: a cue never grows past ``MAX_CUE_CHARS + ORPHAN_CHARS`` (a stretch
+    with no space to break at, e.g. Chinese or Japanese, is cut at ``MAX_CUE_CHARS``), a long
+    delta is taken in slices of that size, and the whole text is a :class:`_TextLog`, so each
+    delta costs the same however much came before."""
 
     def __init__(self, source: bool) -> None:
         self.source = source
@@ -161,7 +214,7 @@ class _Cues:
         self.last_ms = 0  # monotonic clock of this stream
         self.closed_ms = 0  # time up to which every cue is final
         self.pending_ms = 0  # time of the pending cue's last delta
-        self.text = ""  # everything, final or not
+        self.text = _TextLog()  # everything, final or not
 
     def add(self, delta: str, ms: int) -> List[Cue]:
         """Add a delta at ``ms``; returns the cues that changed, in order. A delta holding
@@ -173,12 +226,19 @@ class _Cues:
         if cue is not None and ms - self.pending_ms >= CUE_GAP_MS:
             changed.append(self._close())
         for piece in _SENTENCE_SPLIT.split(delta):
-            if piece:
-                self._add_piece(piece, ms, changed)
-        return changed
+            for i in range(0, len(piece), MAX_CUE_CHARS):  # bounded work per step
+                self._add_piece(piece[i:i + MAX_CUE_CHARS], ms, changed,
+                                last=i + MAX_CUE_CHARS >= len(piece))
+        out: List[Cue] = []
+        for cue in changed:  # each cue once, in its latest state
+            if out and out[-1].index == cue.index:
+                out[-1] = cue
+            else:
+                out.append(cue)
+        return out
 
-    def _add_piece(self, piece: str, ms: int, changed: List[Cue]) -> None:
-        self.text += piece
+    def _add_piece(self, piece: str, ms: int, changed: List[Cue], last: bool = True) -> None:
+        self.text.append(piece)
         cue = self.pending
         if cue is None:
             if not piece.strip():  # spacing between cues: the text keeps it, no cue starts
@@ -188,10 +248,10 @@ class _Cues:
         cue.text += piece.lstrip() if not cue.text else piece
         cue.end_ms = ms + FRAME_MS
         self.pending_ms = ms
-        while len(cue.text.strip()) > MAX_CUE_CHARS:
+        while len(cue.text.strip()) > MAX_CUE_CHARS + ORPHAN_CHARS:
             cut = cue.text.rstrip().rfind(" ", 0, MAX_CUE_CHARS + 1)
-            if cut <= 0:
-                break
+            if cut <= 0:  # no space to break at: a cue still has its size
+                cut = MAX_CUE_CHARS
             rest = cue.text[cut:]
             cue.text = cue.text[:cut]
             changed.append(self._close())
@@ -199,7 +259,7 @@ class _Cues:
                                      source=self.source, index=len(self.done))
             self.pending_ms = ms
         body = cue.text.rstrip().rstrip("\"'”»)]")
-        if body.endswith(SENTENCE_ENDS):
+        if last and body.endswith(SENTENCE_ENDS):
             changed.append(self._close())
         else:
             changed.append(self._snapshot(cue))
@@ -218,7 +278,7 @@ class _Cues:
         self.done.append(cue)
         self.closed_ms = max(self.closed_ms, self.pending_ms)
         # a cue whose text came at once stays readable: at least its reading time (bounded)
-        reading = min(MAX_READING_MS, MS_PER_CHAR * len(cue.text.strip()))
+        reading = max(MIN_CUE_MS, min(MAX_READING_MS, MS_PER_CHAR * len(cue.text.strip())))
         cue.end_ms = max(cue.end_ms, cue.start_ms + reading)
         return self._snapshot(cue)
 
@@ -233,7 +293,7 @@ class _Cues:
         """Forget the unfinished cue (its audio is replayed into a new session)."""
         cue = self.pending
         if cue is not None:
-            self.text = self.text[:len(self.text) - len(cue.text)]
+            self.text.drop_tail(len(cue.text))
             self.pending = None
 
 
@@ -271,8 +331,9 @@ class Translator:
         **client_options: passed to :class:`RealtimeClient` (``reconnect``, ``headers``, ...).
     """
 
-    idle_slack_ms = 600
-    """Silence is added once the audio fed lags the wall clock by more than this."""
+    idle_slack_ms = FRAME_MS
+    """Silence is added once the audio fed lags the wall clock by more than this: one frame,
+    so that keep-alive silence is at most one frame late."""
 
     def __init__(
         self,
@@ -343,12 +404,17 @@ class Translator:
         self._audio = bytearray()
         self._audio_chunks = 0
         self._max_elapsed = 0  # largest elapsed_ms seen in the current session
+        self._elapsed_reported = False  # an absurd elapsed_ms was reported in this session
         # lifecycle
         self._closing = False  # session.close sent (finish)
         self._close_generation = -1
         self._ended = False  # session.closed received
-        self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        # twice per frame on a fixed grid (a slow tick does not push the next ones back); a
+        # tick that comes late adds every frame of silence the wall clock has passed
+        # (:func:`_keepalive_silence`)
+        self._clock = Ticker("realtime-sync-translate-clock", FRAME_MS / 2000.0,
+                             self._clock_step, logger, "translation clock failed",
+                             schedule=_Schedule(FRAME_MS / 2000.0).wait)
         self._errors: List[Dict[str, Any]] = []
 
     def __repr__(self) -> str:
@@ -364,7 +430,8 @@ class Translator:
     @property
     def url(self) -> str:
         """The translation URL (never contains the key)."""
-        return self._link.client.url if self._link.client is not None else self._url
+        return self._link.client.url if self._link.client is not None else \
+            _secrets.mask_url(self._url)
 
     def start(self, timeout: Optional[float] = 15) -> Translator:
         """Connect and configure the session; blocks until ``session.updated``.
@@ -400,9 +467,7 @@ class Translator:
         session is in use."""
         with self._link.changed:
             self._clock_start = time.monotonic()
-        self._thread = threading.Thread(target=self._run_clock,
-                                        name="realtime-sync-translate-clock", daemon=True)
-        self._thread.start()
+        self._clock.start()
 
     def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
         """Register ``handler(event)`` for raw events (``"*"``: all). Works before ``start()``.
@@ -420,12 +485,7 @@ class Translator:
             self._link.closed = True
             self._ring.drops.end_episode()
             self._link.changed.notify_all()
-        self._stop.set()
-        ok = True
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout / 2)
-            ok = not thread.is_alive()
+        ok = self._clock.stop(timeout / 2)
         client = self._link.client
         return (client.close(timeout) if client is not None else True) and ok
 
@@ -446,12 +506,7 @@ class Translator:
             TypeError, ValueError: not PCM16 bytes.
             NotConnectedError: the translator is closed, finished or not started.
         """
-        if isinstance(pcm16, memoryview):
-            pcm16 = pcm16.tobytes()
-        if not isinstance(pcm16, (bytes, bytearray)):
-            raise TypeError(f"audio must be bytes of PCM16 samples, not {type(pcm16).__name__}")
-        if len(pcm16) % 2:
-            raise ValueError(f"PCM16 audio has an even number of bytes; got {len(pcm16)}")
+        pcm16 = audio_bytes(pcm16)
         client = self.client
         if self._link.closed:
             raise NotConnectedError("the translator is closed")
@@ -470,18 +525,13 @@ class Translator:
         Raises:
             AudioError: no usable input device (the message says how to list devices).
         """
-        from .audio import Microphone, stream
-
         self.client  # noqa: B018 - raises when not started
-        mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(self._link.sink(self.feed), mic, chunk_ms=chunk_ms)
+        return self._link.listen(self.feed, device, chunk_ms)
 
     def stream_source(self, source: Any, chunk_ms: int = 50) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` into this translator."""
-        from .audio import stream
-
         self.client  # noqa: B018
-        return stream(self._link.sink(self.feed), source, chunk_ms=chunk_ms)
+        return self._link.stream(self.feed, source, chunk_ms)
 
     def _pump(self, client: RealtimeClient) -> None:
         """Send whole 200 ms frames the current session has not had yet (the remainder too
@@ -489,26 +539,23 @@ class Translator:
         self._link.pump(client, self._ring, _send_frame, FRAME_BYTES,
                         lambda: 1 if self._flush_tail else FRAME_BYTES)
 
-    def _run_clock(self) -> None:
-        """``realtime-sync-translate-clock``: silence while idle, sending, rollover."""
-        while not self._stop.wait(0.1):
-            client = self._link.client
-            if client is None:
-                return
-            try:
-                self._tick(client)
-            except Exception:  # noqa: BLE001 - the clock must keep going
-                logger.exception("translation clock failed")
+    def _clock_step(self) -> bool:
+        """``realtime-sync-translate-clock``, every 0.1 s: silence while idle, sending,
+        rollover. False once the translator has no client (the clock ends)."""
+        client = self._link.client
+        if client is None:
+            return False
+        self._tick(client)
+        return True
 
     def _tick(self, client: RealtimeClient) -> None:
         with self._link.changed:
             if self._link.closed or self._closing or self._flush_tail or self._clock_start is None:
                 return  # finishing: the rest goes out with session.close, no more silence
             if self._keepalive:
-                wall = int((time.monotonic() - self._clock_start) * 1000) * BYTES_PER_MS
-                lag = wall - self._ring.total
-                if lag > self.idle_slack_ms * BYTES_PER_MS:
-                    add = lag - lag % FRAME_BYTES
+                add = _keepalive_silence(time.monotonic() - self._clock_start, self._ring.total,
+                                        self.idle_slack_ms)
+                if add:
                     # silence keeps the stream alive and the model's clock on the wall's
                     self._ring.add(bytes(add))
                     self._silence_bytes += add
@@ -621,13 +668,13 @@ class Translator:
     def text(self) -> str:
         """All translated text so far, the unfinished cue included (any thread)."""
         with self._link.lock:
-            return self._text.text
+            return str(self._text.text)
 
     @property
     def source_text(self) -> str:
         """All source-language text so far (any thread)."""
         with self._link.lock:
-            return self._source.text
+            return str(self._source.text)
 
     @property
     def fed_ms(self) -> int:
@@ -684,7 +731,7 @@ class Translator:
                     if deadline.expired():
                         return
                     self._link.changed.wait(deadline.slice())
-                piece = self._text.text[seen:]
+                piece = self._text.text.since(seen)
                 seen = len(self._text.text)
             yield piece
 
@@ -706,15 +753,28 @@ class Translator:
                 self._session_base = keep_from
                 self._ring.rewind(keep_from)
                 self._max_elapsed = 0
+                self._elapsed_reported = False
                 if not first:
                     logger.info("new translation session: replaying %d ms of audio",
                                 (self._ring.total - keep_from) // BYTES_PER_MS)
             self._link.changed.notify_all()
 
     def _time(self, event: Event) -> int:
-        """The event's time in all audio fed (lock held)."""
+        """The event's time in all audio fed (lock held). ``elapsed_ms`` is bounded by the
+        audio this session has been sent (the model cannot be past it): a larger value
+        (``1e300``) is reported once per session and taken as that bound."""
         elapsed = event.get("elapsed_ms")
         if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) and elapsed >= 0:
+            sent_ms = max(0, self._ring.sent - self._session_base) // BYTES_PER_MS
+            if elapsed > sent_ms:
+                if elapsed > sent_ms + MAX_READING_MS and not self._elapsed_reported:
+                    self._elapsed_reported = True
+                    client = self._link.client
+                    if client is not None:
+                        client.host.protocol_error(
+                            f"elapsed_ms {elapsed!r} is past the {sent_ms} ms of audio the "
+                            "session has had: times are bounded by it", event)
+                elapsed = sent_ms
             self._max_elapsed = max(self._max_elapsed, int(elapsed))
             return self._session_base // BYTES_PER_MS + int(elapsed)
         return self._session_base // BYTES_PER_MS + self._max_elapsed
@@ -789,6 +849,35 @@ class Translator:
             fn = self._on_source_text if cue.source else self._on_text
             if fn is not None:
                 self._link.call(fn, cue)
+
+
+def _keepalive_silence(wall_s: float, fed: int, slack_ms: int = FRAME_MS) -> int:
+    """Bytes of keep-alive silence to add when ``wall_s`` seconds have passed since the
+    stream started and ``fed`` bytes were fed: whole frames, as many as the wall clock is
+    ahead of the audio, once that is more than ``slack_ms``; 0 otherwise. After adding them,
+    the audio is less than one frame behind the wall clock, however late the call came."""
+    lag = int(wall_s * 1000) * BYTES_PER_MS - fed
+    if lag <= slack_ms * BYTES_PER_MS:
+        return 0
+    return lag - lag % FRAME_BYTES
+
+
+class _Schedule:
+    """Ticks every ``period`` seconds on a fixed grid from the first call: :meth:`wait` says
+    how long to sleep until the next tick; ticks missed while the thread could not run are
+    not made up one by one (the next tick is the next grid point in the future)."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._next: Optional[float] = None
+
+    def wait(self, now: float) -> float:
+        if self._next is None:
+            self._next = now
+        self._next += self.period
+        if self._next <= now:  # late: skip to the grid point after now
+            self._next += (int((now - self._next) / self.period) + 1) * self.period
+        return self._next - now
 
 
 def _send_frame(client: RealtimeClient, chunk: bytes) -> None:

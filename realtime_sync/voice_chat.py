@@ -320,7 +320,7 @@ def run_chat(args: Any, *, source: Any = None, speaker: Any = None,
             client.tool(fn)
         client.on("client.disconnected", lambda e: stop.set()
                   if not e.get("will_reconnect") else None)
-        from .cli._support import report_reconnects
+        from ._features.reconnects import report_reconnects
 
         report_reconnects(client, sys.stderr)  # one line per attempt, with its delay
         client.connect(timeout=15)

@@ -218,3 +218,111 @@ def test_ctrl_c_stops_the_batch_promptly(tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in out
+
+
+# -- resumable batches, whole caption files, the Ray extra ---------------------------------
+
+def test_resume_skips_inputs_whose_caption_file_exists(files, tmp_path):
+    out = tmp_path / "subs"
+    out.mkdir()
+    (out / "f0.srt").write_text("1\n00:00:00,000 --> 00:00:00,900\nkept\n")
+    (out / ".f1.srt.0123456789ab.partial").write_text("1\n")  # left by a crash mid-write
+    seen: List[str] = []
+    with FakeRealtimeServer() as srv:
+        results = rs.transcribe_files(
+            files[:3], jobs=2, captions="srt", output_dir=out, resume=True, url=srv.url,
+            api_key="sk-local", turn_detection=None, progress=False,
+            on_result=lambda r: seen.append(r.path))
+        sessions = srv.connection_count
+    assert seen == files[:3]
+    assert [r.skipped for r in results] == [True, False, False]
+    assert results[0].transcript is None and results[0].ok
+    assert results[0].output == str(out / "f0.srt")
+    assert sessions == 2  # f0 was not transcribed again
+    assert "kept" in (out / "f0.srt").read_text()
+    assert "300 ms of audio" in (out / "f1.srt").read_text()
+
+
+def test_resume_needs_captions(files):
+    with pytest.raises(ValueError, match="resume needs captions"):
+        rs.transcribe_files(files, resume=True)
+    assert main(["transcribe", *files, "--resume", "--url", "ws://127.0.0.1:9"]) == 2
+    assert main(["transcribe", *files, "--cluster-upload", "--url", "ws://127.0.0.1:9"]) == 2
+
+
+def test_a_caption_file_is_written_whole_or_not_at_all(files, tmp_path, monkeypatch):
+    from realtime_sync import captions
+
+    real = captions.open_writer
+
+    def failing_writer(target, format=None):  # noqa: A002
+        writer = real(target, format)
+
+        def write_all(segments):
+            writer.write(segments[0])  # the first cue reaches the disk, then the disk fills
+            raise OSError(28, "No space left on device")
+        writer.write_all = write_all
+        return writer
+
+    monkeypatch.setattr(captions, "open_writer", failing_writer)
+    out = tmp_path / "subs"
+    with FakeRealtimeServer() as srv:
+        results = rs.transcribe_files(files[:1], captions="srt", output_dir=out, url=srv.url,
+                                      api_key="sk-local", turn_detection=None, progress=False)
+    assert isinstance(results[0].error, OSError)
+    assert list(out.iterdir()) == []  # no half file that resume would take as done
+
+
+def test_ctrl_c_hands_back_what_finished(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    short = write_tone(tmp_path / "short.wav", 200)
+    paths = [short] + [write_tone(tmp_path / f"long{i}.wav", 20_000) for i in range(2)]
+    script = (
+        "import sys, realtime_sync as rs\n"
+        "from realtime_sync.testing import FakeRealtimeServer\n"
+        "with FakeRealtimeServer() as srv:\n"
+        "    try:\n"
+        f"        rs.transcribe_files({paths!r}, jobs=2, url=srv.url, api_key='sk-local',\n"
+        "                            turn_detection=None, realtime=True, progress=False,\n"
+        "                            on_result=lambda r: print('done', r.path, flush=True))\n"
+        "    except rs.batch.BatchInterrupted as exc:\n"
+        "        print([(r.ok, type(r.error).__name__) for r in exc.results], flush=True)\n"
+        "        sys.exit(130)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        assert proc.stdout.readline().strip() == f"done {short}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "[(True, 'NoneType'), (False, 'KeyboardInterrupt'), (False, 'KeyboardInterrupt')]" \
+        in out
+
+
+def test_ray_is_never_imported_by_the_package_and_its_absence_names_the_extra(files):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import realtime_sync as rs\n"
+        "rs.transcribe_files, rs.FileResult, rs.batch.OfflineEngine\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
+        "sys.modules['ray'] = None  # not installed\n"
+        "try:\n"
+        f"    rs.transcribe_files({files[:1]!r}, cluster='local', progress=False)\n"
+        "except rs.ConfigurationError as exc:\n"
+        "    print('ERR', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert 'pip install "realtime-sync[ray]"' in proc.stdout
+    assert proc.stdout.count("\n") == 1

@@ -388,20 +388,21 @@ def test_engine_threads_sleep_instead_of_spinning() -> None:
 @pytest.mark.local_engine
 @engine
 @pytest.mark.timeout(120)
-def test_partials_are_append_only_and_the_final_starts_with_them() -> None:
-    rec = WhisperRecognizer("tiny.en", partial_every_ms=200)
+def test_partials_are_append_only_and_the_final_replaces_them() -> None:
+    rec = WhisperRecognizer("tiny.en", partial_model="tiny.en", partial_every_ms=200)
     audio = read_pcm("meeting.wav")
     seen: List[str] = []
     step = 200 * BYTES_PER_MS
-    for end in range(step, len(audio) + step, step):  # twice as fast as real time
-        started = time.monotonic()
+    t0 = time.monotonic()
+    for n, end in enumerate(range(step, 5000 * BYTES_PER_MS, step)):  # in real time
         seen.append(rec.partial(audio[:end], model="m", language=None, prompt=None))
-        time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
-    assert seen[-1], seen  # some text became stable while "speaking"
+        time.sleep(max(0.0, t0 + (n + 1) * 0.2 - time.monotonic()))
     for before, after in zip(seen, seen[1:]):
         assert after.startswith(before), (before, after)  # never retracted
     final = "".join(rec.transcribe(audio, model="m", language=None, prompt=None))
-    assert final.startswith(seen[-1])
+    # the final is the final model's own decode: drafts do not constrain it
+    assert final == "".join(WhisperRecognizer("tiny.en", partials=False).transcribe(
+        audio, model="m", language=None, prompt=None))
     wer, _, _ = word_error_rate(" ".join(REFERENCES["meeting.wav"]), final)
     assert wer < WER_LIMIT, final
 
@@ -625,8 +626,7 @@ def test_local_server_streams_partials_before_the_commit() -> None:
               if e["type"] == "conversation.item.input_audio_transcription.delta"]
     assert {e["item_id"] for e in deltas} == {item_id}
     early = [e for e in deltas if events.index(e) < committed]
-    assert early, kinds  # text arrived while the item was still being spoken
-    done = events[-1]
-    assert "".join(e["delta"] for e in deltas) == done["transcript"]
+    assert early, kinds  # draft text arrived while the item was still being spoken
+    done = events[-1]  # the final text, which replaces the draft
     wer, _, _ = word_error_rate(" ".join(REFERENCES["meeting.wav"]), done["transcript"])
     assert wer < WER_LIMIT, done["transcript"]

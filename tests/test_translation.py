@@ -99,7 +99,7 @@ def engine() -> ScriptedTranslator:
 
 @pytest.fixture
 def srv(engine):
-    with RealtimeServer(translator=engine) as s:
+    with RealtimeServer(translator=engine, record=True) as s:
         yield s
 
 
@@ -185,9 +185,10 @@ def test_silence_keeps_the_stream_alive_while_idle(srv):
         tr.feed(tone(400))
         result = tr.finish(timeout=10)
         conn_ms.append(appended_ms(srv.connections[0]) if srv.connections else -1)
-    assert tr.silence_ms >= 1600 - 2 * tr.idle_slack_ms
+    # the wall clock ran 1.6 s past the first 400 ms of tone (which it covered too)
+    assert tr.silence_ms >= 1600 - 400 - 2 * tr.idle_slack_ms
     # the server's model time has no gap: the second phrase starts after the idle time
-    assert result.cues[1].start_ms >= 400 + 1600 - 2 * tr.idle_slack_ms
+    assert result.cues[1].start_ms >= 1600 - 2 * tr.idle_slack_ms
     assert result.cues[1].start_ms == 400 + tr.silence_ms
 
 
@@ -451,8 +452,11 @@ def test_offline_engine_translates_each_phrase_when_it_ends():
         result = tr.finish(timeout=10)
     assert result.text == "Phrase 1. Phrase 2."
     assert result.source_text == "Frase 1. Frase 2."
-    # each phrase is sent when the VAD ends it: after its speech, in order
-    assert 1000 <= result.cues[0].start_ms < 2200 <= result.cues[1].start_ms
+    # each phrase is translated when the VAD ends it, and its cue is timed by its speech
+    # (0-1000 ms and 2200-3000 ms here): within a second of the speech it translates
+    assert 0 <= result.cues[0].start_ms < 1000
+    assert 1500 <= result.cues[1].start_ms < 3200  # (the VAD keeps 300 ms before speech)
+    assert all(c.end_ms - c.start_ms >= 1000 for c in result.cues)  # long enough to read
     assert len(fake.phrases) == 2 and all(ms >= 800 for ms in fake.phrases)
 
 
@@ -498,7 +502,7 @@ def test_offline_translates_real_spanish_speech_into_english(tmp_path):
     assert "conferencia" in source and "mensaje" in source, result.source_text
     starts = [c.start_ms for c in result.cues]
     assert len(starts) >= 2 and starts == sorted(starts)
-    assert starts[0] >= 1000  # sent when the first phrase ends, not before it
+    assert starts[0] < 1500  # timed by the speech it translates, not by when it was sent
 
 
 def test_a_phrase_sent_at_once_becomes_readable_cues_per_sentence():
@@ -515,7 +519,7 @@ def test_a_phrase_sent_at_once_becomes_readable_cues_per_sentence():
     parts = cues.add(" " + long, 9000)
     assert all(len(c.text) <= MAX_CUE_CHARS for c in parts)
     assert " ".join(c.text.strip() for c in parts) == long
-    assert cues.text == "Please leave your message after the tone. When done, hang up. " + long
+    assert str(cues.text) == "Please leave your message after the tone. When done, hang up. " + long
 
 
 def test_a_drop_while_finishing_resumes_and_closes_the_new_session(srv):
@@ -535,3 +539,66 @@ def test_a_drop_while_finishing_resumes_and_closes_the_new_session(srv):
     assert srv.connection_count == 2
     assert result.text == "Hola mundo. Adiós amigos."
     assert [c.start_ms for c in result.cues] == [0, 1000]
+
+
+class SpanishWhisper(FakeWhisper):
+    """Writes Spanish back on the first try; ``english_on_retry`` says whether naming the
+    language helps (as when Whisper took the speech for English)."""
+
+    def __init__(self, english_on_retry: bool) -> None:
+        super().__init__()
+        self.english_on_retry = english_on_retry
+        self.languages: List[Any] = []
+
+    def translate(self, pcm: bytes, language: Any = None) -> str:  # type: ignore[override]
+        self.languages.append(language)
+        if language and self.english_on_retry:
+            return "Please enter your password followed by the pound key."
+        return "Por favor ingrese su contraseña. Seguida por la tecla de número."
+
+
+@pytest.mark.parametrize("english_on_retry", [True, False])
+def test_an_untranslated_phrase_is_translated_again_or_marked(english_on_retry):
+    pytest.importorskip("py3langid")
+    from realtime_sync.server import WhisperTranslator, default_vad_factory
+
+    fake = SpanishWhisper(english_on_retry)
+    srv = RealtimeServer(translator=WhisperTranslator(fake, default_vad_factory)).start()
+    with srv, translator(srv, to="en") as tr:
+        tr.feed(tone(1500) + silence(1200))
+        result = tr.finish(timeout=10)
+    assert fake.languages == [None, "es"]  # the second try names the language it is in
+    if english_on_retry:
+        assert result.text == "Please enter your password followed by the pound key."
+    else:  # never passed off as a translation: every sentence (so every cue) is marked
+        assert [c.text.split()[0] for c in result.cues] == ["[untranslated]"] * 2
+
+
+def test_a_phrase_is_timed_word_by_word_over_its_speech():
+    from realtime_sync.server import WhisperTranslator, default_vad_factory
+
+    class Long(FakeWhisper):
+        def translate(self, pcm: bytes) -> str:
+            return "one two three four five six seven eight nine ten."
+
+    srv = RealtimeServer(translator=WhisperTranslator(Long(), default_vad_factory)).start()
+    times: List[int] = []
+    with srv, translator(srv, to="en") as tr:
+        tr.client.on("session.output_transcript.delta", lambda e: times.append(e.elapsed_ms))
+        tr.feed(silence(1000) + tone(3000) + silence(1200))
+        tr.finish(timeout=10)
+    assert len(times) == 10 and times == sorted(times)  # never backwards
+    assert 400 <= times[0] <= 1000 and times[-1] >= 3000  # the span of the speech
+    assert all(t % 200 == 0 for t in times)  # on the 200 ms frame grid
+
+
+def test_a_long_sentence_is_never_split_into_an_orphan_tail():
+    from realtime_sync.translation import MAX_CUE_CHARS, ORPHAN_CHARS, _Cues
+
+    sentence = ("Please enter the number of your conference room followed by the pound key "
+                "and wait for the tone now.")
+    assert MAX_CUE_CHARS < len(sentence) <= MAX_CUE_CHARS + ORPHAN_CHARS
+    cues = _Cues(source=False)
+    for i, word in enumerate(sentence.split(" ")):
+        cues.add((" " if i else "") + word, 200 * i)
+    assert [c.text for c in cues.done] == [sentence]

@@ -52,8 +52,8 @@ def test_captions_are_written_cue_by_cue_with_times(srv, speech, tmp_path, capsy
     assert main(["translate", str(speech), "--to", "es", "--url", srv.url, "--source-text",
                  "--format", "srt", "--output", str(out), "--min-cue-duration", "0"]) == 0
     assert out.read_text(encoding="utf-8") == (
-        "1\n00:00:00,000 --> 00:00:00,800\nHola mundo.\n\n"
-        "2\n00:00:01,000 --> 00:00:01,650\nAdiós amigos.\n\n")  # reading time
+        "1\n00:00:00,000 --> 00:00:01,000\nHola mundo.\n\n"
+        "2\n00:00:01,000 --> 00:00:02,000\nAdiós amigos.\n\n")  # a cue lasts at least 1 s
     source = (tmp_path / "es.source.srt").read_text(encoding="utf-8")
     assert "Hello world." in source and "00:00:01,000" in source
     printed = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_translate_file_gives_what_the_command_prints(srv, speech):
                                source_transcript=True, speech=True)
     assert result.text == "Hola mundo. Adiós amigos."
     assert result.source_text == "Hello world. Goodbye friends."
-    assert [(c.start_ms, c.end_ms) for c in result.cues] == [(0, 800), (1000, 1650)]
+    assert [(c.start_ms, c.end_ms) for c in result.cues] == [(0, 1000), (1000, 2000)]
     assert result.audio is not None and len(result.audio) == 48 * (200 * 5)  # a tone per frame
     assert result.language == "es"
 

@@ -6,9 +6,10 @@ import copy
 import logging
 import threading
 from typing import Any, Optional, Set, Tuple, Union
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["register", "redact", "redact_frame", "redact_obj", "mask", "protect_loggers",
-           "is_secret_header", "contains_secret"]
+__all__ = ["register", "redact", "redact_frame", "redact_obj", "mask", "mask_url",
+           "protect_loggers", "is_secret_header", "contains_secret"]
 
 _lock = threading.Lock()
 _secrets: Set[str] = set()
@@ -79,6 +80,39 @@ def is_secret_header(name: str) -> bool:
     ``Cookie``...)."""
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_HEADER_WORDS)
+
+
+def mask_url(url: str) -> str:
+    """``url`` for display: user info (``user:KEY@``) and the values of query parameters
+    named like credentials (``api_key=``, ``token=``...) become ``***``; the password (or a
+    lone user name) and those values are registered as secrets too, so that :func:`redact`
+    hides them wherever else they appear.
+    Any thread."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        secret = password if colon else user  # a user name alone may be a token
+        register(secret)
+        register(unquote(secret))
+        netloc = f"***@{hostport}"
+    query = parts.query
+    if query:
+        fields = query.split("&")
+        for i, pair in enumerate(fields):
+            name, eq, value = pair.partition("=")
+            if eq and value and is_secret_header(unquote(name)):
+                register(value)
+                register(unquote(value))
+                fields[i] = f"{name}=***"
+        query = "&".join(fields)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def redact(text: str) -> str:

@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..events import BETA_TO_GA, Event, LibraryEvents
+from .host import ClosableMarshal, Marshal
 from .wait import Deadline, wait_until
 
 __all__ = ["Registry", "Router", "Waiter", "EventIterator", "Handler"]
@@ -32,7 +33,6 @@ __all__ = ["Registry", "Router", "Waiter", "EventIterator", "Handler"]
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Any]
-Marshal = Callable[[Callable[[], None]], Any]
 
 DISPATCH_THREAD = "realtime-sync-dispatch"
 
@@ -230,6 +230,8 @@ class Router:
         self.waiters: List[Waiter] = []
         self.iterators: List[EventIterator] = []
         self.marshal = marshal
+        self._closable: Optional[ClosableMarshal] = (
+            marshal if isinstance(marshal, ClosableMarshal) else None)
         self.strict = strict
         self._strict_error: Optional[BaseException] = None
         self._emit_handler_error = emit_handler_error
@@ -337,12 +339,14 @@ class Router:
         after: int,
         error_ids: Optional[Set[str]],
         ended: Callable[[], Optional[str]],
+        seen: Optional[Callable[[int], None]] = None,
     ) -> Tuple[int, Event]:
         """The first event numbered after ``after`` of one of ``types`` for which ``where``
         holds (recent events included), with its number: ``wait_for``'s engine.
 
-        An ``error`` answering one of ``error_ids`` raises :class:`ServerError` (its number in
-        ``_seq``); ``ended()`` returning a reason raises :class:`NotConnectedError`.
+        An ``error`` answering one of ``error_ids`` raises :class:`ServerError`; ``seen`` gets
+        the number of the event returned or raised for. ``ended()`` returning a reason raises
+        :class:`NotConnectedError`.
         """
         from ..errors import NotConnectedError, ServerError, TimeoutError
 
@@ -364,11 +368,13 @@ class Router:
                     if type_ == "error" and error_ids and "error" not in types:
                         err = ev.get("error") or {}
                         if isinstance(err, Mapping) and err.get("event_id") in error_ids:
-                            exc = ServerError(ev)
-                            exc._seq = seq  # type: ignore[attr-defined]
-                            raise exc
+                            if seen is not None:
+                                seen(seq)
+                            raise ServerError(ev)
                         continue
                     if type_ in types and (where is None or where(ev)):
+                        if seen is not None:
+                            seen(seq)
                         return seq, ev
                 with self.lock:
                     wait_until(waiter.cond,
@@ -433,7 +439,8 @@ class Router:
     def _marshal_batch(self, batch: Deque[Event]) -> None:
         marshal = self.marshal
         assert marshal is not None
-        if getattr(marshal, "closed", False):
+        closable = self._closable
+        if closable is not None and closable.closed:
             self._marshal_dropped(len(batch))
             return
         if self._shut:
@@ -443,7 +450,7 @@ class Router:
         cond = self._in_flight_done
         with cond:
             while (self._in_flight >= 4 and not self._stopping
-                   and not getattr(marshal, "closed", False)):
+                   and not (closable is not None and closable.closed)):
                 cond.wait(0.25)
             self._in_flight += 1
 

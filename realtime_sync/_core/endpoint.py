@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -10,7 +11,9 @@ from ..errors import ConfigurationError
 from ..models import DEFAULT_CONVERSATION_MODEL, warn_if_deprecated
 from . import credentials as _secrets
 
-__all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL", "translation_url"]
+__all__ = ["Endpoint", "DEFAULT_URL", "DEFAULT_MODEL", "translation_url", "same_origin"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_MODEL = DEFAULT_CONVERSATION_MODEL
@@ -51,6 +54,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def same_origin(url: str, other: str) -> bool:
+    """True when both are ws/wss URLs with the same scheme, host and port (a handshake
+    redirect the transport follows with the key must be)."""
+    origin = _origin(url)
+    return origin is not None and origin == _origin(other)
+
+
+def _origin(url: str) -> Optional[Tuple[str, str, int]]:
+    """(scheme, host, port) of a ws/wss URL, or None when it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "wss" else 80)
 
 
 class Endpoint:
@@ -105,14 +128,19 @@ class Endpoint:
         self._api_key = api_key
         self._headers = headers
         self.allow_insecure = allow_insecure
-        self.url = self._build_url(url or DEFAULT_URL, model, intent, call_id)
+        self._url = self._build_url(url or DEFAULT_URL, model, intent, call_id)
+        self.url = _secrets.mask_url(self._url)
+        """The URL for display: user info and credential-like query values masked."""
         if model and not self.azure:  # Azure deployment names are the user's own
             warn_if_deprecated(model)
-        parts = urlsplit(self.url)
+        parts = urlsplit(self._url)
         if parts.scheme not in ("ws", "wss"):
             raise ConfigurationError(f"url must start with ws:// or wss://, not {parts.scheme!r}")
         if not parts.hostname:
             raise ConfigurationError(f"url has no host: {self.url!r}")
+        if parts.username is not None:
+            logger.warning("the user info in %s is not sent to the server: pass the key as "
+                           "api_key= (or headers=)", self.url)
         self.host = parts.hostname
         self.secure = parts.scheme == "wss"
         self.is_openai = self.host == "api.openai.com"
@@ -203,7 +231,7 @@ class Endpoint:
             if _secrets.is_secret_header(name):
                 _secrets.register(value)
             lines.append(f"{name}: {value}")
-        return self.url, lines
+        return self._url, lines
 
     def __repr__(self) -> str:
         return f"Endpoint(url={self.url!r}, key={_secrets.mask(self.key())})"

@@ -19,6 +19,7 @@ EXTRAS = {
     "tqdm": "local",
     "orjson": "fast",
     "wsaccel": "fast",
+    "ray": "ray",
 }
 """Top-level module name -> the ``realtime-sync[...]`` extra that installs it."""
 

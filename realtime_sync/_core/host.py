@@ -10,11 +10,55 @@ Every member may be called from any thread unless its docstring says otherwise.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Protocol, TypeVar
+import threading
+from typing import Any, Callable, Mapping, Optional, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["ClientHost", "AudioHost"]
+__all__ = ["ClientHost", "AudioHost", "Marshal", "ThreadMarshal", "ClosableMarshal",
+           "marshal_thread_ident"]
 
 T = TypeVar("T")
+
+
+class Marshal(Protocol):
+    """Runs zero-argument functions on another thread (a GUI's), in the order given.
+
+    ``RealtimeClient(marshal=...)`` and the features hand it each batch of handlers. Any
+    callable fits, e.g. ``lambda fn: root.after(0, fn)``. Returning ``False`` means "refused,
+    it will never run" (the batch is dropped and counted); any other result means queued.
+    """
+
+    def __call__(self, fn: Callable[[], None]) -> Any:
+        """Queue ``fn`` to run on the marshal's thread (called from the dispatcher thread)."""
+
+
+@runtime_checkable
+class ThreadMarshal(Marshal, Protocol):
+    """A :class:`Marshal` that says which thread it runs calls on (the marshals of
+    :mod:`realtime_sync.gui`): blocking calls on that thread are refused or warned about."""
+
+    @property
+    def ui_thread(self) -> Any:
+        """The :class:`threading.Thread` (or thread ident) the calls run on."""
+
+
+@runtime_checkable
+class ClosableMarshal(Marshal, Protocol):
+    """A :class:`Marshal` that says when it runs nothing more (its window is gone): the
+    dispatcher then stops handing it batches (dropped and counted)."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the marshal runs nothing more."""
+
+
+def marshal_thread_ident(marshal: Optional[Marshal]) -> Optional[int]:
+    """The ident of the thread ``marshal`` runs calls on, when it says (else None)."""
+    if not isinstance(marshal, ThreadMarshal):
+        return None
+    ui = marshal.ui_thread
+    if isinstance(ui, threading.Thread):
+        return ui.ident
+    return ui if isinstance(ui, int) else None
 
 
 class AudioHost(Protocol):
@@ -49,7 +93,7 @@ class ClientHost(AudioHost, Protocol):
         ended on request); its handlers may not have run yet."""
 
     @property
-    def marshal(self) -> Optional[Callable[[Callable[[], None]], Any]]:
+    def marshal(self) -> Optional[Marshal]:
         """The client's ``marshal`` (handlers run through it), or ``None``."""
 
     def protocol_error(self, problem: str, event: Mapping[str, Any]) -> None:

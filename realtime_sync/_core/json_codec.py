@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Union
+import re
+from typing import Any, Callable, Dict, Union
 
-__all__ = ["loads", "dumps", "BACKEND"]
+__all__ = ["loads", "dumps", "salvage", "BACKEND"]
 
 _loads: Callable[[Union[str, bytes]], Any]
 _dumps: Callable[[Any], Union[str, bytes]]
@@ -24,6 +25,59 @@ def _check_finite(obj: Any, depth: int = 0) -> None:
                 _check_finite(value, depth + 1)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_lone_surrogates(obj: Any) -> None:
+    """Raise ValueError when a string in ``obj`` holds a lone surrogate (a valid ``\\uD83D``
+    escape pair has become one character by now: what is left is not Unicode)."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise ValueError("a string holds a lone surrogate (not valid Unicode)")
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_scan = _decoder.scan_once  # type: ignore[attr-defined]  # json.loads's scanner
+
+
+def _stdlib_loads(data: Union[str, bytes]) -> Any:
+    """Parse with the stdlib, accepting and refusing what orjson does: UTF-8 only (no BOM, no
+    encoded surrogates), no ``NaN``/``Infinity``, no lone surrogate escapes (``"\\ud800"``).
+
+    The common case (an object with no surrounding whitespace) skips ``json.loads``'s
+    wrappers; the surrogate check costs one search for a backslash."""
+    if type(data) is bytes or type(data) is bytearray:
+        text = bytes(data).decode("utf-8")  # strict: UnicodeDecodeError is a ValueError
+    elif type(data) is str:
+        text = data
+    else:
+        raise TypeError(f"JSON must be str or bytes, not {type(data).__name__}")
+    obj: Any = None
+    end = -1
+    if text[:2] == '{"':
+        try:
+            obj, end = _scan(text, 0)
+        except StopIteration:
+            pass
+    if end != len(text):
+        obj = _decoder.decode(text)  # whitespace, other values, and every error message
+    if "\\" in text and ("\\ud" in text or "\\uD" in text):
+        _refuse_lone_surrogates(obj)
+    return obj
+
+
 try:  # pragma: no cover - depends on the environment
     import orjson as _orjson
 
@@ -38,29 +92,7 @@ try:  # pragma: no cover - depends on the environment
 
     BACKEND = "orjson"
 except ImportError:  # pragma: no cover
-    _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's scanner
-
-    def _loads(data: Union[str, bytes]) -> Any:
-        """``json.loads`` without its wrappers for the common case (a UTF-8 object with no
-        surrounding whitespace); anything else, and every error, goes through ``json.loads``
-        itself, so results and exceptions are the same."""
-        if type(data) is bytes and data[:2] == b'{"':  # json.loads would pick UTF-8 too
-            try:
-                text = data.decode("utf-8", "surrogatepass")
-            except UnicodeDecodeError:
-                return json.loads(data)
-        elif type(data) is str:
-            text = data
-        else:
-            return json.loads(data)
-        try:
-            obj, end = _scan(text, 0)
-        except StopIteration:
-            return json.loads(text)
-        if end != len(text):
-            return json.loads(text)
-        return obj
-
+    _loads = _stdlib_loads
     _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
     def _dumps(obj: Any) -> Union[str, bytes]:
@@ -73,8 +105,14 @@ except ImportError:  # pragma: no cover
 
 
 def loads(data: Union[str, bytes]) -> Any:
-    """Parse JSON text; raises ``ValueError`` on malformed input."""
-    return _loads(data)
+    """Parse JSON text; raises ``ValueError`` on malformed input, the same for both backends:
+    invalid UTF-8 or a lone surrogate (escaped or encoded), ``NaN``/``Infinity``, and nesting
+    deeper than the parser can go (about 1000 levels: orjson's limit is 1024, the stdlib's
+    the interpreter's recursion limit) included."""
+    try:
+        return _loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def dumps(obj: Any) -> Union[str, bytes]:
@@ -84,3 +122,24 @@ def dumps(obj: Any) -> Union[str, bytes]:
         TypeError: when the object holds a value JSON cannot represent.
     """
     return _dumps(obj)
+
+
+_FIELD = re.compile(rb'"(type|item_id)"\s*:\s*"([^"\\]{1,200})"')
+_SALVAGE_BYTES = 65536
+
+
+def salvage(data: Union[str, bytes]) -> Dict[str, str]:
+    """What can be told of a frame that does not parse: the first ``type`` and ``item_id``
+    string fields in its first 64 kB, as ``event_type`` and ``item_id`` (either may be
+    missing). Called on the failure path only."""
+    raw = data[:_SALVAGE_BYTES]
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "replace")
+    found: Dict[str, str] = {}
+    for match in _FIELD.finditer(bytes(raw)):
+        key = "event_type" if match.group(1) == b"type" else "item_id"
+        if key not in found:
+            found[key] = match.group(2).decode("utf-8", "replace")
+            if len(found) == 2:
+                break
+    return found

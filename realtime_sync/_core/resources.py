@@ -12,6 +12,7 @@ from ..events import MAX_EVENT_BYTES, append_frame, new_event_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import RealtimeClient
+    from .sender import Sender
 
 __all__ = [
     "SessionResource",
@@ -61,6 +62,10 @@ class SessionResource(_Resource):
 class InputAudioBufferResource(_Resource):
     """``input_audio_buffer.append`` / ``commit`` / ``clear``."""
 
+    def __init__(self, client: RealtimeClient, sender: Sender) -> None:
+        super().__init__(client)
+        self._sender = sender
+
     def append(self, pcm16: bytes) -> str:
         """Append PCM16 mono little-endian 24 kHz audio (base64 is done here), or G.711 bytes
         when the session's ``audio.input.format`` is ``audio/pcmu``/``audio/pcma``.
@@ -87,12 +92,12 @@ class InputAudioBufferResource(_Resource):
         for start in range(0, len(pcm16), MAX_APPEND_AUDIO_BYTES):
             chunk = bytes(pcm16[start:start + MAX_APPEND_AUDIO_BYTES])
             event_id = new_event_id()
-            self._client._send_append(append_frame(chunk, event_id), event_id, len(chunk))
+            self._sender.send_append(append_frame(chunk, event_id), event_id, len(chunk))
         return event_id
 
     def _g711(self) -> bool:
         """Is the session's input format G.711 (one byte per sample)?"""
-        config = self._client._session_config or {}
+        config = self._client.session_config or {}
         audio = config.get("audio") if isinstance(config, Mapping) else None
         inp = audio.get("input") if isinstance(audio, Mapping) else None
         fmt = inp.get("format") if isinstance(inp, Mapping) else None

@@ -20,13 +20,14 @@ reported as a :class:`CloseCause`.
 
 websocket-client internals relied on (checked by ``tests/test_hostile_network.py``): the
 ``dispatcher`` hook of ``run_forever`` (``read``/``buffwrite``), ``WebSocket.lock``,
-``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``, and
-``WebSocketBadStatusException.status_code``/``resp_headers``.
+``WebSocket.frame_buffer`` with ``recv``/``recv_length``/``length``/``header``,
+``WebSocketBadStatusException.status_code``/``resp_headers``, and the handshake reading the
+``header`` option by iteration once per request it writes, redirects included, after setting
+``WebSocket.handshake_response`` (checked by ``tests/test_hostile_secrets.py``).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import select
@@ -37,7 +38,6 @@ import struct
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 import websocket
@@ -46,6 +46,16 @@ from ..errors import NotConnectedError
 from . import credentials as _secrets
 from . import wire as _wire
 from .backoff import Backoff
+from .closing import (  # noqa: F401 - re-exported: the transport reports closes with them
+    AUTH_HTTP_STATUSES,
+    FATAL_CODES,
+    RECONNECT_CODES,
+    TRANSIENT_HTTP_STATUSES,
+    CloseCause,
+    Closed,
+    parse_retry_after,
+)
+from .endpoint import same_origin
 
 __all__ = ["Transport", "Closed", "CloseCause", "SendQueue", "NET_THREAD", "RECONNECT_CODES",
            "FATAL_CODES", "TRANSIENT_HTTP_STATUSES"]
@@ -71,127 +81,50 @@ class _QuietCloses(logging.Filter):
 _ws_logger = logging.getLogger("websocket")
 if not any(isinstance(f, _QuietCloses) for f in _ws_logger.filters):
     _ws_logger.addFilter(_QuietCloses())
-RECONNECT_CODES = frozenset({None, 1001, 1005, 1006, 1011, 1012, 1013, 1014})
-"""Close codes (``None``: no close frame, e.g. a TCP reset) that mean "try again"."""
-FATAL_CODES = frozenset({3000, 4000})
-"""Authentication (3000) and configuration (4000) failures: never reconnect."""
-
-
-TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-"""Handshake answers that mean "try again later" (retried while reconnecting)."""
-AUTH_HTTP_STATUSES = frozenset({401, 403})
-
-
-class CloseCause(str, enum.Enum):
-    """Why a connection ended (the ``cause`` of ``client.disconnected``/``client.reconnecting``).
-
-    A ``str`` enum: ``event.cause == "keepalive_timeout"`` and ``CloseCause.KEEPALIVE_TIMEOUT``
-    both work.
-    """
-
-    CLIENT_CLOSED = "client_closed"
-    """``close()`` was called."""
-    SERVER_CLOSED = "server_closed"
-    """The server sent a close frame (``code`` says which)."""
-    CONNECTION_LOST = "connection_lost"
-    """The TCP connection ended without a close frame (reset, EOF)."""
-    KEEPALIVE_TIMEOUT = "keepalive_timeout"
-    """No byte arrived for ``ping_interval + ping_timeout`` seconds."""
-    SEND_STALLED = "send_stalled"
-    """A send made no progress for the stall timeout (the server stopped reading)."""
-    PROTOCOL_ERROR = "protocol_error"
-    """The server broke the WebSocket protocol (e.g. a frame over ``max_frame_size``)."""
-    HANDSHAKE_REFUSED = "handshake_refused"
-    """The server answered the upgrade with an HTTP error status (``http_status``)."""
-    HANDSHAKE_FAILED = "handshake_failed"
-    """No upgrade: connection refused, DNS, TLS or handshake timeout."""
-    RESTART = "restart"
-    """A planned reconnect (session rollover)."""
-    INTERNAL_ERROR = "internal_error"
-    """A bug in the library or a callback (logged)."""
-
-
-@dataclass
-class Closed:
-    """How one connection ended."""
-
-    code: Optional[int] = None
-    reason: str = ""
-    error: Optional[BaseException] = None
-    by_client: bool = False
-    established: bool = False
-    opened: bool = False
-    cause: Optional[CloseCause] = None
-    http_status: Optional[int] = None
-    retry_after: Optional[float] = None
-    established_at: Optional[float] = None
-    exchanged: bool = False
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    def final_cause(self) -> CloseCause:
-        """The cause, inferred from what was seen when nothing set it explicitly."""
-        if self.by_client:
-            return CloseCause.CLIENT_CLOSED
-        if self.cause is not None:
-            return self.cause
-        if self.http_status is not None:
-            return CloseCause.HANDSHAKE_REFUSED
-        if not self.opened:
-            return CloseCause.HANDSHAKE_FAILED
-        if self.code is not None:
-            return CloseCause.SERVER_CLOSED
-        return CloseCause.CONNECTION_LOST
-
-    def healthy(self, now: float, healthy_after: float) -> bool:
-        """True when the connection had a session that stayed up long enough, or that
-        completed an exchange (a reconnect backoff may then start over)."""
-        if not self.established or self.established_at is None:
-            return False
-        return self.exchanged or now - self.established_at >= healthy_after
-
-    def describe(self) -> str:
-        """A one-line description (never contains a secret)."""
-        if self.by_client:
-            return "closed by client"
-        if self.reason:
-            text = self.reason
-        elif self.error is not None:
-            text = f"{type(self.error).__name__}: {self.error}"
-        elif self.code is not None:
-            text = f"closed by server with code {self.code}"
-        else:
-            text = "connection lost"
-        return _secrets.redact(text)
-
-
-def parse_retry_after(value: Any) -> Optional[float]:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        import email.utils  # on first use: keeps ``import realtime_sync`` light
-
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    import datetime
-
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
-
-
 class FrameTooLarge(websocket.WebSocketProtocolException):
     """A frame (or a fragmented message) announced more bytes than ``max_frame_size``."""
+
+
+class RedirectRefused(websocket.WebSocketException):
+    """The server redirected the handshake to another origin (fatal: never followed)."""
+
+
+class _HandshakeHeaders:
+    """The header lines of one connection attempt, as websocket-client reads them for each
+    request it makes: the first request, and each redirect it follows (3xx + ``Location``).
+
+    A redirect is followed only to the same origin (scheme, host and port), where the
+    cleartext and host rules already checked still hold; one to any other origin raises
+    :class:`RedirectRefused` before the request is written, so the key never goes there.
+    Costs nothing per frame: it is read during the handshake only.
+    """
+
+    def __init__(self, lines: List[str], same_origin: Callable[[str], bool],
+                 response: Callable[[], Any]) -> None:
+        self._lines = lines
+        self._same_origin = same_origin
+        self._response = response  # the WebSocket's last handshake response (the 3xx)
+        self._requests = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._lines)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._lines
+
+    def __iter__(self) -> Any:
+        self._requests += 1
+        if self._requests > 1:  # websocket-client is following a redirect
+            response = self._response()
+            status = getattr(response, "status", None)
+            location = str((getattr(response, "headers", None) or {}).get("location", ""))
+            if not self._same_origin(location):
+                raise RedirectRefused(
+                    f"the server redirected the handshake (HTTP {status}) to "
+                    f"{_secrets.mask_url(location) or 'nowhere'}, another origin: redirects "
+                    "are followed only within the same scheme, host and port, so that the "
+                    "key never goes elsewhere (connect to that URL directly if you trust it)")
+        return iter(self._lines)
 
 
 class _NoLock:
@@ -760,7 +693,7 @@ class Transport:
                     continue
                 attempt += 1
                 if self.backoff.gives_up(attempt):
-                    final.extra["gave_up"] = True
+                    final.gave_up = True
                     break
                 delay = self.backoff.delay(attempt)
                 if info.retry_after is not None:  # the server said when; never past the cap
@@ -793,12 +726,16 @@ class Transport:
         except Exception as exc:  # noqa: BLE001 - reported through on_closed
             info.error = exc
             info.reason = _secrets.redact(f"{type(exc).__name__}: {exc}")
-            info.extra["fatal"] = True
+            info.unresolvable = True
             info.cause = CloseCause.HANDSHAKE_FAILED
             return info
+        app: websocket.WebSocketApp
+        guarded = _HandshakeHeaders(
+            headers, lambda location: same_origin(location, url),
+            lambda: getattr(getattr(app, "sock", None), "handshake_response", None))
         app = websocket.WebSocketApp(
             url,
-            header=headers,
+            header=guarded,  # type: ignore[arg-type]  # an iterable of lines, read per request
             on_open=self._cb_open,
             on_data=self._cb_data,
             on_error=self._cb_error,
@@ -934,16 +871,17 @@ class Transport:
         if code is not None and info.code is None:
             info.code = code
         if isinstance(error, (ssl.SSLError, ssl.CertificateError)):
-            info.extra["fatal"] = True
+            info.tls_failed = True
+        if isinstance(error, RedirectRefused):  # following it again would redirect again
+            info.redirect_refused = True
+            info.cause = CloseCause.HANDSHAKE_REFUSED
+            info.reason = str(error)
         if isinstance(error, websocket.WebSocketBadStatusException):
             status = error.status_code
             info.http_status = status
             info.cause = CloseCause.HANDSHAKE_REFUSED
-            info.extra["http_status"] = status
             headers = {str(k).lower(): v for k, v in (error.resp_headers or {}).items()}
             info.retry_after = parse_retry_after(headers.get("retry-after"))
-            if status in AUTH_HTTP_STATUSES:
-                info.extra["auth"] = True
         logger.debug("connection error: %s", _secrets.redact(str(error)))
 
     def _cb_close(self, app: websocket.WebSocketApp, code: Optional[int], reason: Any) -> None:

@@ -1,18 +1,15 @@
-"""The audio host that feeds a live session object (a ``Transcriber`` or ``Translator``).
+"""The audio host that feeds a live object (a ``Transcriber``, ``Translator``, ...).
 
 What :func:`realtime_sync.audio.stream` sees when such an object listens: audio goes to its
 ``feed()``, which keeps it until it has been used (so the sink is always "connected": the
-owner does the buffering across reconnects); events and counts go to the owner's client, and
-the stream is owned (stopped by ``close()``) by the owner's
-:class:`~realtime_sync._features.live_session.SessionLink`.
+object does the buffering across reconnects); events and counts go to the object's
+connection, and the stream is owned (stopped by ``close()``) by the object's
+:class:`~realtime_sync._features.live_session.LiveParts`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
-
-if TYPE_CHECKING:
-    from .live_session import SessionLink
+from typing import Any, Callable, List, Mapping
 
 __all__ = ["FeedSink"]
 
@@ -22,12 +19,18 @@ class FeedSink:
 
     Args:
         feed: the object's ``feed(pcm16)``.
-        link: the object's session link (its client and the streams it owns).
+        streams: the streams the object owns (the stream adds and removes itself).
+        emit: sends a library event to the object's handlers (nothing while unconnected).
+        count: adds to one of the connection's counters (nothing while unconnected).
     """
 
-    def __init__(self, feed: Callable[[bytes], None], link: SessionLink) -> None:
+    def __init__(self, feed: Callable[[bytes], None], streams: List[Any],
+                 emit: Callable[[Mapping[str, Any]], None],
+                 count: Callable[[str, int], None]) -> None:
         self._feed = feed
-        self._link = link
+        self._streams = streams
+        self._emit = emit
+        self._count = count
         self.input_audio_buffer = self
 
     connected = True
@@ -42,20 +45,16 @@ class FeedSink:
         return self
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        client = self._link.client
-        if client is not None:
-            client.host.emit(event)
+        self._emit(event)
 
     def adopt(self, resource: Any) -> None:
-        self._link.streams.append(resource)
+        self._streams.append(resource)
 
     def disown(self, resource: Any) -> None:
         try:
-            self._link.streams.remove(resource)
+            self._streams.remove(resource)
         except ValueError:
             pass
 
     def count(self, name: str, n: int = 1) -> None:
-        client = self._link.client
-        if client is not None:
-            client.host.count(name, n)
+        self._count(name, n)

@@ -1,12 +1,17 @@
-"""What a live session object (a ``Transcriber``, a ``Translator``, ...) does the same way
-around its :class:`~realtime_sync.RealtimeClient`: :class:`SessionLink`.
+"""What a live object (a ``Transcriber``, a ``Translator``, a ``LiveSession``) does the same
+way around its connection.
 
-A live object composes one link (and usually one
-:class:`~realtime_sync._features.ring.AudioRing`): the link owns the client, the state lock
-and its condition, the raw-event handlers registered before or after ``start()``, the session
-number the object works in, the session's expiry and rollover, the audio streams it owns and
-the marshal its callbacks go through. The object's own event handlers keep only what is its
-own (segments, cues, ...).
+* :class:`LiveParts`, for any connection with ``on(type, handler)``: the state lock and its
+  condition, the marshal the callbacks go through, the raw-event handlers registered before
+  or after ``start()``, the audio streams the object owns (and the sink they feed through),
+  and the closed flag.
+* :class:`SessionLink`, for a :class:`~realtime_sync.RealtimeClient` session: adds
+  connecting, the session number the object works in, sending the audio of an
+  :class:`~realtime_sync._features.ring.AudioRing` to the current session, the session's
+  expiry and rollover, and drop reports.
+
+A live object composes one of them (and usually one ring); its own event handlers keep only
+what is its own (segments, cues, ...).
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    Generic,
     Iterable,
     List,
     Mapping,
     Optional,
     Tuple,
+    TypeVar,
+    Union,
 )
 
 from .._core.wait import Deadline, wait_until
@@ -34,9 +42,10 @@ from .ring import AudioRing
 if TYPE_CHECKING:
     from ..client import RealtimeClient
 
-__all__ = ["SessionLink", "check_options"]
+__all__ = ["LiveParts", "SessionLink", "check_options"]
 
 Handler = Callable[[Event], Any]
+C = TypeVar("C")
 
 
 def check_options(callbacks: Mapping[str, Any], marshal: Any, rollover_margin: Any,
@@ -54,45 +63,36 @@ def check_options(callbacks: Mapping[str, Any], marshal: Any, rollover_margin: A
             raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
 
 
-class SessionLink:
-    """One live object's client, lock, handlers, session number, expiry and streams.
+class LiveParts(Generic[C]):
+    """A live object's lock, marshal, raw-event handlers, streams and connection (any
+    connection ``C`` with ``on(type, handler)``).
 
     Args:
-        what: the object in messages (``"transcriber"``, ``"translator"``).
+        what: the object in messages (``"transcriber"``, ``"translator"``, ...).
         marshal: runs the object's callbacks and the user's handlers (None: directly).
-        rollover_margin: seconds before ``expires_at`` at which the object moves to a new
-            session at its next quiet moment.
         log: where the object logs.
     """
 
     def __init__(self, what: str, marshal: Optional[Callable[[Callable[[], Any]], Any]],
-                 rollover_margin: float, log: logging.Logger) -> None:
+                 log: logging.Logger) -> None:
         self.what = what
         self.marshal = marshal
-        self.rollover_margin = rollover_margin
         self.log = log
-        self.client: Optional[RealtimeClient] = None
-        """The client, once started (None before, and after a failed start)."""
+        self.client: Optional[C] = None
+        """The connection, once started (None before, and after a failed start)."""
         self.lock = threading.RLock()
         """The object's state lock (event handlers, feeders and readers)."""
         self.changed = threading.Condition(self.lock)
         """Notified whenever the object's state changes."""
-        self.send_lock = threading.Lock()
-        """Held while sending, so that appends and commits keep their order."""
-        self.generation = -1
-        """The session number (``client.host.session_number``) the object works in."""
-        self.expires_at: Optional[float] = None
-        self.rollover_due: Optional[float] = None
         self.streams: List[Any] = []
         """Audio streams the object owns (stopped by :meth:`stop_streams`)."""
         self.closed = False
         """Set by the object's ``close()``."""
         self.handlers: List[Tuple[str, Handler]] = []
-        """The user's raw-event handlers (through :attr:`marshal`), for every client."""
+        """The user's raw-event handlers (through :attr:`marshal`), for every connection."""
 
-    # -- the client -----------------------------------------------------------------------------
-    def require(self) -> RealtimeClient:
-        """The client; NotConnectedError before ``start()``."""
+    def require(self) -> C:
+        """The connection; NotConnectedError before ``start()``."""
         client = self.client
         if client is None:
             raise NotConnectedError(
@@ -100,8 +100,8 @@ class SessionLink:
         return client
 
     def on(self, type_: str, handler: Handler) -> Handler:
-        """The object's ``on()``: keep ``handler`` (through :attr:`marshal`) for every client
-        it starts, and register it on the current one. Any thread."""
+        """The object's ``on()``: keep ``handler`` (through :attr:`marshal`) for every
+        connection it starts, and register it on the current one. Any thread."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         wrapped = handler
@@ -112,9 +112,89 @@ class SessionLink:
                 marshal(lambda: handler(event))
 
         self.handlers.append((type_, wrapped))
-        if self.client is not None:
-            self.client.on(type_, wrapped)
+        client: Any = self.client
+        if client is not None:
+            client.on(type_, wrapped)
         return handler
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` through :attr:`marshal`, or here (no lock held)."""
+        if self.marshal is not None:
+            self.marshal(lambda: fn(*args))
+        else:
+            fn(*args)
+
+    def wake(self, event: Optional[Event] = None) -> None:
+        """Notify every waiter (e.g. on ``client.disconnected``)."""
+        with self.changed:
+            self.changed.notify_all()
+
+    # -- audio streams ------------------------------------------------------------------------
+    def sink(self, feed: Callable[[bytes], None]) -> FeedSink:
+        """The audio host an :func:`realtime_sync.audio.stream` feeds through ``feed``;
+        its events go to the connection's ``emit()`` (counters are the subclass's)."""
+        return FeedSink(feed, self.streams, self._emit, self._count)
+
+    def _emit(self, event: Mapping[str, Any]) -> None:
+        client: Any = self.client
+        if client is not None:
+            client.emit(event)
+
+    def _count(self, name: str, n: int) -> None:
+        """No counters on a plain connection."""
+
+    def listen(self, feed: Callable[[bytes], None], device: Union[int, str, None],
+               chunk_ms: int, **options: Any) -> Any:
+        """Stream a microphone into ``feed`` on the ``realtime-sync-audio`` thread; returns
+        the :class:`realtime_sync.audio.AudioStream` (owned: stopped by
+        :meth:`stop_streams`). ``options`` go to :func:`realtime_sync.audio.stream`.
+
+        Raises:
+            AudioError: no usable input device (the message says how to list devices).
+        """
+        from ..audio import Microphone, stream
+
+        mic = Microphone(device=device, chunk_ms=chunk_ms)
+        return stream(self.sink(feed), mic, chunk_ms=chunk_ms, **options)
+
+    def stream(self, feed: Callable[[bytes], None], source: Any, chunk_ms: int,
+               **options: Any) -> Any:
+        """Stream any :class:`realtime_sync.audio.AudioSource` into ``feed`` (as
+        :meth:`listen`)."""
+        from ..audio import stream
+
+        return stream(self.sink(feed), source, chunk_ms=chunk_ms, **options)
+
+    def stop_streams(self, timeout: float) -> None:
+        """Stop every audio stream the object owns (a copy is walked); a failure is logged,
+        never raised."""
+        for s in list(self.streams):
+            try:
+                s.stop(timeout)
+            except Exception:  # noqa: BLE001
+                self.log.exception("stopping the audio stream failed")
+
+
+class SessionLink(LiveParts["RealtimeClient"]):
+    """A live object's :class:`~realtime_sync.RealtimeClient` session: :class:`LiveParts`
+    plus connecting, the session number, sending, expiry and rollover.
+
+    Args:
+        what, marshal, log: as :class:`LiveParts`.
+        rollover_margin: seconds before ``expires_at`` at which the object moves to a new
+            session at its next quiet moment.
+    """
+
+    def __init__(self, what: str, marshal: Optional[Callable[[Callable[[], Any]], Any]],
+                 rollover_margin: float, log: logging.Logger) -> None:
+        super().__init__(what, marshal, log)
+        self.rollover_margin = rollover_margin
+        self.send_lock = threading.Lock()
+        """Held while sending, so that appends and commits keep their order."""
+        self.generation = -1
+        """The session number (``client.host.session_number``) the object works in."""
+        self.expires_at: Optional[float] = None
+        self.rollover_due: Optional[float] = None
 
     def open(self, client: RealtimeClient, handlers: Iterable[Tuple[str, Handler]],
              timeout: Optional[float], then: Optional[Callable[[], None]] = None) -> None:
@@ -221,19 +301,7 @@ class SessionLink:
         self.log.info(message)
         client.host.restart()
 
-    # -- callbacks, drops, streams -------------------------------------------------------------
-    def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """``fn(*args)`` through :attr:`marshal`, or here (no lock held)."""
-        if self.marshal is not None:
-            self.marshal(lambda: fn(*args))
-        else:
-            fn(*args)
-
-    def wake(self, event: Optional[Event] = None) -> None:
-        """Notify every waiter (e.g. on ``client.disconnected``)."""
-        with self.changed:
-            self.changed.notify_all()
-
+    # -- drops and the stream's events ---------------------------------------------------------
     def report_drop(self, nbytes: int, bytes_per_ms: int) -> None:
         """Audio that will never be used (lock held): ``stats()["audio_dropped"]`` and one
         ``client.audio_dropped`` event (``source`` is :attr:`what`)."""
@@ -243,15 +311,12 @@ class SessionLink:
             client.host.emit({"type": LibraryEvents.AUDIO_DROPPED, "bytes": nbytes,
                               "ms": nbytes // bytes_per_ms, "source": self.what})
 
-    def sink(self, feed: Callable[[bytes], None]) -> FeedSink:
-        """The audio host an :func:`realtime_sync.audio.stream` feeds through ``feed``."""
-        return FeedSink(feed, self)
+    def _emit(self, event: Mapping[str, Any]) -> None:
+        client = self.client
+        if client is not None:
+            client.host.emit(event)
 
-    def stop_streams(self, timeout: float) -> None:
-        """Stop every audio stream the object owns (a copy is walked); a failure is logged,
-        never raised."""
-        for s in list(self.streams):
-            try:
-                s.stop(timeout)
-            except Exception:  # noqa: BLE001
-                self.log.exception("stopping the audio stream failed")
+    def _count(self, name: str, n: int) -> None:
+        client = self.client
+        if client is not None:
+            client.host.count(name, n)

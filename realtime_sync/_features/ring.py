@@ -11,9 +11,27 @@ Not thread-safe: the owner calls it under its own lock.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from .drops import DropLedger
 
-__all__ = ["AudioRing"]
+__all__ = ["AudioRing", "audio_bytes"]
+
+
+def audio_bytes(data: Any, pcm16: bool = True) -> bytes:
+    """What a live object's ``feed()`` takes, checked: bytes (a memoryview is copied).
+
+    Raises:
+        TypeError: not bytes.
+        ValueError: ``pcm16`` and an odd number of bytes.
+    """
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"audio must be bytes of PCM16 samples, not {type(data).__name__}")
+    if pcm16 and len(data) % 2:
+        raise ValueError(f"PCM16 audio has an even number of bytes; got {len(data)}")
+    return cast(bytes, data)  # a bytearray is kept as it is: only read, never stored
 
 
 class AudioRing:

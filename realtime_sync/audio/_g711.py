@@ -9,10 +9,12 @@ from __future__ import annotations
 import array
 import os
 import struct
+import sys
 import time
 from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
-__all__ = ["FORMATS", "WIRE_FORMATS", "bytes_per_ms", "decode", "G711Wav", "sniff_wav"]
+__all__ = ["FORMATS", "WIRE_FORMATS", "bytes_per_ms", "decode", "encode", "G711Wav",
+           "sniff_wav"]
 
 FORMATS = ("pcm", "pcmu", "pcma")
 """``audio_format`` values: PCM16 24 kHz, G.711 μ-law 8 kHz, G.711 A-law 8 kHz."""
@@ -61,6 +63,36 @@ def decode(data: bytes, audio_format: str) -> array.array[int]:
     """G.711 bytes -> 16-bit samples (8 kHz, native byte order)."""
     table = SAMPLES[audio_format]
     return array.array("h", [table[b] for b in data])
+
+
+def _ulaw_of(v: int) -> int:
+    sign = 0x80 if v < 0 else 0
+    v = min(-v if v < 0 else v, 32635) + 0x84
+    exponent = max(v.bit_length() - 8, 0)
+    return ~(sign | (exponent << 4) | ((v >> (exponent + 3)) & 0x0F)) & 0xFF
+
+
+def _alaw_of(v: int) -> int:
+    sign = 0x80 if v >= 0 else 0
+    v = min(-v - 1 if v < 0 else v, 32767)
+    seg = 0 if v < 256 else v.bit_length() - 8
+    return (sign | (seg << 4) | ((v >> (seg + 3 if seg else 4)) & 0x0F)) ^ 0x55
+
+
+_ENCODE: Dict[str, bytes] = {}
+
+
+def encode(pcm16: bytes, audio_format: str) -> bytes:
+    """16-bit little-endian samples (8 kHz) -> G.711 bytes (``"pcmu"`` or ``"pcma"``)."""
+    table = _ENCODE.get(audio_format)
+    if table is None:
+        of = _ulaw_of if audio_format == "pcmu" else _alaw_of
+        table = _ENCODE[audio_format] = bytes(of(i - 65536 if i >= 32768 else i)
+                                              for i in range(65536))
+    samples = array.array("H", pcm16[: len(pcm16) - len(pcm16) % 2])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return bytes(table[x] for x in samples)
 
 
 def _read_fmt(fh: BinaryIO) -> Tuple[int, int, int, int, int]:

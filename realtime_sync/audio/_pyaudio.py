@@ -18,7 +18,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..errors import AudioError
 
-__all__ = ["list_devices", "import_pyaudio", "quiet_stderr", "open_pyaudio", "find_device"]
+__all__ = ["list_devices", "import_pyaudio", "quiet_stderr", "open_pyaudio", "find_device",
+           "abort_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,26 @@ def quiet_stderr() -> Iterator[None]:
                 os.dup2(_saved_fd, 2)
                 os.close(_saved_fd)
                 _saved_fd = None
+
+
+def abort_stream(pyaudio: Any, stream: Any) -> bool:
+    """Discard what an output ``stream`` still has buffered (PortAudio's ``Pa_AbortStream``,
+    which PyAudio does not offer): True when done, False when this PyAudio has no way to
+    (then stop the stream instead). The stream is left stopped; restart it. This module is
+    the one place that reaches PyAudio's internals.
+
+    Raises:
+        OSError: PortAudio refused.
+    """
+    abort = getattr(getattr(pyaudio, "_portaudio", None), "abort_stream", None)
+    if abort is None or getattr(stream, "_stream", None) is None:
+        return False
+    abort(stream._stream)
+    # PyAudio did not see the low-level abort: without this, start_stream() thinks the
+    # stream still runs and every later write fails (-9983)
+    if hasattr(stream, "_is_running"):
+        stream._is_running = False
+    return True
 
 
 def open_pyaudio() -> Any:

@@ -24,7 +24,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from ..errors import AudioError, NotConnectedError
 from ._closing import Closing
 from ._convert import WIRE_RATE, WIRE_SAMPLE_WIDTH, StreamConverter, bytes_to_ms
-from ._pyaudio import audio_error, open_device, quiet_stderr, release_device
+from ._pyaudio import abort_stream, audio_error, open_device, quiet_stderr, release_device
 
 __all__ = ["Speaker"]
 
@@ -141,14 +141,7 @@ class Speaker(Closing):
             return
         with quiet_stderr():
             try:
-                abort = getattr(getattr(self._pyaudio, "_portaudio", None), "abort_stream", None)
-                if abort is not None and getattr(stream, "_stream", None) is not None:
-                    abort(stream._stream)
-                    # PyAudio did not see the low-level abort: without this, start_stream()
-                    # thinks the stream still runs and every later write fails (-9983)
-                    if hasattr(stream, "_is_running"):
-                        stream._is_running = False
-                else:
+                if not abort_stream(self._pyaudio, stream):
                     stream.stop_stream()
                 stream.start_stream()
             except OSError as exc:

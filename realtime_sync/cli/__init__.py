@@ -7,12 +7,14 @@
                              [--format text|srt|vtt|jsonl] [--output PATH] [--events]
                              [--no-vad [--commit-every S]] [--reconnect-timeout S]
                              [--allow-insecure] [--realtime]
-    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR]
+    realtime-sync transcribe FILE FILE ... [--jobs N] [--format F] [--output DIR] [--resume]
+                             [--cluster ADDRESS|auto|local [--cluster-upload]]
     realtime-sync translate FILE|--mic --to LANG [--source-text] [--speak] [--format F] [--output P]
     realtime-sync devices
     realtime-sync models
-    realtime-sync serve [--host H] [--port P] [--local]
-    realtime-sync chat [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
+    realtime-sync serve [--host H] [--port P] [--local] [--api-key K | --allow-any-key]
+                        [--max-connections N]
+    realtime-sync chat [--live] [--voice V] [--device D] [--echo headphones|half-duplex] [--local]
                        [--reconnect-timeout S]
 
 FILE is any audio or video file (WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv; PyAV decodes
@@ -27,175 +29,29 @@ import argparse
 import contextlib
 import logging
 import os
-import shutil
 import sys
-import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, TextIO
+from typing import Any, List, Optional
 
-from .. import __version__, models
-from ..audio._g711 import FORMATS
+from .. import models
 from ..errors import RealtimeSyncError
-from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
+from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL
+from ._common import (
+    Console,
+    UsageError,
+    device,
+    endpoint_options,
+    engine_options,
+    event_logger,
+    local_server,
+)
+from ._parser import build_parser
+
+_local_server = local_server  # the name tests and older callers use
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
-
-
-class UsageError(Exception):
-    """Bad command-line usage (exit code 2)."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``realtime-sync``."""
-    from ._support import add_caption_options
-
-    parser = argparse.ArgumentParser(
-        prog="realtime-sync",
-        description="Live transcription and voice chat over the OpenAI Realtime API.",
-    )
-    parser.add_argument("--version", action="version", version=f"realtime-sync {__version__}")
-    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    t = sub.add_parser("transcribe", help="transcribe an audio/video file or the microphone")
-    t.add_argument("file", nargs="*",
-                   help="audio or video files: WAV, MP3, M4A, FLAC, OGG/Opus, WebM, mp4, mkv")
-    t.add_argument("--jobs", "-j", type=_positive_int, default=None,
-                   help="with several files: how many to transcribe at once (default 2); "
-                        "--format srt|vtt|jsonl or --output DIR writes one caption file each")
-    t.add_argument("--mic", action="store_true", help="transcribe the microphone until Ctrl-C")
-    t.add_argument("--device", help="microphone index or name (see `realtime-sync devices`)")
-    t.add_argument("--model", default=None,
-                   help=f"transcription model (default {DEFAULT_TRANSCRIPTION_MODEL}; also "
-                        "gpt-transcribe, gpt-realtime-whisper; with --local: the offline "
-                        "model: base (default, 99 languages) or tiny.en (English, faster), "
-                        "a model directory, or a faster-whisper name)")
-    t.add_argument("--language", default=None,
-                   help="ISO-639-1 language code, e.g. en (default: detect); sent as "
-                        "--languages for models that only take a list (gpt-live-transcribe, "
-                        "gpt-transcribe)")
-    t.add_argument("--languages", default=None, type=_csv,
-                   help="possible languages, comma-separated, e.g. en,de (gpt-live-transcribe,"
-                        " gpt-transcribe)")
-    t.add_argument("--keywords", default=None, type=_csv,
-                   help="words or phrases to expect, comma-separated (gpt-live-transcribe, "
-                        "gpt-transcribe)")
-    t.add_argument("--prompt", default=None, help="text that guides the model")
-    t.add_argument("--delay", default=None, choices=DELAYS,
-                   help="how early partial text appears vs accuracy (streaming models)")
-    t.add_argument("--noise-reduction", default=None, choices=("near_field", "far_field"),
-                   help="filter noise: near_field (headset) or far_field (laptop/room mic)")
-    t.add_argument("--noise-strength", default=None, type=float,
-                   help="noise reduction strength from 0 to 1 (with --noise-reduction)")
-    t.add_argument("--logprobs", action="store_true",
-                   help="ask for token log-probabilities (shown with --format jsonl)")
-    t.add_argument("--input-format", default="pcm", choices=FORMATS,
-                   help="audio sent: pcm (PCM16 24 kHz, resampled from the file or mic) or "
-                        "G.711 pcmu/pcma (8 kHz; a G.711 WAV file sets this by itself)")
-    t.add_argument("--local", action="store_true",
-                   help="offline: run the local server with the embedded engine (no key)")
-    t.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
-    t.add_argument("--api-key", default=None,
-                   help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
-    t.add_argument("--allow-insecure", action="store_true",
-                   help="allow sending the key over ws:// (not wss://) to a host that is not "
-                        "this machine: only on a trusted private network")
-    t.add_argument("--format", choices=("text", "srt", "vtt", "jsonl"), default=None,
-                   help="output format (default: from the -o file's extension, else text)")
-    t.add_argument("--output", "-o", default=None,
-                   help="write captions to this file (.srt, .vtt, .jsonl or .txt); with several "
-                        "files: a folder for one caption file each")
-    add_caption_options(t)
-    t.add_argument("--events", action="store_true",
-                   help="print every server event's type and time to stderr")
-    t.add_argument("--no-vad", action="store_true",
-                   help="no turn detection at all: commit every --commit-every seconds (by "
-                        "default the server detects turns, or the client when the model does "
-                        "not allow server VAD)")
-    t.add_argument("--commit-every", type=_seconds, default=8.0, metavar="SECONDS",
-                   help="with --no-vad: end a turn every SECONDS of audio, at a quiet moment "
-                        "of a file (default 8)")
-    t.add_argument("--reconnect-timeout", type=_seconds, default=60.0, metavar="SECONDS",
-                   help="give up (exit 1) when the server stays unreachable this long "
-                        "(default 60)")
-    t.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
-    _add_common(t)
-
-    m = sub.add_parser("models", help="list the offline models (--local) and where they come "
-                                      "from, and the cloud transcription models")
-    _add_common(m)
-
-    d = sub.add_parser("devices", help="list audio devices")
-    d.add_argument("--json", action="store_true", help="print JSON")
-    _add_common(d)
-
-    s = sub.add_parser("serve", help="run the local Realtime server in the foreground")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_port, default=8765, help="TCP port (0: any free one)")
-    s.add_argument("--local", action="store_true",
-                   help="transcribe with the embedded offline engine (else a scripted one)")
-    s.add_argument("--model", default=None,
-                   help="offline model (--local): base (default), tiny.en, or a directory")
-    s.add_argument("--api-key", default=None, help="key clients must send (default: any)")
-    _add_common(s)
-
-    from ._translate import add_parser as add_translate
-
-    add_translate(sub, _add_common)  # realtime-sync translate (its own module)
-
-    c = sub.add_parser("chat", help="voice chat with a model (microphone in, speaker out)")
-    c.add_argument("--model", default=DEFAULT_CONVERSATION_MODEL,
-                   help=f"conversation model (default {DEFAULT_CONVERSATION_MODEL})")
-    c.add_argument("--voice", default=None, help="the model's voice, e.g. marin or alloy")
-    c.add_argument("--device", help="microphone index or name")
-    c.add_argument("--output-device", help="speaker index or name")
-    c.add_argument("--echo", choices=("headphones", "half-duplex"), default="half-duplex",
-                   help="headphones: full duplex with barge-in; half-duplex: mute the "
-                        "microphone while the model speaks (no echo from loudspeakers)")
-    c.add_argument("--instructions", default=None, help="system instructions for the model")
-    c.add_argument("--reconnect-timeout", type=_seconds, default=60.0, metavar="SECONDS",
-                   help="give up (exit 1) when the server stays unreachable this long "
-                        "(default 60)")
-    c.add_argument("--local", action="store_true",
-                   help="offline, no key: the local server with the embedded engine transcribes "
-                        "you and answers with what it heard (no language model)")
-    c.add_argument("--url", default=None, help="Realtime WebSocket URL of another server")
-    c.add_argument("--api-key", default=None,
-                   help="key for --url (default $OPENAI_API_KEY; any key for a local server)")
-    c.add_argument("--allow-insecure", action="store_true",
-                   help="allow sending the key over ws:// to a host that is not this machine")
-    c.add_argument("--events", action="store_true")
-    _add_common(c)
-    return parser
-
-
-def _csv(value: str) -> List[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, not {value!r}")
-    return items
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
-    return port
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
-    return seconds
 
 
 def _language(value: Optional[str]) -> Optional[str]:
@@ -210,111 +66,10 @@ def _language(value: Optional[str]) -> Optional[str]:
         raise UsageError(str(exc)) from None
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="debug logging and tracebacks")
-
-
 # -- output helpers ----------------------------------------------------------------------
-class _Console:
-    """Live partials redraw the current terminal line; finals are printed as they complete."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._lock = threading.Lock()
-        self._partial = False
-
-    def partial(self, text: str) -> None:
-        if not self.tty:
-            return
-        width = max(20, shutil.get_terminal_size((80, 20)).columns - 1)
-        shown = text.strip()
-        if len(shown) > width:
-            shown = "…" + shown[-(width - 1):]
-        with self._lock:
-            self.stream.write("\r\x1b[2K\x1b[90m" + shown + "\x1b[0m")
-            self.stream.flush()
-            self._partial = True
-
-    def final(self, text: str) -> None:
-        with self._lock:
-            if self._partial:
-                self.stream.write("\r\x1b[2K")
-                self._partial = False
-            if text.strip():
-                self.stream.write(text.strip() + "\n")
-            self.stream.flush()
-
-
-def _event_logger(start: float) -> Callable[[Any], None]:
-    def log(event: Any) -> None:
-        sys.stderr.write(f"{time.monotonic() - start:9.3f}s  {event.get('type')}\n")
-        sys.stderr.flush()
-    return log
-
-
-@contextlib.contextmanager
-def _local_server(model: Optional[str], engine: bool = True,
-                  api_key: Optional[str] = None,
-                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
-                  translate: bool = False) -> Iterator[Any]:
-    """The local server in-process (with the offline engine unless ``engine`` is False; with
-    ``translate`` also the offline translator, which loads the multilingual model)."""
-    from ..server import RealtimeServer
-
-    if quiet and not logger.isEnabledFor(logging.DEBUG):
-        # the in-process server's own error logs (with tracebacks) would repeat what the
-        # client reports in one line (a failed turn, a refused event); --debug shows them
-        logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
-    kwargs: dict = {}
-    if engine:
-        from ..server import local_engine
-
-        recognizer, vad_factory = local_engine(model)
-        kwargs.update(recognizer=recognizer, vad_factory=vad_factory)
-        if translate:  # only `serve` offers translation sessions
-            from ..server._translation import offline_translator
-
-            kwargs["translator"] = offline_translator(None)  # Whisper's translate task
-    with RealtimeServer(host=host, port=port, api_key=api_key, **kwargs) as srv:
-        yield srv
-
-
-def _endpoint_options(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
-    if getattr(args, "local", False):
-        srv = stack.enter_context(_local_server(getattr(args, "model", None)))
-        return {"url": srv.url, "api_key": "sk-local"}
-    if args.url:
-        from urllib.parse import urlsplit
-
-        from .._core.endpoint import is_loopback
-
-        key = getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY")
-        parts = urlsplit(args.url)
-        host = parts.hostname or ""
-        if key is None and is_loopback(host):
-            key = "sk-local"  # local servers (realtime-sync serve) accept any key
-        insecure = bool(getattr(args, "allow_insecure", False))
-        if key and parts.scheme == "ws" and not is_loopback(host) and not insecure:
-            raise UsageError(f"refusing to send the API key in cleartext to {host} over ws://; "
-                             "use wss://, or add --allow-insecure on a trusted private network")
-        return {"url": args.url, "api_key": key, "allow_insecure": insecure}
-    if not os.environ.get("OPENAI_API_KEY"):
-        raise UsageError("no OPENAI_API_KEY set: export it, or add --local to transcribe "
-                         "offline with the embedded engine")
-    return {}
 
 
 # -- commands -----------------------------------------------------------------------------
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 def offline_model(name: Optional[str]) -> str:
@@ -356,8 +111,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         args.model = offline_model(args.model)  # a typo fails here, before any audio is read
         _check_offline_options(args)
     files = list(args.file or [])
-    if len(files) > 1 or (files and args.jobs is not None):
+    if len(files) > 1 or (files and (args.jobs is not None or args.cluster or args.resume)):
         return _transcribe_many(args, files)
+    if args.cluster_upload:
+        raise UsageError("--cluster-upload goes with --cluster")
     args.file = files[0] if files else None
     if bool(args.file) == bool(args.mic):
         raise UsageError("give an audio FILE or --mic (one of them)")
@@ -368,11 +125,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
     if args.file:
-        from ..transcription import _open_audio
+        from .._features.audio_files import open_audio
 
         # an unreadable file fails here, before any session; a G.711 file sets the format
         probe = {"audio_format": audio_format}
-        source = _open_audio(args.file, False, 100, probe)[0]
+        source = open_audio(args.file, False, 100, probe)[0]
         source.close()
         audio_format = probe["audio_format"]
         truncated = truncation_note(args.file, source)
@@ -381,10 +138,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     elif audio_format != "pcm":
         raise UsageError("--input-format pcmu/pcma needs a G.711 WAV file (the microphone "
                          "gives PCM16, sent as pcm)")
-    console = _Console(sys.stdout)
+    console = Console(sys.stdout)
     backoff = GiveUpAfter(args.reconnect_timeout)
     with contextlib.ExitStack() as stack:
-        options = _endpoint_options(args, stack)
+        options = endpoint_options(args, stack)
         writer = None
         if args.output:
             writer = open_writer(args.output, fmt, **caption_options(args))
@@ -406,7 +163,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             on_partial=sink.partial, on_final=sink.final, reconnect=backoff, **options,
         )
         if args.events:
-            tr.on("*", _event_logger(time.monotonic()))  # before start: nothing is missed
+            tr.on("*", event_logger(time.monotonic()))  # before start: nothing is missed
         report_reconnects(tr, sys.stderr)
         stack.callback(tr.close)
         tr.start()
@@ -435,11 +192,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
     input order, one line per failed file on stderr; exit code 1 when any failed."""
-    from ..batch import transcribe_files
+    from ..batch import BatchInterrupted, OfflineEngine, transcribe_files
     from ._support import caption_options
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
+    if args.cluster_upload and not args.cluster:
+        raise UsageError("--cluster-upload goes with --cluster")
     language = _language(args.language)
     languages = [_language(v) or v for v in args.languages] if args.languages else None
     captions = None
@@ -447,10 +206,17 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
         _check_output_folder(args.output, args.format)
     if args.output or (args.format and args.format != "text"):
         captions = args.format or "text"
+    if args.resume and captions is None:
+        raise UsageError("--resume needs caption files: add --format srt|vtt|jsonl|text or "
+                         "--output DIR")
     failed = []
 
     def on_result(result: Any) -> None:
-        if not result.ok:
+        if isinstance(result.error, KeyboardInterrupt):
+            return  # not started or stopped by Ctrl-C: counted in the summary
+        if result.skipped:
+            print(f"{result.path} -> {result.output} (already done)", flush=True)
+        elif not result.ok:
             failed.append(result.path)
             message = str(result.error).splitlines()[0] if str(result.error) else \
                 type(result.error).__name__
@@ -463,13 +229,30 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
             print(result.transcript.text, flush=True)
 
     with contextlib.ExitStack() as stack:
-        options = _endpoint_options(args, stack)
-        transcribe_files(
-            files, jobs=args.jobs or 2, captions=captions, output_dir=args.output,
-            caption_options=caption_options(args),
-            on_result=on_result, realtime=args.realtime, model=_transcription_model(args),
-            turn_detection=None if args.no_vad else "auto",
-            **_transcription_options(args, args.input_format, language, languages), **options)
+        # --local: the offline engine in this process, or in every actor with --cluster
+        jobs = args.jobs or (None if args.cluster else 2)
+        # (each actor transcribes one file at a time: one decoder, not --jobs of them)
+        server = OfflineEngine(args.model, **engine_options(
+            args, None if args.cluster else jobs)) if args.local else None
+        if server is not None and not logger.isEnabledFor(logging.DEBUG):
+            # as local_server: the client reports failed turns in one line
+            logging.getLogger("realtime_sync.server").setLevel(logging.CRITICAL)
+        options = {} if args.local else endpoint_options(args, stack)
+        try:
+            transcribe_files(
+                files, jobs=jobs, captions=captions,
+                output_dir=args.output, caption_options=caption_options(args),
+                on_result=on_result, realtime=args.realtime,
+                server=server, cluster=args.cluster, upload=args.cluster_upload,
+                resume=args.resume, model=_transcription_model(args),
+                turn_detection=None if args.no_vad else "auto",
+                **_transcription_options(args, args.input_format, language, languages),
+                **options)
+        except BatchInterrupted as exc:
+            done = sum(1 for r in exc.results if r.ok)
+            sys.stderr.write(f"\nrealtime-sync: interrupted: {done} of {len(files)} files "
+                             "finished\n")
+            return 130
     if failed:
         sys.stderr.write(f"realtime-sync: {len(failed)} of {len(files)} files failed\n")
     return 1 if failed else 0
@@ -514,11 +297,11 @@ def _feed_file(tr: Any, path: str, args: argparse.Namespace, sink: Any, meter: A
     """Feed the file (paced with --realtime); --no-vad commits every --commit-every seconds at
     a quiet moment (PCM; a G.711 file is committed at its end). Stops early when the output
     failed (sink.stop)."""
+    from .._features.audio_files import open_audio
     from .._features.progress import progress_bar
-    from ..transcription import _open_audio
     from ._support import QuietCutter
 
-    source, frames = _open_audio(path, args.realtime, 100, {"audio_format": audio_format})
+    source, frames = open_audio(path, args.realtime, 100, {"audio_format": audio_format})
     try:
         sink.progress = progress_bar(source.duration * 1000)
         cutter = QuietCutter(args.commit_every) if args.no_vad and audio_format == "pcm" \
@@ -566,7 +349,7 @@ def _check_connection(tr: Any) -> None:
 
 
 def _listen(tr: Any, args: argparse.Namespace, sink: Any) -> None:
-    mic = tr.listen(device=_device(args.device))
+    mic = tr.listen(device=device(args.device))
     sys.stderr.write("listening… press Ctrl-C to stop\n")
     try:
         while not sink.stop.is_set():
@@ -619,12 +402,6 @@ def _takers(option: str) -> List[str]:
             if option in m.options]
 
 
-def _device(value: Optional[str]) -> Any:
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
-
-
 def cmd_devices(args: argparse.Namespace) -> int:
     from ..audio import list_devices
 
@@ -656,10 +433,21 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._server import is_loopback
+
+    if args.api_key is None and not is_loopback(args.host):
+        if not args.allow_any_key:  # any key from anyone on the network: refuse by default
+            raise UsageError(f"--host {args.host} reaches beyond this machine and no --api-key "
+                             "is set, so anyone could use the server: pass --api-key KEY, or "
+                             "--allow-any-key to accept any key")
+        sys.stderr.write(f"realtime-sync: warning: listening on {args.host} and accepting any "
+                         "API key (--allow-any-key)\n")
     if args.local:
         args.model = offline_model(args.model)
-    with _local_server(args.model, engine=args.local, api_key=args.api_key,
-                       host=args.host, port=args.port, quiet=False, translate=True) as srv:
+    with local_server(args.model, engine=args.local, api_key=args.api_key,
+                      host=args.host, port=args.port, quiet=False, translate=True,
+                      max_connections=args.max_connections,
+                      engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
         try:
@@ -679,10 +467,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if args.local and args.url:
             raise UsageError("give --local or --url, not both")
         if args.local:  # --model names the chat model: the engine uses its default
-            srv = stack.enter_context(_local_server(None))
+            srv = stack.enter_context(local_server(None))
             options = {"url": srv.url, "api_key": "sk-local", "answered_by": OFFLINE_CHAT}
         else:
-            options = _endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+            options = endpoint_options(args, stack) if args.url else _chat_endpoint(args)
+        if getattr(args, "live", False):
+            from ._live import run_live_chat
+
+            return run_live_chat(args, **options)
+        args.model = args.model or DEFAULT_CONVERSATION_MODEL
         from ._support import GiveUpAfter
 
         backoff = GiveUpAfter(args.reconnect_timeout)

@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 from array import array
-from typing import IO, Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, List, Optional, TextIO
 
 from .._core.backoff import Backoff
+from .._features.reconnects import report_reconnects
 from ..errors import RealtimeSyncError
 
 __all__ = [
@@ -60,7 +61,7 @@ def resolve_format(fmt: Optional[str], output: Optional[str]) -> str:
     ext = os.path.splitext(os.path.basename(output))[1]
     if not ext:
         return "text"
-    from . import UsageError
+    from ._common import UsageError
 
     raise UsageError(f"cannot tell the output format from {output!r}: use one of "
                      f"{', '.join(FORMAT_EXTENSIONS)}, or say it with --format "
@@ -192,12 +193,7 @@ class TranscriptSink:
             try:
                 writer.close()
             except OSError:
-                f: Optional[IO[str]] = getattr(writer, "_file", None)
-                if f is not None and getattr(writer, "_owns", False):
-                    try:
-                        f.close()
-                    except OSError:
-                        pass
+                writer.discard()
         if self.pipe_closed:
             silence_stdout()
 
@@ -310,30 +306,6 @@ class GiveUpAfter(Backoff):
         since = self._since if self._since is not None else time.monotonic()
         remaining = self.seconds - (time.monotonic() - since)
         return max(0.0, min(super().delay(attempt), remaining))
-
-
-def report_reconnects(target: Any, stderr: TextIO) -> None:
-    """Print one line on ``stderr`` per lost connection and per reconnect attempt (with its
-    delay) and when the connection is back. ``target`` has ``on(type, handler)``."""
-
-    def lost(event: Any) -> None:
-        if event.get("will_reconnect"):
-            reason = event.get("reason") or "connection closed"
-            stderr.write(f"realtime-sync: connection lost ({reason})\n")
-            stderr.flush()
-
-    def attempt(event: Any) -> None:
-        stderr.write(f"realtime-sync: reconnecting in {float(event.get('delay') or 0):.1f} s "
-                     f"(attempt {event.get('attempt')})\n")
-        stderr.flush()
-
-    def back(event: Any) -> None:
-        stderr.write("realtime-sync: reconnected\n")
-        stderr.flush()
-
-    target.on("client.disconnected", lost)
-    target.on("client.reconnecting", attempt)
-    target.on("client.reconnected", back)
 
 
 # -- --no-vad on a file ---------------------------------------------------------------------------

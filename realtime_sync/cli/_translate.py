@@ -74,16 +74,16 @@ def _local_translation_server(model: Optional[str], to: str) -> Any:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     """Run ``realtime-sync translate`` (main thread)."""
-    from .. import cli
     from ..captions import open_writer
     from ..translation import Translator
+    from ._common import Console, UsageError, device, endpoint_options, event_logger
 
     if bool(args.file) == bool(args.mic):
-        raise cli.UsageError("give an audio FILE or --mic (one of them)")
+        raise UsageError("give an audio FILE or --mic (one of them)")
     if args.file and not os.path.exists(args.file):
-        raise cli.UsageError(f"no such file: {args.file}")
+        raise UsageError(f"no such file: {args.file}")
     if not args.to.strip():
-        raise cli.UsageError("--to needs a language code such as es")
+        raise UsageError("--to needs a language code such as es")
     from ._support import caption_options, resolve_format
 
     args.format = resolve_format(args.format, args.output)  # before any audio is read
@@ -91,16 +91,16 @@ def cmd_translate(args: argparse.Namespace) -> int:
         from ..audio import FileSource
 
         FileSource(args.file).close()  # an unreadable file fails here, before any session
-    console = cli._Console(sys.stdout)
+    console = Console(sys.stdout)
     with contextlib.ExitStack() as stack:
         if args.local:
             srv = stack.enter_context(_local_translation_server(args.model, args.to))
             options = {"url": srv.url, "api_key": "sk-local"}
         else:
             if not args.url and not os.environ.get("OPENAI_API_KEY"):
-                raise cli.UsageError("no OPENAI_API_KEY set: export it, or add --local to "
+                raise UsageError("no OPENAI_API_KEY set: export it, or add --local to "
                                      "translate into English offline with the embedded engine")
-            options = cli._endpoint_options(args, stack)
+            options = endpoint_options(args, stack)
         writer = source_writer = None
         style = caption_options(args)
         if args.output:
@@ -144,7 +144,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         if args.speak:
             from ..audio import Speaker
 
-            speaker = Speaker(device=cli._device(args.output_device))
+            speaker = Speaker(device=device(args.output_device))
             stack.callback(speaker.close)
         model = args.model if (args.model and not args.local) else None
         tr = Translator(
@@ -154,14 +154,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
             **({"model": model} if model else {}), **options,
         )
         if args.events:
-            tr.on("*", cli._event_logger(time.monotonic()))  # before start: nothing is missed
+            tr.on("*", event_logger(time.monotonic()))  # before start: nothing is missed
         stack.callback(tr.close)
         tr.start()
         if args.file:
             _feed_file(tr, args.file, args.realtime)
             tr.finish(timeout=120)
         else:
-            tr.listen(device=cli._device(args.device))
+            tr.listen(device=device(args.device))
             sys.stderr.write("listening… press Ctrl-C to stop\n")
             try:
                 while True:

@@ -20,6 +20,7 @@ except ImportError:  # one line naming the extra, not a traceback deep in the se
 
 from ._config import SessionError, apply_update, default_session
 from ._engine import SileroVad, WhisperRecognizer, local_engine
+from ._live import LiveScript, LiveServerSession
 from ._recognizer import (
     Recognizer,
     ScriptedRecognizer,
@@ -90,4 +91,6 @@ __all__ = [
     "WhisperTranslator",
     "local_translator",
     "offline_translator",
+    "LiveScript",
+    "LiveServerSession",
 ]

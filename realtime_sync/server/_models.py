@@ -283,8 +283,10 @@ class _JoinedFile(io.RawIOBase):
         super().close()
 
 
-def load_builtin(name: str, *, device: str, compute_type: str, cpu_threads: int) -> Any:
-    """Verify and load built-in model ``name``; return a ``faster_whisper.WhisperModel``.
+def load_builtin(name: str, *, device: str, compute_type: str, cpu_threads: int,
+                 workers: int = 1) -> Any:
+    """Verify and load built-in model ``name``; return a ``faster_whisper.WhisperModel``
+    (``workers`` replicas that may decode at once, ``cpu_threads`` threads each).
 
     Any thread may call this (the caller caches the result). Raises:
         ConfigurationError: missing packages, a hash mismatch, or CTranslate2 refusing it.
@@ -299,7 +301,8 @@ def load_builtin(name: str, *, device: str, compute_type: str, cpu_threads: int)
         if len(parts) == 1:
             # One model.bin: load the verified package directory as it is (never the hub).
             return fw.WhisperModel(model_dir, device=device, compute_type=compute_type,
-                                   cpu_threads=cpu_threads, local_files_only=True)
+                                   cpu_threads=cpu_threads, num_workers=workers,
+                                   local_files_only=True)
         # A split model.bin: CTranslate2 reads ``files`` entries (bytes or file objects);
         # the halves are streamed to it as one file, never joined in Python's memory (that
         # copy cost ~150 MB of peak memory) nor written out.
@@ -311,7 +314,8 @@ def load_builtin(name: str, *, device: str, compute_type: str, cpu_threads: int)
         with _JoinedFile(parts) as joined:
             blobs["model.bin"] = io.BufferedReader(joined, 1 << 20)
             return fw.WhisperModel(model_dir, device=device, compute_type=compute_type,
-                                   cpu_threads=cpu_threads, files=blobs)
+                                   cpu_threads=cpu_threads, num_workers=workers,
+                                   files=blobs)
     except ConfigurationError:
         raise
     except Exception as exc:  # ctranslate2 errors have no common base

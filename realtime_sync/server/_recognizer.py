@@ -18,6 +18,12 @@ Optional extras a recogniser may offer (looked up with ``getattr``):
   (default 4; set 1 for an engine that cannot run in parallel);
 * ``context = True``: ``transcribe`` and ``partial`` also get ``context=``, the transcript of
   the session's previous user item (or None);
+* ``speech_start = True``: with server VAD, ``partial`` also gets ``speech_start=``, the bytes
+  of its audio before the turn's speech (padding kept), and is only called while the VAD
+  hears speech;
+* ``parallel_partials = True``: ``partial`` runs on a worker of its own beside
+  ``transcribe`` (the recogniser must keep finals first itself, as the offline engine's
+  scheduler does); otherwise partials and finals share the session's workers in order;
 * the iterator ``transcribe`` returns may carry ``languages`` (ISO-639-1 codes): the server
   reports them on ``.completed`` as ``languages: [{"code": ...}]``.
 """

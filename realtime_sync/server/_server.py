@@ -1,17 +1,21 @@
 """The local Realtime server: a threaded WebSocket server (``websockets.sync.server``).
 
-Threads: ``rs-server-accept-<port>`` runs ``serve_forever``; each socket gets a handler
-thread renamed ``rs-server-conn-<n>`` (the read loop) plus the library's reader and keepalive
-threads (renamed ``rs-server-recv-<n>`` / ``rs-server-ping-<n>``) and its session's worker
-pools. :meth:`RealtimeServer.stop` ends and joins all of them.
+Threads: ``rs-server-accept-<port>`` runs the accept loop (:mod:`._listener`: connection
+cap, descriptor exhaustion, send timeouts); each socket gets a handler thread
+(``rs-server-open-<n>`` during the handshake, then ``rs-server-conn-<n>``: the read loop) plus
+the library's reader and keepalive threads (renamed ``rs-server-recv-<n>`` /
+``rs-server-ping-<n>``) and its session's worker pools. :meth:`RealtimeServer.stop` ends and
+joins all of them.
 """
 
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import itertools
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -22,16 +26,25 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 from websockets.sync.server import Server, ServerConnection, serve
 
+from ._listener import Listener
+from ._live import LiveScript, LiveServerSession
 from ._recognizer import Recognizer, ScriptedRecognizer
+from ._redact import QuietHandshakeFailures, RedactSecrets
 from ._responses import EchoResponder, Responder
 from ._rest import RestApi, RestFront
-from ._session import ServerOptions, Session, new_id
+from ._session import MAX_BUFFER_SECONDS, ServerOptions, Session, new_id
 from ._translation import ScriptedTranslator, TranslationEngine, TranslationSession
 from ._vad import Vad, default_vad_factory
 
 log = logging.getLogger(__name__)
+_ws_log = logging.getLogger(__name__ + ".websockets")  # websockets' own log (handshakes)
+_ws_log.addFilter(QuietHandshakeFailures())  # half-open attackers: no traceback each
+for _logger in (log, _ws_log):
+    _logger.addFilter(RedactSecrets())  # no Authorization header in a --debug log
 
-__all__ = ["RealtimeServer", "Connection"]
+__all__ = ["RealtimeServer", "Connection", "is_loopback"]
+
+SEND_TIMEOUT = 10.0  # seconds a send may block on a client that stopped reading
 
 TICK = 0.2  # read-loop wake-up period (expiry checks)
 Hook = Callable[["Connection", Dict[str, Any]], Any]
@@ -55,7 +68,9 @@ class Connection:
         self.session: Any = None
         """The :class:`Session` (or :class:`TranslationSession`) of this socket."""
         self.received: List[Dict[str, Any]] = []
-        """Every client event parsed on this socket, in order."""
+        """Every client event parsed on this socket, in order, when the server was made with
+        ``record=True`` (as :class:`~realtime_sync.testing.FakeRealtimeServer` does); else
+        empty, so that a long session's memory stays flat."""
         self.path = ws.request.path if ws.request is not None else ""
         self.headers = ws.request.headers if ws.request is not None else None
         self._ws = ws
@@ -161,9 +176,21 @@ class RealtimeServer:
         after: ``hook(connection, event)`` run after the default handling.
         translator: the engine of the translation protocol at ``/v1/realtime/translations``
             (default :class:`ScriptedTranslator`).
+        max_connections: open sockets at most (None: no cap); beyond it a new socket is
+            answered ``HTTP 503`` without a thread.
+        send_timeout: seconds a send to a client may block (a client that stopped reading);
+            then the connection is closed. None waits forever.
+        max_buffer_seconds: uncommitted input audio a session holds at most (default 600 s,
+            28.8 MB of PCM16 24 kHz); an append beyond it is refused with an ``error`` event
+            (code ``input_audio_buffer_full``) and not applied.
+        record: keep every parsed client event in :attr:`Connection.received` (tests; off
+            by default so that memory does not grow with the events of a long session).
+        live: the scripted model of the Live API at ``/v1/live/sessions`` (default
+            :class:`LiveScript`; user transcripts come from ``recognizer``).
         rest: also serve the REST endpoints the ``openai`` SDK calls for client secrets and
             SIP calls, on :attr:`http_url` (a second port); :meth:`ring` makes a SIP call ring.
 
+    Listening beyond loopback with ``api_key=None`` (any key) logs a warning at start-up.
     ``start()``/``stop()`` may be called from any thread; use it as a context manager.
     """
 
@@ -185,8 +212,17 @@ class RealtimeServer:
         before: Optional[Hook] = None,
         after: Optional[Hook] = None,
         translator: Optional[TranslationEngine] = None,
+        max_connections: Optional[int] = None,
+        send_timeout: Optional[float] = SEND_TIMEOUT,
+        max_buffer_seconds: float = MAX_BUFFER_SECONDS,
+        record: bool = False,
+        live: Optional[LiveScript] = None,
         rest: bool = False,
     ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1 or None, not {max_connections}")
+        if not max_buffer_seconds > 0:
+            raise ValueError(f"max_buffer_seconds must be > 0, not {max_buffer_seconds}")
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -195,17 +231,22 @@ class RealtimeServer:
             vad_factory=vad_factory or default_vad_factory,
             responder=responder if responder is not None else EchoResponder(),
             session_duration=float(session_duration or 3600.0),
+            max_buffer_seconds=float(max_buffer_seconds),
         )
+        self.max_connections = max_connections
+        self.send_timeout = send_timeout
+        self.record = record
         self.before = before
         self.after = after
         self.translator: TranslationEngine = (translator if translator is not None
                                               else ScriptedTranslator())
+        self.live: LiveScript = live if live is not None else LiveScript()
         self._ws_args: Dict[str, Any] = dict(ping_interval=ping_interval,
                                              ping_timeout=ping_timeout,
                                              close_timeout=close_timeout, max_size=max_size,
                                              compression=compression)
         self._server: Optional[Server] = None
-        self._thread: Optional[threading.Thread] = None
+        self._listener: Optional[Listener] = None
         self._lock = threading.Lock()
         self._conns: Dict[int, Connection] = {}
         self._numbers = itertools.count(1)
@@ -231,15 +272,19 @@ class RealtimeServer:
         self._server = serve(self._handle, self.host, self.port,
                              process_request=self._process_request,
                              select_subprotocol=self._select_subprotocol,
-                             logger=logging.getLogger(__name__ + ".websockets"),
-                             **ws_args)
+                             logger=_ws_log, **ws_args)
         self.port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name=f"rs-server-accept-{self.port}", daemon=True)
-        self._thread.start()
+        # our own accept loop, not serve_forever(): that one ends on the first EMFILE
+        self._listener = Listener(self._server.socket, self._server.handler,
+                                  max_connections=self.max_connections,
+                                  send_timeout=self.send_timeout)
+        self._listener.start(f"rs-server-accept-{self.port}")
         if self.rest is not None:
             self._rest_front = RestFront(self.rest, self.host)
         log.info("local realtime server listening on %s", self.url)
+        if self.api_key is None and not is_loopback(self.host):
+            log.warning("listening on %s beyond loopback and accepting ANY API key: anyone "
+                        "who can reach this port can use the server", self.host)
         return self
 
     @property
@@ -276,7 +321,10 @@ class RealtimeServer:
             stalls = list(self._stalls)
         for thread in stalls:
             thread.join(max(deadline - time.monotonic(), 0.1))
-        server.socket.close()  # no new connections while we close the open ones
+        listener, self._listener = self._listener, None
+        if listener is not None:  # no new connections while we close the open ones
+            listener.close(max(deadline - time.monotonic(), 0.1))
+        server.socket.close()
         closers = []
         for conn in self.connections:  # close them all at once: each may wait for its client
             closer = threading.Thread(target=conn.close, args=(1001, "server stopping"),
@@ -288,18 +336,16 @@ class RealtimeServer:
             if closer.is_alive():
                 conn.drop()
                 closer.join(1.0)
-        try:
-            server.shutdown(close_connections=False)  # websockets >= 16
-        except TypeError:  # older websockets: shutdown() takes no arguments
-            server.shutdown()
-        if self._thread is not None:
-            self._thread.join(max(deadline - time.monotonic(), 0.1))
-            self._thread = None
+        if listener is not None:
+            listener.abort_pending()  # sockets still in their handshake
+        _release(server)
         with self._lock:
             handlers = list(self._handlers)
         for thread in handlers:  # each ends its session (and joins its workers) on the way out
             if thread is not threading.current_thread():
                 thread.join(max(deadline - time.monotonic(), 0.1))
+        if listener is not None:
+            listener.join(deadline)
 
     def __enter__(self) -> RealtimeServer:
         return self.start()
@@ -321,11 +367,17 @@ class RealtimeServer:
         with self._lock:
             return self._accepted
 
+    @property
+    def refused_count(self) -> int:
+        """How many sockets were answered 503 (``max_connections`` reached) since start."""
+        listener = self._listener
+        return listener.refused if listener is not None else 0
+
     # ---- websockets callbacks -----------------------------------------------------------
 
     def _process_request(self, ws: ServerConnection, request: Any) -> Any:
         path = urlsplit(request.path).path.rstrip("/")
-        if not path.endswith(("/realtime", "/realtime/translations")):
+        if not path.endswith(("/realtime", "/realtime/translations", "/live/sessions")):
             return ws.respond(404, "Not Found: the Realtime API lives at /v1/realtime\n")
         return None
 
@@ -418,6 +470,12 @@ class RealtimeServer:
                          "The Realtime Beta API is no longer supported. Please use /v1/realtime "
                          "for the GA API.")
             return None
+        if urlsplit(request.path).path.rstrip("/").endswith("/live/sessions"):
+            live = LiveServerSession(self.live, self.options.recognizer,
+                                     self.options.vad_factory, self.options.session_duration,
+                                     conn._send_text, conn.close)
+            conn.session = live
+            return live  # type: ignore[return-value]
         intent = query.get("intent")
         model = query.get("model") or query.get("deployment")
         preset = secret.update if secret is not None else None
@@ -482,7 +540,8 @@ class RealtimeServer:
             event = session.parse(data)
             if event is None:
                 continue
-            conn.received.append(event)
+            if self.record:
+                conn.received.append(event)
             try:
                 if self.before is not None and self.before(conn, event):
                     continue
@@ -493,3 +552,50 @@ class RealtimeServer:
                 log.exception("handling %r failed", event.get("type"))
                 session.error(None, "The server had an error while processing your request.",
                               type_="server_error", event_id=event.get("event_id"))
+
+
+def _release(server: Server) -> None:
+    """Let go of what ``websockets``' ``Server`` holds besides the listening socket (its
+    shutdown pipe), without waiting for a ``serve_forever`` that never ran."""
+    closed = getattr(server, "socket_closed", None)  # websockets >= 16 waits for it
+    if closed is not None:
+        closed.set()
+    try:
+        server.shutdown(close_connections=False)  # websockets >= 16
+    except TypeError:  # older websockets: shutdown() takes no arguments
+        server.shutdown()
+    except OSError:
+        pass
+    for name in ("shutdown_watcher", "shutdown_notifier"):
+        end = getattr(server, name, None)
+        try:
+            if isinstance(end, int):  # websockets < 16: an os.pipe() it never closes
+                os.close(end)
+            elif end is not None:
+                end.close()
+        except OSError:
+            pass
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """True when ``host`` (an address or name to listen on) only reaches this machine.
+
+    ``""``, ``0.0.0.0`` and ``::`` (every interface) are not loopback; a name counts as
+    loopback only when every address it resolves to is (any thread; may resolve a name).
+    """
+    if not host:
+        return False
+    name = host.strip("[]")
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    if name.lower() == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses)

@@ -43,6 +43,8 @@ __all__ = ["ServerOptions", "Session", "expiry_message", "new_id", "parse_frame"
 
 MIN_COMMIT_BYTES = 100 * BYTES_PER_MS
 MAX_EVENT_BYTES = 15 * 1024 * 1024
+MAX_BUFFER_SECONDS = 600.0  # uncommitted input audio a session holds (README: limits)
+MAX_JSON_DEPTH = 128  # nesting of a client event (objects and arrays)
 ACCEPTED_TYPES = (
     "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
     "input_audio_buffer.clear", "conversation.item.create", "conversation.item.truncate",
@@ -73,13 +75,38 @@ def parse_frame(data: Any, max_bytes: int,
         return None
     try:
         event = json.loads(data)
+        too_deep = _too_deep(event)
     except ValueError as exc:
         error("invalid_json", f"The server could not parse the JSON event: {exc}")
+        return None
+    except RecursionError:  # e.g. 100,000 nested arrays: Python's stack, not the input
+        too_deep = True
+    if too_deep:
+        error("invalid_json", "The server could not parse the JSON event: it is nested more "
+                              f"than {MAX_JSON_DEPTH} levels deep.")
         return None
     if not isinstance(event, dict):
         error("invalid_json", "Expected a JSON object as the event.")
         return None
     return event
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Does ``value`` nest objects/arrays more than ``limit`` deep? (no recursion)"""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
 
 
 def expiry_message(seconds: float) -> str:
@@ -101,6 +128,7 @@ class ServerOptions:
     responder: Responder = field(default_factory=EchoResponder)
     session_duration: float = 3600.0
     max_event_bytes: int = MAX_EVENT_BYTES
+    max_buffer_seconds: float = MAX_BUFFER_SECONDS
     partial_interval_ms: int = 200
     obfuscation: bool = True
     mcp_tools: Optional[Dict[str, List[Dict[str, Any]]]] = None
@@ -153,7 +181,7 @@ class BaseSession:
     def __init__(self, duration: float, send_text: Callable[[str], None],
                  close: Callable[[int, str], None]) -> None:
         self._send_text = send_text
-        self._close = close
+        self.close_socket = close
         self.id = new_id("sess")
         self.duration = float(duration)
         self.deadline = time.monotonic() + self.duration
@@ -180,7 +208,7 @@ class BaseSession:
         """Send ``session_expired`` and close with 1001 (read loop or a fault switch)."""
         message = expiry_message(self.duration)
         self.error("session_expired", message)
-        self._close(1001, message)
+        self.close_socket(1001, message)
 
 
 class Session(BaseSession):
@@ -209,6 +237,12 @@ class Session(BaseSession):
         self._obf = secrets.token_hex(3) if options.obfuscation else None
         rec = options.recognizer
         self._asr = WorkerPool("worker", getattr(rec, "concurrency", 4))
+        # A recogniser that schedules its own decodes (``parallel_partials``) gets its
+        # partials on a pool of their own, so a final never waits behind a partial; others
+        # get them in commit order with the finals (a scripted one numbers items that way).
+        self._partials = WorkerPool("partial", 1) \
+            if getattr(rec, "parallel_partials", False) else self._asr
+        self._speech_from_ms = 0  # audio_start_ms of the turn being spoken (server VAD)
         self._responses = WorkerPool("response", 1)
         self._reset_vad()
 
@@ -231,6 +265,8 @@ class Session(BaseSession):
         _close_vad(vad)  # its soxr resampler goes now, not at interpreter exit
         deadline = time.monotonic() + timeout
         self._responses.close(timeout / 2)
+        if self._partials is not self._asr:
+            self._partials.close(max(deadline - time.monotonic(), 0.1) / 2)
         self._asr.close(max(deadline - time.monotonic(), 0.1))
 
     # ---- input --------------------------------------------------------------------------
@@ -321,6 +357,15 @@ class Session(BaseSession):
             return
         with self._lock:
             pcm = to_pcm24k(raw, self._input().get("format", {}).get("type", "audio/pcm"))
+            cap = int(self.options.max_buffer_seconds * 1000) * BYTES_PER_MS
+            if len(self._buffer) + len(pcm) > cap:
+                self.error("input_audio_buffer_full",
+                           "The input audio buffer is full: it holds at most "
+                           f"{self.options.max_buffer_seconds:g} s of uncommitted audio "
+                           f"({len(self._buffer) // BYTES_PER_MS} ms now); commit or clear it "
+                           "before appending more. This append was not applied.",
+                           "audio", event_id)
+                return
             self._buffer += pcm
             self._total_bytes += len(pcm)
             if self._vad is not None and pcm:
@@ -359,6 +404,7 @@ class Session(BaseSession):
 
     def _speech_started(self, ms: int) -> None:
         self._speaking = True
+        self._speech_from_ms = ms
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": ms,
                    "item_id": self._item_id()})
         td = self._input().get("turn_detection") or {}
@@ -445,6 +491,13 @@ class Session(BaseSession):
         tr = self._input().get("transcription")
         if not tr or not self._buffer or not _streams_partials(rec, tr.get("model")):
             return
+        extra: Dict[str, Any] = {}
+        if self._vad is not None:
+            if not self._speaking:
+                return  # drafts only while the VAD hears speech
+            if getattr(rec, "speech_start", False):
+                offset = max(self._speech_from_ms - self._buffer_start_ms, 0) * BYTES_PER_MS
+                extra["speech_start"] = min(offset, len(self._buffer))
         item_id = self._item_id()
         stream = self._streams.setdefault(item_id, _Stream())
         have_ms = len(self._buffer) // BYTES_PER_MS
@@ -462,7 +515,7 @@ class Session(BaseSession):
             try:
                 hyp = rec.partial(audio, model=tr["model"],  # type: ignore[attr-defined]
                                   language=_language_hint(tr), prompt=tr.get("prompt"),
-                                  **self._context_kwargs(item_id))
+                                  **self._context_kwargs(item_id), **extra)
             except Exception:
                 log.exception("streaming recogniser failed on a partial")
                 return None
@@ -476,7 +529,7 @@ class Session(BaseSession):
                     stream.sent = hyp
             return send
 
-        self._asr.submit(start)
+        self._partials.submit(start)
 
     def _context_kwargs(self, item_id: str) -> Dict[str, Any]:
         """``{"context": previous transcript}`` for a recogniser that reads context.

@@ -19,8 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import logging
 import math
+import re
 import threading
 import time
 from array import array
@@ -51,9 +53,11 @@ FRAME_MS = 200
 FRAME_BYTES = FRAME_MS * BYTES_PER_MS
 DEFAULT_LANGUAGE = "en"
 
-Output = Tuple[str, Any]
+Output = Tuple[Any, ...]
 """What an engine says for a frame: ``("text", str)``, ``("source", str)`` or
-``("audio", bytes)`` (PCM16 24 kHz mono)."""
+``("audio", bytes)`` (PCM16 24 kHz mono), optionally with a third item: the ``elapsed_ms`` of
+the input it belongs to, when that is earlier than the frame (a phrase translated after it
+ended is sent at the times it was spoken; the stream's times never go backwards)."""
 
 
 class TranslationStream(Protocol):
@@ -339,6 +343,7 @@ class TranslationSession(BaseSession):
         self._worker = WorkerPool("translate", 1)
         self.frames_in = 0
         """Frames received (model time = frames_in x 200 ms)."""
+        self._sent_ms = 0  # elapsed_ms of the last event sent (worker thread)
 
     # ---- output (emit, error, start, expire: BaseSession) -----------------------------------
 
@@ -432,18 +437,23 @@ class TranslationSession(BaseSession):
         return self._stream
 
     def _send_outputs(self, outputs: List[Output], elapsed_ms: int) -> None:
-        for kind, value in outputs:
+        for output in outputs:
+            kind, value = output[0], output[1]
+            at = int(output[2]) if len(output) > 2 else elapsed_ms
+            # alignment metadata on the 200 ms frame grid that never goes backwards
+            at = max(self._sent_ms, min(at, elapsed_ms) // FRAME_MS * FRAME_MS)
+            self._sent_ms = at
             if kind == "audio":
                 self.emit({"type": "session.output_audio.delta",
                            "delta": base64.b64encode(value).decode("ascii"),
                            "sample_rate": 24000, "channels": 1, "format": "pcm16",
-                           "elapsed_ms": elapsed_ms})
+                           "elapsed_ms": at})
             elif kind == "source":
                 self.emit({"type": "session.input_transcript.delta", "delta": value,
-                           "elapsed_ms": elapsed_ms})
+                           "elapsed_ms": at})
             else:
                 self.emit({"type": "session.output_transcript.delta", "delta": value,
-                           "elapsed_ms": elapsed_ms})
+                           "elapsed_ms": at})
 
     def _on_close(self) -> None:
         with self._lock:
@@ -465,7 +475,7 @@ class TranslationSession(BaseSession):
                            type_="server_error")
             finally:
                 self.emit({"type": "session.closed"})
-                self._close(1000, "session closed")
+                self.close_socket(1000, "session closed")
 
         self._worker.submit(job)
 
@@ -531,6 +541,7 @@ class _WhisperStream:
         self.total_ms = 0
         self.speech_from: Optional[int] = None
         self.phrases = 0
+        self.untranslated = 0  # phrases that stayed in the source language
 
     def _cut(self, start_ms: int, end_ms: int) -> bytes:
         a = max(0, (start_ms - self.audio_start_ms) * BYTES_PER_MS)
@@ -550,16 +561,37 @@ class _WhisperStream:
             return []
         out: List[Output] = []
         lead = " " if self.phrases else ""
-        text = self.engine.recognizer.translate(pcm).strip()
+        text = self._english(pcm)
         if text:
-            out.append(("text", lead + text))
+            out += _timed("text", lead + text, start_ms, end_ms)
         if (config.get("input") or {}).get("transcription"):
             source = "".join(self.engine.recognizer.transcribe(pcm)).strip()
             if source:
-                out.append(("source", lead + source))
+                out += _timed("source", lead + source, start_ms, end_ms)
         if out:
             self.phrases += 1
         return out
+
+    def _english(self, pcm: bytes) -> str:
+        """The phrase in English. Whisper's translate task sometimes writes the source
+        language back: such a line is translated again with its language named (Whisper had
+        taken it for English), and if it is still not English each of its sentences is marked
+        ``[untranslated]`` rather than passed off as a translation (worker thread)."""
+        text = self.engine.recognizer.translate(pcm).strip()
+        lang = text_language(text)
+        if lang in (None, "en"):
+            return text
+        # Whisper took the speech for English and wrote it down: say which language it is
+        try:
+            retry = self.engine.recognizer.translate(pcm, language=lang).strip()
+        except ValueError:  # a language Whisper does not know
+            retry = ""
+        if retry and text_language(retry) in (None, "en"):
+            log.info("a phrase came back in %r; translated again from %r", lang, lang)
+            return retry
+        self.untranslated += 1
+        log.warning("a phrase stayed in %r after two translations; marked untranslated", lang)
+        return " ".join(f"{UNTRANSLATED} {s}" for s in _SENTENCES.split(text) if s.strip())
 
     def feed(self, frame: bytes, elapsed_ms: int, config: Dict[str, Any]) -> List[Output]:
         self.audio += frame
@@ -584,6 +616,50 @@ class _WhisperStream:
             return []
         start, self.speech_from = self.speech_from, None
         return self._phrase(start, self.total_ms, config)
+
+
+UNTRANSLATED = "[untranslated]"
+"""The mark in front of a line that stayed in the source language."""
+
+
+_SENTENCES = re.compile(r"(?<=[.!?…])\s+")
+
+
+def _timed(kind: str, text: str, start_ms: int, end_ms: int) -> List[Output]:
+    """``text`` as word deltas spread evenly over the speech it came from."""
+    pieces = [m.group(0) for m in re.finditer(r"\s*\S+", text)]
+    span = max(end_ms - start_ms, 0)
+    return [(kind, piece, start_ms + span * i // max(len(pieces), 1))
+            for i, piece in enumerate(pieces)]
+
+
+NOT_ENGLISH = 0.05
+"""A line whose probability of being English is below this is taken as untranslated. On
+telephone prompts, English lines scored 0.26 to 0.999 ("Fail again. Fail better." 0.26) and
+Spanish, French, Italian and Russian lines 0.000 to 0.002 (py3langid 0.4.0)."""
+
+
+@functools.cache
+def _identifier() -> Any:
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:
+        log.info("py3langid is not installed: untranslated lines are not detected")
+        return None
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def text_language(text: str) -> Optional[str]:
+    """``"en"``, or the most likely other language (ISO 639-1) of a line that is not English
+    (:data:`NOT_ENGLISH`); None when the line is too short to tell (under three words) or the
+    identifier (``py3langid``, in the ``local`` extra) is not installed. Any thread."""
+    ident = _identifier()
+    if ident is None or len(text.split()) < 3:
+        return None
+    ranked = dict(ident.rank(text))
+    if ranked.get("en", 0.0) >= NOT_ENGLISH:
+        return "en"
+    return str(max(ranked, key=lambda lang: ranked[lang]))
 
 
 def local_translator(model: Optional[str] = None, to: str = "en", *,

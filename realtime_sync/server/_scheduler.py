@@ -1,0 +1,143 @@
+"""The offline engine's decode scheduler: which decodes run now, finals first.
+
+One :class:`DecodeScheduler` serves every session of a recogniser. It holds two kinds of
+work:
+
+* **finals** (the text of a committed turn): they wait only for other finals, when
+  ``final_slots`` of them already run, never for partial work;
+* **early finals** (a turn's final decode started at a pause, before its commit): they take
+  a final slot only when one is free and no final waits;
+* **partials** (drafts of a turn still being spoken): they never wait. A partial decode
+  starts only when a final is neither running nor waiting and fewer than ``cpu_slots``
+  decodes run; otherwise it is *skipped* (the caller keeps its previous draft), so partial
+  work never piles up behind finals or behind itself.
+
+The scheduler also keeps a running sum of the decode time of each kind (``stats``), which
+the server logs as its lag and load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Dict, Iterator, Optional
+
+__all__ = ["DecodeScheduler"]
+
+log = logging.getLogger(__name__)
+
+
+class DecodeScheduler:
+    """Admits final and partial decodes of one recogniser (thread-safe; any thread).
+
+    Args:
+        final_slots: finals that may decode at once (the final model's replicas).
+        cpu_slots: decodes of any kind that may run at once before partial decodes are
+            skipped (about the number of cores).
+    """
+
+    def __init__(self, final_slots: int = 1, cpu_slots: int = 1) -> None:
+        if final_slots < 1 or cpu_slots < 1:
+            raise ValueError("final_slots and cpu_slots must be at least 1")
+        self.final_slots = int(final_slots)
+        self.cpu_slots = int(cpu_slots)
+        self._cond = threading.Condition()
+        self._finals = 0  # running
+        self._waiting = 0  # finals waiting for a slot
+        self._partials = 0  # running
+        self.stats: Dict[str, float] = {"finals": 0, "final_s": 0.0, "final_wait_s": 0.0,
+                                        "early_finals": 0, "partials": 0, "partial_s": 0.0,
+                                        "skipped": 0}
+
+    def __repr__(self) -> str:
+        return (f"DecodeScheduler(final_slots={self.final_slots}, cpu_slots={self.cpu_slots}, "
+                f"running={self._finals}+{self._partials})")
+
+    def note(self, name: str) -> None:
+        """Count an event in :attr:`stats` (any thread)."""
+        with self._cond:
+            self.stats[name] = self.stats.get(name, 0) + 1
+
+    @property
+    def busy(self) -> bool:
+        """True while any decode runs or a final waits."""
+        with self._cond:
+            return bool(self._finals or self._waiting or self._partials)
+
+    @contextlib.contextmanager
+    def final(self) -> Iterator[None]:
+        """Hold a final slot for the body (blocks only while ``final_slots`` finals run)."""
+        asked = time.monotonic()
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._finals >= self.final_slots:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._finals += 1
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            ended = time.monotonic()
+            with self._cond:
+                self._finals -= 1
+                self.stats["finals"] += 1
+                self.stats["final_s"] += ended - started
+                self.stats["final_wait_s"] += started - asked
+                self._cond.notify_all()
+            if started - asked > 1.0:
+                log.info("a final waited %.2f s for a decoder (finals running: %d of %d)",
+                         started - asked, self._finals, self.final_slots)
+
+    def try_final(self) -> Optional[contextlib.AbstractContextManager]:
+        """A final slot if one is free now and no final waits, else None (never blocks).
+
+        For a final decode started early (at a pause, before the commit): it counts as a
+        final (drafts are skipped meanwhile) but never makes a committed turn wait.
+        """
+        with self._cond:
+            if self._waiting or self._finals >= self.final_slots:
+                return None
+            self._finals += 1
+        return self._early_final()
+
+    @contextlib.contextmanager
+    def _early_final(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._finals -= 1
+                self.stats["early_finals"] += 1
+                self.stats["final_s"] += time.monotonic() - started
+                self._cond.notify_all()
+
+    def try_partial(self) -> Optional[contextlib.AbstractContextManager]:
+        """A context holding a partial slot, or None when the partial must be skipped.
+
+        Skipped while a final runs or waits, or when ``cpu_slots`` decodes already run.
+        """
+        with self._cond:
+            if (self._finals or self._waiting
+                    or self._finals + self._partials >= self.cpu_slots):
+                self.stats["skipped"] += 1
+                return None
+            self._partials += 1
+        return self._partial_slot()
+
+    @contextlib.contextmanager
+    def _partial_slot(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._partials -= 1
+                self.stats["partials"] += 1
+                self.stats["partial_s"] += time.monotonic() - started
+                self._cond.notify_all()
