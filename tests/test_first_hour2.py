@@ -385,3 +385,10 @@ def test_the_split_base_weights_are_streamed_as_one_file(tmp_path):
 
     with _JoinedFile([str(p) for p in halves]) as joined:
         assert io.BufferedReader(joined, 4).read() == b"first half|second half"
+
+
+# -- item 5: the README promises only what tiny.en does ------------------------------------------
+def test_the_readme_does_not_promise_that_tiny_en_never_invents_english():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "never English words that were not said" not in readme
+    assert "`tiny.en` is for English speech" in readme
