@@ -335,7 +335,6 @@ class RealtimeClient:
             on_reconnecting=receiver.on_reconnecting,
             on_stopped=receiver.on_stopped,
             on_protocol_error=receiver.on_frame_refused,
-            on_burst=receiver.on_burst,
             **self._options.transport_kwargs(),
         )
         receiver.attach(transport)

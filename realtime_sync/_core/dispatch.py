@@ -221,7 +221,6 @@ class Router:
         self._queue: Deque[Event] = deque()
         self._queue_size = queue_size
         self._dispatcher_waiting = False
-        self._held = False  # a burst is being delivered: wake the dispatcher once, at its end
         self._stopping = False
         self._releasing = False
         self._shut = False  # closing: no handler starts again
@@ -282,31 +281,14 @@ class Router:
             size = len(queue)
             if size > self.high_water:
                 self.high_water = size
-            if self._dispatcher_waiting and not self._held:
+            if self._dispatcher_waiting:
                 self._dispatcher_waiting = False  # one wake-up per batch, not one per event
-                self._not_empty.notify()
-
-    def hold_wakeups(self) -> None:
-        """A burst of events follows (network thread, parsing one read buffer): the dispatcher
-        is woken once, by :meth:`release_wakeups`, instead of competing for the GIL while the
-        burst is parsed. Waiters and iterators still hear of each event at once."""
-        self._held = True
-
-    def release_wakeups(self) -> None:
-        """The burst is delivered: wake the dispatcher if it waits for events."""
-        with self.lock:
-            self._held = False
-            if self._dispatcher_waiting and self._queue:
-                self._dispatcher_waiting = False
                 self._not_empty.notify()
 
     def _wait_for_room(self, block: bool) -> bool:
         """The queue is full: wait for room (backpressure) unless ``block`` is False, this is
         the dispatcher thread, or the client is closing. True when there is room now. Router
         lock held."""
-        if self._dispatcher_waiting:  # (a held burst filled the queue: it must drain now)
-            self._dispatcher_waiting = False
-            self._not_empty.notify()
         if block and threading.get_ident() != self._dispatcher_ident():
             while (len(self._queue) >= self._queue_size and not self._stopping
                    and not self._releasing):

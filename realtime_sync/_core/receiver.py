@@ -50,14 +50,6 @@ class Receiver:
         self._transport: Optional[Transport] = None
         self._last_error_event: Optional[Event] = None  # of the current connection
 
-    def on_burst(self, started: bool) -> None:
-        """The transport starts or ends handing over the frames of one read buffer: the
-        dispatcher is woken once per buffer, when the network thread is about to read again."""
-        if started:
-            self._router.hold_wakeups()
-        else:
-            self._router.release_wakeups()
-
     def attach(self, transport: Transport) -> None:
         """The transport whose callbacks these are (``connect()``, before it starts)."""
         self._transport = transport

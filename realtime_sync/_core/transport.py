@@ -390,7 +390,6 @@ class _ReadLoop:
         rx = t._rx
         deliver = t._deliver_text
         limit = t.max_frame_size
-        on_burst = t._on_burst
         burst = 0
         try:
             while app.keep_running:
@@ -399,13 +398,7 @@ class _ReadLoop:
                     # websocket-client's parser; ticks run when the buffer drains, and every 64
                     # passes of an endless stream (close() and stall checks)
                     if not t._in_message:
-                        if on_burst is not None:
-                            on_burst(True)
-                        try:
-                            rx.take_text_frames(deliver, limit)
-                        finally:
-                            if on_burst is not None:
-                                on_burst(False)
+                        rx.take_text_frames(deliver, limit)
                     if rx.pending() and not read_callback():
                         return
                     burst += 1
@@ -456,9 +449,7 @@ class Transport:
     already masked in it); ``on_closed(Closed) ->
     bool`` after each connection (return False to stop reconnecting);
     ``on_reconnecting(attempt, delay, Closed)``; ``on_stopped(Closed)`` once at the end;
-    ``on_protocol_error(message, length)`` when the server broke the framing rules;
-    ``on_burst(True)`` before and ``on_burst(False)`` after the frames of one read buffer are
-    handed over one after another (the receiver may batch its own wake-ups).
+    ``on_protocol_error(message, length)`` when the server broke the framing rules.
     """
 
     def __init__(
@@ -478,7 +469,6 @@ class Transport:
         open_timeout: float = 10.0,
         max_frame_size: int = _wire.MAX_FRAME_BYTES,
         on_protocol_error: Optional[Callable[[str, int], None]] = None,
-        on_burst: Optional[Callable[[bool], None]] = None,
     ) -> None:
         self._resolve = resolve
         self._on_open_cb = on_open
@@ -487,7 +477,6 @@ class Transport:
         self._on_reconnecting = on_reconnecting
         self._on_stopped = on_stopped
         self._on_protocol_error = on_protocol_error
-        self._on_burst = on_burst
         self.backoff = backoff
         self.ping_interval = ping_interval if ping_interval and ping_interval > 0 else None
         if ping_timeout is None and self.ping_interval:
