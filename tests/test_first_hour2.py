@@ -110,6 +110,17 @@ def test_an_offline_model_typo_is_one_line_and_exit_2(tmp_path, model):
     assert len(line) < 300
 
 
+def test_translate_checks_the_offline_model_before_any_audio(tmp_path):
+    pytest.importorskip("websockets")
+    never = tmp_path / "never-read.wav"
+    never.write_bytes(b"RIFF")
+    proc = cli("translate", "--local", "--to", "en", "--model", "bsae", never,
+               env=dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub")))
+    assert proc.returncode == 2
+    (line,) = err_lines(proc)
+    assert "'bsae'" in line and "base" in line
+
+
 def test_a_faster_whisper_name_in_the_local_cache_is_accepted(tmp_path, monkeypatch):
     pytest.importorskip("websockets")
     from realtime_sync.server._models import resolve_model_name
@@ -385,3 +396,10 @@ def test_the_split_base_weights_are_streamed_as_one_file(tmp_path):
 
     with _JoinedFile([str(p) for p in halves]) as joined:
         assert io.BufferedReader(joined, 4).read() == b"first half|second half"
+
+
+# -- item 5: the README promises only what tiny.en does ------------------------------------------
+def test_the_readme_does_not_promise_that_tiny_en_never_invents_english():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "never English words that were not said" not in readme
+    assert "`tiny.en` is for English speech" in readme

@@ -87,6 +87,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from ._support import caption_options, resolve_format
 
     args.format = resolve_format(args.format, args.output)  # before any audio is read
+    if args.local and args.model is not None:
+        from . import offline_model
+
+        args.model = offline_model(args.model)  # a typo: exit 2 before any audio is read
     if args.file:
         from ..audio import FileSource
 
