@@ -488,8 +488,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return code
 
 
-OFFLINE_CHAT = ("the offline engine (no language model: Whisper base transcribes you and it "
-                "answers with what it heard)")
+OFFLINE_CHAT = ("the offline engine (no language model: Whisper base transcribes you and the "
+                "reply is 'You said: ...' with a tone)")
 """Who answers ``chat --local`` (and ``examples/voice_chat.py --local``)."""
 
 
