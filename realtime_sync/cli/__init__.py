@@ -44,6 +44,7 @@ from ._common import (
     engine_options,
     event_logger,
     local_server,
+    offline_model,
 )
 from ._parser import build_parser
 
@@ -70,18 +71,6 @@ def _language(value: Optional[str]) -> Optional[str]:
 
 
 # -- commands -----------------------------------------------------------------------------
-
-
-def offline_model(name: Optional[str]) -> str:
-    """``--model`` of an offline command checked before any work (exit 2 with one line);
-    returns what the engine loads (a faster-whisper name in the cache: its directory)."""
-    from ..errors import ConfigurationError
-    from ..server._models import resolve_model_name
-
-    try:
-        return resolve_model_name(name)
-    except ConfigurationError as exc:
-        raise UsageError(f"--model: {exc}") from None
 
 
 def _transcription_model(args: argparse.Namespace) -> str:
