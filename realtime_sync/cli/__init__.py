@@ -422,6 +422,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._listener import default_max_connections
     from ..server._server import is_loopback
 
     if args.api_key is None and not is_loopback(args.host):
@@ -435,7 +436,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.model = offline_model(args.model)
     with local_server(args.model, engine=args.local, api_key=args.api_key,
                       host=args.host, port=args.port, quiet=False, translate=True,
-                      max_connections=args.max_connections,
+                      max_connections=args.max_connections or default_max_connections(),
                       engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
