@@ -71,6 +71,11 @@ def slow_server() -> FakeRealtimeServer:
     return FakeRealtimeServer(recognizer=ScriptedRecognizer(_slowly))
 
 
+def broken_server() -> FakeRealtimeServer:
+    """Runs inside each actor: a server whose engine cannot load."""
+    raise rs.ConfigurationError("no weights in this image")
+
+
 def texts(results: List[rs.FileResult]) -> List[str]:
     return [r.transcript.text if r.transcript is not None else repr(r.error) for r in results]
 
@@ -256,6 +261,12 @@ class TestLocalInstance:
         results = rs.transcribe_files(files[:2], cluster="auto", server=Big(),
                                       turn_detection=None, progress=False)
         assert texts(results) == ["900 ms of audio", "300 ms of audio"]
+
+    def test_a_server_that_cannot_start_fails_every_file_with_its_reason(self, files):
+        results = rs.transcribe_files(files[:3], cluster="auto", server=broken_server,
+                                      turn_detection=None, progress=False)
+        assert [r.ok for r in results] == [False, False, False]
+        assert all("no weights in this image" in str(r.error) for r in results)
 
     def test_callbacks_and_unpicklable_servers_are_refused_in_one_line(self, files):
         with pytest.raises(ValueError, match="on_final"):
