@@ -64,6 +64,9 @@ def _cpu() -> float:
 def prompts(lang: str, limit: int) -> List[Tuple[str, bytes, float, float]]:
     """``(reference, pcm, onset_s, end_s)`` of the first ``limit`` prompts of ``lang``;
     onset and end are positions in ``pcm`` (lead silence included)."""
+    from realtime_sync.server._models import configure_threads
+
+    configure_threads()  # before CTranslate2 loads: its OpenMP threads must not spin
     import numpy as np
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 

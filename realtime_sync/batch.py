@@ -182,6 +182,7 @@ def transcribe_files(
     upload: bool = False,
     retries: int = 2,
     resume: bool = False,
+    caption_options: Optional[Dict[str, Any]] = None,
     **options: Any,
 ) -> List[FileResult]:
     """Transcribe many files, up to ``jobs`` at a time; returns one :class:`FileResult` per
@@ -206,7 +207,7 @@ def transcribe_files(
             shows it on a terminal when there is more than 30 s of audio in all.
         on_result: ``on_result(result)`` once per file, in input order, as soon as the file
             and every file before it are done (on a batch thread or the calling thread,
-            one call at a time).
+            one call at a time); what it prints appears above the progress bar.
         timeout: per file, as :func:`transcribe_file`'s.
         realtime: pace each file in real time.
         server: a zero-argument callable returning a server context manager with a
@@ -226,6 +227,8 @@ def transcribe_files(
         resume: skip inputs whose caption file already exists (needs ``captions``): their
             result has ``skipped`` set. Caption files are only ever complete, so a batch
             killed half-way can be started again with the same arguments.
+        caption_options: options of the caption writers (``max_line_length``, ``min_cue_ms``;
+            see :func:`realtime_sync.captions.open_writer`).
         **options: :class:`~realtime_sync.Transcriber` options (``model``, ``url``, ...).
 
     Raises:
@@ -257,7 +260,7 @@ def transcribe_files(
 
     bar = progress_bar(sum(d for d in durations if isinstance(d, float)) * 1000, progress)
     shared = BatchProgress(bar, len(names))
-    delivery = _InOrder(results, on_result)
+    delivery = _InOrder(results, on_result, bar)
     for i in range(len(names)):
         if i not in todo:
             delivery.done(i)
@@ -269,7 +272,8 @@ def transcribe_files(
         result.transcript, result.error = transcript, error
         if transcript is not None and captions is not None:
             try:
-                result.output = _write_captions(result, captions, folder)
+                result.output = _write_captions(result, captions, folder,
+                                                caption_options or {})
             except Exception as exc:  # noqa: BLE001 - reported per file
                 result.error = exc
         if result.error is not None:
@@ -310,7 +314,8 @@ class _InOrder:
     """Hands results to ``on_result`` in input order, one call at a time (any thread)."""
 
     def __init__(self, results: List[FileResult],
-                 on_result: Optional[Callable[[FileResult], Any]]) -> None:
+                 on_result: Optional[Callable[[FileResult], Any]], bar: Any = None) -> None:
+        self._bar = bar  # what on_result prints goes above it
         self._results = results
         self._on_result = on_result
         self._lock = threading.Lock()
@@ -331,7 +336,9 @@ class _InOrder:
                 self._next += 1
                 if self._on_result is not None:
                     try:
-                        self._on_result(result)
+                        with (self._bar.above() if self._bar is not None
+                              else contextlib.nullcontext()):
+                            self._on_result(result)
                     except Exception:  # noqa: BLE001 - a callback never stops the batch
                         logger.exception("on_result failed for %s", result.path)
 
@@ -393,7 +400,8 @@ def _run_threads(todo: List[int], names: List[str], results: List[FileResult],
             raise
 
 
-def _write_captions(result: FileResult, format: str, folder: Optional[str]) -> str:  # noqa: A002
+def _write_captions(result: FileResult, format: str, folder: Optional[str],  # noqa: A002
+                    caption_options: Optional[Dict[str, Any]] = None) -> str:
     """Write the caption file whole or not at all: into a hidden temporary file beside it,
     renamed into place once complete (so ``resume`` never takes a half-written file)."""
     import uuid
@@ -405,7 +413,7 @@ def _write_captions(result: FileResult, format: str, folder: Optional[str]) -> s
     partial = os.path.join(os.path.dirname(target),
                            f".{os.path.basename(target)}.{uuid.uuid4().hex[:12]}.partial")
     try:
-        writer = open_writer(partial, format)
+        writer = open_writer(partial, format, **(caption_options or {}))
         try:
             writer.write_all(result.transcript.segments)
         finally:

@@ -194,7 +194,6 @@ class RealtimeClient:
         self._router = Router(self._registry, emit_handler_error=self._emit_handler_error,
                               marshal=marshal, queue_size=queue_size, strict=strict)
         self._marshal = marshal
-        self._ui_ident = marshal_thread_ident(marshal)
         self._ui_warned = False
         self._conn = Connection()
         self._replayer = SessionReplayer(session)
@@ -523,8 +522,7 @@ class RealtimeClient:
             True when done within ``timeout`` seconds (None: wait for ever); False otherwise.
         """
         self._router.check_blocking_call("flush()")
-        if self._router.on_handler_thread() or (
-                self._ui_ident is not None and self._ui_ident == threading.get_ident()):
+        if self._router.on_handler_thread() or self._on_ui_thread():
             raise DeadlockError("flush() was called on the thread that runs the handlers it"
                                 " would wait for")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
@@ -686,9 +684,13 @@ class RealtimeClient:
         """One received frame as the network thread would hand it over (secrets masked here)."""
         self._receiver.on_frame(data, binary)
 
+    def _on_ui_thread(self) -> bool:
+        """True on the thread the ``marshal`` runs handlers on (when it says which)."""
+        ident = marshal_thread_ident(self._marshal)  # read now: the thread may start later
+        return ident is not None and ident == threading.get_ident()
+
     def _warn_if_ui_thread(self, what: str) -> None:
-        ident = self._ui_ident
-        if self._ui_warned or ident is None or ident != threading.get_ident():
+        if self._ui_warned or not self._on_ui_thread():
             return
         self._ui_warned = True
         logger.warning(

@@ -43,6 +43,7 @@ from . import models as _models
 from ._core.dispatch import Marshal
 from ._core.endpoint import HeaderSource, KeySource
 from ._core.wait import Deadline, wait_until
+from ._features.feed import FeedSink
 from ._features.live_connection import LiveConnection
 from ._features.live_transcript import Grouping, LiveSegment
 from .errors import (
@@ -203,39 +204,8 @@ class _Codec:
         self._up, self._down = None, {}
 
 
-class _FeedSink:
-    """What :func:`realtime_sync.audio.stream` sees when a :class:`LiveSession` listens."""
-
-    connected = True
-
-    def __init__(self, owner: LiveSession) -> None:
-        self._owner = owner
-        self.input_audio_buffer = self
-
-    def append(self, pcm16: bytes) -> str:
-        self._owner.feed(pcm16)
-        return ""
-
-    @property
-    def host(self) -> _FeedSink:
-        return self
-
-    def emit(self, event: Mapping[str, Any]) -> None:
-        conn = self._owner._conn
-        if conn is not None:
-            conn.emit(event)
-
-    def count(self, name: str, n: int = 1) -> None:
-        pass
-
-    def adopt(self, resource: Any) -> None:
-        self._owner._streams.append(resource)
-
-    def disown(self, resource: Any) -> None:
-        try:
-            self._owner._streams.remove(resource)
-        except ValueError:
-            pass
+def _no_count(name: str, n: int) -> None:
+    """A Live connection keeps no stream counters."""
 
 
 def _start_config(model: str, audio_format: Mapping[str, Any],
@@ -710,14 +680,24 @@ class LiveSession:
 
         self._require()
         mic = Microphone(device=device, chunk_ms=chunk_ms)
-        return stream(_FeedSink(self), mic, chunk_ms=chunk_ms, mute_when=mute_when)
+        return stream(self._sink(), mic, chunk_ms=chunk_ms, mute_when=mute_when)
 
     def stream_source(self, source: Any, chunk_ms: int = 40) -> Any:
         """Stream any :class:`realtime_sync.audio.AudioSource` (24 kHz PCM16) into it."""
         from .audio import stream
 
         self._require()
-        return stream(_FeedSink(self), source, chunk_ms=chunk_ms)
+        return stream(self._sink(), source, chunk_ms=chunk_ms)
+
+    def _sink(self) -> FeedSink:
+        """What :func:`realtime_sync.audio.stream` feeds: :meth:`feed`; its events go to the
+        connection, and the stream is owned (stopped by :meth:`close`)."""
+        return FeedSink(self.feed, self._streams, self._emit_event, _no_count)
+
+    def _emit_event(self, event: Mapping[str, Any]) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.emit(event)
 
     @property
     def sent_ms(self) -> float:

@@ -918,6 +918,13 @@ def transcribe_file(
         if user_final is not None:
             user_final(segment)
 
+    from ._features.file_turns import FALLBACK_TURN_S, QuietCutter, feed_cut, file_turns
+
+    cutter = None  # the core install: no client VAD, so bounded turns cut at quiet points
+    if file_turns(options.get("model", DEFAULT_MODEL), options.get("turn_detection", "auto"),
+                  options.get("audio_format", "pcm")):
+        options["turn_detection"] = None
+        cutter = QuietCutter(FALLBACK_TURN_S)
     # bad options fail here, before the file is read
     transcriber = Transcriber(on_final=on_final, **options)
     source, frames = open_audio(path, realtime, chunk_ms, options)
@@ -931,9 +938,9 @@ def transcribe_file(
         with transcriber as tr:
             while True:
                 chunk = source.read(frames)
+                feed_cut(tr, cutter, chunk)
                 if not chunk:
                     break
-                tr.feed(chunk)
                 if deadline.expired():
                     raise TimeoutError(f"transcribe_file: {path} not done in {timeout} s")
             left = deadline.remaining()

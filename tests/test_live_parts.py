@@ -177,3 +177,68 @@ def test_a_transcriber_holds_one_turn_strategy():
     assert type(manual._turns) is ManualTurns and not manual.vad and not manual.client_vad
     assert type(server._turns) is ServerVadTurns and server.vad and not server.client_vad
     assert type(g711._turns) is ManualTurns  # G.711 + auto on a model without server VAD
+
+
+def test_a_ticker_survives_a_failing_tick_ends_when_told_and_joins_on_stop(caplog):
+    import threading
+
+    from realtime_sync._features.ticker import Ticker
+
+    calls: List[str] = []
+    third = threading.Event()
+
+    def tick() -> bool:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        if len(calls) == 3:
+            third.set()
+            return False  # the clock ends by itself
+        return True
+
+    ticker = Ticker("realtime-sync-test-clock", 0.01, tick, log, "test clock failed")
+    with caplog.at_level(logging.ERROR, logger="test_live_parts"):
+        ticker.start()
+        assert third.wait(10)
+        assert ticker.stop(5)
+    assert calls == ["realtime-sync-test-clock"] * 3
+    assert "test clock failed" in caplog.text and "boom" in caplog.text
+    assert Ticker("never-started", 1, tick, log, "x").stop(1)
+
+
+def test_a_ticker_stopped_from_its_own_tick_does_not_wait_for_itself():
+    import threading
+
+    from realtime_sync._features.ticker import Ticker
+
+    result: List[bool] = []
+    done = threading.Event()
+
+    def tick() -> bool:
+        result.append(ticker.stop(5))  # e.g. close() called from a callback on the clock
+        done.set()
+        return True
+
+    ticker = Ticker("realtime-sync-test-clock", 0.01, tick, log, "x")
+    ticker.start()
+    assert done.wait(10) and result == [True]
+    assert ticker.stop(5)
+
+
+def test_a_ticker_sleeps_as_its_schedule_says():
+    import threading
+
+    from realtime_sync._features.ticker import Ticker
+
+    asked: List[float] = []
+    ticked = threading.Event()
+
+    def schedule(now: float) -> float:
+        asked.append(now)
+        return 0.0
+
+    ticker = Ticker("realtime-sync-test-clock", 3600, lambda: not ticked.set(), log, "x",
+                    schedule=schedule)
+    ticker.start()
+    assert ticked.wait(10)  # the hour-long period is not used: the schedule says "now"
+    assert ticker.stop(5) and asked

@@ -283,7 +283,8 @@ def test_cli_reads_a_g711_file_and_takes_every_option(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,code,words", [
-    (["--model", "gpt-realtime-whisper", "--languages", "en"], 1, ["language="]),
+    # the CLI's advice names the flag (--language), not the Python keyword (issue 22, item 6)
+    (["--model", "gpt-realtime-whisper", "--languages", "en"], 1, ["--language instead"]),
     (["--input-format", "pcmu", "--mic"], 2, ["G.711 WAV"]),
     (["--noise-strength", "0.5"], 2, ["--noise-reduction"]),
 ])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from realtime_sync import Backoff
 from realtime_sync._core.closing import (
     CLOSED,
     CONNECTED,
@@ -19,6 +20,7 @@ from realtime_sync._core.closing import (
     Closed,
     Failure,
     decide,
+    schedule,
 )
 
 
@@ -114,3 +116,37 @@ def test_the_decision_does_not_change_the_record():
     before = repr(closed)
     decide(closed, state=CONNECTED)
     assert repr(closed) == before
+
+
+# -- when: the schedule after a decision to reconnect (a Backoff without jitter) ---------------
+POLICY = Backoff(initial=1.0, maximum=8.0, multiplier=2.0, jitter=0.0, max_attempts=4,
+                 healthy_after=30.0)
+
+SCHEDULE = [
+    # (name, record, failed attempts so far, now, expected (attempt, delay, count, planned) or None)
+    ("first failure waits the initial delay", Closed(), 0, 100.0, (1, 1.0, 1, False)),
+    ("the delay doubles", Closed(), 1, 100.0, (2, 2.0, 2, False)),
+    ("the delay is capped", Closed(), 3, 100.0, (4, 8.0, 4, False)),
+    ("the policy gives up after max_attempts", Closed(), 4, 100.0, None),
+    ("a session that stayed up resets the count", up(established_at=10.0), 3, 100.0,
+     (1, 1.0, 1, False)),
+    ("a session too short to count does not", up(established_at=90.0), 3, 100.0,
+     (4, 8.0, 4, False)),
+    ("a finished exchange proves health at once", up(established_at=99.0, exchanged=True), 3,
+     100.0, (1, 1.0, 1, False)),
+    ("Retry-After is honoured", Closed(http_status=503, retry_after=5.0), 0, 100.0,
+     (1, 5.0, 1, False)),
+    ("Retry-After never beyond the cap", Closed(http_status=429, retry_after=600.0), 0, 100.0,
+     (1, 8.0, 1, False)),
+    ("a planned restart reconnects at once, count kept", up(cause=CloseCause.RESTART,
+                                                             established_at=99.0), 2, 100.0,
+     (1, 0.0, 2, True)),
+]
+
+
+@pytest.mark.parametrize("name,closed,count,now,expected", SCHEDULE,
+                         ids=[row[0] for row in SCHEDULE])
+def test_the_reconnect_schedule(name, closed, count, now, expected):
+    retry = schedule(closed, count, POLICY, now)
+    got = None if retry is None else (retry.attempt, retry.delay, retry.count, retry.planned)
+    assert got == expected

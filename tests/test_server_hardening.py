@@ -47,6 +47,7 @@ class RawClient:
         self.sock.connect(("127.0.0.1", port))
         self.buf = b""
         self.status = 0
+        self._send_lock = threading.Lock()  # a pong from the reader vs. the sender's frames
         if handshake:
             self.handshake(port, path, headers)
 
@@ -69,16 +70,19 @@ class RawClient:
         self.status = int(line.split()[1]) if line.startswith("HTTP/") else 0
         self.head = head.decode("latin-1")
 
-    def send_text(self, text: str) -> None:
-        payload = text.encode()
+    def send_text(self, text: str, opcode: int = 0x1) -> None:
+        self.send_frame(text.encode(), opcode)
+
+    def send_frame(self, payload: bytes, opcode: int) -> None:
         n = len(payload)
         if n < 126:
-            head = struct.pack("!BB", 0x81, 0x80 | n)
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
         elif n < 65536:
-            head = struct.pack("!BBH", 0x81, 0x80 | 126, n)
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
         else:
-            head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
-        self.sock.sendall(head + b"\0\0\0\0" + payload)  # mask key 0: payload as is
+            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        with self._send_lock:
+            self.sock.sendall(head + b"\0\0\0\0" + payload)  # mask key 0: payload as is
 
     def send(self, event: Dict[str, Any]) -> None:
         self.send_text(json.dumps(event))
@@ -102,11 +106,13 @@ class RawClient:
         return first & 0x0F, self._read(n)
 
     def events(self) -> Iterator[Dict[str, Any]]:
-        """Server events until the close frame (ping/pong skipped)."""
+        """Server events until the close frame (pings answered)."""
         while True:
             opcode, payload = self.frame()
             if opcode == 0x8:
                 return
+            if opcode == 0x9:
+                self.send_frame(payload, 0xA)
             if opcode == 0x1:
                 yield json.loads(payload)
 

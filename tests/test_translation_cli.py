@@ -50,7 +50,7 @@ def test_translate_a_file_prints_the_translation(srv, speech, capsys):
 def test_captions_are_written_cue_by_cue_with_times(srv, speech, tmp_path, capsys):
     out = tmp_path / "es.srt"
     assert main(["translate", str(speech), "--to", "es", "--url", srv.url, "--source-text",
-                 "--format", "srt", "--output", str(out)]) == 0
+                 "--format", "srt", "--output", str(out), "--min-cue-duration", "0"]) == 0
     assert out.read_text(encoding="utf-8") == (
         "1\n00:00:00,000 --> 00:00:01,000\nHola mundo.\n\n"
         "2\n00:00:01,000 --> 00:00:02,000\nAdiós amigos.\n\n")  # a cue lasts at least 1 s

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import credentials as _secrets
+from .backoff import Backoff
 
-__all__ = ["CloseCause", "Closed", "Decision", "Failure", "decide", "parse_retry_after",
+__all__ = ["CloseCause", "Closed", "Decision", "Failure", "Retry", "decide", "schedule",
+           "parse_retry_after",
            "RECONNECT_CODES", "FATAL_CODES", "TRANSIENT_HTTP_STATUSES", "AUTH_HTTP_STATUSES",
            "IDLE", "CONNECTING", "CONNECTED", "RECONNECTING", "DISCONNECTED", "CLOSED"]
 
@@ -246,3 +248,40 @@ def _failure(closed: Closed) -> Failure:
     if closed.http_status in TRANSIENT_HTTP_STATUSES:
         return Failure.CONNECT_LATER
     return Failure.CONNECT
+
+
+@dataclass(frozen=True)
+class Retry:
+    """When to open the next connection (see :func:`schedule`)."""
+
+    attempt: int
+    """The attempt number reported in ``client.reconnecting`` (1 for a planned restart)."""
+    delay: float
+    """Seconds to wait first (0 for a planned restart)."""
+    count: int
+    """The failed-attempt count to carry to the next close."""
+    planned: bool = False
+    """A planned restart (session rollover): reconnect at once, the count unchanged."""
+
+
+def schedule(closed: Closed, count: int, backoff: Backoff, now: float) -> Optional[Retry]:
+    """When to reconnect after a connection :func:`decide` said to reconnect; None when the
+    policy gives up. Pure but for the backoff's jitter. Network thread.
+
+    Args:
+        closed: how the connection ended.
+        count: failed attempts in a row so far.
+        backoff: the reconnect policy.
+        now: ``time.monotonic()``.
+    """
+    if closed.healthy(now, backoff.healthy_after):
+        count = 0  # only a connection that proved healthy resets the backoff
+    if closed.cause is CloseCause.RESTART:
+        return Retry(attempt=1, delay=0.0, count=count, planned=True)
+    count += 1
+    if backoff.gives_up(count):
+        return None
+    delay = backoff.delay(count)
+    if closed.retry_after is not None:  # the server said when; never past the cap
+        delay = max(delay, min(closed.retry_after, backoff.maximum))
+    return Retry(attempt=count, delay=delay, count=count)

@@ -54,6 +54,7 @@ from .closing import (  # noqa: F401 - re-exported: the transport reports closes
     CloseCause,
     Closed,
     parse_retry_after,
+    schedule,
 )
 from .endpoint import same_origin
 
@@ -685,21 +686,13 @@ class Transport:
                 keep_going = self._on_closed(info)
                 if not keep_going or self.backoff is None:
                     break
-                if info.healthy(time.monotonic(), self.backoff.healthy_after):
-                    attempt = 0  # only a connection that proved healthy resets the backoff
-                if info.cause is CloseCause.RESTART:
-                    self._on_reconnecting(1, 0.0, info)
-                    self._count_reconnect()
-                    continue
-                attempt += 1
-                if self.backoff.gives_up(attempt):
+                retry = schedule(info, attempt, self.backoff, time.monotonic())
+                if retry is None:
                     final.gave_up = True
                     break
-                delay = self.backoff.delay(attempt)
-                if info.retry_after is not None:  # the server said when; never past the cap
-                    delay = max(delay, min(info.retry_after, self.backoff.maximum))
-                self._on_reconnecting(attempt, delay, info)
-                if self._sleep(delay):
+                attempt = retry.count
+                self._on_reconnecting(retry.attempt, retry.delay, info)
+                if not retry.planned and self._sleep(retry.delay):
                     final = Closed(by_client=True, cause=CloseCause.CLIENT_CLOSED)
                     break
                 self._count_reconnect()

@@ -57,15 +57,23 @@ def transcribe_one(path: str, index: int, progress: BatchProgress, duration_ms: 
         if user_final is not None:
             user_final(segment)
 
+    from ..transcription import DEFAULT_MODEL
+    from .file_turns import FALLBACK_TURN_S, QuietCutter, feed_cut, file_turns
+
+    cutter = None  # the core install: bounded turns cut at quiet points (as transcribe_file)
+    if file_turns(options.get("model", DEFAULT_MODEL), options.get("turn_detection", "auto"),
+                  options.get("audio_format", "pcm")):
+        options = {**options, "turn_detection": None}
+        cutter = QuietCutter(FALLBACK_TURN_S)
     with FileSource(path, realtime=realtime) as source, \
             Transcriber(**{**options, "on_final": on_final}) as tr:
         while True:
             if stop.is_set():
                 raise Cancelled("the batch was interrupted")
             chunk = source.read(2400)
+            feed_cut(tr, cutter, chunk)
             if not chunk:
                 break
-            tr.feed(chunk)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{path} not done in {timeout} s")
         while True:  # finish() in short waits, so that stop is seen

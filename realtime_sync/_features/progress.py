@@ -63,6 +63,13 @@ class AudioProgress:
         if bar is not None:
             bar.close()
 
+    def above(self) -> Any:
+        """A context in which anything printed (stdout or stderr) appears above the bar: the
+        bar is cleared first and drawn again after."""
+        from tqdm import tqdm
+
+        return tqdm.external_write_mode(file=sys.stdout)
+
     def write(self, text: str, stream: TextIO) -> None:
         """Print ``text`` to ``stream`` without garbling the bar."""
         from tqdm import tqdm

@@ -101,6 +101,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         GiveUpAfter,
         LevelMeter,
         TranscriptSink,
+        caption_options,
         file_outcome,
         report_reconnects,
         resolve_format,
@@ -143,14 +144,19 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         options = endpoint_options(args, stack)
         writer = None
         if args.output:
-            writer = open_writer(args.output, fmt)
+            writer = open_writer(args.output, fmt, **caption_options(args))
         elif fmt != "text":
-            writer = open_writer(sys.stdout, fmt)
+            writer = open_writer(sys.stdout, fmt, **caption_options(args))
         sink = TranscriptSink(console, writer, to_console=writer is None or bool(args.output),
                               output_name=args.output)
         stack.callback(sink.close)
 
         model = _transcription_model(args)
+        if args.file and not args.no_vad:
+            from .._features.file_turns import file_turns
+
+            # the core install has no client VAD: a file is then cut at quiet moments
+            args.no_vad = file_turns(model, "auto", audio_format)
         tr = Transcriber(
             model=model, turn_detection=None if args.no_vad else "auto",
             **_transcription_options(args, audio_format, language, languages),
@@ -187,6 +193,7 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
     """Several files, ``--jobs`` at a time: transcripts (or caption file names) on stdout in
     input order, one line per failed file on stderr; exit code 1 when any failed."""
     from ..batch import BatchInterrupted, OfflineEngine, transcribe_files
+    from ._support import caption_options
 
     if args.mic:
         raise UsageError("--mic transcribes the microphone alone; give files or --mic")
@@ -234,7 +241,8 @@ def _transcribe_many(args: argparse.Namespace, files: List[str]) -> int:
         try:
             transcribe_files(
                 files, jobs=jobs, captions=captions,
-                output_dir=args.output, on_result=on_result, realtime=args.realtime,
+                output_dir=args.output, caption_options=caption_options(args),
+                on_result=on_result, realtime=args.realtime,
                 server=server, cluster=args.cluster, upload=args.cluster_upload,
                 resume=args.resume, model=_transcription_model(args),
                 turn_detection=None if args.no_vad else "auto",
@@ -547,8 +555,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(f"realtime-sync: error: {message}\n")
+        sys.stderr.write(f"realtime-sync: error: {cli_advice(message)}\n")
         return 1
+
+
+_ADVICE = (
+    ("(or pass turn_detection=None and call commit() yourself)", "(or add --no-vad: a turn "
+     "every --commit-every seconds)"),
+    ("turn_detection=None and commit() yourself", "--no-vad"),
+    ("turn_detection='client_vad' (the client ends turns) or None (you call commit())",
+     "the default turn detection, or --no-vad"),
+    ("use languages=[...] instead", "use --languages instead"),
+    ("use language='..' (one code) instead", "use --language instead"),
+    ("include_logprobs", "--logprobs"),
+)
+
+
+def cli_advice(message: str) -> str:
+    """A library message's advice in command-line terms: the flag, not the Python keyword."""
+    for python, flag in _ADVICE:
+        message = message.replace(python, flag)
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ from .. import __version__
 from ..audio._g711 import FORMATS
 from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DELAYS
 from ._common import add_common as _add_common
+from ._support import add_caption_options
 
 MAX_CONNECTIONS = 256  # `serve`: open sockets at most (each holds a few descriptors)
 
@@ -120,6 +121,7 @@ def _add_transcribe(sub: Any) -> None:
     t.add_argument("--output", "-o", default=None,
                    help="write captions to this file (.srt, .vtt, .jsonl or .txt); with several "
                         "files: a folder for one caption file each")
+    add_caption_options(t)
     t.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     t.add_argument("--no-vad", action="store_true",

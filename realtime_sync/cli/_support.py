@@ -21,6 +21,8 @@ from ..errors import RealtimeSyncError
 
 __all__ = [
     "resolve_format",
+    "add_caption_options",
+    "caption_options",
     "TranscriptSink",
     "LevelMeter",
     "file_outcome",
@@ -64,6 +66,48 @@ def resolve_format(fmt: Optional[str], output: Optional[str]) -> str:
     raise UsageError(f"cannot tell the output format from {output!r}: use one of "
                      f"{', '.join(FORMAT_EXTENSIONS)}, or say it with --format "
                      "text|srt|vtt|jsonl")
+
+
+def _line_length(value: str) -> int:
+    import argparse
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of characters: {value!r}") from None
+    if n < 10:
+        raise argparse.ArgumentTypeError(f"must be at least 10 characters, not {n}")
+    return n
+
+
+def _cue_seconds(value: str) -> float:
+    import argparse
+
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds <= 10:
+        raise argparse.ArgumentTypeError(f"must be 0 to 10 seconds, not {value}")
+    return seconds
+
+
+def add_caption_options(p: Any) -> None:
+    """``--max-line-length`` and ``--min-cue-duration`` (SRT/WebVTT) on parser ``p``."""
+    from ..captions import LINE_WIDTH, MIN_CUE_MS
+
+    p.add_argument("--max-line-length", type=_line_length, default=LINE_WIDTH, metavar="N",
+                   help=f"srt/vtt: longest caption line in characters (default {LINE_WIDTH})")
+    p.add_argument("--min-cue-duration", type=_cue_seconds, default=MIN_CUE_MS / 1000,
+                   metavar="SECONDS",
+                   help="srt/vtt: a shorter cue is merged into the next one or lengthened "
+                        f"(default {MIN_CUE_MS / 1000:g}; 0 keeps the turns' own times)")
+
+
+def caption_options(args: Any) -> dict:
+    """The caption writer options of the command line (see :func:`add_caption_options`)."""
+    return {"max_line_length": args.max_line_length,
+            "min_cue_ms": int(round(args.min_cue_duration * 1000))}
 
 
 class TranscriptSink:
@@ -265,42 +309,4 @@ class GiveUpAfter(Backoff):
 
 
 # -- --no-vad on a file ---------------------------------------------------------------------------
-class QuietCutter:
-    """Split a file's audio into turns of at most ``every_s`` seconds for ``--no-vad``, cutting
-    at the quietest 100 ms of the last third, so a turn rarely ends inside a word.
-
-    :meth:`feed` returns the pieces ready to send; a piece ending a turn is followed by
-    ``None`` (commit here). :meth:`flush` returns the rest.
-    """
-
-    def __init__(self, every_s: float) -> None:
-        self.limit = max(2400, int(every_s * 24000)) * 2  # bytes
-        self._buf = bytearray()
-
-    def feed(self, pcm16: bytes) -> List[Optional[bytes]]:
-        self._buf += pcm16
-        out: List[Optional[bytes]] = []
-        while len(self._buf) >= self.limit:
-            cut = self._quietest(self.limit * 2 // 3, self.limit)
-            out += [bytes(self._buf[:cut]), None]
-            del self._buf[:cut]
-        return out
-
-    def flush(self) -> List[Optional[bytes]]:
-        rest, self._buf = bytes(self._buf), bytearray()
-        return [rest] if rest else []
-
-    def _quietest(self, lo: int, hi: int) -> int:
-        window = 4800  # 100 ms
-        best, best_power = hi, None
-        samples = array("h")
-        samples.frombytes(bytes(self._buf[lo:hi]))
-        if sys.byteorder == "big":
-            samples.byteswap()
-        n = window // 2
-        for i in range(0, len(samples) - n + 1, n // 2):
-            part = samples[i:i + n]
-            power = sum(v * v for v in part[::4])
-            if best_power is None or power < best_power:
-                best_power, best = power, lo + (i + n // 2) * 2
-        return best
+from .._features.file_turns import QuietCutter  # noqa: E402 - kept importable from here

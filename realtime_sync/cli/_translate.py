@@ -48,6 +48,9 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
                    help="output format (default: from the -o file's extension, else text)")
     p.add_argument("--output", "-o", default=None,
                    help="write captions to this file (.srt, .vtt, .jsonl or .txt)")
+    from ._support import add_caption_options
+
+    add_caption_options(p)
     p.add_argument("--events", action="store_true",
                    help="print every server event's type and time to stderr")
     p.add_argument("--realtime", action="store_true", help="pace a file like a microphone")
@@ -81,9 +84,13 @@ def cmd_translate(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.file}")
     if not args.to.strip():
         raise UsageError("--to needs a language code such as es")
-    from ._support import resolve_format
+    from ._support import caption_options, resolve_format
 
     args.format = resolve_format(args.format, args.output)  # before any audio is read
+    if args.local and args.model is not None:
+        from . import offline_model
+
+        args.model = offline_model(args.model)  # a typo: exit 2 before any audio is read
     if args.file:
         from ..audio import FileSource
 
@@ -99,13 +106,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
                                      "translate into English offline with the embedded engine")
             options = endpoint_options(args, stack)
         writer = source_writer = None
+        style = caption_options(args)
         if args.output:
-            writer = stack.enter_context(open_writer(args.output, args.format))
+            writer = stack.enter_context(open_writer(args.output, args.format, **style))
             if args.source_text:
                 source_writer = stack.enter_context(
-                    open_writer(_source_path(args.output), args.format))
+                    open_writer(_source_path(args.output), args.format, **style))
         elif args.format != "text":
-            writer = stack.enter_context(open_writer(sys.stdout, args.format))
+            writer = stack.enter_context(open_writer(sys.stdout, args.format, **style))
         show = writer is None or bool(args.output)
         pipe_closed: List[bool] = []
 

@@ -239,7 +239,8 @@ class _Item:
 class _Early:
     """A final decode started at a pause of a turn, before its commit."""
 
-    __slots__ = ("bytes", "speech_end", "key", "texts", "languages", "text", "error", "done")
+    __slots__ = ("bytes", "speech_end", "key", "texts", "languages", "text", "error", "done",
+                 "ended", "cost")
 
     def __init__(self, audio_bytes: int, speech_end: int, key: Tuple[Any, ...]) -> None:
         self.bytes = audio_bytes  # the item's audio length it decoded
@@ -250,6 +251,8 @@ class _Early:
         self.text = ""
         self.error: Optional[BaseException] = None
         self.done = threading.Event()
+        self.ended = 0.0  # time.monotonic() when it ended
+        self.cost = 0.0  # seconds it took
 
 
 def _speech_spans(pcm16: bytes) -> List[Tuple[int, int]]:
@@ -411,7 +414,11 @@ class WhisperRecognizer:
             raise ConfigurationError(
                 f"model {spec.name!r} is English-only and cannot transcribe language "
                 f"{self.language!r}: use model 'base'")
-        self.scheduler = DecodeScheduler(final_slots=workers,
+        early = 1 if self.streaming and self.early_finals else 0
+        # the final model keeps one replica more for early finals (replicas share weights;
+        # always, so every recogniser of a process shares one loaded model)
+        self._replicas = workers + 1
+        self.scheduler = DecodeScheduler(final_slots=workers, early_slots=early,
                                          cpu_slots=max(1, cores // self.cpu_threads))
         self._items_lock = threading.Lock()
         self._items: List[_Item] = []  # most recent last
@@ -475,7 +482,7 @@ class WhisperRecognizer:
                 raise self._preload_error
         if self._model is None:
             self._model = _load_whisper(self.model_source, self.device, self.compute_type,
-                                        self.cpu_threads, self.workers)
+                                        self.cpu_threads, self._replicas)
         return self._model
 
     def _draft(self) -> Any:
@@ -554,7 +561,7 @@ class WhisperRecognizer:
         """The multilingual built-in model, used to identify languages (None if missing)."""
         try:
             return _load_whisper("base", self.device, self.compute_type, self.cpu_threads,
-                                 self.workers if self._model_arg == "base" else 1)
+                                 self._replicas if self._model_arg == "base" else 1)
         except ConfigurationError:
             return None
 
@@ -695,9 +702,11 @@ class WhisperRecognizer:
             lang = "en"
         early = item.early if item is not None else None
         if early is not None:
-            early.done.wait()  # started at the pause: its result is near (or there)
             fits = self._early_fits(early, audio,
                                     (lang, prompt, context if self.use_context else None))
+            if fits:
+                early.done.wait()  # started at the pause: its result is near (or there)
+                fits = early.error is None
             self.scheduler.note("early_used" if fits else "early_wasted")
             if fits:
                 log.debug("final of %.2f s decoded early, at the pause", len(audio) / 48000)
@@ -745,11 +754,11 @@ class WhisperRecognizer:
         return end
 
     def _early_fits(self, early: _Early, audio: bytes, key: Tuple[Any, ...]) -> bool:
-        """Whether an early final holds the committed ``audio``'s text: same options, and no
-        speech in what the commit added after it."""
-        if early.error is not None or early.key != key or len(audio) < early.bytes:
-            log.debug("early final not used: %r, key %r vs %r, %d < %d bytes", early.error,
-                      early.key, key, len(audio), early.bytes)
+        """Whether an early final (done or running) decodes the committed ``audio``'s speech:
+        same options, and no speech in what the commit added after it."""
+        if early.key != key or len(audio) < early.bytes:
+            log.debug("early final not used: key %r vs %r, %d < %d bytes", early.key, key,
+                      len(audio), early.bytes)
             return False
         if len(audio) - early.bytes > _EARLY_SLACK_MS * BYTES_PER_MS:
             log.debug("early final not used: the commit added %d ms",
@@ -763,8 +772,8 @@ class WhisperRecognizer:
 
     def _maybe_early_final(self, item: _Item, audio: bytes, start: int,
                            key: Tuple[Any, ...]) -> bool:
-        """At a pause in the turn, run its final decode now (when a final slot is free), so
-        that the commit finds it done. True when it ran (no draft this time)."""
+        """At a pause in the turn, run its final decode now (on the early-final slot, beside
+        the finals), so that the commit finds it done. True when it ran (no draft then)."""
         end = self._paused(audio[start:])
         if end is None:
             return False
@@ -773,11 +782,14 @@ class WhisperRecognizer:
         if early is not None and early.speech_end >= end - 2 * _FRAME_BYTES \
                 and early.key == key:
             return False  # this pause was decoded already
-        slot = self.scheduler.try_final()
+        if early is not None and time.monotonic() - early.ended < early.cost:
+            return False  # rest as long as the last early final took (CPU budget)
+        slot = self.scheduler.try_early()
         if slot is None:
             return False
         early = _Early(len(audio), end, key)
         item.early = early
+        started = time.monotonic()
         try:
             with slot:
                 wm = self.load()
@@ -790,6 +802,8 @@ class WhisperRecognizer:
         except Exception as exc:  # the commit decodes again and reports it
             early.error = exc
         finally:
+            early.ended = time.monotonic()
+            early.cost = early.ended - started
             early.done.set()
         return True
 

@@ -49,7 +49,8 @@ BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 LINGER_SECONDS = 1.0  # a refused socket is drained this long before it is closed
 LINGER_MAX = 64  # refused sockets drained at once; more are closed at once
-SPARE_FDS = 4  # descriptors a new connection needs besides its socket (websockets 17: 3)
+SPARE_FDS = 4  # descriptors probed per new connection (websockets 17 needs 3 besides the
+# socket); more would refuse every client of a process that runs with little headroom
 
 
 def set_send_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
@@ -170,6 +171,7 @@ class Listener:
                 try:
                     sock, addr = self._sock.accept()
                 except (BlockingIOError, InterruptedError):
+                    backoff = 0.0  # nothing waiting: sleep in select() until a client comes
                     continue
                 except OSError as exc:
                     if self._closing.is_set() or exc.errno in (errno.EBADF, errno.EINVAL):

@@ -662,12 +662,14 @@ def text_language(text: str) -> Optional[str]:
     return str(max(ranked, key=lambda lang: ranked[lang]))
 
 
-def local_translator(model: Optional[str] = None, to: str = "en") -> WhisperTranslator:
+def local_translator(model: Optional[str] = None, to: str = "en", *,
+                     preload: bool = True) -> WhisperTranslator:
     """The offline translation engine for ``RealtimeServer(translator=...)``.
 
     Checks the target first (English only), then the engine's packages and a multilingual
     model (``model``; default: the built-in multilingual ``base`` weights when installed).
-    Nothing is downloaded.
+    Nothing is downloaded. With ``preload`` the weights start loading now (in the background),
+    else at the first translation. Any thread.
 
     Raises:
         ConfigurationError: a target other than English, a missing package or model, or an
@@ -691,7 +693,7 @@ def local_translator(model: Optional[str] = None, to: str = "en") -> WhisperTran
                 "only the English-only tiny.en: pass the directory of a multilingual "
                 "faster-whisper model (--model DIR)")
         model = "base"
-    recognizer, vad_factory = local_engine(model)
+    recognizer, vad_factory = local_engine(model, preload=preload)
     english_only = getattr(recognizer, "english_only", None)
     if english_only is True or str(model).endswith(".en"):
         raise ConfigurationError(
@@ -719,7 +721,7 @@ def offline_translator(model: Optional[str] = None) -> TranslationEngine:
     every translation session with the reason it is unavailable."""
     from ..errors import ConfigurationError
 
-    try:
-        return local_translator(model, "en")
+    try:  # loaded by the first translation session: a server that only transcribes
+        return local_translator(model, "en", preload=False)  # never holds these weights
     except ConfigurationError as exc:
         return UnavailableTranslator(str(exc))
