@@ -12,8 +12,9 @@ characters (``max_line_length``) and never break inside a word: a long turn beco
 consecutive cues, its time shared out by length, cut preferably at sentence ends, then at
 clause ends, never leaving a short tail or a line ending in "the". A cue shorter than
 ``min_cue_ms`` (:data:`MIN_CUE_MS`) is held back and joins the next turn when that one starts
-within a second (the two are cut into cues anew), else it is lengthened (the next cue then
-starts after it: cues never overlap). Turns without words are skipped (JSONL keeps failed turns).
+within a second and has the same speaker (the two are cut into cues anew), else it is
+lengthened (the next cue then starts after it: cues never overlap). Turns without words are
+skipped (JSONL keeps failed turns).
 
 Captions stay valid whatever the text holds: in SRT, WebVTT and text, line breaks and other
 whitespace runs become one space, control characters are dropped and lone surrogates become
@@ -305,6 +306,12 @@ def split_cues(text: str, width: int = LINE_WIDTH, max_lines: int = MAX_LINES) -
     return ["\n".join(_lines(cue, width)) for cue in cues]
 
 
+def _voice(segment: Any) -> tuple:
+    """Who speaks in ``segment`` (role, speaker), when it says: turns of different speakers
+    are never merged into one cue."""
+    return (getattr(segment, "role", None), getattr(segment, "speaker", None))
+
+
 def _share(start: int, end: int, sizes: List[int], least: int) -> List[tuple]:
     """Consecutive ``(start, end)`` of pieces of ``sizes`` characters sharing ``start..end``
     by length, each at least ``least`` ms (the span holds that much)."""
@@ -343,7 +350,8 @@ class _CueWriter(CaptionWriter):
         held, self._held = self._held, None
         if held is not None:
             h_start, h_end, h_text, h_segment = held
-            if start - h_end <= MERGE_GAP_MS:  # one turn: its cues are cut anew
+            if start - h_end <= MERGE_GAP_MS and _voice(h_segment) == _voice(segment):
+                # one turn of one speaker: its cues are cut anew
                 start, text, segment = h_start, f"{h_text} {text}", h_segment
             else:
                 start = max(start, self._emit_short(*held))

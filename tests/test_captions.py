@@ -288,3 +288,11 @@ def test_any_text_gives_valid_captions_in_every_format(texts):
                 " ".join(_visible(t) for t in spoken).split()
     records = render(segments, "jsonl").splitlines()
     assert [json.loads(x)["text"] for x in records] == [t.strip() for t in spoken]
+
+
+def test_turns_of_different_speakers_are_never_merged():
+    from types import SimpleNamespace
+
+    turns = [SimpleNamespace(text="Hello there", start_ms=0, end_ms=900, role="user"),
+             SimpleNamespace(text="Hi!", start_ms=1200, end_ms=1800, role="assistant")]
+    assert cues(render(turns, "srt")) == [(0, 1000, "Hello there"), (1200, 2200, "Hi!")]

@@ -592,7 +592,8 @@ def test_captions_writers_take_live_segments(tmp_path):
                 rs.LiveSegment("seg_1", "seg_0", "assistant", "Hi!", 1200, 1800, True,
                                "inactivity")]
     srt = rs.captions.render(segments, "srt")
-    assert "00:00:00,000 --> 00:00:00,900\nHello there" in srt
+    # two speakers: never merged; the short first cue is lengthened to 1 s (issue 22, item 10)
+    assert "00:00:00,000 --> 00:00:01,000\nHello there" in srt
     path = tmp_path / "live.jsonl"
     with rs.captions.open_writer(str(path)) as out:
         for seg in segments:

@@ -4,7 +4,17 @@
 read loop (websocket-client's ``dispatcher`` hook) so that one thread does everything network:
 it reads frames, sends keepalive pings, judges liveness, wakes up at once for ``close()``, and
 sleeps between reconnect attempts (every sleep interruptible). No extra ping thread is started.
-Frames are handed to the client's ``on_frame`` callback unparsed.
+Frames are handed to the client's ``on_frame`` callback unparsed, every registered secret
+masked.
+
+The socket is read 256 KiB at a time (:class:`_RxBuffer`). Whole, unfragmented, unmasked text
+frames within that buffer are cut out of it directly (the fast path: a few byte comparisons per
+frame, the frame-size cap checked from the header); control frames, fragments, masked frames,
+oversized frames and a frame split across two reads go through websocket-client's own parser,
+which reads from the same buffer. A buffer is searched once for a registered secret; only
+frames from a buffer that holds one are searched again. Liveness is stamped per read, not per
+frame. What happens after a close (whether and when to reconnect) is decided by
+:mod:`realtime_sync._core.closing`.
 
 This module owns every write to the socket: one send lock (:attr:`Transport.send_lock`)
 serialises the client's frames and websocket-client's own control frames (its pong and close

@@ -44,6 +44,7 @@ from ._common import (
     engine_options,
     event_logger,
     local_server,
+    offline_model,
 )
 from ._parser import build_parser
 
@@ -70,18 +71,6 @@ def _language(value: Optional[str]) -> Optional[str]:
 
 
 # -- commands -----------------------------------------------------------------------------
-
-
-def offline_model(name: Optional[str]) -> str:
-    """``--model`` of an offline command checked before any work (exit 2 with one line);
-    returns what the engine loads (a faster-whisper name in the cache: its directory)."""
-    from ..errors import ConfigurationError
-    from ..server._models import resolve_model_name
-
-    try:
-        return resolve_model_name(name)
-    except ConfigurationError as exc:
-        raise UsageError(f"--model: {exc}") from None
 
 
 def _transcription_model(args: argparse.Namespace) -> str:
@@ -433,6 +422,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server._listener import default_max_connections
     from ..server._server import is_loopback
 
     if args.api_key is None and not is_loopback(args.host):
@@ -446,7 +436,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.model = offline_model(args.model)
     with local_server(args.model, engine=args.local, api_key=args.api_key,
                       host=args.host, port=args.port, quiet=False, translate=True,
-                      max_connections=args.max_connections,
+                      max_connections=args.max_connections or default_max_connections(),
                       engine_options=engine_options(args) if args.local else None) as srv:
         print(srv.url, flush=True)
         sys.stderr.write("local Realtime server running; Ctrl-C to stop\n")
@@ -487,8 +477,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return code
 
 
-OFFLINE_CHAT = ("the offline engine (no language model: Whisper base transcribes you and it "
-                "answers with what it heard)")
+OFFLINE_CHAT = ("the offline engine (no language model: Whisper base transcribes you and the "
+                "reply is 'You said: ...' with a tone)")
 """Who answers ``chat --local`` (and ``examples/voice_chat.py --local``)."""
 
 

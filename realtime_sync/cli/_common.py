@@ -153,3 +153,15 @@ def device(value: Optional[str]) -> Any:
     if value is None:
         return None
     return int(value) if value.isdigit() else value
+
+
+def offline_model(name: Optional[str]) -> str:
+    """``--model`` of an offline command checked before any work (exit 2 with one line);
+    returns what the engine loads (a faster-whisper name in the cache: its directory)."""
+    from ..errors import ConfigurationError
+    from ..server._models import resolve_model_name
+
+    try:
+        return resolve_model_name(name)
+    except ConfigurationError as exc:
+        raise UsageError(f"--model: {exc}") from None

@@ -11,8 +11,6 @@ from ..models import DEFAULT_CONVERSATION_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DE
 from ._common import add_common as _add_common
 from ._support import add_caption_options
 
-MAX_CONNECTIONS = 256  # `serve`: open sockets at most (each holds a few descriptors)
-
 __all__ = ["build_parser"]
 
 
@@ -48,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="key clients must send (default: any; then only loopback hosts)")
     s.add_argument("--allow-any-key", action="store_true",
                    help="listen beyond loopback (e.g. --host 0.0.0.0) without --api-key")
-    s.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
-                   help=f"open sockets at most; more get HTTP 503 (default {MAX_CONNECTIONS})")
+    s.add_argument("--max-connections", type=_positive_int, default=None,
+                   help="open sockets at most; more get HTTP 503 (default 256, fewer when "
+                        "the descriptor limit (ulimit -n) cannot hold 256)")
     _add_common(s)
 
     from ._translate import add_parser as add_translate

@@ -72,11 +72,11 @@ def _local_translation_server(model: Optional[str], to: str) -> Any:
         yield srv
 
 
-def cmd_translate(args: argparse.Namespace) -> int:
-    """Run ``realtime-sync translate`` (main thread)."""
-    from ..captions import open_writer
-    from ..translation import Translator
-    from ._common import Console, UsageError, device, endpoint_options, event_logger
+def _check_args(args: argparse.Namespace) -> None:
+    """``translate``'s arguments checked before any audio is read or any session opens
+    (UsageError: exit 2, one line); ``args.format`` and ``args.model`` resolved."""
+    from ._common import UsageError, offline_model
+    from ._support import resolve_format
 
     if bool(args.file) == bool(args.mic):
         raise UsageError("give an audio FILE or --mic (one of them)")
@@ -84,17 +84,23 @@ def cmd_translate(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.file}")
     if not args.to.strip():
         raise UsageError("--to needs a language code such as es")
-    from ._support import caption_options, resolve_format
-
-    args.format = resolve_format(args.format, args.output)  # before any audio is read
+    args.format = resolve_format(args.format, args.output)
     if args.local and args.model is not None:
-        from . import offline_model
-
         args.model = offline_model(args.model)  # a typo: exit 2 before any audio is read
     if args.file:
         from ..audio import FileSource
 
         FileSource(args.file).close()  # an unreadable file fails here, before any session
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    """Run ``realtime-sync translate`` (main thread)."""
+    from ..captions import open_writer
+    from ..translation import Translator
+    from ._common import Console, UsageError, device, endpoint_options, event_logger
+    from ._support import caption_options
+
+    _check_args(args)
     console = Console(sys.stdout)
     with contextlib.ExitStack() as stack:
         if args.local:

@@ -621,8 +621,7 @@ class WhisperRecognizer:
         if self.early_finals:
             final_lang = asked or (None if _is_multilingual(final) else "en")
             key = (final_lang, prompt, context if self.use_context else None)
-            if self._maybe_early_final(item, audio, start, key):
-                return item.text
+            self._maybe_early_final(item, audio, start, key)
         if (have_ms - item.decoded_ms < self.partial_every_ms
                 or time.monotonic() - item.decoded_at < _DRAFT_REST * item.cost_s):
             return item.text  # too soon after the last draft
@@ -772,8 +771,9 @@ class WhisperRecognizer:
 
     def _maybe_early_final(self, item: _Item, audio: bytes, start: int,
                            key: Tuple[Any, ...]) -> bool:
-        """At a pause in the turn, run its final decode now (on the early-final slot, beside
-        the finals), so that the commit finds it done. True when it ran (no draft then)."""
+        """At a pause in the turn, start its final decode now, on a thread of its own
+        (``rs-engine-early``) and the early-final slot beside the finals, so that the commit
+        finds it done while drafts go on. True when one started."""
         end = self._paused(audio[start:])
         if end is None:
             return False
@@ -789,22 +789,26 @@ class WhisperRecognizer:
             return False
         early = _Early(len(audio), end, key)
         item.early = early
-        started = time.monotonic()
-        try:
-            with slot:
-                wm = self.load()
-                samples = self._samples(audio)
-                if samples is not None:
-                    lang, prompt, context = key
-                    early.texts, early.languages = self._decode_final(
-                        wm, samples, lang, prompt, context)
-                early.text = " ".join(early.texts)
-        except Exception as exc:  # the commit decodes again and reports it
-            early.error = exc
-        finally:
-            early.ended = time.monotonic()
-            early.cost = early.ended - started
-            early.done.set()
+
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                with slot:
+                    wm = self.load()
+                    samples = self._samples(audio)
+                    if samples is not None:
+                        lang, prompt, context = key
+                        early.texts, early.languages = self._decode_final(
+                            wm, samples, lang, prompt, context)
+                    early.text = " ".join(early.texts)
+            except Exception as exc:  # the commit decodes again and reports it
+                early.error = exc
+            finally:
+                early.ended = time.monotonic()
+                early.cost = early.ended - started
+                early.done.set()
+
+        threading.Thread(target=run, name="rs-engine-early", daemon=True).start()
         return True
 
     def translate(self, audio: bytes, *, prompt: Optional[str] = None,

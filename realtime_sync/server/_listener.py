@@ -53,6 +53,21 @@ SPARE_FDS = 4  # descriptors probed per new connection (websockets 17 needs 3 be
 # socket); more would refuse every client of a process that runs with little headroom
 
 
+def default_max_connections(cap: int = 256, reserve: int = 64) -> int:
+    """``cap``, or fewer when the descriptor limit cannot hold that many connections (each
+    takes its socket plus :data:`SPARE_FDS` - 1 more, and ``reserve`` stay free), so that
+    the cap answers 503 before the process runs out of descriptors (any thread)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - Windows
+        return cap
+    if soft == resource.RLIM_INFINITY:
+        return cap
+    return max(1, min(cap, (soft - reserve) // SPARE_FDS))
+
+
 def set_send_timeout(sock: socket.socket, seconds: Optional[float]) -> None:
     """Make a blocking ``send`` on ``sock`` fail after ``seconds`` (``SO_SNDTIMEO``); the
     Python-level timeout stays as it is (the reader thread blocks in ``recv`` without one)."""

@@ -114,8 +114,8 @@ class DecodeScheduler:
 
         An early final is a turn's final decode started at a pause, before the commit. It
         has slots of its own (``early_slots``; the engine keeps a model replica for them), so
-        it never makes a committed turn wait; it is skipped while a final waits, and drafts
-        are skipped while it runs.
+        it never makes a committed turn wait; it is skipped while a final waits. Drafts go on
+        beside it (a short draft decode barely slows it, and speech may resume).
         """
         with self._cond:
             if self._waiting or self._early >= self.early_slots:
@@ -141,7 +141,7 @@ class DecodeScheduler:
         Skipped while a final runs or waits, or when ``cpu_slots`` decodes already run.
         """
         with self._cond:
-            if (self._finals or self._waiting or self._early
+            if (self._finals or self._waiting
                     or self._finals + self._partials >= self.cpu_slots):
                 self.stats["skipped"] += 1
                 return None

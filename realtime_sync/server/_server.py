@@ -538,6 +538,7 @@ class RealtimeServer:
             except ConnectionClosed:
                 return
             event = session.parse(data)
+            del data  # a 15 MiB frame's text is not held while its event is handled
             if event is None:
                 continue
             if self.record:

@@ -349,6 +349,12 @@ class Session(BaseSession):
             self.error(code, "Missing or invalid 'audio': expected a base64 string.", "audio",
                        event_id)
             return
+        fmt = self._input().get("format", {}).get("type", "audio/pcm")
+        # refuse before decoding: a flood of refused appends costs no decoded copies
+        pad = 2 if audio.endswith("==") else 1 if audio.endswith("=") else 0
+        expected = (len(audio) * 3 // 4 - pad) * len(to_pcm24k(b"\0", fmt))
+        if self._buffer_full(expected, event_id):
+            return
         try:
             raw = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
@@ -356,15 +362,9 @@ class Session(BaseSession):
                        "audio", event_id)
             return
         with self._lock:
-            pcm = to_pcm24k(raw, self._input().get("format", {}).get("type", "audio/pcm"))
-            cap = int(self.options.max_buffer_seconds * 1000) * BYTES_PER_MS
-            if len(self._buffer) + len(pcm) > cap:
-                self.error("input_audio_buffer_full",
-                           "The input audio buffer is full: it holds at most "
-                           f"{self.options.max_buffer_seconds:g} s of uncommitted audio "
-                           f"({len(self._buffer) // BYTES_PER_MS} ms now); commit or clear it "
-                           "before appending more. This append was not applied.",
-                           "audio", event_id)
+            pcm = to_pcm24k(raw, fmt)
+            del raw
+            if self._buffer_full(len(pcm), event_id):
                 return
             self._buffer += pcm
             self._total_bytes += len(pcm)
@@ -377,6 +377,20 @@ class Session(BaseSession):
                         self._speech_stopped(ms)
                 self._maybe_idle_timeout()
             self._maybe_partial()
+
+    def _buffer_full(self, more: int, event_id: Optional[str]) -> bool:
+        """Would ``more`` bytes of PCM overfill the input buffer? Then say so (read loop)."""
+        with self._lock:
+            held = len(self._buffer)
+        if held + more <= int(self.options.max_buffer_seconds * 1000) * BYTES_PER_MS:
+            return False
+        self.error("input_audio_buffer_full",
+                   "The input audio buffer is full: it holds at most "
+                   f"{self.options.max_buffer_seconds:g} s of uncommitted audio "
+                   f"({held // BYTES_PER_MS} ms now); commit or clear it "
+                   "before appending more. This append was not applied.",
+                   "audio", event_id)
+        return True
 
     def _maybe_idle_timeout(self) -> None:
         """``turn_detection.idle_timeout_ms`` of audio without speech (on the audio clock):
