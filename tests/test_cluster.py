@@ -9,6 +9,7 @@ run the scripted local server, slowed down to take about as long as the audio.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import signal
@@ -261,6 +262,22 @@ class TestLocalInstance:
         results = rs.transcribe_files(files[:2], cluster="auto", server=Big(),
                                       turn_detection=None, progress=False)
         assert texts(results) == ["900 ms of audio", "300 ms of audio"]
+
+    @pytest.mark.local_engine
+    def test_cli_local_cluster_loads_the_offline_engine_in_each_actor(self, tmp_path, capsys):
+        from conftest import skip_or_fail
+
+        if importlib.util.find_spec("faster_whisper") is None:
+            skip_or_fail("the offline engine is not installed (pip install "
+                         "'realtime-sync[local]')")
+        speech = Path(ROOT) / "tests" / "data" / "engine"
+        out = tmp_path / "subs"
+        code = main(["transcribe", str(speech / "fox.wav"), str(speech / "weather.wav"),
+                     "--local", "--model", "tiny.en", "--cluster", "auto", "--format", "srt",
+                     "-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        assert "quick brown fox" in (out / "fox.srt").read_text().lower()
+        assert "weather" in (out / "weather.srt").read_text().lower()
 
     def test_a_server_that_cannot_start_fails_every_file_with_its_reason(self, files):
         results = rs.transcribe_files(files[:3], cluster="auto", server=broken_server,
