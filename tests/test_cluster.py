@@ -130,7 +130,8 @@ def test_ctrl_c_cancels_the_job_and_reports_what_finished(tmp_path):
             [sys.executable, "-m", "realtime_sync", "transcribe", short, *longer, "--cluster",
              "local", "--jobs", "2", "--url", srv.url, "--no-vad", "--realtime"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            start_new_session=True)
+            start_new_session=True,  # its Ray instance: a small object store (shared machine)
+            env={**os.environ, "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(STORE)})
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == f"==> {short} <=="  # Ray is up, 1 done
