@@ -229,6 +229,9 @@ def main(argv: List[str] = sys.argv[1:]) -> int:
     parser.add_argument("--langs", default=None,
                         help="languages of the set to use, comma-separated (default: all five; "
                              "en only for an English-only model such as tiny.en)")
+    parser.add_argument("--files", type=int, default=None,
+                        help="only this many files of the set, taken in turn from each "
+                             "language (default: all, about --minutes)")
     parser.add_argument("--skip-batch", action="store_true",
                         help="only the 12-file overhead check")
     args = parser.parse_args(argv)
@@ -241,6 +244,9 @@ def main(argv: List[str] = sys.argv[1:]) -> int:
     langs = args.langs.split(",") if args.langs else \
         (["en"] if args.model.endswith(".en") else ["en", "es", "fr", "it", "ru"])
     files = fetch(args.minutes, langs)
+    if args.files:
+        by_lang = [[f for f in files if Path(f).name.startswith(f"{lang}_")] for lang in langs]
+        files = [f for group in zip(*by_lang) for f in group][:args.files]
     audio = sum(duration(f) for f in files)
     print(f"# {len(files)} files, {audio / 60:.1f} min of speech, model {args.model}, "
           f"({','.join(langs)}), jobs {args.jobs}; load average {os.getloadavg()[0]:.1f} at start "

@@ -65,7 +65,7 @@ if [ "${RS_OTHER_PYTHONS:-1}" = 1 ] && [ $# = 0 ]; then
       tests/test_hostile_network.py tests/test_hostile_features.py tests/test_feature_contract.py \
       tests/test_models.py tests/test_model_rules.py tests/test_client_vad.py \
       tests/test_transcriber_drops.py tests/test_batch.py tests/test_translation.py \
-      tests/test_fidelity.py tests/test_hostile_input.py tests/test_hostile_secrets.py \
+      tests/test_fidelity.py tests/test_wait_history.py tests/test_hostile_input.py tests/test_hostile_secrets.py \
       tests/test_server_hardening.py tests/test_architecture.py tests/test_live_parts.py
   done
 fi

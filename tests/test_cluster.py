@@ -9,6 +9,7 @@ run the scripted local server, slowed down to take about as long as the audio.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import signal
@@ -71,6 +72,11 @@ def slow_server() -> FakeRealtimeServer:
     return FakeRealtimeServer(recognizer=ScriptedRecognizer(_slowly))
 
 
+def broken_server() -> FakeRealtimeServer:
+    """Runs inside each actor: a server whose engine cannot load."""
+    raise rs.ConfigurationError("no weights in this image")
+
+
 def texts(results: List[rs.FileResult]) -> List[str]:
     return [r.transcript.text if r.transcript is not None else repr(r.error) for r in results]
 
@@ -124,7 +130,8 @@ def test_ctrl_c_cancels_the_job_and_reports_what_finished(tmp_path):
             [sys.executable, "-m", "realtime_sync", "transcribe", short, *longer, "--cluster",
              "local", "--jobs", "2", "--url", srv.url, "--no-vad", "--realtime"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            start_new_session=True)
+            start_new_session=True,  # its Ray instance: a small object store (shared machine)
+            env={**os.environ, "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(STORE)})
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == f"==> {short} <=="  # Ray is up, 1 done
@@ -256,6 +263,28 @@ class TestLocalInstance:
         results = rs.transcribe_files(files[:2], cluster="auto", server=Big(),
                                       turn_detection=None, progress=False)
         assert texts(results) == ["900 ms of audio", "300 ms of audio"]
+
+    @pytest.mark.local_engine
+    def test_cli_local_cluster_loads_the_offline_engine_in_each_actor(self, tmp_path, capsys):
+        from conftest import skip_or_fail
+
+        if importlib.util.find_spec("faster_whisper") is None:
+            skip_or_fail("the offline engine is not installed (pip install "
+                         "'realtime-sync[local]')")
+        speech = Path(ROOT) / "tests" / "data" / "engine"
+        out = tmp_path / "subs"
+        code = main(["transcribe", str(speech / "fox.wav"), str(speech / "weather.wav"),
+                     "--local", "--model", "tiny.en", "--cluster", "auto", "--format", "srt",
+                     "-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        assert "quick brown fox" in (out / "fox.srt").read_text().lower()
+        assert "weather" in (out / "weather.srt").read_text().lower()
+
+    def test_a_server_that_cannot_start_fails_every_file_with_its_reason(self, files):
+        results = rs.transcribe_files(files[:3], cluster="auto", server=broken_server,
+                                      turn_detection=None, progress=False)
+        assert [r.ok for r in results] == [False, False, False]
+        assert all("no weights in this image" in str(r.error) for r in results)
 
     def test_callbacks_and_unpicklable_servers_are_refused_in_one_line(self, files):
         with pytest.raises(ValueError, match="on_final"):

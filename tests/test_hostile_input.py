@@ -516,3 +516,15 @@ def test_the_keepalive_keeps_the_idle_stream_on_the_wall_clock_while_the_process
                     h.join()
     # generous guard (the design keeps it within one frame and a tick: 300 ms)
     assert silence_ms >= idle_ms - 1000
+
+
+def test_a_riff_header_whose_chunk_runs_past_the_end_is_an_audio_error(tmp_path):
+    """The stdlib wave module raises a bare RuntimeError when a chunk size points past the end
+    of the file: it is refused as audio FFmpeg cannot decode, never a bare RuntimeError."""
+    pytest.importorskip("av")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x20\x00\x00\x00WAVEnot audio at all, just text")
+    from realtime_sync.audio import FileSource
+
+    with pytest.raises(rs.AudioError, match="FFmpeg can decode"):
+        FileSource(str(bad)).read(100)

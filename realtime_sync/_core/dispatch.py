@@ -202,6 +202,10 @@ class Router:
     """Numbering, taps and the bounded dispatch queue, with the dispatcher thread."""
 
     RECENT = 256
+    CONTROL = frozenset({"session.created", "session.updated", "session.closed", "error"})
+    """Event types also kept in a history of their own, so that a burst of other events
+    (more than :attr:`RECENT`) cannot push the answer to a session config out of reach of
+    the ``wait`` that ``connect()`` starts after it."""
 
     def __init__(
         self,
@@ -227,6 +231,7 @@ class Router:
         self.finished = False  # the client is closed for good: waits and iterators end
         self.seq = 0
         self.recent: Deque[Tuple[int, Event]] = deque(maxlen=self.RECENT)
+        self.recent_control: Deque[Tuple[int, Event]] = deque(maxlen=self.RECENT)
         self.waiters: List[Waiter] = []
         self.iterators: List[EventIterator] = []
         self.marshal = marshal
@@ -259,6 +264,8 @@ class Router:
             seq = self.seq
             self.received += 1
             self.recent.append((seq, event))
+            if type_ in self.CONTROL:
+                self.recent_control.append((seq, event))
             if self.waiters:
                 for w in self.waiters:
                     if w.wants(type_):  # type: ignore[arg-type]
@@ -353,6 +360,10 @@ class Router:
         deadline = Deadline(timeout)
         waiter = Waiter(types, bool(error_ids), self.lock)
         with self.lock:
+            oldest = self.recent[0][0] if self.recent else self.seq + 1
+            for seq, ev in self.recent_control:  # those that left the general history
+                if after < seq < oldest and waiter.wants(ev.get("type", "")):
+                    waiter.items.append((seq, ev))
             for seq, ev in self.recent:
                 if seq > after and waiter.wants(ev.get("type", "")):
                     waiter.items.append((seq, ev))

@@ -308,8 +308,10 @@ class _Run:
         actor = self.starting.pop(ref)
         try:
             why = self.ray.get(ref)
-        except ray_error as exc:
-            logger.info("a Ray actor died while starting: %s", _first_line(exc))
+        except ray_error as exc:  # e.g. realtime_sync missing on that node
+            logger.warning("a Ray actor could not start: %s", _last_line(exc))
+            self.broken = WorkerLostError(f"no Ray actor could start: {_last_line(exc)} "
+                                          "(is realtime-sync[ray] installed on every node?)")
             self._forget(actor)
             return
         if why is not None:
@@ -364,6 +366,12 @@ class _Run:
     def _fail_rest(self, error: BaseException) -> None:
         while self.queue:
             self.finish(self.queue.popleft(), None, error)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The cause at the end of a Ray error's text (``ModuleNotFoundError: ...``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -429,7 +429,7 @@ class FileSource(_PacedSource):
             raise AudioError(f"the file is empty: {path}")
         try:
             return _WaveDecoder(path)  # closed by close()
-        except (wave.Error, EOFError):
+        except (wave.Error, EOFError, RuntimeError):  # (a chunk past the end: RuntimeError)
             pass  # not integer-PCM WAV: FFmpeg decodes it
         except OSError as exc:
             raise AudioError(f"cannot open {path}: {exc.strerror or exc}") from None
