@@ -77,7 +77,9 @@ def test_audio_response_streams_pcm_and_transcript():
     with RealtimeServer(responder=ScriptedResponder([Audio(pcm, "a short beep")])) as srv:
         p = realtime(srv)
         p.send({"type": "response.create"})
-        got = p.until("response.done")
+        # up to the response's last event (rate_limits.updated, sent by the response worker
+        # after response.done), so that it cannot arrive between the answers read below
+        got = p.until("rate_limits.updated")
         audio = b"".join(base64.b64decode(e["delta"]) for e in got
                          if e["type"] == "response.output_audio.delta")
         assert audio == pcm
