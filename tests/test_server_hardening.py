@@ -342,6 +342,51 @@ def test_the_uncommitted_input_buffer_is_capped_with_an_error_event():
         client.close()
 
 
+def test_a_large_frame_is_handled_with_the_reader_held_and_the_next_frames_still_flow():
+    """While a large append is handled, the connection's reader does not assemble the next
+    (possibly 15 MiB) frame at the same time; small events are not held."""
+    held: List[Tuple[str, bool]] = []
+
+    def before(conn: Any, event: Dict[str, Any]) -> None:
+        held.append((event["event_id"], conn._ws.recv_messages.paused))
+
+    with RealtimeServer(api_key="sk-local", before=before) as server:
+        client = RawClient(server.port, path="/v1/realtime?intent=transcription")
+        client.next_event("session.created")
+        client.send({"type": "session.update", "event_id": "u1", "session": {
+            "type": "transcription", "audio": {"input": {
+                "turn_detection": None, "transcription": {"model": "gpt-4o-transcribe"}}}}})
+        client.next_event("session.updated")
+        _append(client, 30_000, "big")  # 1.44 MB of PCM, 1.9 MB of text
+        _append(client, 100, "small")
+        client.send({"type": "input_audio_buffer.commit", "event_id": "c1"})
+        item = client.next_event("conversation.item.input_audio_transcription.completed")
+        assert item["transcript"] == "30100 ms of audio"
+        assert held == [("u1", False), ("big", True), ("small", False), ("c1", False)]
+        client.close()
+
+
+@pytest.mark.parametrize("text", [
+    "", "AAAA", "AAE=", "AA==", "3q2+7w==", "AA", "A", "AAA=A", "AA=A", "AA===",
+    "AA AA", "AA\nAA", "AA-_", "AAA\u00e9", "=AAA",
+])
+def test_append_audio_is_decoded_exactly_as_strict_base64(text):
+    import base64 as stdlib
+    import binascii
+
+    from realtime_sync.server._audio import b64decode_strict
+
+    try:
+        expected: Any = stdlib.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        expected = type(exc)
+    try:
+        got: Any = b64decode_strict(text)
+    except (binascii.Error, ValueError) as exc:
+        got = type(exc)
+    assert got == expected
+
+
 def test_default_buffer_limit_is_the_one_the_readme_documents():
     from realtime_sync.server._session import MAX_BUFFER_SECONDS
 

@@ -33,6 +33,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from .. import models as _models
+from ._audio import b64decode_strict
 from ._jobs import WorkerPool
 from ._recognizer import Recognizer
 from ._responses import tone
@@ -444,7 +445,7 @@ class LiveServerSession(BaseSession):
 
     def _decode(self, data: str) -> bytes:
         try:
-            raw = base64.b64decode(data, validate=True)
+            raw = b64decode_strict(data)
         except (binascii.Error, ValueError):
             raise LiveError("invalid_value", "'audio' is not valid base64.", "audio") from None
         kind, rate = self._format
@@ -590,7 +591,7 @@ class LiveServerSession(BaseSession):
 
     def _fixture(self, data: str, eid: Optional[str]) -> None:
         try:
-            raw = base64.b64decode(data, validate=True)
+            raw = b64decode_strict(data)
         except (binascii.Error, ValueError):
             raise LiveError("invalid_value", "'audio' is not valid base64.", "audio") from None
         if len(raw) % 2 or len(raw) > 30 * 48000:

@@ -28,6 +28,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from ._listener import Listener
 from ._live import LiveScript, LiveServerSession
+from ._memory import fix_mmap_threshold, hold_reader
 from ._recognizer import Recognizer, ScriptedRecognizer
 from ._redact import QuietHandshakeFailures, RedactSecrets
 from ._responses import EchoResponder, Responder
@@ -263,10 +264,15 @@ class RealtimeServer:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> RealtimeServer:
-        """Bind and start serving on an ``rs-server-accept-<port>`` thread; returns self."""
+        """Bind and start serving on an ``rs-server-accept-<port>`` thread; returns self.
+
+        On glibc this fixes the process's mmap threshold at 4 MiB (``mallopt``), so that the
+        copies of large client frames go back to the OS once freed (see :mod:`._memory`).
+        """
         if self._server is not None:
             return self
         self._stopping.clear()
+        fix_mmap_threshold()  # large frames' blocks go back to the OS once freed (glibc)
         accepted = inspect.signature(serve).parameters
         ws_args = {k: v for k, v in self._ws_args.items() if k in accepted}  # websockets < 15
         self._server = serve(self._handle, self.host, self.port,
@@ -524,6 +530,7 @@ class RealtimeServer:
         return session
 
     def _read_loop(self, conn: Connection, ws: ServerConnection, session: Any) -> None:
+        # a large frame is handled with the reader held: it does not assemble the next one
         expired = False
         while True:
             remaining = session.deadline - time.monotonic()
@@ -537,22 +544,27 @@ class RealtimeServer:
                 continue
             except ConnectionClosed:
                 return
-            event = session.parse(data)
-            del data  # a 15 MiB frame's text is not held while its event is handled
-            if event is None:
-                continue
-            if self.record:
-                conn.received.append(event)
-            try:
-                if self.before is not None and self.before(conn, event):
-                    continue
-                session.dispatch(event)
-                if self.after is not None:
-                    self.after(conn, event)
-            except Exception:
-                log.exception("handling %r failed", event.get("type"))
-                session.error(None, "The server had an error while processing your request.",
-                              type_="server_error", event_id=event.get("event_id"))
+            size = len(data)
+            with hold_reader(ws, size):
+                event = session.parse(data)
+                del data  # a 15 MiB frame's text is not held while its event is handled
+                if event is not None:
+                    self._handle_event(conn, session, event)
+                del event
+
+    def _handle_event(self, conn: Connection, session: Any, event: Dict[str, Any]) -> None:
+        if self.record:
+            conn.received.append(event)
+        try:
+            if self.before is not None and self.before(conn, event):
+                return
+            session.dispatch(event)
+            if self.after is not None:
+                self.after(conn, event)
+        except Exception:
+            log.exception("handling %r failed", event.get("type"))
+            session.error(None, "The server had an error while processing your request.",
+                          type_="server_error", event_id=event.get("event_id"))
 
 
 def _release(server: Server) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import models
 from . import _mcp
-from ._audio import BYTES_PER_MS, to_pcm24k
+from ._audio import BYTES_PER_MS, b64decode_strict, to_pcm24k
 from ._config import LOGPROBS_INCLUDE, SessionError, apply_update, default_session
 from ._jobs import WorkerPool
 from ._recognizer import Recognizer, ScriptedRecognizer, split_words
@@ -356,7 +356,7 @@ class Session(BaseSession):
         if self._buffer_full(expected, event_id):
             return
         try:
-            raw = base64.b64decode(audio, validate=True)
+            raw = b64decode_strict(audio)
         except (binascii.Error, ValueError):
             self.error("invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.",
                        "audio", event_id)

@@ -29,6 +29,7 @@ from array import array
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .._core.wire import BYTES_PER_MS
+from ._audio import b64decode_strict
 from ._config import SessionError, noise_reduction
 from ._jobs import WorkerPool
 from ._responses import tone
@@ -174,7 +175,7 @@ def validate_client_event(event: Dict[str, Any]) -> Optional[bytes]:
             raise EventError("missing_required_parameter",
                              "Missing required parameter: 'audio'.", "audio")
         try:
-            pcm = base64.b64decode(audio, validate=True)
+            pcm = b64decode_strict(audio)
         except (binascii.Error, ValueError):
             raise EventError("invalid_value", "Invalid 'audio': expected base64-encoded "
                              "24 kHz PCM16 mono audio.", "audio") from None
