@@ -59,7 +59,7 @@ def fix_mmap_threshold() -> bool:
 def hold_reader(ws: Any, size: int) -> Iterator[None]:
     """While the body runs, keep ``ws``'s reader thread from reading further frames, if the
     frame being handled has ``size`` >= :data:`LARGE_FRAME` bytes (read loop)."""
-    messages = getattr(ws, "recv_messages", None)  # websockets.sync Assembler
+    messages: Any = getattr(ws, "recv_messages", None)  # websockets.sync Assembler
     mutex = getattr(messages, "mutex", None)
     if size < LARGE_FRAME or mutex is None or not hasattr(messages, "paused"):
         yield
