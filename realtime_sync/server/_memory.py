@@ -61,7 +61,8 @@ def hold_reader(ws: Any, size: int) -> Iterator[None]:
     frame being handled has ``size`` >= :data:`LARGE_FRAME` bytes (read loop)."""
     messages: Any = getattr(ws, "recv_messages", None)  # websockets.sync Assembler
     mutex = getattr(messages, "mutex", None)
-    if size < LARGE_FRAME or mutex is None or not hasattr(messages, "paused"):
+    if (size < LARGE_FRAME or mutex is None or not hasattr(messages, "paused")
+            or getattr(messages, "low", None) is None):  # no flow control: never resumed
         yield
         return
     with mutex:
