@@ -227,7 +227,8 @@ def test_language_and_prompt_are_passed_to_whisper(
     recognizer: WhisperRecognizer, caplog: pytest.LogCaptureFixture
 ) -> None:
     spy = _Spy(recognizer.load())
-    rec = WhisperRecognizer("tiny.en", partials=False)
+    # the 30 s window path (short finals call the model's decoder directly)
+    rec = WhisperRecognizer("tiny.en", partials=False, short_finals=False)
     rec._model = spy
     audio = read_pcm("weather.wav")
     text = "".join(rec.transcribe(audio, model="gpt-4o-transcribe", language="en",
@@ -245,6 +246,39 @@ def test_language_and_prompt_are_passed_to_whisper(
     list(rec.transcribe(audio, model="m", language=None, prompt="Weather.",
                         context="Good morning."))
     assert spy.calls[-1]["initial_prompt"] == "Weather. Good morning."  # previous turn
+
+
+class _EncodeSpy(_Spy):
+    """Also records the width (frames) of every encoder input given to the model directly."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__(real)
+        self.frames: List[int] = []
+
+    def encode(self, features: Any) -> Any:
+        self.frames.append(int(features.shape[-1]))
+        return self.real.encode(features)
+
+
+@pytest.mark.local_engine
+@engine
+def test_short_turn_final_encodes_its_audio_not_a_30_s_window(
+    recognizer: WhisperRecognizer,
+) -> None:
+    spy = _EncodeSpy(recognizer.load())
+    rec = WhisperRecognizer("tiny.en", partials=False)
+    rec._model = spy
+    text = "".join(rec.transcribe(read_pcm("meeting.wav"), model="m", language=None))
+    _, errors, words = word_error_rate(" ".join(REFERENCES["meeting.wav"]), text)
+    assert errors <= words * WER_LIMIT
+    assert spy.calls == []  # not the 30 s window path
+    assert spy.frames and max(spy.frames) < 3000
+    # a turn longer than SHORT_FINAL_MAX_S keeps the 30 s window path
+    long_turn = read_pcm("meeting.wav") * 2
+    text = "".join(rec.transcribe(long_turn, model="m", language=None))
+    assert len(spy.calls) == 1
+    _, errors, words = word_error_rate(" ".join(REFERENCES["meeting.wav"] * 2), text)
+    assert errors <= words * WER_LIMIT
 
 
 @pytest.mark.local_engine
