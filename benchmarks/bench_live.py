@@ -25,8 +25,8 @@ it. The speech onset and end come from a reference VAD (Silero, through faster-w
 Settings: ``default`` (``local_engine()``: base for finals, tiny.en drafts), ``tiny.en``
 (tiny.en for both), ``base`` (base for both), ``default-full`` (the default with
 ``short_finals=False``: finals over Whisper's 30 s window); ``X+agreement`` uses the
-agreement rule for stable words instead of the confidence rule. ``--sessions 2`` feeds two prompts at once
-(two live sessions on one engine). The machine's load average is printed with the table:
+agreement rule for stable words instead of the confidence rule. ``--sessions 2`` feeds two
+prompts at once (two live sessions on one engine). The machine's load average is printed with the table:
 numbers from a loaded machine are not comparable with a quiet one's.
 """
 
