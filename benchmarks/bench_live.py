@@ -26,8 +26,8 @@ Settings: ``default`` (``local_engine()``: base for finals, tiny.en drafts), ``t
 (tiny.en for both), ``base`` (base for both), ``default-full`` (the default with
 ``short_finals=False``: finals over Whisper's 30 s window); ``X+agreement`` uses the
 agreement rule for stable words instead of the confidence rule. ``--sessions 2`` feeds two
-prompts at once (two live sessions on one engine). The machine's load average is printed with the table:
-numbers from a loaded machine are not comparable with a quiet one's.
+prompts at once (two live sessions on one engine). The machine's load average is printed
+with the table: numbers from a loaded machine are not comparable with a quiet one's.
 """
 
 from __future__ import annotations
