@@ -248,6 +248,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         help="server VAD silence_duration_ms (the CLI's files: see README)")
     parser.add_argument("--use-context", action="store_true",
                         help="give Whisper the previous transcript (WhisperRecognizer option)")
+    parser.add_argument("--full-finals", action="store_true",
+                        help="decode every final over Whisper's 30 s window "
+                             "(WhisperRecognizer short_finals=False)")
     parser.add_argument("--out", type=Path, default=None, help="write results as JSON")
     args = parser.parse_args(argv)
     global SILENCE_MS
@@ -263,6 +266,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         rec, vad_factory = local_engine(model_name)
         if args.use_context:
             rec.use_context = True
+        if args.full_finals:
+            rec.short_finals = False
         wm = rec.load()
         load_s = time.monotonic() - t0
         langs = args.langs or sorted({m["language"] for m in manifest.values()})
