@@ -56,6 +56,8 @@ def b64decode_strict(text: Any) -> bytes:
         return base64.b64decode(text, validate=True)
     if sys.version_info >= (3, 11):
         return binascii.a2b_base64(text, strict_mode=True)
+    if not text.isascii():  # as the stdlib's ASCII encoding step refuses it
+        raise ValueError("string argument should contain only ASCII characters")
     if not _B64.fullmatch(text):  # what b64decode(validate=True) checks before 3.11
         raise binascii.Error("Non-base64 digit found")
     return binascii.a2b_base64(text)
