@@ -745,7 +745,7 @@ class WhisperRecognizer:
             if short.text:
                 self._check_english(wm, samples, short.avg_logprob)
             texts = [short.text] if short.text else []
-            detected = short.language
+            detected: Optional[str] = short.language
         else:
             segments, info = wm.transcribe(
                 samples, language=lang, initial_prompt=self._prompt(prompt, context),
@@ -759,7 +759,8 @@ class WhisperRecognizer:
             texts = [t for t in (s.text.strip() for s in decoded) if t]
             detected = info.language
         text = " ".join(texts)
-        languages = [lang or detected] if text and (lang or detected) else []
+        found = lang or detected
+        languages = [found] if text and found else []
         if text and languages and _is_multilingual(wm):
             with self._items_lock:
                 self._languages_by_text[text] = languages[0]
