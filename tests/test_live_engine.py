@@ -501,8 +501,9 @@ def test_the_final_is_decoded_at_a_pause_and_dropped_when_speech_follows() -> No
 
 
 class _MeetingModel:
-    """A real Whisper model whose transcribe waits until two decodes are inside it at once
-    (the barrier breaks, and the test fails, when decodes are serialised)."""
+    """A real Whisper model whose decodes wait until two of them are inside it at once (the
+    barrier breaks, and the test fails, when decodes are serialised): ``transcribe`` (the
+    30 s window path) and ``encode`` (a short final calls the encoder itself)."""
 
     def __init__(self, model: Any, barrier: threading.Barrier) -> None:
         self._model = model
@@ -511,6 +512,10 @@ class _MeetingModel:
     def transcribe(self, *args: Any, **kwargs: Any) -> Any:
         self._barrier.wait()
         return self._model.transcribe(*args, **kwargs)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self._barrier.wait()
+        return self._model.encode(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
