@@ -474,7 +474,7 @@ class WhisperRecognizer:
             except BaseException as exc:  # reported by load() on the caller's thread
                 self._preload_error = exc
 
-        self._preload = threading.Thread(target=run, name="rs-engine-load", daemon=True)
+        self._preload = threading.Thread(target=run, name="rs-engine-load", daemon=False)
         self._preload.start()
 
     def load(self) -> Any:
@@ -839,7 +839,10 @@ class WhisperRecognizer:
                 early.cost = early.ended - started
                 early.done.set()
 
-        threading.Thread(target=run, name="rs-engine-early", daemon=True).start()
+        # not a daemon: interpreter exit waits for this decode (at most one final's time)
+        # instead of tearing CTranslate2 down under it ("terminate called without an active
+        # exception", SIGABRT after Ctrl-C of a voice chat)
+        threading.Thread(target=run, name="rs-engine-early", daemon=False).start()
         return True
 
     def translate(self, audio: bytes, *, prompt: Optional[str] = None,
