@@ -437,6 +437,8 @@ class RealtimeServer:
             conn._closed.set()
             with self._lock:
                 self._conns.pop(number, None)
+            if keepalive is not None:  # it ends with the reader: stop() joins this thread
+                keepalive.join(2.0)
 
     def _refuse(self, ws: ServerConnection, close_code: int, code: str, message: str) -> None:
         try:
